@@ -1,0 +1,1 @@
+"""Wire contracts: event models, API bodies, the envelope and topic names. Imports pydantic only."""

@@ -1,0 +1,20 @@
+"""The one response envelope of the HTTP API: `{code, message, data}` with code = HTTP status."""
+
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel
+
+T = TypeVar("T")
+
+OK_MESSAGE = "操作成功"
+
+
+class Envelope(BaseModel, Generic[T]):
+    code: int = 200
+    message: str = OK_MESSAGE
+    data: T | None = None
+
+
+class Page(BaseModel, Generic[T]):
+    total: int
+    rows: list[T]

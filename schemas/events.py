@@ -1,0 +1,112 @@
+"""The lifecycle events of a batch sync (SPEC §4).
+
+Every event shares the header fields of `Event`; the body fields follow per type.
+Readers ignore unknown fields, so additive changes keep `schemaVersion` at 1.
+"""
+
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID, uuid4
+
+from pydantic import Field, TypeAdapter, model_validator
+
+from schemas.base import UtcTime, WireModel, utcnow
+
+SCHEMA_VERSION = 1
+
+
+class Trigger(StrEnum):
+    HTTP = "http"
+    EVENT = "event"
+    RETRY = "retry"
+    SCHEDULE = "schedule"
+
+
+class ErrorCode(StrEnum):
+    SOURCE_TIMEOUT = "SOURCE_TIMEOUT"
+    SOURCE_AUTH = "SOURCE_AUTH"
+    SOURCE_REFUSED = "SOURCE_REFUSED"
+    SOURCE_NOT_FOUND = "SOURCE_NOT_FOUND"
+    SOURCE_ERROR = "SOURCE_ERROR"
+    TARGET_TIMEOUT = "TARGET_TIMEOUT"
+    TARGET_AUTH = "TARGET_AUTH"
+    TARGET_REFUSED = "TARGET_REFUSED"
+    TARGET_ERROR = "TARGET_ERROR"
+    CONFIG_INVALID = "CONFIG_INVALID"
+    BATCH_NOT_FOUND = "BATCH_NOT_FOUND"
+    ALREADY_RUNNING = "ALREADY_RUNNING"
+    NOT_RETRYABLE = "NOT_RETRYABLE"
+    CANCELLED = "CANCELLED"
+    INTERNAL = "INTERNAL"
+
+
+class Event(WireModel):
+    event_id: UUID = Field(default_factory=uuid4)
+    event_type: str
+    schema_version: Literal[1] = SCHEMA_VERSION
+    occurred_at: UtcTime = Field(default_factory=utcnow)
+    correlation_id: str = Field(min_length=1, max_length=200)
+    batch_id: int
+    run_id: UUID | None = None
+    producer: str = Field(min_length=1, max_length=200)
+
+
+class BatchSyncRequested(Event):
+    event_type: Literal["BatchSyncRequested"] = "BatchSyncRequested"
+    request_id: str = Field(default="", max_length=200, description="idempotency key; defaults to eventId")
+    requested_by: str = Field(min_length=1, max_length=200)
+    trigger: Trigger = Trigger.EVENT
+    reply_to: str | None = Field(default=None, max_length=249)
+    resume_run_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _default_request_id(self) -> "BatchSyncRequested":
+        if not self.request_id:
+            self.request_id = str(self.event_id)
+        return self
+
+
+class BatchSyncStarted(Event):
+    event_type: Literal["BatchSyncStarted"] = "BatchSyncStarted"
+    trigger: Trigger
+    requested_by: str
+    started_at: UtcTime
+    resumed_from_chunk: int = 0
+    resumed_from_run_id: UUID | None = None
+    config_hash: str | None = None
+
+
+class BatchSyncProgress(Event):
+    event_type: Literal["BatchSyncProgress"] = "BatchSyncProgress"
+    chunk: int
+    records_read: int
+    records_written: int
+    total_estimate: int | None = None
+    elapsed_ms: int
+    records_per_second: float
+
+
+class BatchSyncCompleted(Event):
+    event_type: Literal["BatchSyncCompleted"] = "BatchSyncCompleted"
+    success: bool
+    message: str
+    sync_time: UtcTime
+    records_synced: int = 0
+    duration_ms: int = 0
+    error_code: ErrorCode | None = None
+    cancelled_by: str | None = None
+
+
+LifecycleEvent = Annotated[
+    BatchSyncStarted | BatchSyncProgress | BatchSyncCompleted, Field(discriminator="event_type")
+]
+lifecycle_event_adapter: TypeAdapter[BatchSyncStarted | BatchSyncProgress | BatchSyncCompleted] = (
+    TypeAdapter(LifecycleEvent)
+)
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    BatchSyncRequested,
+    BatchSyncStarted,
+    BatchSyncProgress,
+    BatchSyncCompleted,
+)

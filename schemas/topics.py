@@ -1,0 +1,29 @@
+"""Topic names derived from the one prefix (`BATCHSYNC_TOPIC_PREFIX`)."""
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "integration.batch.sync"
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def requested(self) -> str:
+        return f"{self.prefix}.requested"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def replies(self) -> str:
+        return f"{self.prefix}.replies"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.dlq"
+
+    def all(self) -> list[str]:
+        return [self.requested, self.events, self.replies, self.dlq]

@@ -1,0 +1,1 @@
+"""The batchsync application: config, composition root, HTTP API, sync engine, connectors, state store."""

@@ -1,0 +1,187 @@
+"""Tables of the state store.
+
+- `connections`, `batches`: configuration (the API writes them).
+- `runs`: one row per execution; the worker owns it through a lease and records counts and the
+  mirrored checkpoint. A partial unique index lets only one RUNNING run per batch exist.
+- `request_ledger`: every `requestId` ever seen, mapped to its run: the idempotency record.
+- `outbox`: events written in the same transaction as the state they describe, relayed to Kafka.
+- `run_history`, `projected_events`, `consumer_offsets`: the projection of the events topic and
+  the offsets it was built from, committed together.
+"""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Connection(Base):
+    __tablename__ = "connections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(20))
+    url: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    options: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), onupdate=func.now())
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    source_connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id"))
+    source: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    target_connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id"))
+    target: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    mapping: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    chunk_size: Mapped[int | None] = mapped_column(Integer)
+    config_version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    status: Mapped[str] = mapped_column(String(20), server_default=text("'NEVER_RUN'"))
+    last_sync_time: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_success_time: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_records_synced: Mapped[int | None] = mapped_column(BigInteger)
+    last_run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    high_water_mark: Mapped[Any | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), onupdate=func.now())
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("uq_runs_one_running_per_batch", "batch_id", unique=True,
+              postgresql_where=text("status = 'RUNNING'")),
+        Index("ix_runs_batch_id_created_at", "batch_id", "created_at"),
+        Index("ix_runs_active_lease", "lease_until", postgresql_where=text("status IN ('PENDING','RUNNING')")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    request_id: Mapped[str] = mapped_column(String(200), unique=True)
+    correlation_id: Mapped[str] = mapped_column(String(200))
+    reply_to: Mapped[str | None] = mapped_column(String(249))
+    trigger: Mapped[str] = mapped_column(String(20))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), server_default=text("'PENDING'"))
+    resumed_from_run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    checkpoint_key: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    config_hash: Mapped[str | None] = mapped_column(String(64))
+    records_read: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    records_written: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    chunks: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    resumed_from_chunk: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    total_estimate: Mapped[int | None] = mapped_column(BigInteger)
+    checkpoint: Mapped[Any | None] = mapped_column(JSONB)
+    message: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class RequestLedger(Base):
+    __tablename__ = "request_ledger"
+
+    request_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    batch_id: Mapped[int] = mapped_column(Integer)
+    first_event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    seen_count: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    first_seen_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class Outbox(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(249))
+    key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class RunHistory(Base):
+    __tablename__ = "run_history"
+    __table_args__ = (Index("ix_run_history_batch_id_started_at", "batch_id", "started_at"),)
+
+    run_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str | None] = mapped_column(String(20))
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    records_synced: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    records_read: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    chunks: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    message: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    success: Mapped[bool | None] = mapped_column(Boolean)
+    resumed_from_run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    config_hash: Mapped[str | None] = mapped_column(String(64))
+    cancelled_by: Mapped[str | None] = mapped_column(String(200))
+    correlation_id: Mapped[str | None] = mapped_column(String(200))
+    last_event_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    events: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class ProjectedEvent(Base):
+    __tablename__ = "projected_events"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+
+
+class ConsumerOffset(Base):
+    __tablename__ = "consumer_offsets"
+
+    group_id: Mapped[str] = mapped_column(String(249), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(249), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)

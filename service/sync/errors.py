@@ -1,0 +1,102 @@
+"""Errors of a sync run, each carrying its retry policy and the seed's message.
+
+    SyncError                       terminal unless it is also Transient
+    ├── ConnectError                (side: source | target)
+    │   ├── ConnectTimeout          连接超时           *_TIMEOUT
+    │   ├── AuthFailed              认证失败           *_AUTH
+    │   └── ConnectRefused          连接被拒绝         *_REFUSED
+    ├── TableMissing                源表不存在：<name>  SOURCE_NOT_FOUND / TARGET_ERROR
+    ├── SourceFailed / TargetFailed other driver errors, terminal
+    ├── ConfigInvalid               the batch cannot run as configured
+    ├── RunCancelled                CANCELLED
+    └── Transient (mixin)           dropped connection, serialization failure: the engine retries
+
+Connectors map driver errors to these at their boundary; the HTTP layer alone turns them into
+status codes and envelopes.
+"""
+
+from typing import Literal
+
+from schemas.events import ErrorCode
+
+Side = Literal["source", "target"]
+
+
+class SyncError(Exception):
+    code: ErrorCode = ErrorCode.INTERNAL
+    reason: str = "内部错误"
+
+    def __init__(self, reason: str | None = None, *, detail: str | None = None) -> None:
+        self.reason = reason or type(self).reason
+        self.detail = detail
+        super().__init__(self.reason if detail is None else f"{self.reason} ({detail})")
+
+
+class Transient:
+    """Mixin: the engine retries this error with jittered back-off before failing the run."""
+
+
+class ConnectError(SyncError):
+    side: Side = "source"
+
+    def __init__(self, side: Side = "source", *, detail: str | None = None) -> None:
+        self.side = side
+        prefix = "" if side == "source" else "目标库"
+        super().__init__(prefix + type(self).reason, detail=detail)
+        self.code = ErrorCode[f"{side.upper()}_{self._code_suffix}"]
+
+    _code_suffix = "ERROR"
+
+
+class ConnectTimeout(ConnectError):
+    reason = "连接超时"
+    _code_suffix = "TIMEOUT"
+
+
+class AuthFailed(ConnectError):
+    reason = "认证失败"
+    _code_suffix = "AUTH"
+
+
+class ConnectRefused(ConnectError):
+    reason = "连接被拒绝"
+    _code_suffix = "REFUSED"
+
+
+class TableMissing(SyncError):
+    def __init__(self, name: str, side: Side = "source") -> None:
+        self.side = side
+        self.code = ErrorCode.SOURCE_NOT_FOUND if side == "source" else ErrorCode.TARGET_ERROR
+        super().__init__(("源表不存在：" if side == "source" else "目标表不存在：") + name)
+
+
+class SourceFailed(SyncError):
+    code = ErrorCode.SOURCE_ERROR
+    reason = "源系统错误"
+
+
+class TargetFailed(SyncError):
+    code = ErrorCode.TARGET_ERROR
+    reason = "目标系统错误"
+
+
+class ConfigInvalid(SyncError):
+    code = ErrorCode.CONFIG_INVALID
+    reason = "批次配置无效"
+
+
+class RunCancelled(SyncError):
+    code = ErrorCode.CANCELLED
+    reason = "同步已取消"
+
+
+class TransientSourceError(Transient, SourceFailed):
+    reason = "源连接中断"
+
+
+class TransientTargetError(Transient, TargetFailed):
+    reason = "目标连接中断"
+
+
+def is_transient(error: BaseException) -> bool:
+    return isinstance(error, Transient)

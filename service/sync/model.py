@@ -1,0 +1,63 @@
+"""What the engine needs to run a batch and what it reports back; free of storage and Kafka."""
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+from schemas.api import MappingEntry, SourceSpec, TargetSpec
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A connection as the connectors see it (secrets included; never logged)."""
+
+    type: str
+    url: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Endpoint(type={self.type!r}, url=<redacted>)"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run_id: UUID
+    checkpoint_key: UUID
+    """Runs in one retry chain share it, so a retry finds the checkpoint its predecessor wrote."""
+    batch_id: int
+    source_endpoint: Endpoint
+    source: SourceSpec
+    target_endpoint: Endpoint
+    target: TargetSpec
+    mapping: list[MappingEntry] | None
+    chunk_size: int
+    high_water_mark: Any | None = None
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    chunk: int
+    records_read: int
+    records_written: int
+    total_estimate: int | None
+    checkpoint: Any
+
+
+@dataclass(frozen=True)
+class RunResult:
+    records_read: int
+    records_written: int
+    chunks: int
+    resumed_from_chunk: int
+    high_water_mark: Any | None = None
+
+
+class RunObserver(Protocol):
+    """The engine's window to the world: the worker persists, throttles and publishes from here."""
+
+    async def on_start(self, resumed_from_chunk: int, total_estimate: int | None) -> None: ...
+
+    async def on_chunk(self, update: ProgressUpdate) -> None: ...
+
+    def cancel_requested(self) -> bool: ...

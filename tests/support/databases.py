@@ -1,0 +1,33 @@
+"""Real PostgreSQL databases for tests: a fresh database per use, dropped afterwards."""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator
+
+import asyncpg
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def dsn_for(name: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def fresh_database(prefix: str = "bs_test") -> Iterator[str]:
+    """Yield the DSN of a new empty database; drop it (forcefully) afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield dsn_for(name)
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
