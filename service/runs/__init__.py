@@ -1,0 +1,1 @@
+"""Runs in the state store: requesting, claiming, leasing, completing, resuming; the outbox."""
