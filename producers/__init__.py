@@ -1,0 +1,1 @@
+"""Kafka outbound: the producer lifecycle, topic creation, the publisher, the outbox relay, request-reply."""

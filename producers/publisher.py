@@ -1,0 +1,105 @@
+"""The one producer of a process: every send awaits its ack within the request timeout.
+
+A broker that is down must turn into `BrokerUnavailable` in seconds (the API answers 503), so
+starting never blocks for long and a failed start is retried on the next send.
+"""
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+
+from producers.clients import producer_config
+from producers.topics import ensure_topics
+from service.config import Settings
+from service.ports import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+
+
+class Publisher:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._timeout = settings.kafka_request_timeout_ms / 1000
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def start(self) -> None:
+        """Connect and ensure topics; when the broker is down, log it and leave the retry to `send`."""
+        try:
+            await self._ready()
+        except BrokerUnavailable as exc:
+            log.warning("broker not reachable at start, will retry on first send: %s", exc)
+
+    async def stop(self) -> None:
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), self._timeout)
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        """Publish and await the broker's ack; BrokerUnavailable on failure or after the request timeout."""
+        if len(value) > self._settings.max_message_bytes:
+            raise ValueError(f"message of {len(value)} bytes exceeds {self._settings.max_message_bytes}")
+        wire_headers = [(k, v.encode()) for k, v in (headers or {}).items()]
+        producer = await self._ready()
+        try:
+            await self._send_once(producer, topic, value, key, wire_headers)
+            return
+        except UnknownTopicOrPartitionError as exc:
+            if topic not in self._settings.topics.all():
+                raise BrokerUnavailable(f"send to {topic} failed: {exc!r}") from exc
+            log.warning("send to %s failed (%r); ensuring topics and retrying once", topic, exc)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await self._reset(producer)
+            raise BrokerUnavailable(f"send to {topic} failed: {exc!r}") from exc
+        await ensure_topics(self._settings)
+        try:
+            await self._send_once(producer, topic, value, key, wire_headers)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await self._reset(producer)
+            raise BrokerUnavailable(f"send to {topic} failed after ensuring topics: {exc!r}") from exc
+
+    async def _send_once(
+        self, producer: AIOKafkaProducer, topic: str, value: bytes, key: bytes | None, headers: list
+    ) -> None:
+        async with asyncio.timeout(self._timeout):
+            ack = await producer.send(topic, value, key=key, headers=headers)
+            await ack
+
+    async def _ready(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        async with self._lock:
+            if self._producer is None:
+                await ensure_topics(self._settings)
+                producer = AIOKafkaProducer(**producer_config(self._settings))
+                try:
+                    await asyncio.wait_for(producer.start(), self._timeout)
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    where = self._settings.kafka_bootstrap
+                    raise BrokerUnavailable(f"cannot connect to {where}: {exc!r}") from exc
+                self._producer = producer
+            return self._producer
+
+    async def _reset(self, producer: AIOKafkaProducer) -> None:
+        """Drop a producer that failed, so the next send reconnects and re-ensures topics."""
+        async with self._lock:
+            if self._producer is producer:
+                self._producer = None
+            else:
+                return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), self._timeout)
