@@ -1,0 +1,327 @@
+"""Run lifecycle in the state store, one transaction per step; events go to the outbox in the same one.
+
+Ownership is a lease: the worker that holds `owner` renews `lease_until`; an expired lease lets any
+worker claim the run and resume it. Every write after the claim is fenced on `owner`, so a worker
+that lost its lease cannot overwrite the new owner's work.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schemas.api import RunStatus
+from schemas.events import (
+    BatchSyncCompleted,
+    BatchSyncProgress,
+    BatchSyncRequested,
+    BatchSyncStarted,
+    ErrorCode,
+    Trigger,
+)
+from schemas.topics import Topics
+from service.db.models import Batch, RequestLedger, Run
+from service.runs.outbox import add_event
+from service.runs.snapshot import config_hash, config_snapshot, run_id_for
+from service.runs.status import ACTIVE, TERMINAL, check_transition, status_for_error
+
+PRODUCER = "batchsync-worker"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def active_run(session: AsyncSession, batch_id: int) -> Run | None:
+    return await session.scalar(
+        select(Run).where(Run.batch_id == batch_id, Run.status.in_([s.value for s in ACTIVE]))
+        .order_by(Run.created_at).limit(1)
+    )
+
+
+async def latest_run(session: AsyncSession, batch_id: int) -> Run | None:
+    return await session.scalar(
+        select(Run).where(Run.batch_id == batch_id).order_by(Run.created_at.desc()).limit(1)
+    )
+
+
+def new_run(
+    batch: Batch,
+    *,
+    request_id: str,
+    correlation_id: str,
+    reply_to: str | None,
+    trigger: str,
+    requested_by: str,
+    owner: str | None,
+    lease_until: datetime,
+    resumed_from: Run | None = None,
+) -> Run:
+    """A PENDING run; a retry inherits the checkpoint key and config of the run it resumes."""
+    run_id = run_id_for(request_id)
+    snapshot = resumed_from.config if resumed_from is not None and resumed_from.config else config_snapshot(batch)
+    return Run(
+        id=run_id,
+        batch_id=batch.id,
+        request_id=request_id,
+        correlation_id=correlation_id,
+        reply_to=reply_to,
+        trigger=trigger,
+        requested_by=requested_by,
+        status=RunStatus.PENDING.value,
+        resumed_from_run_id=resumed_from.id if resumed_from is not None else None,
+        checkpoint_key=resumed_from.checkpoint_key if resumed_from is not None else run_id,
+        config=snapshot,
+        config_hash=config_hash(snapshot),
+        owner=owner,
+        lease_until=lease_until,
+    )
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a worker does with a request: run it, answer it from the record, or leave it be."""
+
+    action: str  # "schedule" | "answer" | "ignore"
+    run_id: uuid.UUID | None = None
+    batch_id: int | None = None
+    reply: BatchSyncCompleted | None = None
+
+
+def rejection(event: BatchSyncRequested, code: ErrorCode, message: str) -> BatchSyncCompleted:
+    return BatchSyncCompleted(
+        correlation_id=event.correlation_id, batch_id=event.batch_id, run_id=None, producer=PRODUCER,
+        success=False, message=message, sync_time=utcnow(), error_code=code,
+    )
+
+
+def completed_from_run(run: Run, correlation_id: str) -> BatchSyncCompleted:
+    duration = 0
+    if run.started_at and run.finished_at:
+        duration = int((run.finished_at - run.started_at).total_seconds() * 1000)
+    return BatchSyncCompleted(
+        correlation_id=correlation_id, batch_id=run.batch_id, run_id=run.id, producer=PRODUCER,
+        success=run.status == RunStatus.SUCCESS.value, message=run.message or "",
+        sync_time=run.finished_at or utcnow(), records_synced=run.records_written, duration_ms=duration,
+        error_code=ErrorCode(run.error_code) if run.error_code else None,
+        cancelled_by=run.cancel_requested_by if run.status == RunStatus.CANCELLED.value else None,
+    )
+
+
+async def admit_request(
+    session: AsyncSession, event: BatchSyncRequested, topics: Topics, worker_id: str, lease_seconds: float
+) -> Admission:
+    """Record the request in the ledger and decide what to do with it (caller commits)."""
+    now = utcnow()
+    ledger = await session.execute(
+        insert(RequestLedger)
+        .values(request_id=event.request_id, batch_id=event.batch_id, first_event_id=event.event_id)
+        .on_conflict_do_update(
+            index_elements=[RequestLedger.request_id],
+            set_={"seen_count": RequestLedger.seen_count + 1, "last_seen_at": func.now()},
+        )
+        .returning(RequestLedger.outcome)
+    )
+    recorded_outcome = ledger.scalar_one()
+    if recorded_outcome is not None:
+        reply = BatchSyncCompleted.model_validate(recorded_outcome)
+        return Admission("answer", reply.run_id, event.batch_id, reply.model_copy(
+            update={"correlation_id": event.correlation_id}))
+
+    run_id = run_id_for(event.request_id)
+    run = await session.get(Run, run_id, with_for_update=True)
+    if run is not None:
+        if run.batch_id != event.batch_id:
+            return await _reject(session, event, ErrorCode.CONFIG_INVALID, "请求与批次不一致")
+        if run.status in TERMINAL:
+            return Admission("answer", run.id, run.batch_id, completed_from_run(run, event.correlation_id))
+        if run.owner in (None, worker_id) or (run.lease_until is not None and run.lease_until < now):
+            run.owner, run.lease_until = worker_id, now + timedelta(seconds=lease_seconds)
+            return Admission("schedule", run.id, run.batch_id)
+        return Admission("ignore", run.id, run.batch_id)
+
+    batch = await session.get(Batch, event.batch_id)
+    if batch is None:
+        return await _reject(session, event, ErrorCode.BATCH_NOT_FOUND, "批次不存在")
+    resumed_from = None
+    if event.resume_run_id is not None:
+        resumed_from = await session.get(Run, event.resume_run_id)
+        if resumed_from is None or resumed_from.batch_id != batch.id or resumed_from.status != RunStatus.FAILED.value:
+            return await _reject(session, event, ErrorCode.NOT_RETRYABLE, "批次未处于失败状态")
+    session.add(new_run(
+        batch, request_id=event.request_id, correlation_id=event.correlation_id, reply_to=event.reply_to,
+        trigger=event.trigger.value, requested_by=event.requested_by, owner=worker_id,
+        lease_until=now + timedelta(seconds=lease_seconds), resumed_from=resumed_from,
+    ))
+    await session.execute(
+        update(RequestLedger).where(RequestLedger.request_id == event.request_id).values(run_id=run_id)
+    )
+    return Admission("schedule", run_id, batch.id)
+
+
+async def _reject(session: AsyncSession, event: BatchSyncRequested, code: ErrorCode, message: str) -> Admission:
+    reply = rejection(event, code, message)
+    await session.execute(
+        update(RequestLedger).where(RequestLedger.request_id == event.request_id)
+        .values(outcome=reply.model_dump(mode="json"))
+    )
+    return Admission("answer", None, event.batch_id, reply)
+
+
+class ClaimBusy(Exception):
+    """Another run of the same batch is RUNNING; try again later."""
+
+
+async def claim(session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_seconds: float) -> Run | None:
+    """Move an owned run to RUNNING; None when it is no longer ours or no longer active.
+
+    Raises ClaimBusy when the one-RUNNING-run-per-batch index refuses it.
+    """
+    run = await session.get(Run, run_id, with_for_update=True)
+    if run is None or run.status not in ACTIVE or run.owner != worker_id:
+        return None
+    check_transition(run.status, RunStatus.RUNNING)
+    run.status = RunStatus.RUNNING.value
+    run.started_at = run.started_at or utcnow()
+    run.lease_until = utcnow() + timedelta(seconds=lease_seconds)
+    run.attempts += 1
+    try:
+        await session.flush()
+    except IntegrityError as error:
+        raise ClaimBusy(str(run.batch_id)) from error
+    await session.execute(update(Batch).where(Batch.id == run.batch_id).values(status=RunStatus.RUNNING.value))
+    return run
+
+
+async def record_start(
+    session: AsyncSession, run: Run, topics: Topics, resumed_from_chunk: int, total_estimate: int | None
+) -> None:
+    await session.execute(
+        update(Run).where(Run.id == run.id)
+        .values(resumed_from_chunk=resumed_from_chunk, total_estimate=total_estimate)
+    )
+    add_event(session, topics.events, BatchSyncStarted(
+        correlation_id=run.correlation_id, batch_id=run.batch_id, run_id=run.id, producer=PRODUCER,
+        trigger=Trigger(run.trigger), requested_by=run.requested_by, started_at=run.started_at or utcnow(),
+        resumed_from_chunk=resumed_from_chunk, resumed_from_run_id=run.resumed_from_run_id,
+        config_hash=run.config_hash,
+    ))
+
+
+async def record_progress(
+    session: AsyncSession,
+    run: Run,
+    worker_id: str,
+    *,
+    chunk: int,
+    records_read: int,
+    records_written: int,
+    checkpoint: Any,
+    event: BatchSyncProgress | None,
+    topics: Topics,
+) -> bool:
+    """Mirror the progress on the run; False when the lease was lost (the caller must stop)."""
+    result = await session.execute(
+        update(Run).where(Run.id == run.id, Run.owner == worker_id)
+        .values(chunks=chunk, records_read=records_read, records_written=records_written, checkpoint=checkpoint)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        return False
+    if event is not None:
+        add_event(session, topics.events, event)
+    return True
+
+
+async def complete(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    worker_id: str,
+    topics: Topics,
+    *,
+    error_code: ErrorCode | None,
+    message: str,
+    records_read: int | None = None,
+    records_written: int | None = None,
+    chunks: int | None = None,
+    high_water_mark: Any = None,
+) -> BatchSyncCompleted | None:
+    """Finish the run, update its batch, record the outcome and queue the Completed event and reply."""
+    run = await session.get(Run, run_id, with_for_update=True)
+    if run is None or run.owner != worker_id or run.status in TERMINAL:
+        return None
+    status = status_for_error(error_code.value if error_code else None)
+    check_transition(run.status, status)
+    now = utcnow()
+    run.status = status.value
+    run.finished_at = now
+    run.started_at = run.started_at or now
+    run.message = message
+    run.error_code = error_code.value if error_code else None
+    if records_read is not None:
+        run.records_read = records_read
+    if records_written is not None:
+        run.records_written = records_written
+    if chunks is not None:
+        run.chunks = chunks
+    run.owner, run.lease_until = None, None
+    reply = completed_from_run(run, run.correlation_id)
+    batch_values: dict[str, Any] = {
+        "status": status.value, "last_sync_time": now, "last_records_synced": run.records_written,
+        "last_run_id": run.id, "last_error": None if status is RunStatus.SUCCESS else message,
+    }
+    if status is RunStatus.SUCCESS:
+        batch_values["last_success_time"] = now
+        if high_water_mark is not None:
+            batch_values["high_water_mark"] = high_water_mark
+    await session.execute(update(Batch).where(Batch.id == run.batch_id).values(**batch_values))
+    await session.execute(
+        update(RequestLedger).where(RequestLedger.request_id == run.request_id)
+        .values(outcome=reply.model_dump(mode="json"))
+    )
+    add_event(session, topics.events, reply)
+    if run.reply_to:
+        add_event(session, run.reply_to, reply, key=run.correlation_id)
+    return reply
+
+
+async def renew_leases(
+    session: AsyncSession, worker_id: str, run_ids: list[uuid.UUID], lease_seconds: float
+) -> dict[uuid.UUID, str | None]:
+    """Extend our leases; returns run id → who asked to cancel it (None if nobody) for runs still ours."""
+    if not run_ids:
+        return {}
+    rows = await session.execute(
+        update(Run).where(Run.id.in_(run_ids), Run.owner == worker_id)
+        .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+        .returning(Run.id, Run.cancel_requested_by)
+    )
+    return {row.id: row.cancel_requested_by for row in rows}
+
+
+async def release(session: AsyncSession, worker_id: str, run_ids: list[uuid.UUID]) -> None:
+    """On a clean shutdown: expire our leases at once so another worker resumes without waiting."""
+    if run_ids:
+        await session.execute(
+            update(Run).where(Run.id.in_(run_ids), Run.owner == worker_id, Run.status.in_([s.value for s in ACTIVE]))
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+
+
+async def claim_orphans(session: AsyncSession, worker_id: str, lease_seconds: float, limit: int) -> list[Run]:
+    """Take over active runs whose owner's lease expired (their worker died)."""
+    ids = (await session.execute(text(
+        "SELECT id FROM runs WHERE status IN ('PENDING','RUNNING') AND lease_until < now() "
+        "ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT :limit"
+    ), {"limit": limit})).scalars().all()
+    if not ids:
+        return []
+    await session.execute(
+        update(Run).where(Run.id.in_(ids))
+        .values(owner=worker_id, lease_until=utcnow() + timedelta(seconds=lease_seconds))
+    )
+    return list((await session.scalars(select(Run).where(Run.id.in_(ids)))).all())
