@@ -1,0 +1,204 @@
+"""Runs the runs a worker owns: one at a time per batch, up to WORKER_CONCURRENCY at once.
+
+It also keeps the worker's leases alive (and learns of cancels that way), and takes over runs whose
+owner died. Free of Kafka: the sync worker feeds it run ids, the outbox relay carries its events.
+"""
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from schemas.events import ErrorCode
+from service.config import Settings
+from service.db.models import Run
+from service.ports import OutboxNotifier
+from service.runs import lifecycle
+from service.runs.recorder import LeaseLost, RunRecorder
+from service.runs.spec import load_spec
+from service.sync.errors import RunCancelled, SyncError
+from service.sync.model import RunObserver, RunResult, RunSpec
+
+log = logging.getLogger(__name__)
+
+Execute = Callable[..., Awaitable[RunResult]]
+SUCCESS_MESSAGE = "同步成功"
+INTERNAL_MESSAGE = "内部错误"
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        notifier: OutboxNotifier,
+        worker_id: str,
+        execute: Execute | None = None,
+    ) -> None:
+        if execute is None:
+            from service.sync.engine import execute as engine_execute
+
+            execute = engine_execute
+        self._settings = settings
+        self._sessions = sessions
+        self._notifier = notifier
+        self.worker_id = worker_id
+        self._execute = execute
+        self._slots = asyncio.Semaphore(settings.worker_concurrency)
+        self._batch_locks: dict[int, asyncio.Lock] = {}
+        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._recorders: dict[uuid.UUID, RunRecorder] = {}
+        self._background: list[asyncio.Task[None]] = []
+        self._scan_now = asyncio.Event()
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        self._background = [
+            asyncio.create_task(self._lease_loop(), name="lease-renewal"),
+            asyncio.create_task(self._orphan_loop(), name="orphan-scan"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop runs at once and expire their leases, so another worker resumes them without waiting."""
+        for task in [*self._background, *self._tasks.values()]:
+            task.cancel()
+        await asyncio.gather(*self._background, *self._tasks.values(), return_exceptions=True)
+        owned = list(self._tasks)
+        with contextlib.suppress(Exception):
+            async with self._sessions.begin() as session:
+                await lifecycle.release(session, self.worker_id, owned)
+
+    def scan_orphans_soon(self) -> None:
+        self._scan_now.set()
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    # --- runs ---
+
+    def submit(self, run_id: uuid.UUID, batch_id: int) -> None:
+        if run_id in self._tasks:
+            return
+        task = asyncio.create_task(self._serially(run_id, batch_id), name=f"run-{run_id}")
+        self._tasks[run_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+
+    async def _serially(self, run_id: uuid.UUID, batch_id: int) -> None:
+        lock = self._batch_locks.setdefault(batch_id, asyncio.Lock())
+        try:
+            async with lock, self._slots:
+                await self._run(run_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("run %s stopped by an unexpected error; its lease will expire and it resumes", run_id)
+        finally:
+            if not lock.locked():
+                self._batch_locks.pop(batch_id, None)
+
+    async def _claim(self, run_id: uuid.UUID) -> Run | None:
+        while True:
+            try:
+                async with self._sessions.begin() as session:
+                    return await lifecycle.claim(session, run_id, self.worker_id, self._settings.lease_seconds)
+            except lifecycle.ClaimBusy:
+                await asyncio.sleep(1.0)
+
+    async def _run(self, run_id: uuid.UUID) -> None:
+        run = await self._claim(run_id)
+        if run is None:
+            return
+        if run.cancel_requested_by:
+            await self._finish(run_id, ErrorCode.CANCELLED, RunCancelled().reason)
+            return
+        recorder = RunRecorder(self._sessions, run, self.worker_id, self._settings.topics, self._notifier,
+                               self._settings.progress_interval_seconds)
+        self._recorders[run_id] = recorder
+        try:
+            async with self._sessions() as session:
+                spec: RunSpec = await load_spec(session, run, self._settings.chunk_size)
+            observer: RunObserver = recorder
+            result = await self._execute(spec, observer, connect_timeout=self._settings.connect_timeout_seconds)
+        except LeaseLost:
+            log.warning("run %s was taken over by another worker", run_id)
+        except RunCancelled as cancelled:
+            await self._finish(run_id, ErrorCode.CANCELLED, cancelled.reason, recorder)
+        except SyncError as error:
+            await self._finish(run_id, error.code, error.reason, recorder)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("run %s failed unexpectedly", run_id)
+            await self._finish(run_id, ErrorCode.INTERNAL, INTERNAL_MESSAGE, recorder)
+        else:
+            await self._finish(
+                run_id, None, SUCCESS_MESSAGE, recorder, records_read=result.records_read,
+                records_written=result.records_written, chunks=result.chunks,
+                high_water_mark=result.high_water_mark,
+            )
+        finally:
+            self._recorders.pop(run_id, None)
+
+    async def _finish(
+        self,
+        run_id: uuid.UUID,
+        error_code: ErrorCode | None,
+        message: str,
+        recorder: RunRecorder | None = None,
+        **counts: object,
+    ) -> None:
+        if recorder is not None and recorder.last is not None and not counts:
+            counts = {"records_read": recorder.last.records_read, "records_written": recorder.last.records_written,
+                      "chunks": recorder.last.chunk}
+        async with self._sessions.begin() as session:
+            await lifecycle.complete(session, run_id, self.worker_id, self._settings.topics,
+                                     error_code=error_code, message=message,
+                                     emit_start=recorder is None or not recorder.started,
+                                     **counts)  # type: ignore[arg-type]
+        self._notifier.notify()
+
+    # --- background ---
+
+    async def _lease_loop(self) -> None:
+        interval = self._settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            owned = list(self._tasks)
+            if not owned:
+                continue
+            try:
+                async with self._sessions.begin() as session:
+                    alive = await lifecycle.renew_leases(session, self.worker_id, owned,
+                                                         self._settings.lease_seconds)
+            except Exception:
+                log.warning("lease renewal failed; retrying", exc_info=True)
+                continue
+            for run_id, recorder in list(self._recorders.items()):
+                if run_id not in alive:
+                    recorder.lost = True
+                elif alive[run_id] and recorder.cancelled_by is None:
+                    recorder.cancelled_by = alive[run_id]
+
+    async def _orphan_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._scan_now.wait(), timeout=self._settings.lease_seconds / 2)
+            self._scan_now.clear()
+            capacity = max(self._settings.worker_concurrency * 2 - len(self._tasks), 0)
+            if capacity == 0:
+                continue
+            try:
+                async with self._sessions.begin() as session:
+                    orphans = await lifecycle.claim_orphans(session, self.worker_id,
+                                                            self._settings.lease_seconds, capacity)
+            except Exception:
+                log.warning("orphan scan failed; retrying", exc_info=True)
+                continue
+            for run in orphans:
+                log.info("resuming run %s of batch %s (previous owner's lease expired)", run.id, run.batch_id)
+                self.submit(run.id, run.batch_id)

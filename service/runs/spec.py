@@ -1,0 +1,41 @@
+"""Turn a run row (its config snapshot) and its connections into the engine's RunSpec."""
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schemas.api import MappingEntry, SourceSpec, TargetSpec
+from service.db.models import Batch, Connection, Run
+from service.sync.errors import ConfigInvalid
+from service.sync.model import Endpoint, RunSpec
+
+
+async def _endpoint(session: AsyncSession, connection_id: int) -> Endpoint:
+    connection = await session.get(Connection, connection_id)
+    if connection is None:
+        raise ConfigInvalid(f"连接不存在：{connection_id}")
+    return Endpoint(type=connection.type, url=connection.url, params=connection.params or {},
+                    options=connection.options or {})
+
+
+async def load_spec(session: AsyncSession, run: Run, default_chunk_size: int) -> RunSpec:
+    config = run.config or {}
+    batch = await session.get(Batch, run.batch_id)
+    if batch is None:
+        raise ConfigInvalid("批次不存在")
+    try:
+        source = SourceSpec.model_validate(config["source"])
+        target = TargetSpec.model_validate(config["target"])
+        mapping = [MappingEntry.model_validate(entry) for entry in config.get("mapping") or []]
+    except (KeyError, ValueError) as error:
+        raise ConfigInvalid(detail=str(error)) from error
+    return RunSpec(
+        run_id=run.id,
+        checkpoint_key=run.checkpoint_key,
+        batch_id=run.batch_id,
+        source_endpoint=await _endpoint(session, config["sourceConnectionId"]),
+        source=source,
+        target_endpoint=await _endpoint(session, config["targetConnectionId"]),
+        target=target,
+        mapping=mapping or None,
+        chunk_size=config.get("chunkSize") or default_chunk_size,
+        high_water_mark=batch.high_water_mark,
+    )
