@@ -1,0 +1,119 @@
+"""The composition root: builds engines, sessions, producers and consumers and hands them over.
+
+It is the one module of `service/` that wires in `producers/` and `consumers/` (the Kafka side);
+everything else in `service/` reaches Kafka only through the ports in `service/ports.py`.
+Each `run_*` coroutine owns what it opens and closes it when cancelled.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from service.config import Settings
+from service.db.engine import make_engine, make_sessionmaker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Database:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+
+def _require(settings: Settings) -> None:
+    if not settings.database_url:
+        raise RuntimeError("BATCHSYNC_DATABASE_URL is not set (or use `batchsync up` for the embedded default)")
+    if not settings.kafka_bootstrap:
+        raise RuntimeError("BATCHSYNC_KAFKA_BOOTSTRAP is not set (or use `batchsync up` for the embedded default)")
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings, pool_size: int = 10) -> AsyncIterator[Database]:
+    engine = make_engine(settings.database_url or "", settings.connect_timeout_seconds, pool_size)
+    try:
+        yield Database(engine, make_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def publishing(settings: Settings, db: Database) -> AsyncIterator[tuple["object", "object"]]:
+    """A started publisher and its outbox relay running in the background."""
+    from producers.outbox_relay import OutboxRelay
+    from producers.publisher import Publisher
+
+    publisher = Publisher(settings)
+    await publisher.start()
+    relay = OutboxRelay(db.sessions, publisher)
+    relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+    try:
+        yield publisher, relay
+    finally:
+        relay_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await relay_task
+        await publisher.stop()
+
+
+async def run_api(settings: Settings) -> None:
+    """The HTTP API with its request-reply client; returns when uvicorn stops or the task is cancelled."""
+    from producers.publisher import Publisher
+    from producers.request_reply import RequestReplyClient
+    from service.api.app import AppState, create_app
+
+    _require(settings)
+    async with database(settings) as db:
+        publisher = Publisher(settings)
+        await publisher.start()
+        requester = RequestReplyClient(settings, publisher)
+        await requester.start()
+        try:
+            app = create_app(AppState(settings=settings, sessions=db.sessions, requester=requester))
+            config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_config=None,
+                                    access_log=False, lifespan="on")
+            server = uvicorn.Server(config)
+            await server.serve()
+        finally:
+            await requester.stop()
+            await publisher.stop()
+
+
+async def run_worker(settings: Settings) -> None:
+    from consumers.sync_worker import SyncWorker
+
+    _require(settings)
+    async with database(settings, pool_size=settings.worker_concurrency + 5) as db:
+        async with publishing(settings, db) as (publisher, relay):
+            await SyncWorker(settings, db.sessions, publisher, relay).run()  # type: ignore[arg-type]
+
+
+async def run_projector(settings: Settings) -> None:
+    from consumers.projector import Projector
+
+    _require(settings)
+    async with database(settings, pool_size=3) as db:
+        await Projector(settings, db.sessions).run()
+
+
+async def run_all(settings: Settings) -> None:
+    """API, worker and projector in one process: when one stops, the others are stopped too."""
+    tasks = [
+        asyncio.create_task(run_api(settings), name="api"),
+        asyncio.create_task(run_worker(settings), name="worker"),
+        asyncio.create_task(run_projector(settings), name="projector"),
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s stopped", task.get_name(), exc_info=task.exception())
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
