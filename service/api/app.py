@@ -1,0 +1,28 @@
+"""The app factory: routes, envelope error handlers and the state the composition root built.
+
+Nothing is created here; the caller owns the engine, sessions and requester and their lifecycle.
+The state is reachable as `app.state.batchsync`.
+"""
+
+from fastapi import FastAPI
+
+from service.api import errors
+from service.api.routes import batches, connections, health, runs
+from service.api.state import AppState
+
+__all__ = ["AppState", "create_app"]
+
+
+def create_app(state: AppState) -> FastAPI:
+    app = FastAPI(
+        title="batchsync",
+        summary="Syncs data batches from source to target systems, driven by events.",
+        version="0.1.0",
+    )
+    app.state.batchsync = state
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(connections.router)
+    app.include_router(batches.router)
+    app.include_router(runs.router)
+    return app

@@ -1,0 +1,66 @@
+"""Dependency aliases, so route signatures read as prose: state, session, paging, permission checks."""
+
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.api.state import AppState
+from service.auth import AuthFailed, Forbidden, Principal, verify_token
+from service.catalog.paging import MAX_PAGE_SIZE, PageRequest
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.batchsync
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    async with state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def page_request(
+    page_num: Annotated[int, Query(alias="pageNum", ge=1)] = 1,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 10,
+) -> PageRequest:
+    return PageRequest(num=page_num, size=page_size)
+
+
+PageDep = Annotated[PageRequest, Depends(page_request)]
+
+_bearer = HTTPBearer(auto_error=False, description="JWT with claims `sub` and `perms`")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def require(permission: str) -> Callable[[StateDep, BearerDep], Principal]:
+    """A dependency that answers 401 without a valid token and 403 without `permission`."""
+
+    def check(state: StateDep, credentials: BearerDep) -> Principal:
+        if credentials is None:
+            raise AuthFailed("no bearer token")
+        principal = verify_token(state.settings, credentials.credentials)
+        if not principal.has(permission):
+            raise Forbidden(permission)
+        return principal
+
+    return check
+
+
+
+def wait_seconds(
+    state: StateDep,
+    wait: Annotated[float | None, Query(ge=0, le=3600, allow_inf_nan=False)] = None,
+) -> float:
+    """How long `/sync` and `/retry` hold the request open; `BATCHSYNC_SYNC_WAIT_SECONDS` by default."""
+    return state.settings.sync_wait_seconds if wait is None else wait
+
+
+WaitDep = Annotated[float, Depends(wait_seconds)]

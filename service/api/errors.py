@@ -1,0 +1,146 @@
+"""Every error as the envelope `{code, message, data}`: framework errors, auth, catalog refusals, outages.
+
+Messages are the seed's; details of unexpected errors go to the log only. A database that cannot
+be reached answers 503 `服务暂不可用：数据库` instead of a 500 or a hang.
+"""
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
+
+from service.auth import AuthFailed, Forbidden
+from service.catalog.errors import CatalogError, Conflict, Invalid, NotFound
+
+log = logging.getLogger(__name__)
+
+AUTH_FAILED = "认证失败，无法访问系统资源"
+FORBIDDEN = "无权限执行此操作"
+INTERNAL = "服务器内部错误"
+DATABASE_DOWN = "服务暂不可用：数据库"
+BAD_REQUEST = "参数错误："
+
+_HTTP_MESSAGES = {404: "资源不存在", 405: "请求方法不允许", 401: AUTH_FAILED, 403: FORBIDDEN}
+_CATALOG_STATUS: dict[type[CatalogError], int] = {NotFound: 404, Invalid: 400, Conflict: 409}
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    PoolTimeout,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+
+
+def envelope(status: int, message: str, data: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"code": status, "message": message, "data": data}, status_code=status, headers=headers)
+
+
+_PROBLEMS = {
+    "missing": "缺少必填字段",
+    "json_invalid": "请求体不是合法的 JSON",
+    "int_parsing": "应为整数",
+    "int_type": "应为整数",
+    "int_from_float": "应为整数",
+    "float_parsing": "应为数字",
+    "float_type": "应为数字",
+    "uuid_parsing": "应为 UUID",
+    "uuid_type": "应为 UUID",
+    "bool_parsing": "应为布尔值",
+    "string_type": "应为字符串",
+    "dict_type": "应为对象",
+    "model_attributes_type": "应为对象",
+    "list_type": "应为数组",
+    "greater_than_equal": "不能小于 {ge}",
+    "less_than_equal": "不能大于 {le}",
+    "greater_than": "须大于 {gt}",
+    "less_than": "须小于 {lt}",
+    "string_too_short": "长度不能小于 {min_length}",
+    "string_too_long": "长度不能大于 {max_length}",
+    "enum": "取值须为 {expected}",
+    "literal_error": "取值须为 {expected}",
+}
+
+
+def describe_validation_error(error: dict[str, Any]) -> str:
+    """`参数错误：<field>：<problem>` for the first problem pydantic found."""
+    loc = [part for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    field = ".".join(str(part) for part in loc if not isinstance(part, int))
+    template = _PROBLEMS.get(error.get("type", ""))
+    try:
+        problem = template.format(**error.get("ctx", {})) if template else None
+    except (KeyError, IndexError):
+        problem = None
+    if problem is None:
+        problem = str(error.get("msg", "无效")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return f"{BAD_REQUEST}{field}：{problem}" if field else f"{BAD_REQUEST}{problem}"
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+
+
+def database_down(error: BaseException) -> bool:
+    """Connection-level failures anywhere in the chain (refused, timed out, dropped, invalidated)."""
+    for cause in _causes(error):
+        if isinstance(cause, _CONNECTION_ERRORS):
+            return True
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return True
+    return False
+
+
+async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
+    errors = error.errors()
+    message = describe_validation_error(errors[0]) if errors else f"{BAD_REQUEST}请求无效"
+    return envelope(400, message)
+
+
+async def _http(_: Request, error: HTTPException) -> JSONResponse:
+    message = _HTTP_MESSAGES.get(error.status_code) or str(error.detail)
+    return envelope(error.status_code, message, headers=getattr(error, "headers", None))
+
+
+async def _auth_failed(_: Request, __: AuthFailed) -> JSONResponse:
+    return envelope(401, AUTH_FAILED, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _forbidden(_: Request, __: Forbidden) -> JSONResponse:
+    return envelope(403, FORBIDDEN)
+
+
+async def _catalog(_: Request, error: CatalogError) -> JSONResponse:
+    return envelope(_CATALOG_STATUS.get(type(error), 400), error.message)
+
+
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    if database_down(error):
+        log.warning("database unreachable on %s %s: %s", request.method, request.url.path, type(error).__name__)
+        return envelope(503, DATABASE_DOWN)
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+    return envelope(500, INTERNAL)
+
+
+def install(app: FastAPI) -> None:
+    """Register every handler; the outage ones are keyed by class so Starlette answers without re-raising."""
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(AuthFailed, _auth_failed)
+    app.add_exception_handler(Forbidden, _forbidden)
+    app.add_exception_handler(CatalogError, _catalog)
+    for kind in (SQLAlchemyError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, Exception):
+        app.add_exception_handler(kind, _unexpected)

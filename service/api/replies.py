@@ -1,0 +1,85 @@
+"""Run-request outcomes to HTTP answers (SPEC §3, the seed's shapes); pure, so every branch is unit-tested."""
+
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+from fastapi.responses import JSONResponse
+
+from schemas.api import SyncAccepted, SyncResult
+from schemas.envelope import OK_MESSAGE
+from service.api.errors import envelope
+from service.catalog.errors import BATCH_NOT_FOUND, BATCH_RUNNING
+from service.runs.outcomes import (
+    Accepted,
+    AlreadyRunning,
+    BatchNotFound,
+    CancelOutcome,
+    CancelRequested,
+    Finished,
+    NothingToCancel,
+    NotRetryable,
+    SyncOutcome,
+    Unavailable,
+)
+
+SYNC_SUCCEEDED = "同步成功"
+SYNC_FAILED = "同步失败："
+RUNNING_IN_BACKGROUND = "同步已在后台执行"
+NOT_FAILED = "批次未处于失败状态"
+NOTHING_TO_CANCEL = "批次没有正在执行的同步"
+UNAVAILABLE = "服务暂不可用："
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    message: str
+    data: dict[str, Any] | None = None
+
+    def response(self) -> JSONResponse:
+        return envelope(self.status, self.message, self.data)
+
+
+def _common(outcome: BatchNotFound | AlreadyRunning | Unavailable) -> Reply:
+    match outcome:
+        case BatchNotFound():
+            return Reply(404, BATCH_NOT_FOUND)
+        case AlreadyRunning(batch_id=batch_id, run_id=run_id):
+            return Reply(409, BATCH_RUNNING, {"batchId": batch_id, "runId": str(run_id)})
+        case Unavailable(part=part):
+            return Reply(503, UNAVAILABLE + part)
+        case _:
+            assert_never(outcome)
+
+
+def sync_reply(outcome: SyncOutcome) -> Reply:
+    """The answer to `/sync` and `/retry`."""
+    match outcome:
+        case Finished(reply=reply) if reply.success:
+            result = SyncResult(success=True, batch_id=reply.batch_id, message=SYNC_SUCCEEDED,
+                                sync_time=reply.sync_time, records_synced=reply.records_synced,
+                                run_id=reply.run_id)
+            return Reply(200, OK_MESSAGE, result.dump())
+        case Finished(reply=reply):
+            return Reply(400, SYNC_FAILED + reply.message)
+        case Accepted(batch_id=batch_id, run_id=run_id):
+            return Reply(202, RUNNING_IN_BACKGROUND, SyncAccepted(batch_id=batch_id, run_id=run_id).dump())
+        case NotRetryable():
+            return Reply(400, NOT_FAILED)
+        case BatchNotFound() | AlreadyRunning() | Unavailable():
+            return _common(outcome)
+        case _:
+            assert_never(outcome)
+
+
+def cancel_reply(outcome: CancelOutcome) -> Reply:
+    """The answer to `/cancel`."""
+    match outcome:
+        case CancelRequested(batch_id=batch_id, run_id=run_id):
+            return Reply(200, OK_MESSAGE, {"batchId": batch_id, "runId": str(run_id)})
+        case NothingToCancel():
+            return Reply(400, NOTHING_TO_CANCEL)
+        case BatchNotFound() | Unavailable():
+            return _common(outcome)
+        case _:
+            assert_never(outcome)

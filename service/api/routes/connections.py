@@ -1,0 +1,56 @@
+"""`/integration/connection`: CRUD and the live test. Secrets never leave (the catalog redacts)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from schemas.api import ConnectionIn, ConnectionOut, ConnectionType
+from schemas.envelope import Envelope, Page
+from service.api.deps import PageDep, SessionDep, StateDep, require
+from service.auth import Principal
+from service.catalog import connections
+
+router = APIRouter(prefix="/integration/connection", tags=["connections"])
+
+CONNECTED = "连接成功"
+
+
+@router.post("", response_model=Envelope[ConnectionOut])
+async def create_connection(body: ConnectionIn, session: SessionDep,
+                            _: Principal = Depends(require("integration:connection:add"))) -> Envelope:
+    return Envelope(data=await connections.create(session, body))
+
+
+@router.get("/list", response_model=Envelope[Page[ConnectionOut]])
+async def list_connections(session: SessionDep, page: PageDep,
+                           name: Annotated[str | None, Query(max_length=200)] = None,
+                           type: ConnectionType | None = None,
+                           _: Principal = Depends(require("integration:connection:list"))) -> Envelope:
+    kind = type.value if type else None
+    return Envelope(data=await connections.list_page(session, page, name=name, type_=kind))
+
+
+@router.get("/{id}", response_model=Envelope[ConnectionOut])
+async def get_connection(id: int, session: SessionDep,
+                         _: Principal = Depends(require("integration:connection:query"))) -> Envelope:
+    return Envelope(data=await connections.get(session, id))
+
+
+@router.put("/{id}", response_model=Envelope[ConnectionOut])
+async def update_connection(id: int, body: ConnectionIn, session: SessionDep,
+                            _: Principal = Depends(require("integration:connection:edit"))) -> Envelope:
+    return Envelope(data=await connections.update(session, id, body))
+
+
+@router.delete("/{id}", response_model=Envelope[None])
+async def delete_connection(id: int, session: SessionDep,
+                            _: Principal = Depends(require("integration:connection:remove"))) -> Envelope:
+    await connections.delete(session, id)
+    return Envelope()
+
+
+@router.post("/{id}/test", response_model=Envelope[None])
+async def test_connection(id: int, session: SessionDep, state: StateDep,
+                          _: Principal = Depends(require("integration:connection:query"))) -> Envelope:
+    await connections.check(session, id, state.settings.connect_timeout_seconds)
+    return Envelope(message=CONNECTED)

@@ -1,0 +1,123 @@
+"""Batches: create, read, list with filters, update (bumping `config_version`), delete.
+
+Source, target and mapping are stored as their camelCase wire form, so the worker reads them back
+with the same pydantic models the API validated them with.
+"""
+
+from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schemas.api import BatchIn, BatchOut, RunStatus
+from schemas.envelope import Page
+from service.catalog.errors import BATCH_NOT_FOUND, BATCH_RUNNING, Conflict, NotFound, missing_connection
+from service.catalog.paging import PageRequest, fetch_page
+from service.db.models import Batch, Connection, Run
+
+ACTIVE_RUN_STATUSES = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+
+
+def to_out(row: Batch) -> BatchOut:
+    return BatchOut(
+        id=row.id,
+        name=row.name,
+        source_connection_id=row.source_connection_id,
+        source=row.source,
+        target_connection_id=row.target_connection_id,
+        target=row.target,
+        mapping=row.mapping,
+        chunk_size=row.chunk_size,
+        status=row.status,
+        last_sync_time=row.last_sync_time,
+        last_records_synced=row.last_records_synced,
+        last_run_id=row.last_run_id,
+        last_error=row.last_error,
+        config_version=row.config_version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def load(session: AsyncSession, batch_id: int) -> Batch:
+    row = await session.get(Batch, batch_id)
+    if row is None:
+        raise NotFound(BATCH_NOT_FOUND)
+    return row
+
+
+async def _check_connections(session: AsyncSession, body: BatchIn) -> None:
+    for connection_id in (body.source_connection_id, body.target_connection_id):
+        if await session.get(Connection, connection_id) is None:
+            raise missing_connection(connection_id)
+
+
+def _apply(row: Batch, body: BatchIn) -> None:
+    row.name = body.name
+    row.source_connection_id = body.source_connection_id
+    row.source = body.source.model_dump(mode="json", by_alias=True, exclude_none=True)
+    row.target_connection_id = body.target_connection_id
+    row.target = body.target.model_dump(mode="json", by_alias=True, exclude_none=True)
+    row.mapping = (None if body.mapping is None else
+                   [m.model_dump(mode="json", by_alias=True, exclude_defaults=True) for m in body.mapping])
+    row.chunk_size = body.chunk_size
+
+
+async def _commit(session: AsyncSession, body: BatchIn) -> None:
+    """A connection deleted between the check and the commit trips the foreign key: same answer."""
+    try:
+        await session.commit()
+    except IntegrityError as error:
+        await session.rollback()
+        for connection_id in (body.source_connection_id, body.target_connection_id):
+            if await session.get(Connection, connection_id) is None:
+                raise missing_connection(connection_id) from error
+        raise
+
+
+async def create(session: AsyncSession, body: BatchIn) -> BatchOut:
+    await _check_connections(session, body)
+    row = Batch()
+    _apply(row, body)
+    session.add(row)
+    await _commit(session, body)
+    await session.refresh(row)
+    return to_out(row)
+
+
+async def get(session: AsyncSession, batch_id: int) -> BatchOut:
+    return to_out(await load(session, batch_id))
+
+
+async def list_page(session: AsyncSession, page: PageRequest, name: str | None = None,
+                    status: str | None = None) -> Page[BatchOut]:
+    query = select(Batch).order_by(Batch.id)
+    if name:
+        query = query.where(Batch.name.contains(name, autoescape=True))
+    if status:
+        query = query.where(Batch.status == status)
+    total, rows = await fetch_page(session, query, page)
+    return Page[BatchOut](total=total, rows=[to_out(row) for row in rows])
+
+
+async def update(session: AsyncSession, batch_id: int, body: BatchIn) -> BatchOut:
+    row = await load(session, batch_id)
+    await _check_connections(session, body)
+    _apply(row, body)
+    row.config_version = Batch.config_version + 1
+    await _commit(session, body)
+    await session.refresh(row)
+    return to_out(row)
+
+
+async def delete(session: AsyncSession, batch_id: int) -> None:
+    """Refused while a run is pending or running: its worker still needs the configuration."""
+    row = await session.get(Batch, batch_id, with_for_update=True)
+    if row is None:
+        raise NotFound(BATCH_NOT_FOUND)
+    active = await session.scalar(select(exists().where(
+        Run.batch_id == batch_id, Run.status.in_(ACTIVE_RUN_STATUSES))))
+    if active:
+        raise Conflict(BATCH_RUNNING)
+    await session.delete(row)
+    await session.commit()
+
