@@ -1,0 +1,1 @@
+"""Connectors: one module per system kind, each a source and a target behind `base.py`'s protocol."""

@@ -1,0 +1,259 @@
+"""PostgreSQL source: a table read in keyset ranges of its primary key (raw binary COPY or decoded rows),
+or a read-only query (or key-less table) read through a server-side cursor in a READ ONLY transaction.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Self
+
+import asyncpg
+
+from schemas.api import SourceSpec
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
+from service.connectors.postgresql import (
+    COPY_FORMAT,
+    boundary,
+    close,
+    connect,
+    json_value,
+    map_error,
+    relation_columns,
+    single_primary_key,
+)
+from service.sync.errors import ConfigInvalid, SyncError
+from service.sync.model import Endpoint
+from service.sync.transforms import quote_ident, select_expressions
+
+log = logging.getLogger(__name__)
+
+STREAM_DEPTH = 16
+"""Socket reads buffered between the source COPY and the target COPY: overlap with flat memory."""
+EXACT_COUNT_BELOW = 100_000
+
+
+class _CopyStream:
+    """Bytes of one `COPY … TO STDOUT (FORMAT binary)` handed over through a bounded queue."""
+
+    def __init__(self, conn: asyncpg.Connection, sql: str, args: list[Any]) -> None:
+        self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(STREAM_DEPTH)
+        self.task = asyncio.create_task(self._run(conn, sql, args))
+
+    async def _run(self, conn: asyncpg.Connection, sql: str, args: list[Any]) -> None:
+        try:
+            await conn.copy_from_query(sql, *args, output=self._queue.put, format="binary")
+        except Exception as exc:
+            await self._queue.put(map_error(exc, "source"))
+            raise
+        await self._queue.put(None)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while (item := await self._queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+class PostgresSource:
+    capabilities = Capabilities(copy_format=COPY_FORMAT, cursor=True)
+
+    def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:
+        self._endpoint, self._spec, self._timeout = endpoint, spec, connect_timeout
+        self._conn: asyncpg.Connection | None = None
+        self._types: dict[str, str] = {}
+        self._key: Column | None = None
+        self._stream: _CopyStream | None = None
+
+    async def __aenter__(self) -> Self:
+        self._conn = await connect(self._endpoint, "source", self._timeout)
+        return self
+
+    async def __aexit__(self, exc_type: object, *_: object) -> None:
+        if self._stream is not None and not self._stream.task.done():
+            self._stream.task.cancel()
+        await close(self._conn, clean=exc_type is None)
+
+    @property
+    def conn(self) -> asyncpg.Connection:
+        assert self._conn is not None, "source used outside its context"
+        return self._conn
+
+    @property
+    def _relation(self) -> str:
+        if self._spec.table is not None:
+            return quote_ident(self._spec.table)
+        return f"({(self._spec.query or '').strip().rstrip(';')}) AS q"
+
+    async def describe(self) -> list[Column]:
+        if self._spec.table is not None:
+            columns = await relation_columns(self.conn, self._spec.table, "source")
+            self._key = await single_primary_key(self.conn, self._spec.table)
+        else:
+            with boundary("source"):
+                async with self.conn.transaction(readonly=True):
+                    stmt = await self.conn.prepare(f"SELECT * FROM {self._relation}")
+                    attrs = stmt.get_attributes()
+                    types = await self.conn.fetch(
+                        "SELECT format_type(t, NULL) AS sql_type FROM unnest($1::oid[]) WITH ORDINALITY AS u(t, n)"
+                        " ORDER BY n",
+                        [a.type.oid for a in attrs],
+                    )
+            columns = [Column(a.name, t["sql_type"]) for a, t in zip(attrs, types, strict=True)]
+        self._types = {c.name: c.sql_type for c in columns}
+        cursor = self._spec.cursor_column
+        if cursor is not None and cursor not in self._types:
+            raise ConfigInvalid(f"源表缺少游标列：{cursor}")
+        return columns
+
+    def _window(self, position: Position, args: list[Any]) -> list[str]:
+        """WHERE terms of the incremental window (lower, upper] fixed at the run's start."""
+        cursor = self._spec.cursor_column
+        if cursor is None:
+            return []
+        terms, ctype = [], self._types[cursor]
+        for key, op in (("lower", ">"), ("upper", "<=")):
+            if position.get(key) is not None:
+                args.append(str(position[key]))
+                terms.append(f"{quote_ident(cursor)} {op} CAST(${len(args)}::text AS {ctype})")
+        if position.get("upper") is None:
+            terms.append("FALSE")
+        return terms
+
+    async def start(self, high_water_mark: Any | None) -> Position:
+        position: Position = {"after": None, "offset": 0}
+        cursor = self._spec.cursor_column
+        if cursor is None:
+            return position
+        args: list[Any] = []
+        where = ""
+        if high_water_mark is not None:
+            args.append(str(high_water_mark))
+            where = f"WHERE {quote_ident(cursor)} > CAST($1::text AS {self._types[cursor]})"
+        col = quote_ident(cursor)
+        with boundary("source"):
+            row = await self.conn.fetchrow(
+                f"SELECT max({col}) AS v, max({col})::text AS t FROM {self._relation} {where}", *args
+            )
+        upper = json_value(row["v"], row["t"]) if row and row["t"] is not None else high_water_mark
+        return position | {"lower": high_water_mark, "upper": upper}
+
+    async def estimate(self, position: Position) -> int | None:
+        if self._spec.table is None:
+            return None
+        with boundary("source"):
+            reltuples = await self.conn.fetchval(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)", quote_ident(self._spec.table)
+            )
+            if reltuples is not None and reltuples >= EXACT_COUNT_BELOW:
+                return int(reltuples)
+            args: list[Any] = []
+            terms = self._window(position, args)
+            where = f"WHERE {' AND '.join(terms)}" if terms else ""
+            return int(await self.conn.fetchval(f"SELECT count(*) FROM {self._relation} {where}", *args))
+
+    def high_water_mark(self, position: Position, previous: Any | None) -> Any | None:
+        if self._spec.cursor_column is None:
+            return None
+        return position.get("upper", previous)
+
+    async def chunks(
+        self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
+    ) -> AsyncIterator[Chunk]:
+        select = ", ".join(select_expressions(plan, self._types, target_types))
+        columns = [item.target for item in plan]
+        if self._key is not None:
+            reader = self._keyset_raw if raw else self._keyset_rows
+        else:
+            reader = self._cursor_rows
+        async for chunk in reader(select, columns, position, size):
+            yield chunk
+
+    async def _next_upper(self, position: Position, size: int) -> str | None:
+        """The chunk's last key: the size-th key after `after`, or the last key when fewer remain."""
+        assert self._key is not None
+        key, ktype = quote_ident(self._key.name), self._key.sql_type
+        args: list[Any] = []
+        terms = self._window(position, args)
+        if position["after"] is not None:
+            args.append(position["after"])
+            terms.append(f"{key} > CAST(${len(args)}::text AS {ktype})")
+        where = f"WHERE {' AND '.join(terms)}" if terms else ""
+        with boundary("source"):
+            upper = await self.conn.fetchval(
+                f"SELECT {key}::text FROM {self._relation} {where} ORDER BY {key} OFFSET {size - 1} LIMIT 1", *args
+            )
+            if upper is None:
+                upper = await self.conn.fetchval(f"SELECT max({key})::text FROM {self._relation} {where}", *args)
+        return upper
+
+    def _range(self, position: Position, upper: str, args: list[Any]) -> str:
+        assert self._key is not None
+        key, ktype = quote_ident(self._key.name), self._key.sql_type
+        terms = self._window(position, args)
+        if position["after"] is not None:
+            args.append(position["after"])
+            terms.append(f"{key} > CAST(${len(args)}::text AS {ktype})")
+        args.append(upper)
+        terms.append(f"{key} <= CAST(${len(args)}::text AS {ktype})")
+        return " AND ".join(terms)
+
+    async def _keyset_raw(
+        self, select: str, columns: list[str], position: Position, size: int
+    ) -> AsyncIterator[Chunk]:
+        while (upper := await self._next_upper(position, size)) is not None:
+            args: list[Any] = []
+            where = self._range(position, upper, args)
+            log.debug("source chunk after %s up to %s", position["after"], upper)
+            self._stream = _CopyStream(self.conn, f"SELECT {select} FROM {self._relation} WHERE {where}", args)
+            position = position | {"after": upper}
+            yield Chunk(number=0, position=position, columns=columns, stream=aiter(self._stream))
+            try:
+                await self._stream.task
+            except SyncError:
+                raise
+            except Exception as exc:
+                raise map_error(exc, "source") from exc
+
+    async def _keyset_rows(
+        self, select: str, columns: list[str], position: Position, size: int
+    ) -> AsyncIterator[Chunk]:
+        while (upper := await self._next_upper(position, size)) is not None:
+            args: list[Any] = []
+            where = self._range(position, upper, args)
+            log.debug("source chunk after %s up to %s", position["after"], upper)
+            with boundary("source"):
+                rows = await self.conn.fetch(f"SELECT {select} FROM {self._relation} WHERE {where}", *args)
+            position = position | {"after": upper}
+            yield Chunk(number=0, position=position, columns=columns, rows=[tuple(r) for r in rows])
+
+    async def _cursor_rows(
+        self, select: str, columns: list[str], position: Position, size: int
+    ) -> AsyncIterator[Chunk]:
+        args: list[Any] = []
+        terms = self._window(position, args)
+        where = f"WHERE {' AND '.join(terms)}" if terms else ""
+        offset = int(position.get("offset") or 0)
+        with boundary("source"):
+            transaction = self.conn.transaction(isolation="repeatable_read", readonly=True)
+            await transaction.start()
+        try:
+            with boundary("source"):
+                cursor = await self.conn.cursor(f"SELECT {select} FROM {self._relation} {where}", *args)
+                if offset:
+                    log.debug("source cursor skips %d rows already written", offset)
+                    await cursor.forward(offset)
+            while True:
+                with boundary("source"):
+                    rows = await cursor.fetch(size)
+                if not rows:
+                    break
+                offset += len(rows)
+                position = position | {"offset": offset}
+                yield Chunk(number=0, position=position, columns=columns, rows=[tuple(r) for r in rows])
+                if len(rows) < size:
+                    break
+        finally:
+            with contextlib.suppress(Exception):
+                await transaction.rollback()
+

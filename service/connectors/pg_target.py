@@ -1,0 +1,200 @@
+"""PostgreSQL target: binary COPY per chunk, committed with its checkpoint row in `_batchsync_checkpoints`.
+
+append copies into the table; upsert copies into a temporary staging table and merges with
+`INSERT … ON CONFLICT`; overwrite fills a durable staging table and swaps its rows in at the end, in
+one transaction, so readers see the old rows or the new ones, never a half-empty table.
+"""
+
+import json
+import logging
+from typing import Self
+
+import asyncpg
+import asyncpg.exceptions as pgerr
+
+from schemas.api import TargetSpec, WriteMode
+from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
+from service.connectors.postgresql import COPY_FORMAT, boundary, close, connect, relation_columns
+from service.sync.errors import ConfigInvalid
+from service.sync.model import Endpoint
+from service.sync.transforms import quote_ident
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "_batchsync_checkpoints"
+_UPSERT_STAGE = "_batchsync_upsert_stage"
+
+_CHECKPOINTS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (
+    checkpoint_key  uuid PRIMARY KEY,
+    target_table    text NOT NULL,
+    chunk           integer NOT NULL,
+    position        jsonb NOT NULL,
+    records_read    bigint NOT NULL,
+    records_written bigint NOT NULL,
+    extra           jsonb NOT NULL DEFAULT '{{}}',
+    updated_at      timestamptz NOT NULL DEFAULT now()
+)"""
+
+_SAVE_CHECKPOINT = f"""
+INSERT INTO {CHECKPOINTS} AS c (checkpoint_key, target_table, chunk, position, records_read,
+                                records_written, extra, updated_at)
+VALUES ($1::uuid, $2, $3, $4::jsonb, $5, $6, $7::jsonb, now())
+ON CONFLICT (checkpoint_key) DO UPDATE
+   SET chunk = EXCLUDED.chunk, position = EXCLUDED.position, records_read = EXCLUDED.records_read,
+       records_written = EXCLUDED.records_written, extra = EXCLUDED.extra, updated_at = now()"""
+
+
+def _copied(status: str) -> int:
+    """Rows from a `COPY n` command tag."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresTarget:
+    capabilities = Capabilities(upsert=True, transactional_checkpoint=True, copy_format=COPY_FORMAT)
+
+    def __init__(self, endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> None:
+        self._endpoint, self._spec, self._timeout = endpoint, spec, connect_timeout
+        self._conn: asyncpg.Connection | None = None
+        self._columns: list[str] = []
+
+    async def __aenter__(self) -> Self:
+        self._conn = await connect(self._endpoint, "target", self._timeout)
+        with boundary("target"):
+            try:
+                await self._conn.execute(_CHECKPOINTS_DDL)
+            except pgerr.UniqueViolationError:
+                pass  # another run created it concurrently
+        return self
+
+    async def __aexit__(self, exc_type: object, *_: object) -> None:
+        await close(self._conn, clean=exc_type is None)
+
+    @property
+    def conn(self) -> asyncpg.Connection:
+        assert self._conn is not None, "target used outside its context"
+        return self._conn
+
+    def _stage_parts(self, key: str) -> tuple[str | None, str]:
+        """The overwrite staging table, beside the target table and named after the checkpoint chain."""
+        schema, _, _ = self._spec.table.rpartition(".")
+        return schema or None, f"_batchsync_stage_{key.replace('-', '')[:20]}"
+
+    def _stage(self, key: str) -> str:
+        schema, name = self._stage_parts(key)
+        return quote_ident(f"{schema}.{name}" if schema else name)
+
+    async def describe(self) -> list[Column]:
+        return await relation_columns(self.conn, self._spec.table, "target")
+
+    async def read_checkpoint(self, key: str) -> Checkpoint | None:
+        with boundary("target"):
+            row = await self.conn.fetchrow(f"SELECT * FROM {CHECKPOINTS} WHERE checkpoint_key = $1::uuid", key)
+        if row is None:
+            return None
+        return Checkpoint(
+            chunk=row["chunk"],
+            position=json.loads(row["position"]),
+            records_read=row["records_read"],
+            records_written=row["records_written"],
+            extra=json.loads(row["extra"]),
+        )
+
+    async def prepare(self, key: str, columns: list[str]) -> None:
+        self._columns = columns
+        cols = ", ".join(quote_ident(c) for c in columns)
+        table = quote_ident(self._spec.table)
+        mode = self._spec.mode
+        with boundary("target"):
+            if mode is WriteMode.UPSERT:
+                missing = [k for k in self._spec.key_columns or [] if k not in columns]
+                if missing:
+                    raise ConfigInvalid(f"upsert 键列未出现在映射结果中：{', '.join(missing)}")
+                await self.conn.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS {_UPSERT_STAGE} ON COMMIT DELETE ROWS AS "
+                    f"SELECT {cols} FROM {table} WITH NO DATA"
+                )
+            elif mode is WriteMode.OVERWRITE:
+                await self.conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self._stage(key)} AS SELECT {cols} FROM {table} WITH NO DATA"
+                )
+
+    def _merge_sql(self) -> str:
+        keys = self._spec.key_columns or []
+        cols = ", ".join(quote_ident(c) for c in self._columns)
+        conflict = ", ".join(quote_ident(k) for k in keys)
+        updates = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in self._columns if c not in keys)
+        action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+        return (
+            f"INSERT INTO {quote_ident(self._spec.table)} ({cols}) SELECT {cols} FROM {_UPSERT_STAGE} "
+            f"ON CONFLICT ({conflict}) {action}"
+        )
+
+    async def write(self, key: str, chunk: Chunk, previous: Checkpoint) -> Checkpoint | None:
+        mode = self._spec.mode
+        schema: str | None
+        if mode is WriteMode.UPSERT:
+            schema, dest = None, _UPSERT_STAGE
+        elif mode is WriteMode.OVERWRITE:
+            schema, dest = self._stage_parts(key)
+        else:
+            schema, _, dest = self._spec.table.rpartition(".")
+        with boundary("target"):
+            async with self.conn.transaction():
+                done = await self.conn.fetchval(
+                    f"SELECT chunk FROM {CHECKPOINTS} WHERE checkpoint_key = $1::uuid FOR UPDATE", key
+                )
+                if done is not None and done >= chunk.number:
+                    await chunk.drain()
+                    return None
+                if chunk.stream is not None:
+                    status = await self.conn.copy_to_table(
+                        dest, schema_name=schema or None, source=chunk.stream, columns=chunk.columns, format="binary"
+                    )
+                    written = read = _copied(status)
+                else:
+                    rows = chunk.rows or []
+                    await self.conn.copy_records_to_table(
+                        dest, schema_name=schema or None, records=rows, columns=chunk.columns
+                    )
+                    written = read = len(rows)
+                if mode is WriteMode.UPSERT:
+                    await self.conn.execute(self._merge_sql())
+                checkpoint = Checkpoint(
+                    chunk=chunk.number,
+                    position=chunk.position,
+                    records_read=previous.records_read + read,
+                    records_written=previous.records_written + written,
+                    extra=previous.extra,
+                )
+                await self.conn.execute(
+                    _SAVE_CHECKPOINT,
+                    key,
+                    self._spec.table,
+                    checkpoint.chunk,
+                    json.dumps(checkpoint.position),
+                    checkpoint.records_read,
+                    checkpoint.records_written,
+                    json.dumps(checkpoint.extra),
+                )
+        return checkpoint
+
+    async def finish(self, key: str, columns: list[str]) -> None:
+        table, cols = quote_ident(self._spec.table), ", ".join(quote_ident(c) for c in columns)
+        with boundary("target"):
+            async with self.conn.transaction():
+                if self._spec.mode is WriteMode.OVERWRITE:
+                    stage = self._stage(key)
+                    await self.conn.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+                    await self.conn.execute(f"DELETE FROM {table}")
+                    await self.conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}")
+                    await self.conn.execute(f"DROP TABLE {stage}")
+                await self.conn.execute(f"DELETE FROM {CHECKPOINTS} WHERE checkpoint_key = $1::uuid", key)
+
+    async def abandon(self, key: str) -> None:
+        try:
+            async with self.conn.transaction():
+                await self.conn.execute(f"DROP TABLE IF EXISTS {self._stage(key)}")
+                await self.conn.execute(f"DELETE FROM {CHECKPOINTS} WHERE checkpoint_key = $1::uuid", key)
+        except (pgerr.PostgresError, pgerr.InterfaceError, OSError) as exc:
+            log.warning("could not clean up after a cancelled run: %s", type(exc).__name__)

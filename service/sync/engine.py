@@ -1,0 +1,141 @@
+"""The sync engine: runs (or resumes) one run, extract → transform → load per chunk.
+
+The engine owns checkpoints and retries, connectors own their systems. Each attempt reads the
+checkpoint the target keeps beside its rows, so a retry after a transient error (or a new run in
+the same retry chain) continues after the last durable chunk and never reads it again. Reading the
+next chunk overlaps writing the current one through a one-chunk prefetch.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+from schemas.api import WriteMode
+from service.connectors import registry
+from service.connectors.base import Checkpoint, Chunk, Source, Target
+from service.sync.errors import ConfigInvalid, RunCancelled
+from service.sync.model import ProgressUpdate, RunObserver, RunResult, RunSpec
+from service.sync.retry import RetryPolicy, retry_transient
+from service.sync.transforms import check_target, plan_columns
+
+log = logging.getLogger(__name__)
+
+_EMPTY = Checkpoint(chunk=0, position={}, records_read=0, records_written=0)
+
+
+async def execute(
+    spec: RunSpec, observer: RunObserver, *, connect_timeout: float, policy: RetryPolicy | None = None
+) -> RunResult:
+    """Run `spec` to the end; terminal SyncErrors surface, transient ones are retried first."""
+    run = _Run(spec, observer, connect_timeout)
+    return await retry_transient(run.attempt, policy or RetryPolicy())
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+@contextlib.asynccontextmanager
+async def _prefetched(chunks: AsyncIterator[Chunk]) -> AsyncIterator[AsyncIterator[Chunk]]:
+    """Pull the next chunk in a background task while the caller writes the current one."""
+    queue: asyncio.Queue[Chunk | _Failed | None] = asyncio.Queue(maxsize=1)
+
+    async def pump() -> None:
+        try:
+            async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+                async for chunk in chunks:
+                    await queue.put(chunk)
+        except Exception as exc:
+            await queue.put(_Failed(exc))
+            return
+        await queue.put(None)
+
+    async def items() -> AsyncIterator[Chunk]:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+
+    task = asyncio.create_task(pump())
+    try:
+        yield items()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+class _Run:
+    """State that survives retries of one run: whether on_start was told, and from which chunk."""
+
+    def __init__(self, spec: RunSpec, observer: RunObserver, connect_timeout: float) -> None:
+        self.spec, self.observer, self.connect_timeout = spec, observer, connect_timeout
+        self.started = False
+        self.resumed_from = 0
+        self.estimate: int | None = None
+
+    async def attempt(self, number: int) -> RunResult:
+        spec = self.spec
+        source = registry.source_for(spec.source_endpoint, spec.source, self.connect_timeout)
+        target = registry.target_for(spec.target_endpoint, spec.target, self.connect_timeout)
+        async with source, target:
+            return await self._sync(source, target, number)
+
+    async def _sync(self, source: Source, target: Target, attempt: int) -> RunResult:
+        spec, key = self.spec, str(self.spec.checkpoint_key)
+        if spec.target.mode is WriteMode.UPSERT and not target.capabilities.upsert:
+            raise ConfigInvalid("目标系统不支持 upsert")
+        target_types = {c.name: c.sql_type for c in await target.describe()}
+        source_columns = [c.name for c in await source.describe()]
+        plan = plan_columns(source_columns, spec.mapping)
+        check_target(plan, target_types, spec.target.table)
+        columns = [item.target for item in plan]
+
+        checkpoint = await target.read_checkpoint(key)
+        if checkpoint is None:
+            checkpoint = replace(_EMPTY, position=await source.start(spec.high_water_mark))
+        if not self.started:
+            self.resumed_from = checkpoint.chunk
+            self.estimate = await source.estimate(checkpoint.position)
+            await self.observer.on_start(self.resumed_from, self.estimate)
+            self.started = True
+        elif attempt:
+            log.info("run %s attempt %d resumes after chunk %d", spec.run_id, attempt + 1, checkpoint.chunk)
+        await target.prepare(key, columns)
+
+        fmt = source.capabilities.copy_format
+        raw = fmt is not None and fmt == target.capabilities.copy_format
+        stream = source.chunks(plan, target_types, checkpoint.position, size=spec.chunk_size, raw=raw)
+        async with _prefetched(stream) as chunks:
+            async for chunk in chunks:
+                if self.observer.cancel_requested():
+                    break
+                chunk.number = checkpoint.chunk + 1
+                written = await target.write(key, chunk, checkpoint)
+                if written is None:
+                    log.warning("run %s: chunk %d was already written; skipped", spec.run_id, chunk.number)
+                    continue
+                checkpoint = written
+                await self.observer.on_chunk(
+                    ProgressUpdate(
+                        chunk=checkpoint.chunk,
+                        records_read=checkpoint.records_read,
+                        records_written=checkpoint.records_written,
+                        total_estimate=self.estimate,
+                        checkpoint=checkpoint.position,
+                    )
+                )
+        if self.observer.cancel_requested():
+            await target.abandon(key)
+            raise RunCancelled()
+        await target.finish(key, columns)
+        return RunResult(
+            records_read=checkpoint.records_read,
+            records_written=checkpoint.records_written,
+            chunks=checkpoint.chunk,
+            resumed_from_chunk=self.resumed_from,
+            high_water_mark=source.high_water_mark(checkpoint.position, spec.high_water_mark),
+        )
