@@ -8,22 +8,20 @@ group membership stays alive) however long a run takes.
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
 import uuid
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from consumers.dlq import send_to_dlq
+from consumers.parsing import InvalidRequest, parse_request
 from producers.clients import consumer_config
 from producers.outbox_relay import OutboxRelay
 from producers.publisher import Publisher
 from producers.topics import ensure_topics
-from schemas.events import BatchSyncRequested
 from service.config import Settings
 from service.ports import BrokerUnavailable
 from service.runs.executor import RunExecutor
@@ -32,28 +30,6 @@ from service.runs.outbox import add_event
 
 log = logging.getLogger(__name__)
 COMMIT_TIMEOUT_SECONDS = 5.0
-
-
-class InvalidRequest(ValueError):
-    pass
-
-
-def parse_request(value: bytes | None, max_bytes: int) -> BatchSyncRequested:
-    if value is None:
-        raise InvalidRequest("empty message")
-    if len(value) > max_bytes:
-        raise InvalidRequest(f"message of {len(value)} bytes exceeds {max_bytes}")
-    try:
-        payload = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidRequest(f"not JSON: {error}") from error
-    if not isinstance(payload, dict) or payload.get("eventType") != "BatchSyncRequested":
-        raise InvalidRequest("eventType must be BatchSyncRequested")
-    try:
-        return BatchSyncRequested.model_validate(payload)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise InvalidRequest(f"invalid BatchSyncRequested: {problems}") from error
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -1,0 +1,67 @@
+"""Pure rules of runs: the state machine, run identity, config hashing, request parsing."""
+
+import json
+
+import pytest
+
+from consumers.parsing import InvalidRequest, parse_request
+from schemas.api import RunStatus
+from service.runs.snapshot import config_hash, run_id_for
+from service.runs.status import IllegalTransition, check_transition, status_for_error
+
+
+def test_terminal_runs_never_move_again() -> None:
+    for terminal in ("SUCCESS", "FAILED", "CANCELLED"):
+        for target in RunStatus:
+            with pytest.raises(IllegalTransition):
+                check_transition(terminal, target)
+
+
+def test_pending_cannot_succeed_without_running() -> None:
+    with pytest.raises(IllegalTransition):
+        check_transition("PENDING", RunStatus.SUCCESS)
+    check_transition("PENDING", RunStatus.RUNNING)
+    check_transition("RUNNING", RunStatus.SUCCESS)
+
+
+def test_status_for_error_code() -> None:
+    assert status_for_error(None) is RunStatus.SUCCESS
+    assert status_for_error("CANCELLED") is RunStatus.CANCELLED
+    assert status_for_error("SOURCE_TIMEOUT") is RunStatus.FAILED
+
+
+def test_run_id_is_a_stable_function_of_the_request_id() -> None:
+    assert run_id_for("r-1") == run_id_for("r-1")
+    assert run_id_for("r-1") != run_id_for("r-2")
+
+
+def test_config_hash_ignores_key_order_and_sees_every_change() -> None:
+    a = {"source": {"table": "t"}, "target": {"table": "u", "mode": "append"}}
+    b = {"target": {"mode": "append", "table": "u"}, "source": {"table": "t"}}
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash({**a, "target": {"table": "u", "mode": "overwrite"}})
+
+
+def _request(**fields: object) -> bytes:
+    body = {"eventType": "BatchSyncRequested", "correlationId": "c", "batchId": 1, "producer": "p",
+            "requestedBy": "u", **fields}
+    return json.dumps(body).encode()
+
+
+def test_parse_request_defaults_request_id_to_event_id() -> None:
+    event = parse_request(_request(), 10_000)
+    assert event.request_id == str(event.event_id)
+
+
+@pytest.mark.parametrize("value, problem", [
+    (None, "empty"),
+    (b"\xff\xfe", "not JSON"),
+    (b"[1,2]", "eventType"),
+    (json.dumps({"eventType": "BatchSyncCompleted"}).encode(), "eventType"),
+    (_request(batchId="abc"), "batchId"),
+    (_request(trigger="cron"), "trigger"),
+    (b"x" * 2000, "exceeds"),
+])
+def test_parse_request_names_the_problem(value: bytes | None, problem: str) -> None:
+    with pytest.raises(InvalidRequest, match=problem):
+        parse_request(value, 1000)
