@@ -186,14 +186,17 @@ async def claim(session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_
     if run is None or run.status not in ACTIVE or run.owner != worker_id:
         return None
     check_transition(run.status, RunStatus.RUNNING)
-    run.status = RunStatus.RUNNING.value
-    run.started_at = run.started_at or utcnow()
-    run.lease_until = utcnow() + timedelta(seconds=lease_seconds)
-    run.attempts += 1
     try:
-        await session.flush()
+        async with session.begin_nested():
+            await session.execute(
+                update(Run).where(Run.id == run_id).values(
+                    status=RunStatus.RUNNING.value, started_at=func.coalesce(Run.started_at, func.now()),
+                    lease_until=utcnow() + timedelta(seconds=lease_seconds), attempts=Run.attempts + 1,
+                )
+            )
     except IntegrityError as error:
         raise ClaimBusy(str(run.batch_id)) from error
+    await session.refresh(run)
     await session.execute(update(Batch).where(Batch.id == run.batch_id).values(status=RunStatus.RUNNING.value))
     return run
 
