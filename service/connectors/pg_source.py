@@ -181,7 +181,8 @@ class PostgresSource:
         where = f"WHERE {' AND '.join(terms)}" if terms else ""
         with boundary("source"):
             upper = await self.conn.fetchval(
-                f"SELECT {key}::text FROM {self._relation} {where} ORDER BY {key} OFFSET {size - 1} LIMIT 1", *args
+                f"SELECT {key}::text AS k FROM {self._relation} {where} ORDER BY {key} OFFSET {size - 1} LIMIT 1",
+                *args,
             )
             if upper is None:
                 upper = await self.conn.fetchval(f"SELECT max({key})::text FROM {self._relation} {where}", *args)
