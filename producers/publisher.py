@@ -18,6 +18,9 @@ from service.ports import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
+Message = tuple[str, bytes, bytes | None, dict[str, str] | None]
+"""topic, value, key, headers"""
+
 
 
 class Publisher:
@@ -69,6 +72,40 @@ class Publisher:
         except (KafkaError, OSError, TimeoutError) as exc:
             await self._reset(producer)
             raise BrokerUnavailable(f"send to {topic} failed after ensuring topics: {exc!r}") from exc
+
+    async def send_many(self, messages: list[Message]) -> list[BaseException | None]:
+        """Enqueue all messages in order, then await every ack: per-key order is kept, latency is one round trip.
+
+        Returns one result per message (None = acked); raises BrokerUnavailable when none could be sent.
+        """
+        results: list[BaseException | None] = [None] * len(messages)
+        sendable = []
+        for index, (_, value, _, _) in enumerate(messages):
+            if len(value) > self._settings.max_message_bytes:
+                results[index] = ValueError(f"message of {len(value)} bytes exceeds the limit")
+            else:
+                sendable.append(index)
+        if not sendable:
+            return results
+        producer = await self._ready()
+        try:
+            async with asyncio.timeout(self._timeout):
+                acks = []
+                for index in sendable:
+                    topic, value, key, headers = messages[index]
+                    wire_headers = [(k, v.encode()) for k, v in (headers or {}).items()]
+                    acks.append(await producer.send(topic, value, key=key, headers=wire_headers))
+                outcomes = await asyncio.gather(*acks, return_exceptions=True)
+        except UnknownTopicOrPartitionError as exc:
+            await ensure_topics(self._settings)
+            raise BrokerUnavailable(f"topic missing, ensured topics: {exc!r}") from exc
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await self._reset(producer)
+            raise BrokerUnavailable(f"batch send failed: {exc!r}") from exc
+        for index, outcome in zip(sendable, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                results[index] = BrokerUnavailable(repr(outcome))
+        return results
 
     async def _send_once(
         self, producer: AIOKafkaProducer, topic: str, value: bytes, key: bytes | None, headers: list

@@ -1,0 +1,139 @@
+"""The relay publishes committed outbox rows in order, once, and keeps them through a broker outage."""
+
+import asyncio
+import subprocess
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import func, select
+
+from producers.outbox_relay import OutboxRelay
+from producers.publisher import Publisher
+from schemas.events import BatchSyncProgress
+from service.config import Settings
+from service.db.engine import make_engine, make_sessionmaker
+from service.db.models import Outbox
+from service.ports import BrokerUnavailable
+from service.runs.outbox import add_event
+from tests.support.brokers import free_port, tansu_binary, wait_ready
+
+
+@pytest.fixture
+async def sessions(state_dsn):
+    engine = make_engine(state_dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+def progress(batch_id: int, chunk: int) -> BatchSyncProgress:
+    return BatchSyncProgress(batch_id=batch_id, run_id=uuid.uuid4(), correlation_id="c", producer="test",
+                             chunk=chunk, records_read=chunk, records_written=chunk, elapsed_ms=1,
+                             records_per_second=1.0)
+
+
+async def queue(sessions, topic: str, count: int, batch_id: int = 7) -> list[int]:
+    async with sessions.begin() as session:
+        for chunk in range(count):
+            add_event(session, topic, progress(batch_id, chunk))
+    async with sessions() as session:
+        return list((await session.scalars(select(Outbox.id).where(Outbox.topic == topic).order_by(Outbox.id))).all())
+
+
+async def unpublished(sessions, topic: str) -> int:
+    async with sessions() as session:
+        return await session.scalar(select(func.count()).select_from(Outbox).where(
+            Outbox.topic == topic, Outbox.published_at.is_(None)))
+
+
+async def chunks_on(bootstrap: str, topic: str, expected: int) -> list[int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=20, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        await consumer.topics()
+        consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+        chunks: list[int] = []
+        async with asyncio.timeout(10):
+            while len(chunks) < expected:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    chunks += [BatchSyncProgress.model_validate_json(r.value).chunk for r in records]
+        extra = await consumer.getmany(timeout_ms=300)
+        chunks += [BatchSyncProgress.model_validate_json(r.value).chunk for rs in extra.values() for r in rs]
+    finally:
+        await consumer.stop()
+    return chunks
+
+
+async def test_notify_publishes_rows_in_order(broker, sessions) -> None:
+    settings = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=f"ob{uuid.uuid4().hex[:8]}")
+    topic = settings.topics.events
+    publisher = Publisher(settings)
+    await publisher.start()
+    relay = OutboxRelay(sessions, publisher, batch_size=16)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.1)
+        await queue(sessions, topic, 50)
+        started = asyncio.get_running_loop().time()
+        relay.notify()
+        async with asyncio.timeout(10):
+            while await unpublished(sessions, topic):
+                await asyncio.sleep(0.01)
+        elapsed = asyncio.get_running_loop().time() - started
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await publisher.stop()
+    assert elapsed < 0.9, f"notify did not wake the relay at once ({elapsed:.2f}s)"
+    assert await chunks_on(broker.bootstrap, topic, 50) == list(range(50))
+
+
+async def test_two_relays_publish_each_row_once(broker, sessions) -> None:
+    settings = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=f"ob{uuid.uuid4().hex[:8]}")
+    topic = settings.topics.events
+    publisher = Publisher(settings)
+    await publisher.start()
+    try:
+        await queue(sessions, topic, 300)
+        relays = [OutboxRelay(sessions, publisher, batch_size=20) for _ in range(2)]
+        await asyncio.gather(*(r.drain_once() for r in relays))
+    finally:
+        await publisher.stop()
+    assert await unpublished(sessions, topic) == 0
+    assert sorted(await chunks_on(broker.bootstrap, topic, 300)) == list(range(300))
+
+
+def start_tansu(port: int) -> subprocess.Popen:
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen([tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                                "--silent"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(f"127.0.0.1:{port}", process)
+    return process
+
+
+async def test_broker_outage_keeps_rows_until_the_broker_is_back(sessions) -> None:
+    port = free_port()
+    settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", topic_prefix=f"ob{uuid.uuid4().hex[:8]}",
+                        kafka_request_timeout_ms=1000)
+    topic = settings.topics.events
+    publisher = Publisher(settings)
+    await publisher.start()
+    await queue(sessions, topic, 10)
+    relay = OutboxRelay(sessions, publisher)
+    with pytest.raises(BrokerUnavailable):
+        await relay.drain_once()
+    assert await unpublished(sessions, topic) == 10
+
+    task = asyncio.create_task(relay.run())
+    process = await asyncio.to_thread(start_tansu, port)
+    try:
+        async with asyncio.timeout(15):
+            while await unpublished(sessions, topic):
+                await asyncio.sleep(0.05)
+        assert await chunks_on(settings.kafka_bootstrap, topic, 10) == list(range(10))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await publisher.stop()
+        process.kill()
+        process.wait()
