@@ -1,0 +1,191 @@
+"""PostgreSQL → PostgreSQL throughput of the engine against a psql binary COPY pipe, on scratch databases.
+
+    .venv/bin/python bench/pg_to_pg.py --rows 1000000
+
+Prints seconds, rows/s, the ratio to the pipe and the process's peak RSS. The timing helpers are
+importable so other benchmarks (through HTTP, through Kafka) can reuse the dataset and the reference.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import resource
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import asyncpg
+
+from schemas.api import SourceSpec, TargetSpec, WriteMode
+from service.sync.engine import execute
+from service.sync.model import Endpoint, ProgressUpdate, RunResult, RunSpec
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+TABLE_DDL = """CREATE TABLE {t} (
+    id bigint PRIMARY KEY, qty integer, price numeric(12,2), ratio double precision, label text,
+    created_at timestamptz, day date, active boolean, attrs jsonb)"""
+FILL = """INSERT INTO {t}
+    SELECT g, g % 1000, (g % 100000) / 100.0, g / 7.0, 'item-' || g || '-' || md5(g::text),
+           '2024-01-01'::timestamptz + g * interval '1 second', '2024-01-01'::date + (g % 3650),
+           g % 3 = 0, jsonb_build_object('g', g, 'tag', 't' || (g % 10))
+      FROM generate_series(1, {n}) g"""
+SOURCE, TARGET = "bench_src", "bench_dst"
+
+
+def dsn_for(db: str) -> str:
+    return ADMIN_DSN.rsplit("/", 1)[0] + "/" + db
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def scratch_databases() -> Iterator[tuple[str, str]]:
+    """A source and a target database, dropped afterwards."""
+    tag = uuid.uuid4().hex[:8]
+    names = (f"bs_bench_src_{tag}", f"bs_bench_dst_{tag}")
+    for name in names:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield dsn_for(names[0]), dsn_for(names[1])
+    finally:
+        for name in names:
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def make_dataset(source_dsn: str, target_dsn: str, rows: int) -> None:
+    """The 9-column source table with `rows` rows (vacuumed, so keyset scans are index-only) and an empty twin."""
+    src, dst = await asyncpg.connect(source_dsn), await asyncpg.connect(target_dsn)
+    try:
+        await src.execute(TABLE_DDL.format(t=SOURCE))
+        await src.execute(FILL.format(t=SOURCE, n=rows))
+        await src.execute(f"VACUUM ANALYZE {SOURCE}")
+        await dst.execute(TABLE_DDL.format(t=TARGET))
+    finally:
+        await src.close()
+        await dst.close()
+
+
+async def truncate_target(target_dsn: str) -> None:
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute(f"TRUNCATE {TARGET}")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+def time_copy_pipe(source_dsn: str, target_dsn: str) -> float:
+    """Seconds for `psql COPY (SELECT …) TO STDOUT (FORMAT binary) | psql COPY … FROM STDIN (FORMAT binary)`."""
+    started = time.perf_counter()
+    out = subprocess.Popen(
+        ["psql", "-X", "-q", "-d", source_dsn, "-c", f"COPY (SELECT * FROM {SOURCE}) TO STDOUT (FORMAT binary)"],
+        stdout=subprocess.PIPE,
+    )
+    into = subprocess.run(
+        ["psql", "-X", "-q", "-d", target_dsn, "-c", f"COPY {TARGET} FROM STDIN (FORMAT binary)"],
+        stdin=out.stdout,
+        check=True,
+        capture_output=True,
+    )
+    assert out.stdout is not None
+    out.stdout.close()
+    if out.wait() != 0 or into.returncode != 0:
+        raise RuntimeError("the psql COPY pipe failed")
+    return time.perf_counter() - started
+
+
+class _Quiet:
+    async def on_start(self, resumed_from_chunk: int, total_estimate: int | None) -> None:
+        return None
+
+    async def on_chunk(self, update: ProgressUpdate) -> None:
+        return None
+
+    def cancel_requested(self) -> bool:
+        return False
+
+
+def bench_spec(source_dsn: str, target_dsn: str, mode: WriteMode, chunk_size: int) -> RunSpec:
+    run_id = uuid.uuid4()
+    return RunSpec(
+        run_id=run_id,
+        checkpoint_key=run_id,
+        batch_id=0,
+        source_endpoint=Endpoint("postgresql", url=source_dsn),
+        source=SourceSpec(table=SOURCE),
+        target_endpoint=Endpoint("postgresql", url=target_dsn),
+        target=TargetSpec(table=TARGET, mode=mode, key_columns=["id"] if mode is WriteMode.UPSERT else None),
+        mapping=None,
+        chunk_size=chunk_size,
+    )
+
+
+async def time_execute(spec: RunSpec) -> tuple[float, RunResult]:
+    """Seconds for one engine run of `spec`."""
+    started = time.perf_counter()
+    result = await execute(spec, _Quiet(), connect_timeout=5)
+    return time.perf_counter() - started, result
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class Line:
+    name: str
+    seconds: float
+    rows: int
+
+
+async def run(source_dsn: str, target_dsn: str, rows: int, chunk_size: int, repeat: int) -> list[Line]:
+    await make_dataset(source_dsn, target_dsn, rows)
+    lines: list[Line] = []
+
+    async def best(name: str, mode: WriteMode | None, *, keep_rows: bool = False) -> None:
+        timings = []
+        for _ in range(repeat):
+            if not keep_rows:
+                await truncate_target(target_dsn)
+            if mode is None:
+                timings.append(await asyncio.to_thread(time_copy_pipe, source_dsn, target_dsn))
+            else:
+                seconds, result = await time_execute(bench_spec(source_dsn, target_dsn, mode, chunk_size))
+                assert result.records_written == rows, result
+                timings.append(seconds)
+        lines.append(Line(name, min(timings), rows))
+        print(f"  {name:<34} {min(timings):7.2f} s   peak RSS {peak_rss_mb():6.0f} MB", flush=True)
+
+    await best("psql binary COPY pipe", None)
+    await best("execute() append", WriteMode.APPEND)
+    await best("execute() upsert, empty", WriteMode.UPSERT)
+    await best("execute() upsert, all rows exist", WriteMode.UPSERT, keep_rows=True)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--chunk-size", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=2, help="best of N for each line")
+    args = parser.parse_args()
+    print(f"{args.rows:,} rows × 9 columns, chunk size {args.chunk_size:,}, best of {args.repeat}")
+    with scratch_databases() as (source_dsn, target_dsn):
+        lines = asyncio.run(run(source_dsn, target_dsn, args.rows, args.chunk_size, args.repeat))
+    reference = lines[0].seconds
+    print(f"\n{'':<32}{'seconds':>9}{'rows/s':>12}{'× pipe':>9}")
+    for line in lines:
+        print(f"{line.name:<32}{line.seconds:9.2f}{line.rows / line.seconds:12,.0f}{line.seconds / reference:9.2f}")
+    print(f"peak RSS of this process: {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
