@@ -1,0 +1,102 @@
+"""Auth over HTTP: every bad token is 401, a missing permission 403, and the open routes stay open."""
+
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.integration.test_api_support import SECRET, api_client, api_settings, asyncpg_url, bearer
+
+UNAUTHORIZED = {"code": 401, "message": "认证失败，无法访问系统资源", "data": None}
+PROTECTED = ("/integration/batch/list", "/integration/connection/list", "/integration/batch/statistics")
+
+
+def rsa_keys() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private, public
+
+
+PRIVATE_KEY, PUBLIC_KEY = rsa_keys()
+
+
+def claims(**extra) -> dict:
+    return {"sub": "alice", "perms": ["*:*:*"], "exp": int(time.time()) + 300, **extra}
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+async def hs_client(state_dsn):
+    async with api_client(api_settings(asyncpg_url(state_dsn))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def rs_client(state_dsn):
+    settings = api_settings(asyncpg_url(state_dsn), jwt_secret=None, jwt_public_key=PUBLIC_KEY)
+    async with api_client(settings) as client:
+        yield client
+
+
+@pytest.mark.parametrize(("headers"), [
+    {"Authorization": ""},
+    {"Authorization": "Basic YWxpY2U6cHc="},
+    auth("garbage"),
+    auth(jwt.encode(claims(exp=int(time.time()) - 10), SECRET, algorithm="HS256")),
+    auth(jwt.encode(claims(), "some-other-secret-0123456789-abcdefgh", algorithm="HS256")),
+    auth(jwt.encode(claims(), None, algorithm="none")),
+    auth(jwt.encode(claims(), PRIVATE_KEY, algorithm="RS256")),
+    auth(jwt.encode({"sub": "alice", "perms": ["*:*:*"]}, SECRET, algorithm="HS256")),
+], ids=["none", "basic", "malformed", "expired", "wrong-key", "alg-none", "rs256-for-hs256", "no-exp"])
+async def test_bad_tokens_are_401(hs_client, headers: dict) -> None:
+    for path in PROTECTED:
+        response = await hs_client.get(path, headers=headers)
+        assert response.status_code == 401, path
+        assert response.json() == UNAUTHORIZED
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_rs256_configuration(rs_client) -> None:
+    good = await rs_client.get("/integration/batch/list", headers=auth(jwt.encode(claims(), PRIVATE_KEY, "RS256")))
+    assert good.status_code == 200
+    for token in (jwt.encode(claims(), SECRET, algorithm="HS256"), jwt.encode(claims(), None, algorithm="none")):
+        response = await rs_client.get("/integration/batch/list", headers=auth(token))
+        assert response.json() == UNAUTHORIZED
+
+
+async def test_missing_permission_is_403_and_wildcards_grant(hs_client) -> None:
+    response = await hs_client.get("/integration/batch/list", headers=bearer(["integration:batch:query"]))
+    assert response.status_code == 403
+    assert response.json() == {"code": 403, "message": "无权限执行此操作", "data": None}
+    assert (await hs_client.get("/integration/batch/list",
+                                headers=bearer(["integration:batch:list"]))).status_code == 200
+    assert (await hs_client.get("/integration/batch/list", headers=bearer(["integration:batch:*"]))).status_code == 200
+    assert (await hs_client.get("/integration/connection/list",
+                                headers=bearer(["integration:batch:*"]))).status_code == 403
+
+
+async def test_auth_is_checked_before_the_body(hs_client) -> None:
+    response = await hs_client.post("/integration/batch", json={"junk": True}, headers={"Authorization": ""})
+    assert response.status_code == 401
+
+
+async def test_without_any_key_every_protected_route_is_401(state_dsn) -> None:
+    async with api_client(api_settings(asyncpg_url(state_dsn), jwt_secret=None)) as client:
+        for path in PROTECTED:
+            response = await client.get(path, headers=auth(jwt.encode(claims(), SECRET, algorithm="HS256")))
+            assert response.json() == UNAUTHORIZED
+        assert (await client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/docs", "/openapi.json"])
+async def test_open_routes_need_no_token(hs_client, path: str) -> None:
+    response = await hs_client.get(path, headers={"Authorization": ""})
+    assert response.status_code == 200
