@@ -104,27 +104,29 @@ def database_down(error: BaseException) -> bool:
     return False
 
 
-async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
-    errors = error.errors()
+async def _validation(_: Request, error: Exception) -> JSONResponse:
+    errors = error.errors() if isinstance(error, RequestValidationError) else []
     message = describe_validation_error(errors[0]) if errors else f"{BAD_REQUEST}请求无效"
     return envelope(400, message)
 
 
-async def _http(_: Request, error: HTTPException) -> JSONResponse:
-    message = _HTTP_MESSAGES.get(error.status_code) or str(error.detail)
-    return envelope(error.status_code, message, headers=getattr(error, "headers", None))
+async def _http(_: Request, error: Exception) -> JSONResponse:
+    status = error.status_code if isinstance(error, HTTPException) else 500
+    message = _HTTP_MESSAGES.get(status) or str(getattr(error, "detail", INTERNAL))
+    return envelope(status, message, headers=getattr(error, "headers", None))
 
 
-async def _auth_failed(_: Request, __: AuthFailed) -> JSONResponse:
+async def _auth_failed(_: Request, __: Exception) -> JSONResponse:
     return envelope(401, AUTH_FAILED, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def _forbidden(_: Request, __: Forbidden) -> JSONResponse:
+async def _forbidden(_: Request, __: Exception) -> JSONResponse:
     return envelope(403, FORBIDDEN)
 
 
-async def _catalog(_: Request, error: CatalogError) -> JSONResponse:
-    return envelope(_CATALOG_STATUS.get(type(error), 400), error.message)
+async def _catalog(_: Request, error: Exception) -> JSONResponse:
+    status = next((code for kind, code in _CATALOG_STATUS.items() if isinstance(error, kind)), 400)
+    return envelope(status, getattr(error, "message", str(error)))
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:

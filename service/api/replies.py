@@ -56,9 +56,10 @@ def sync_reply(outcome: SyncOutcome) -> Reply:
     """The answer to `/sync` and `/retry`."""
     match outcome:
         case Finished(reply=reply) if reply.success:
-            result = SyncResult(success=True, batch_id=reply.batch_id, message=SYNC_SUCCEEDED,
-                                sync_time=reply.sync_time, records_synced=reply.records_synced,
-                                run_id=reply.run_id)
+            result = SyncResult.model_validate({
+                "success": True, "batch_id": reply.batch_id, "message": SYNC_SUCCEEDED,
+                "sync_time": reply.sync_time, "records_synced": reply.records_synced, "run_id": reply.run_id,
+            })
             return Reply(200, OK_MESSAGE, result.dump())
         case Finished(reply=reply):
             return Reply(400, SYNC_FAILED + reply.message)

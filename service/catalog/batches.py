@@ -8,7 +8,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import BatchIn, BatchOut, RunStatus
+from schemas.api import BatchIn, BatchOut, MappingEntry, RunStatus, SourceSpec, TargetSpec
 from schemas.envelope import Page
 from service.catalog.errors import BATCH_NOT_FOUND, BATCH_RUNNING, Conflict, NotFound, missing_connection
 from service.catalog.paging import PageRequest, fetch_page
@@ -22,10 +22,10 @@ def to_out(row: Batch) -> BatchOut:
         id=row.id,
         name=row.name,
         source_connection_id=row.source_connection_id,
-        source=row.source,
+        source=SourceSpec.model_validate(row.source),
         target_connection_id=row.target_connection_id,
-        target=row.target,
-        mapping=row.mapping,
+        target=TargetSpec.model_validate(row.target),
+        mapping=None if row.mapping is None else [MappingEntry.model_validate(m) for m in row.mapping],
         chunk_size=row.chunk_size,
         status=row.status,
         last_sync_time=row.last_sync_time,

@@ -1,13 +1,12 @@
 """Connections: create, read (always redacted), update (keeping secrets sent back masked), delete, test."""
 
 import asyncio
-import inspect
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import ConnectionIn, ConnectionOut
+from schemas.api import ConnectionIn, ConnectionOut, ConnectionType
 from schemas.envelope import Page
 from service.catalog.errors import CONNECTION_IN_USE, CONNECTION_NOT_FOUND, Conflict, Invalid, NotFound
 from service.catalog.paging import PageRequest, fetch_page
@@ -24,7 +23,7 @@ def to_out(row: Connection) -> ConnectionOut:
     return ConnectionOut(
         id=row.id,
         name=row.name,
-        type=row.type,
+        type=ConnectionType(row.type),
         url=redact_url(row.url),
         params=redact_values(row.params or {}),
         options=redact_values(row.options or {}),
@@ -111,10 +110,7 @@ async def check(session: AsyncSession, connection_id: int, connect_timeout: floa
     await session.close()
     try:
         async with asyncio.timeout(connect_timeout + TEST_MARGIN_SECONDS):
-            if inspect.iscoroutinefunction(test_connection):
-                await test_connection(endpoint, connect_timeout)
-            else:
-                await asyncio.to_thread(test_connection, endpoint, connect_timeout)
+            await test_connection(endpoint, connect_timeout)
     except TimeoutError as error:
         raise Invalid(f"连接失败：{ConnectTimeout.reason}") from error
     except SyncError as error:

@@ -5,7 +5,7 @@ from uuid import UUID
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import HistoryRow, RunOut
+from schemas.api import HistoryRow, RunOut, RunStatus
 from schemas.envelope import Page
 from service.catalog.batches import load as load_batch
 from service.catalog.errors import RUN_NOT_FOUND, NotFound
@@ -18,7 +18,7 @@ def history_row(row: RunHistory) -> HistoryRow:
         run_id=row.run_id,
         trigger=row.trigger or "",
         requested_by=row.requested_by or "",
-        status=row.status,
+        status=RunStatus(row.status),
         started_at=row.started_at,
         finished_at=row.finished_at,
         records_synced=row.records_synced,
@@ -40,7 +40,7 @@ def run_out(row: Run) -> RunOut:
     return RunOut(
         run_id=row.id,
         batch_id=row.batch_id,
-        status=row.status,
+        status=RunStatus(row.status),
         trigger=row.trigger,
         requested_by=row.requested_by,
         records_read=row.records_read,

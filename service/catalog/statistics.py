@@ -57,7 +57,7 @@ async def for_batch(session: AsyncSession, batch_id: int) -> BatchStatistics:
     return BatchStatistics(batch_id=batch_id, **await _figures(session, RunHistory.batch_id == batch_id))
 
 
-async def _counts(session: AsyncSession, column: ColumnElement[Any]) -> dict[str, int]:
+async def _counts(session: AsyncSession, column: Any) -> dict[str, int]:
     rows = await session.execute(select(column, func.count()).group_by(column).order_by(column))
     return {str(key): int(count) for key, count in rows.all()}
 
