@@ -23,12 +23,14 @@ def is_secret_key(key: str) -> bool:
 
 
 def redact_values(value: Any) -> Any:
-    """A copy of a params/options tree with every value under a secret-looking key masked."""
+    """A copy of a params/options tree with every value under a secret-looking key masked, and URL passwords."""
     if isinstance(value, dict):
         return {k: MASK if is_secret_key(str(k)) and v not in (None, "") else redact_values(v)
                 for k, v in value.items()}
     if isinstance(value, list):
         return [redact_values(item) for item in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
     return value
 
 
@@ -42,6 +44,8 @@ def restore_values(incoming: Any, stored: Any) -> Any:
         old_list = stored if isinstance(stored, list) else []
         return [restore_values(item, old_list[i] if i < len(old_list) else None)
                 for i, item in enumerate(incoming)]
+    if isinstance(incoming, str) and isinstance(stored, str) and "://" in incoming:
+        return restore_url(incoming, stored)
     return incoming
 
 

@@ -58,3 +58,10 @@ def test_masked_url_password_keeps_the_stored_one() -> None:
 def test_masked_url_query_secret_keeps_the_stored_one() -> None:
     stored = "https://api.example.com/items?page=1&token=abc"
     assert restore_url(redact_url(stored), stored) == stored
+
+
+def test_urls_inside_params_are_redacted_and_restored() -> None:
+    stored = {"endpoint": "https://svc:hunter2@api.example.com/v1", "path": "/data"}
+    redacted = redact_values(stored)
+    assert redacted == {"endpoint": f"https://svc:{MASK}@api.example.com/v1", "path": "/data"}
+    assert restore_values(redacted, stored) == stored
