@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.integration.test_api_support import SECRET, api_client, api_settings, asyncpg_url, bearer
+from tests.support.api import SECRET, api_client, api_settings, asyncpg_url, bearer
 
 UNAUTHORIZED = {"code": 401, "message": "认证失败，无法访问系统资源", "data": None}
 PROTECTED = ("/integration/batch/list", "/integration/connection/list", "/integration/batch/statistics")

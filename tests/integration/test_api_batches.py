@@ -5,7 +5,7 @@ import uuid
 import asyncpg
 import pytest
 
-from tests.integration.test_api_support import (
+from tests.support.api import (
     api_client,
     api_settings,
     asyncpg_url,

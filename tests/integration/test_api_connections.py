@@ -4,7 +4,7 @@ import asyncpg
 import pytest
 
 from service.catalog.redaction import MASK
-from tests.integration.test_api_support import (
+from tests.support.api import (
     API_TOKEN,
     DB_PASSWORD,
     api_client,

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.integration.test_api_support import DB_PASSWORD, api_client, api_settings, asyncpg_url
+from tests.support.api import DB_PASSWORD, api_client, api_settings, asyncpg_url
 from tests.support.brokers import free_port
 from tests.support.loopback import silent_server
 

@@ -12,7 +12,7 @@ import pytest
 from schemas.events import BatchSyncCompleted
 from service.runs.outcomes import Accepted, AlreadyRunning, CancelRequested, Finished, NothingToCancel
 from service.runs.outcomes import BatchNotFound as NoBatch
-from tests.integration.test_api_support import (
+from tests.support.api import (
     api_client,
     api_settings,
     asyncpg_url,
