@@ -57,6 +57,7 @@ class PostgresTarget:
         self._endpoint, self._spec, self._timeout = endpoint, spec, connect_timeout
         self._conn: asyncpg.Connection | None = None
         self._columns: list[str] = []
+        self._merge = ""
 
     async def __aenter__(self) -> Self:
         self._conn = await connect(self._endpoint, "target", self._timeout)
@@ -114,21 +115,42 @@ class PostgresTarget:
                     f"CREATE TEMP TABLE IF NOT EXISTS {_UPSERT_STAGE} ON COMMIT DELETE ROWS AS "
                     f"SELECT {cols} FROM {table} WITH NO DATA"
                 )
+                self._merge = self._merge_sql(await self._comparable_columns())
             elif mode is WriteMode.OVERWRITE:
                 await self.conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {self._stage(key)} AS SELECT {cols} FROM {table} WITH NO DATA"
                 )
 
-    def _merge_sql(self) -> str:
+    def _merge_sql(self, comparable: set[str]) -> str:
+        """Upsert from the staging table; rows equal to what is already there are not rewritten, which
+        spares re-syncs of unchanged data the cost (and bloat) of an MVCC update per row."""
         keys = self._spec.key_columns or []
         cols = ", ".join(quote_ident(c) for c in self._columns)
         conflict = ", ".join(quote_ident(k) for k in keys)
-        updates = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in self._columns if c not in keys)
-        action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+        others = [quote_ident(c) for c in self._columns if c not in keys]
+        if not others:
+            action = "DO NOTHING"
+        else:
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in others)
+            cast = {quote_ident(c): "" if c in comparable else "::text" for c in self._columns}
+            old = ", ".join(f"t.{c}{cast[c]}" for c in others)
+            new = ", ".join(f"EXCLUDED.{c}{cast[c]}" for c in others)
+            action = f"DO UPDATE SET {updates} WHERE ({old}) IS DISTINCT FROM ({new})"
         return (
-            f"INSERT INTO {quote_ident(self._spec.table)} ({cols}) SELECT {cols} FROM {_UPSERT_STAGE} "
+            f"INSERT INTO {quote_ident(self._spec.table)} AS t ({cols}) SELECT {cols} FROM {_UPSERT_STAGE} "
             f"ON CONFLICT ({conflict}) {action}"
         )
+
+    async def _comparable_columns(self) -> set[str]:
+        """Columns whose type has its own `=` operator; the rest (json, xml, …) are compared as text."""
+        rows = await self.conn.fetch(
+            """SELECT a.attname FROM pg_attribute a
+                WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+                  AND EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '='
+                                 AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)""",
+            quote_ident(self._spec.table),
+        )
+        return {r["attname"] for r in rows}
 
     async def write(self, key: str, chunk: Chunk, previous: Checkpoint) -> Checkpoint | None:
         mode = self._spec.mode
@@ -159,7 +181,7 @@ class PostgresTarget:
                     )
                     written = read = len(rows)
                 if mode is WriteMode.UPSERT:
-                    await self.conn.execute(self._merge_sql())
+                    await self.conn.execute(self._merge)
                 checkpoint = Checkpoint(
                     chunk=chunk.number,
                     position=chunk.position,

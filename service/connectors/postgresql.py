@@ -64,6 +64,8 @@ async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> asy
     if side == "source":
         settings["default_transaction_read_only"] = "on"
         settings["synchronize_seqscans"] = "off"
+    else:
+        settings["temp_buffers"] = "64MB"  # upsert staging of a default 50k-row chunk stays in memory
     dsn = dsn_of(endpoint)
     try:
         async with asyncio.timeout(connect_timeout):

@@ -158,7 +158,8 @@ async def test_upsert_merges_on_key_columns(source_dsn: str, target_dsn: str) ->
     tgt = await target_like(target_dsn)
     async with pg(target_dsn) as conn:
         await conn.execute(SOURCE_FILL.format(t=tgt, lo=201, hi=400))
-        await conn.execute(f"UPDATE {tgt} SET name = 'stale'")
+        await conn.execute(f"UPDATE {tgt} SET name = 'stale' WHERE id <= 250 OR id > 300")
+        untouched = await conn.fetchval(f"SELECT xmin::text FROM {tgt} WHERE id = 280")
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, mode=WriteMode.UPSERT, keys=["id"], chunk_size=70)
 
     await execute(spec, Recorder(), connect_timeout=5)
@@ -168,6 +169,8 @@ async def test_upsert_merges_on_key_columns(source_dsn: str, target_dsn: str) ->
     async with pg(target_dsn) as conn:
         assert await conn.fetchval(f"SELECT count(*) FROM {tgt}") == 400
         assert await conn.fetchval(f"SELECT count(*) FROM {tgt} WHERE name = 'stale'") == 100
+        assert await conn.fetchval(f"SELECT xmin::text FROM {tgt} WHERE id = 280") == untouched, "rewrote an equal row"
+        assert await conn.fetchval(f"SELECT xmin::text FROM {tgt} WHERE id = 220") != untouched
 
 
 async def test_mapping_is_pushed_into_the_source_select(source_dsn: str, target_dsn: str) -> None:
