@@ -154,10 +154,10 @@ async def test_sync_needs_a_token_and_the_permission(stack, connections, source_
 
 
 async def test_history_and_statistics_follow_the_runs(stack, connections, source_dsn, target_dsn):
-    batch_id, _ = await make_batch(stack, connections, source_dsn, target_dsn, 100)
+    batch_id, _ = await make_batch(stack, connections, source_dsn, target_dsn, 100, mode="overwrite")
     for _ in range(2):
         response = await stack.client.post(f"/integration/batch/{batch_id}/sync", headers=stack.headers())
-        assert response.status_code == 200
+        assert response.status_code == 200, response.text
 
     async def projected() -> dict:
         for _ in range(100):
