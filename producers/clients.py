@@ -8,7 +8,7 @@ import socket
 
 from service.config import Settings
 
-METADATA_MAX_AGE_MS = 5_000
+METADATA_MAX_AGE_MS = 3_000
 LINGER_MS = 1
 
 

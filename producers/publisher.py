@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from producers.clients import producer_config
-from producers.topics import ensure_topics
+from producers.topics import create_missing_topics, ensure_topics
 from service.config import Settings
 from service.ports import BrokerUnavailable
 
@@ -59,19 +59,26 @@ class Publisher:
         try:
             await self._send_once(producer, topic, value, key, wire_headers)
             return
-        except UnknownTopicOrPartitionError as exc:
-            if topic not in self._settings.topics.all():
-                raise BrokerUnavailable(f"send to {topic} failed: {exc!r}") from exc
-            log.warning("send to %s failed (%r); ensuring topics and retrying once", topic, exc)
         except (KafkaError, OSError, TimeoutError) as exc:
             await self._reset(producer)
-            raise BrokerUnavailable(f"send to {topic} failed: {exc!r}") from exc
-        await ensure_topics(self._settings)
+            if not await self._topic_was_lost(topic):
+                raise BrokerUnavailable(f"send to {topic} failed: {exc!r}") from exc
+            log.warning("topic %s was missing (broker restarted?); recreated it, retrying once", topic)
+        producer = await self._ready()
         try:
             await self._send_once(producer, topic, value, key, wire_headers)
         except (KafkaError, OSError, TimeoutError) as exc:
             await self._reset(producer)
-            raise BrokerUnavailable(f"send to {topic} failed after ensuring topics: {exc!r}") from exc
+            raise BrokerUnavailable(f"send to {topic} failed after recreating topics: {exc!r}") from exc
+
+    async def _topic_was_lost(self, topic: str) -> bool:
+        """After a failed send to one of our topics: recreate missing topics; True if `topic` was among them."""
+        if topic not in self._settings.topics.all():
+            return False
+        try:
+            return topic in await create_missing_topics(self._settings)
+        except BrokerUnavailable:
+            return False
 
     async def send_many(self, messages: list[Message]) -> list[BaseException | None]:
         """Enqueue all messages in order, then await every ack: per-key order is kept, latency is one round trip.
@@ -88,6 +95,7 @@ class Publisher:
         if not sendable:
             return results
         producer = await self._ready()
+        await self._recreate_unknown(producer, {messages[i][0] for i in sendable})
         try:
             async with asyncio.timeout(self._timeout):
                 acks = []
@@ -107,9 +115,17 @@ class Publisher:
                 results[index] = BrokerUnavailable(repr(outcome))
         return results
 
+    async def _recreate_unknown(self, producer: AIOKafkaProducer, topics: set[str]) -> None:
+        """Create our topics the producer's metadata no longer knows, before aiokafka's metadata request
+        auto-creates them with broker defaults (wrong partition count, finite retention)."""
+        ours = topics & set(self._settings.topics.all())
+        if any(producer.client.cluster.partitions_for_topic(t) is None for t in ours):
+            await create_missing_topics(self._settings)
+
     async def _send_once(
         self, producer: AIOKafkaProducer, topic: str, value: bytes, key: bytes | None, headers: list
     ) -> None:
+        await self._recreate_unknown(producer, {topic})
         async with asyncio.timeout(self._timeout):
             ack = await producer.send(topic, value, key=key, headers=headers)
             await ack

@@ -35,13 +35,19 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
 
 async def ensure_topics(settings: Settings) -> None:
     """Create whichever topics are missing; BrokerUnavailable when the broker is not reached in time."""
+    await create_missing_topics(settings)
+
+
+async def create_missing_topics(settings: Settings) -> list[str]:
+    """`ensure_topics` that says which topics it had to create (after a broker restart: all of them)."""
     timeout = 2 * settings.kafka_request_timeout_ms / 1000
     admin = AIOKafkaAdminClient(**admin_config(settings))
     try:
         async with asyncio.timeout(timeout):
             await admin.start()
-            await _create_missing(admin, settings)
+            created = await _create_missing(admin, settings)
             await _check_events_retention(admin, settings)
+            return created
     except (KafkaError, OSError, TimeoutError) as exc:
         raise BrokerUnavailable(f"cannot ensure topics at {settings.kafka_bootstrap}: {exc!r}") from exc
     finally:
@@ -49,12 +55,12 @@ async def ensure_topics(settings: Settings) -> None:
             await admin.close()
 
 
-async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
     specs = topic_specs(settings)
     existing = set(await admin.list_topics())
     missing = [name for name in specs if name not in existing]
     if not missing:
-        return
+        return []
     brokers = (await admin.describe_cluster()).get("brokers") or [None]
     replication = min(MAX_REPLICATION, len(brokers))
     new = [NewTopic(name, specs[name][0], replication, topic_configs=specs[name][1]) for name in missing]
@@ -63,6 +69,7 @@ async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> Non
         if err["error_code"] not in (0, TOPIC_ALREADY_EXISTS):
             raise KafkaError(f"create topic {err['topic']}: {err['error_code']} {err['error_message']}")
     log.info("created topics %s", missing)
+    return missing
 
 
 async def _check_events_retention(admin: AIOKafkaAdminClient, settings: Settings) -> None:

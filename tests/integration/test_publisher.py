@@ -7,7 +7,9 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
+from producers.clients import METADATA_MAX_AGE_MS
 from producers.publisher import Publisher
 from service.config import Settings
 from service.ports import BrokerUnavailable
@@ -77,3 +79,37 @@ async def test_oversized_value_is_refused(broker) -> None:
     with pytest.raises(ValueError):
         await publisher.send(settings.topics.events, b"x" * 1001)
     assert not publisher.connected
+
+
+async def test_topics_lost_in_a_broker_restart_are_recreated_and_the_send_retried() -> None:
+    """Tansu forgets its topics on restart; once the producer's metadata shows them gone, a send recreates them.
+
+    (Before that refresh Tansu acks produce requests to unknown topics without keeping them: see BROKERS.md.)
+    """
+    port = free_port()
+    settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", topic_prefix=f"p{uuid.uuid4().hex[:8]}",
+                        kafka_request_timeout_ms=1500)
+    process = await asyncio.to_thread(start_tansu, port)
+    publisher = Publisher(settings)
+    try:
+        await publisher.start()
+        await publisher.send(settings.topics.events, b"before")
+        process.kill()
+        process.wait()
+        process = await asyncio.to_thread(start_tansu, port)
+        await asyncio.sleep(METADATA_MAX_AGE_MS / 1000 + 0.5)
+        await publisher.send(settings.topics.events, b"after")
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            partitions = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(settings.topics.all())}
+            assert partitions == {settings.topics.requested: settings.requested_partitions,
+                                  settings.topics.events: settings.events_partitions,
+                                  settings.topics.replies: settings.replies_partitions,
+                                  settings.topics.dlq: settings.events_partitions}
+        finally:
+            await admin.close()
+    finally:
+        await publisher.stop()
+        process.kill()
+        process.wait()
