@@ -138,7 +138,10 @@ class Publisher:
                 await ensure_topics(self._settings)
                 producer = AIOKafkaProducer(**producer_config(self._settings))
                 try:
-                    await asyncio.wait_for(producer.start(), self._timeout)
+                    async with asyncio.timeout(self._timeout):
+                        await producer.start()
+                        for topic in self._settings.topics.all():
+                            await producer.partitions_for(topic)
                 except (KafkaError, OSError, TimeoutError) as exc:
                     with contextlib.suppress(Exception):
                         await producer.stop()

@@ -72,7 +72,7 @@ async def test_notify_publishes_rows_in_order(broker, sessions) -> None:
     relay = OutboxRelay(sessions, publisher, batch_size=16)
     task = asyncio.create_task(relay.run())
     try:
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)
         await queue(sessions, topic, 50)
         started = asyncio.get_running_loop().time()
         relay.notify()
@@ -84,7 +84,8 @@ async def test_notify_publishes_rows_in_order(broker, sessions) -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await publisher.stop()
-    assert elapsed < 0.9, f"notify did not wake the relay at once ({elapsed:.2f}s)"
+    print(f"outbox: 50 rows published {elapsed * 1000:.0f} ms after notify")
+    assert elapsed < 0.5, f"notify did not wake the relay at once ({elapsed:.2f}s)"
     assert await chunks_on(broker.bootstrap, topic, 50) == list(range(50))
 
 
