@@ -28,10 +28,11 @@ KEEP_PUBLISHED = text("interval '1 hour'")
 
 class OutboxRelay:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], publisher: Publisher,
-                 batch_size: int = BATCH_SIZE) -> None:
+                 batch_size: int = BATCH_SIZE, cleanup_every: float = CLEANUP_EVERY) -> None:
         self._sessions = sessions
         self._publisher = publisher
         self._batch_size = batch_size
+        self._cleanup_every = cleanup_every
         self._wake = asyncio.Event()
         self._last_cleanup = time.monotonic()
 
@@ -86,12 +87,12 @@ class OutboxRelay:
         return len(sent), len(rows)
 
     async def _maybe_cleanup(self) -> None:
-        if time.monotonic() - self._last_cleanup < CLEANUP_EVERY:
+        if time.monotonic() - self._last_cleanup < self._cleanup_every:
             return
         self._last_cleanup = time.monotonic()
         async with self._sessions.begin() as session:
-            result = await session.execute(
-                delete(Outbox).where(Outbox.published_at < func.now() - KEEP_PUBLISHED)
-            )
-        if result.rowcount:
-            log.info("deleted %d outbox rows published over an hour ago", result.rowcount)
+            deleted = (await session.scalars(
+                delete(Outbox).where(Outbox.published_at < func.now() - KEEP_PUBLISHED).returning(Outbox.id)
+            )).all()
+        if deleted:
+            log.info("deleted %d outbox rows published over an hour ago", len(deleted))

@@ -153,9 +153,9 @@ class Publisher:
     async def _reset(self, producer: AIOKafkaProducer) -> None:
         """Drop a producer that failed, so the next send reconnects and re-ensures topics."""
         async with self._lock:
-            if self._producer is producer:
-                self._producer = None
-            else:
+            current = self._producer
+            if current is not producer:
                 return
+            self._producer = None
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(producer.stop(), self._timeout)
+            await asyncio.wait_for(current.stop(), self._timeout)

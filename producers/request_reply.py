@@ -29,7 +29,7 @@ class RequestReplyClient:
     def __init__(self, settings: Settings, publisher: Publisher) -> None:
         self._settings = settings
         self._publisher = publisher
-        self._pending: dict[str, asyncio.Future[BatchSyncCompleted]] = {}
+        self._pending: dict[str, asyncio.Future[BatchSyncCompleted | None]] = {}
         self._listening = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -62,7 +62,7 @@ class RequestReplyClient:
         correlation_id = event.correlation_id
         if correlation_id in self._pending:
             raise ValueError(f"a request with correlationId {correlation_id} is already waiting")
-        future: asyncio.Future[BatchSyncCompleted] = loop.create_future()
+        future: asyncio.Future[BatchSyncCompleted | None] = loop.create_future()
         self._pending[correlation_id] = future
         try:
             await self._publisher.send(self._settings.topics.requested, encode(event),

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
 from producers.outbox_relay import OutboxRelay
 from producers.publisher import Publisher
@@ -138,3 +138,30 @@ async def test_broker_outage_keeps_rows_until_the_broker_is_back(sessions) -> No
         await publisher.stop()
         process.kill()
         process.wait()
+
+
+async def test_rows_published_over_an_hour_ago_are_deleted(broker, sessions) -> None:
+    settings = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=f"ob{uuid.uuid4().hex[:8]}")
+    topic = settings.topics.events
+    old, recent = await queue(sessions, topic, 2)
+    async with sessions.begin() as session:
+        await session.execute(update(Outbox).where(Outbox.id == old).values(
+            published_at=func.now() - text("interval '2 hours'")))
+        await session.execute(update(Outbox).where(Outbox.id == recent).values(
+            published_at=func.now() - text("interval '10 minutes'")))
+    publisher = Publisher(settings)
+    await publisher.start()
+    task = asyncio.create_task(OutboxRelay(sessions, publisher, cleanup_every=0).run())
+    try:
+        async with asyncio.timeout(5):
+            while True:
+                async with sessions() as session:
+                    if await session.get(Outbox, old) is None:
+                        break
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await publisher.stop()
+    async with sessions() as session:
+        assert await session.get(Outbox, recent) is not None
