@@ -76,8 +76,9 @@ class Publisher:
         if topic not in self._settings.topics.all():
             return False
         try:
-            return topic in await create_missing_topics(self._settings)
-        except BrokerUnavailable:
+            async with asyncio.timeout(self._timeout / 2):
+                return topic in await create_missing_topics(self._settings)
+        except (BrokerUnavailable, TimeoutError):
             return False
 
     async def send_many(self, messages: list[Message]) -> list[BaseException | None]:
