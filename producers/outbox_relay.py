@@ -1,7 +1,9 @@
 """Publish committed outbox rows to Kafka and mark them sent: events leave only after their state commits.
 
 Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several relays can run side by side; a row is
-marked published only after its ack, so a broker outage delays rows but never drops one.
+marked published only after its ack, so a broker outage delays rows but never drops one. A row the
+broker refuses on its own (too large, a reply topic that cannot exist) is retried MAX_ATTEMPTS times
+and then left in the table with its last error, so it cannot block the rows behind it.
 """
 
 import asyncio
@@ -24,6 +26,7 @@ IDLE_WAIT = 1.0
 MAX_BACKOFF = 5.0
 CLEANUP_EVERY = 60.0
 KEEP_PUBLISHED = text("interval '1 hour'")
+MAX_ATTEMPTS = 10
 
 
 class OutboxRelay:
@@ -70,7 +73,7 @@ class OutboxRelay:
         async with self._sessions.begin() as session:
             rows = (await session.scalars(
                 select(Outbox)
-                .where(Outbox.published_at.is_(None))
+                .where(Outbox.published_at.is_(None), Outbox.attempts < MAX_ATTEMPTS)
                 .order_by(Outbox.id)
                 .limit(self._batch_size)
                 .with_for_update(skip_locked=True)
@@ -81,7 +84,10 @@ class OutboxRelay:
             sent = [row.id for row, error in zip(rows, results, strict=True) if error is None]
             for row, error in zip(rows, results, strict=True):
                 if error is not None:
-                    log.error("outbox row %s to %s not published: %r", row.id, row.topic, error)
+                    row.attempts += 1
+                    row.last_error = repr(error)[:1000]
+                    gave_up = " (giving up)" if row.attempts >= MAX_ATTEMPTS else ""
+                    log.error("outbox row %s to %s not published%s: %r", row.id, row.topic, gave_up, error)
             if sent:
                 await session.execute(update(Outbox).where(Outbox.id.in_(sent)).values(published_at=func.now()))
         return len(sent), len(rows)

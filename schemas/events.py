@@ -43,7 +43,7 @@ class ErrorCode(StrEnum):
 class Event(WireModel):
     event_id: UUID = Field(default_factory=uuid4)
     event_type: str
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     occurred_at: UtcTime = Field(default_factory=utcnow)
     correlation_id: str = Field(min_length=1, max_length=200)
     batch_id: int

@@ -165,3 +165,26 @@ async def test_rows_published_over_an_hour_ago_are_deleted(broker, sessions) -> 
         await publisher.stop()
     async with sessions() as session:
         assert await session.get(Outbox, recent) is not None
+
+
+async def test_a_row_the_broker_refuses_stops_being_retried_and_never_blocks_the_others(broker, sessions) -> None:
+    from producers.outbox_relay import MAX_ATTEMPTS
+
+    settings = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=f"ob{uuid.uuid4().hex[:8]}",
+                        max_message_bytes=10_000)
+    topic = settings.topics.events
+    async with sessions.begin() as session:
+        session.add(Outbox(topic=topic, key=b"7", value=b"x" * 20_000, headers={}))
+    await queue(sessions, topic, 3)
+    publisher = Publisher(settings)
+    await publisher.start()
+    relay = OutboxRelay(sessions, publisher)
+    try:
+        for _ in range(MAX_ATTEMPTS + 2):
+            await relay.drain_once()
+    finally:
+        await publisher.stop()
+    assert sorted(await chunks_on(broker.bootstrap, topic, 3)) == [0, 1, 2]
+    async with sessions() as session:
+        poison = await session.scalar(select(Outbox).where(Outbox.topic == topic, Outbox.published_at.is_(None)))
+    assert poison.attempts == MAX_ATTEMPTS and "exceeds" in poison.last_error
