@@ -39,6 +39,7 @@ _TRANSIENT = (
     pgerr.TransactionRollbackError,
     pgerr.TooManyConnectionsError,
     pgerr.ConnectionDoesNotExistError,
+    pgerr.InternalClientError,  # what asyncpg raises on a connection the server has just terminated
     ConnectionError,
     TimeoutError,
 )
@@ -115,7 +116,7 @@ def boundary(side: Side) -> Iterator[None]:
         yield
     except SyncError:
         raise
-    except (pgerr.PostgresError, pgerr.InterfaceError, OSError, TimeoutError) as exc:
+    except (pgerr.PostgresError, pgerr.InterfaceError, pgerr.InternalClientError, OSError, TimeoutError) as exc:
         raise map_error(exc, side) from exc
 
 
