@@ -74,7 +74,7 @@ class Source(Protocol):
 
     async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(self, exc_type: object, *_: object) -> None: ...
 
     async def describe(self) -> list[Column]:
         """The columns the source yields, in order; raises TableMissing when the table is absent."""
@@ -100,7 +100,7 @@ class Target(Protocol):
 
     async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(self, exc_type: object, *_: object) -> None: ...
 
     async def describe(self) -> list[Column]:
         """The target table's writable columns; raises TableMissing(name, "target") when absent."""
@@ -112,8 +112,9 @@ class Target(Protocol):
         """Set up per-run structures (staging tables) idempotently, so a resumed run reuses them."""
         ...
 
-    async def write(self, key: str, chunk: Chunk, checkpoint: Checkpoint) -> int | None:
-        """Write the chunk and its checkpoint in one transaction; rows written, None if a replay."""
+    async def write(self, key: str, chunk: Chunk, previous: Checkpoint) -> Checkpoint | None:
+        """Write chunk `chunk.number` and its checkpoint (counts added to `previous`) in one transaction;
+        None when that chunk was already written (a replay), which is then skipped."""
         ...
 
     async def finish(self, key: str, columns: list[str]) -> None:

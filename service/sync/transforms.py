@@ -166,20 +166,20 @@ def cast_value(cast: str, value: Any, column: str) -> Any:
         raise SourceFailed(f"字段转换失败：{column}", detail=type(exc).__name__) from exc
 
 
+def _step(item: SelectItem, index: dict[str, int]) -> Callable[[Sequence[Any]], Any]:
+    if item.is_constant:
+        constant = item.constant if item.cast is None else cast_value(item.cast, item.constant, item.target)
+        return lambda _row: constant
+    position, cast, name = index[item.source or ""], item.cast, item.target
+    if cast is None:
+        return lambda row: row[position]
+    return lambda row: cast_value(cast, row[position], name)
+
+
 def row_transform(
     source_columns: Sequence[str], plan: Sequence[SelectItem]
 ) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
     """A function from a source row (in `source_columns` order) to a target row (in plan order)."""
     index = {name: i for i, name in enumerate(source_columns)}
-    steps: list[Callable[[Sequence[Any]], Any]] = []
-    for item in plan:
-        if item.is_constant:
-            constant = item.constant if item.cast is None else cast_value(item.cast, item.constant, item.target)
-            steps.append(lambda _row, c=constant: c)
-        elif item.cast is None:
-            steps.append(lambda row, i=index[item.source or ""]: row[i])
-        else:
-            steps.append(
-                lambda row, i=index[item.source or ""], c=item.cast, n=item.target: cast_value(c, row[i], n)
-            )
+    steps = [_step(item, index) for item in plan]
     return lambda row: tuple(step(row) for step in steps)
