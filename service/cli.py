@@ -1,0 +1,172 @@
+"""The `batchsync` command line: run the service (all in one, or part by part), migrate, mint tokens, sync.
+
+Only `up` starts embedded PostgreSQL and broker; the single-part commands expect configured ones, as in
+production. Every command reads its configuration from the one Settings class.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import SecretStr
+from rich.console import Console
+
+from service.cli_sync import sync
+from service.config import Settings
+
+app = typer.Typer(help="batchsync: sync data batches from source to target systems.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="State-store maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.command("sync")(sync)
+console = Console()
+
+JWT_SECRET_FILE = "jwt_secret"
+DEMO_TOKEN_TTL = 30 * 24 * 3600
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def dev_secret(settings: Settings, *, create: bool) -> Settings:
+    """Settings with the dev JWT secret of `<data_dir>/jwt_secret` when no key is configured.
+
+    `up` creates the file (mode 0600) so tokens survive restarts; other commands only read it.
+    """
+    if settings.jwt_secret is not None or settings.jwt_public_key is not None:
+        return settings
+    path = Path(settings.data_dir) / JWT_SECRET_FILE
+    if create and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48) + "\n")
+    if not path.exists():
+        return settings
+    return settings.model_copy(update={"jwt_secret": SecretStr(path.read_text().strip())})
+
+
+def run_until_stopped(main: Callable[[], Awaitable[None]]) -> None:
+    """Run `main` until it returns or SIGINT/SIGTERM arrives; then cancel it and let it close what it opened."""
+
+    async def runner() -> None:
+        task = asyncio.ensure_future(main())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(runner())
+
+
+def _terminate_on_sigterm() -> None:
+    """Before the event loop runs, turn SIGTERM into SystemExit so context managers stop the children."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command()
+def up(demo: Annotated[bool, typer.Option("--demo", help="Create a demo source, target and batch.")] = False) -> None:
+    """API + sync worker + history projector in one process, on embedded PostgreSQL and broker by default."""
+    from service.bootstrap import run_all
+    from service.db.migrate import upgrade
+    from service.embedded import embedded_services
+
+    _terminate_on_sigterm()
+    settings = dev_secret(_settings(), create=True)
+    with embedded_services(settings) as settings:
+        upgrade(settings.database_url or "")
+        if demo:
+            _announce_demo(settings)
+        console.print(f"batchsync up: http://{settings.http_host}:{settings.http_port} "
+                      f"(docs at /docs; data in {Path(settings.data_dir).resolve()}); Ctrl-C stops.")
+        run_until_stopped(lambda: run_all(settings))
+
+
+def _announce_demo(settings: Settings) -> None:
+    from service.auth import ALL_PERMISSIONS, mint_token
+    from service.demo import ORDER_COUNT, seed_demo
+
+    info = asyncio.run(seed_demo(settings))
+    token = mint_token(settings, "demo", [ALL_PERMISSIONS], ttl_seconds=DEMO_TOKEN_TTL)
+    console.print(f"demo: batch {info.batch_id} copies {ORDER_COUNT:,} orders from demo_source to demo_target.")
+    console.print(f"token (all permissions, 30 days):\n{token}", soft_wrap=True)
+    console.print("run it:", soft_wrap=True)
+    console.print(
+        f'curl -X POST http://{settings.http_host}:{settings.http_port}/integration/batch/{info.batch_id}/sync '
+        f'-H "Authorization: Bearer {token}"',
+        soft_wrap=True, highlight=False, markup=False,
+    )
+
+
+@app.command()
+def api() -> None:
+    """The HTTP API alone (needs BATCHSYNC_DATABASE_URL and BATCHSYNC_KAFKA_BOOTSTRAP)."""
+    from service.bootstrap import run_api
+
+    settings = dev_secret(_settings(), create=False)
+    run_until_stopped(lambda: run_api(settings))
+
+
+@app.command()
+def worker() -> None:
+    """A sync worker; run any number, they share one consumer group."""
+    from service.bootstrap import run_worker
+
+    settings = _settings()
+    run_until_stopped(lambda: run_worker(settings))
+
+
+@app.command()
+def projector() -> None:
+    """The history projector: builds run history from the events topic."""
+    from service.bootstrap import run_projector
+
+    settings = _settings()
+    run_until_stopped(lambda: run_projector(settings))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Alembic migrations to head (on the embedded database when no URL is configured)."""
+    from service.db.migrate import upgrade
+    from service.embedded import embedded_services
+
+    with embedded_services(_settings(), broker=False) as settings:
+        upgrade(settings.database_url or "")
+    console.print("database is at the latest schema")
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option("--sub", help="The user the token names.")],
+    perms: Annotated[str, typer.Option("--perms", help="Comma-separated permissions, e.g. integration:batch:*")],
+    ttl: Annotated[int, typer.Option("--ttl", min=1, help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Mint a dev token (HS256) with the configured secret or the one `up` keeps in the data directory."""
+    from service.auth import TokenConfigError, mint_token
+
+    settings = dev_secret(_settings(), create=False)
+    wanted = [p.strip() for p in perms.split(",") if p.strip()]
+    if not wanted:
+        raise typer.BadParameter("at least one permission", param_hint="--perms")
+    try:
+        typer.echo(mint_token(settings, sub, wanted, ttl_seconds=ttl))
+    except TokenConfigError as error:
+        typer.echo(f"error: {error} (or run `batchsync up` once in this directory)", err=True)
+        raise typer.Exit(1) from error

@@ -1,0 +1,188 @@
+"""`batchsync sync ID`: trigger a run over HTTP and report it, optionally following its progress live.
+
+With `--follow`, progress comes from the run's `BatchSyncProgress` events on `P.events` (a group-less
+consumer positioned at the end before the request, so no event of the run is missed); without a
+reachable broker it polls `GET /integration/batch/{id}/runs/{runId}` instead.
+"""
+
+import asyncio
+import contextlib
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from service.config import Settings
+
+EXIT_SUCCESS, EXIT_FAILED, EXIT_RUNNING, EXIT_ERROR = 0, 1, 3, 4
+TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
+POLL_SECONDS = 0.5
+CLIENT_PERMS = ["integration:batch:sync", "integration:batch:query"]
+console = Console(stderr=True)
+
+
+def _bearer(settings: Settings, token: str | None) -> str:
+    """The given token, else a short-lived one minted from the local dev secret, else none."""
+    if token:
+        return token
+    from service.auth import TokenConfigError, mint_token
+    from service.cli import dev_secret
+
+    with contextlib.suppress(TokenConfigError):
+        return mint_token(dev_secret(settings, create=False), "cli", CLIENT_PERMS, ttl_seconds=600)
+    return ""
+
+
+def _envelope(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    return body if isinstance(body, dict) else {}
+
+
+def _finish(run: dict[str, Any], started: float) -> int:
+    status = run.get("status")
+    seconds = time.monotonic() - started
+    if status == "SUCCESS":
+        records = run.get("recordsWritten", run.get("recordsSynced"))
+        typer.echo(f"SUCCESS: {records} records in {seconds:.1f}s (run {run.get('runId')})")
+        return EXIT_SUCCESS
+    typer.echo(f"{status}: {run.get('message') or ''} (run {run.get('runId')})", err=True)
+    return EXIT_FAILED
+
+
+class Follower:
+    """Feeds one Rich progress bar from events or polls until the run reaches a terminal status."""
+
+    def __init__(self, client: httpx.AsyncClient, batch_id: int) -> None:
+        self.client = client
+        self.batch_id = batch_id
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console)
+        self.task = self.progress.add_task(f"batch {batch_id}", total=None, rate="")
+
+    def show(self, written: int, total: int | None, rate: float | None = None) -> None:
+        self.progress.update(self.task, completed=written, total=total or None,
+                             rate=f"{rate:,.0f} rows/s" if rate else "")
+
+    async def poll(self, run_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/integration/batch/{self.batch_id}/runs/{run_id}")
+        run = _envelope(response).get("data") or {}
+        if response.status_code != 200 or not run:
+            raise RuntimeError(f"GET run {run_id}: HTTP {response.status_code} {_envelope(response).get('message')}")
+        self.show(int(run.get("recordsWritten") or 0), run.get("totalEstimate"))
+        return run
+
+    async def by_polling(self, run_id: str) -> dict[str, Any]:
+        while True:
+            run = await self.poll(run_id)
+            if run.get("status") in TERMINAL:
+                return run
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def by_events(self, consumer: Any, run_id: str) -> dict[str, Any]:
+        from schemas.events import BatchSyncCompleted, BatchSyncProgress, lifecycle_event_adapter
+
+        last_poll = time.monotonic()
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for record in (r for records in batches.values() for r in records):
+                with contextlib.suppress(ValueError):
+                    event = lifecycle_event_adapter.validate_json(record.value)
+                    if str(event.run_id) != run_id:
+                        continue
+                    if isinstance(event, BatchSyncProgress):
+                        self.show(event.records_written, event.total_estimate, event.records_per_second)
+                    elif isinstance(event, BatchSyncCompleted):
+                        return await self.poll(run_id)
+            if time.monotonic() - last_poll > 5:
+                last_poll = time.monotonic()
+                run = await self.poll(run_id)
+                if run.get("status") in TERMINAL:
+                    return run
+
+
+async def _events_consumer(settings: Settings, bootstrap: str) -> Any:
+    """A group-less consumer on every partition of P.events, at the current end; None when unreachable."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
+                                request_timeout_ms=5000)
+    try:
+        async with asyncio.timeout(10):
+            await consumer.start()
+            await consumer.topics()
+            numbers = consumer.partitions_for_topic(settings.topics.events) or set()
+            if not numbers:
+                raise RuntimeError("no events topic")
+            tps = [TopicPartition(settings.topics.events, p) for p in sorted(numbers)]
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+            for tp in tps:
+                await consumer.position(tp)
+        return consumer
+    except Exception:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        return None
+
+
+async def _run(settings: Settings, api_url: str, token: str, batch_id: int, wait: float | None,
+               follow: bool, bootstrap: str | None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    started = time.monotonic()
+    timeout = httpx.Timeout(30.0 + (wait or settings.sync_wait_seconds))
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=timeout) as client:
+        consumer = await _events_consumer(settings, bootstrap) if follow and bootstrap else None
+        try:
+            params = {"wait": 0} if follow else ({"wait": wait} if wait is not None else {})
+            response = await client.post(f"/integration/batch/{batch_id}/sync", params=params)
+            body = _envelope(response)
+            data = body.get("data") or {}
+            if response.status_code == 200:
+                return _finish({**data, "status": "SUCCESS", "recordsWritten": data.get("recordsSynced")}, started)
+            if response.status_code not in (202, 409) or "runId" not in data:
+                typer.echo(f"HTTP {response.status_code}: {body.get('message', response.text[:200])}", err=True)
+                return EXIT_FAILED if response.status_code == 400 else EXIT_ERROR
+            run_id = str(data["runId"])
+            if not follow:
+                typer.echo(f"{body.get('message')}: run {run_id} (follow with GET "
+                           f"/integration/batch/{batch_id}/runs/{run_id})")
+                return EXIT_RUNNING
+            follower = Follower(client, batch_id)
+            with follower.progress:
+                if consumer is not None:
+                    run = await follower.by_events(consumer, run_id)
+                else:
+                    run = await follower.by_polling(run_id)
+            return _finish(run, started)
+        finally:
+            if consumer is not None:
+                await consumer.stop()
+
+
+def sync(
+    batch_id: Annotated[int, typer.Argument(metavar="ID", help="The batch to sync.")],
+    wait: Annotated[float | None, typer.Option("--wait", min=0, help="Seconds the server may wait for the "
+                                               "outcome (default: BATCHSYNC_SYNC_WAIT_SECONDS).")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Show live progress until the run ends.")] = False,
+    api_url: Annotated[str | None, typer.Option("--api-url", help="Default http://127.0.0.1:<http_port>.")] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="BATCHSYNC_TOKEN",
+                                              help="Bearer token (default: minted from the dev secret).")] = None,
+) -> None:
+    """Trigger a sync of batch ID; exit 0 on SUCCESS, 1 on failure, 3 if still running, 4 on other errors."""
+    from service.embedded import read_endpoints
+
+    settings = Settings()
+    bootstrap = settings.kafka_bootstrap or read_endpoints(settings.data_dir).get("kafka_bootstrap")
+    url = api_url or f"http://127.0.0.1:{settings.http_port}"
+    try:
+        code = asyncio.run(_run(settings, url, _bearer(settings, token), batch_id, wait, follow, bootstrap))
+    except (httpx.HTTPError, RuntimeError) as error:
+        typer.echo(f"error: {error}", err=True)
+        code = EXIT_ERROR
+    raise typer.Exit(code)

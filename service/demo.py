@@ -1,0 +1,123 @@
+"""Demo data for `batchsync up --demo`: a 100,000-row `orders` source, an empty target, two connections and a batch.
+
+Every step is idempotent (create-if-missing, upsert by name), so restarting `up --demo` never duplicates
+rows or batches; connection URLs are refreshed in case the embedded server moved to another port.
+"""
+
+from dataclasses import dataclass
+
+import asyncpg
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import make_url
+
+from service.config import Settings
+from service.db.engine import make_engine, make_sessionmaker
+from service.db.models import Batch, Connection
+
+SOURCE_DB = "demo_source"
+TARGET_DB = "demo_target"
+SOURCE_CONNECTION = "demo-source"
+TARGET_CONNECTION = "demo-target"
+BATCH_NAME = "demo-orders"
+ORDER_COUNT = 100_000
+
+ORDERS_DDL = """
+CREATE TABLE IF NOT EXISTS orders (
+    id integer PRIMARY KEY,
+    customer text NOT NULL,
+    amount numeric(12, 2) NOT NULL,
+    quantity integer NOT NULL,
+    weight_kg double precision,
+    paid boolean NOT NULL,
+    status varchar(20) NOT NULL,
+    order_date date NOT NULL,
+    created_at timestamptz NOT NULL
+)"""
+
+FILL_ORDERS = """
+INSERT INTO orders (id, customer, amount, quantity, weight_kg, paid, status, order_date, created_at)
+SELECT g,
+       'customer-' || (g % 997),
+       round(((g * 7919) % 100000) / 100.0, 2),
+       1 + g % 9,
+       CASE WHEN g % 13 = 0 THEN NULL ELSE (g % 5000) / 100.0 END,
+       g % 3 <> 0,
+       (ARRAY['NEW', 'PAID', 'SHIPPED', 'DELIVERED', 'RETURNED'])[1 + g % 5],
+       DATE '2024-01-01' + (g % 730),
+       TIMESTAMPTZ '2024-01-01 00:00:00+00' + g * INTERVAL '7 minutes'
+FROM generate_series(1, $1::int) AS g
+ON CONFLICT (id) DO NOTHING"""
+
+
+@dataclass(frozen=True)
+class DemoInfo:
+    batch_id: int
+    source_url: str
+    target_url: str
+
+
+def database_url(settings: Settings, database: str) -> str:
+    """The plain `postgresql://` URL of another database on the state store's server."""
+    url = make_url(settings.database_url or "").set(drivername="postgresql", database=database)
+    return url.render_as_string(hide_password=False)
+
+
+async def _ensure_database(settings: Settings, name: str) -> None:
+    conn = await asyncpg.connect(database_url(settings, "postgres"))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def _ensure_orders(url: str, rows: int) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(ORDERS_DDL)
+        if rows and await conn.fetchval("SELECT count(*) FROM orders") < rows:
+            await conn.execute(FILL_ORDERS, rows)
+            await conn.execute("ANALYZE orders")
+    finally:
+        await conn.close()
+
+
+async def _ensure_catalog(settings: Settings, source_url: str, target_url: str) -> int:
+    engine = make_engine(settings.database_url or "", settings.connect_timeout_seconds, pool_size=1)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            ids = {}
+            for name, url in ((SOURCE_CONNECTION, source_url), (TARGET_CONNECTION, target_url)):
+                stmt = insert(Connection).values(name=name, type="postgresql", url=url)
+                stmt = stmt.on_conflict_do_update(index_elements=[Connection.name], set_={"url": url})
+                ids[name] = (await session.execute(stmt.returning(Connection.id))).scalar_one()
+            batch_id = await session.scalar(
+                select(Batch.id).where(Batch.name == BATCH_NAME,
+                                       Batch.source_connection_id == ids[SOURCE_CONNECTION]).limit(1)
+            )
+            if batch_id is None:
+                batch = Batch(
+                    name=BATCH_NAME,
+                    source_connection_id=ids[SOURCE_CONNECTION],
+                    source={"table": "orders"},
+                    target_connection_id=ids[TARGET_CONNECTION],
+                    target={"table": "orders", "mode": "overwrite"},
+                )
+                session.add(batch)
+                await session.flush()
+                batch_id = batch.id
+            return int(batch_id)
+    finally:
+        await engine.dispose()
+
+
+async def seed_demo(settings: Settings, rows: int = ORDER_COUNT) -> DemoInfo:
+    """Create (or find) the demo databases, tables, connections and batch on the state store's server."""
+    for name in (SOURCE_DB, TARGET_DB):
+        await _ensure_database(settings, name)
+    source_url, target_url = database_url(settings, SOURCE_DB), database_url(settings, TARGET_DB)
+    await _ensure_orders(source_url, rows)
+    await _ensure_orders(target_url, 0)
+    batch_id = await _ensure_catalog(settings, source_url, target_url)
+    return DemoInfo(batch_id=batch_id, source_url=source_url, target_url=target_url)
