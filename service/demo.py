@@ -112,11 +112,12 @@ async def _ensure_catalog(settings: Settings, source_url: str, target_url: str) 
         await engine.dispose()
 
 
-async def seed_demo(settings: Settings, rows: int = ORDER_COUNT) -> DemoInfo:
+async def seed_demo(settings: Settings, rows: int = ORDER_COUNT, source_db: str = SOURCE_DB,
+                    target_db: str = TARGET_DB) -> DemoInfo:
     """Create (or find) the demo databases, tables, connections and batch on the state store's server."""
-    for name in (SOURCE_DB, TARGET_DB):
+    for name in (source_db, target_db):
         await _ensure_database(settings, name)
-    source_url, target_url = database_url(settings, SOURCE_DB), database_url(settings, TARGET_DB)
+    source_url, target_url = database_url(settings, source_db), database_url(settings, target_db)
     await _ensure_orders(source_url, rows)
     await _ensure_orders(target_url, 0)
     batch_id = await _ensure_catalog(settings, source_url, target_url)
