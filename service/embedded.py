@@ -204,7 +204,11 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        import noida_db
+        try:
+            import noida_db
+        except ImportError as error:
+            raise RuntimeError("the embedded broker needs the noida-db package (pip install noida-db), "
+                               "or set BATCHSYNC_KAFKA_BOOTSTRAP") from error
 
         binary = Path(noida_db.__file__).parent / "noida-db"
         self.dir.mkdir(parents=True, exist_ok=True)
