@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.api import BatchIn, BatchOut, MappingEntry, RunStatus, SourceSpec, TargetSpec
 from schemas.envelope import Page
-from service.catalog.errors import BATCH_NOT_FOUND, BATCH_RUNNING, Conflict, NotFound, missing_connection
+from service.catalog.errors import BATCH_NOT_FOUND, BATCH_RUNNING, Conflict, Invalid, NotFound, missing_connection
 from service.catalog.paging import PageRequest, fetch_page
+from service.connectors import registry
 from service.db.models import Batch, Connection, Run
 
 ACTIVE_RUN_STATUSES = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
@@ -46,9 +47,16 @@ async def load(session: AsyncSession, batch_id: int) -> Batch:
 
 
 async def _check_connections(session: AsyncSession, body: BatchIn) -> None:
-    for connection_id in (body.source_connection_id, body.target_connection_id):
-        if await session.get(Connection, connection_id) is None:
+    """Both connections exist, and their kinds can serve as this source and target in this write mode."""
+    source = await session.get(Connection, body.source_connection_id)
+    target = await session.get(Connection, body.target_connection_id)
+    for connection_id, row in ((body.source_connection_id, source), (body.target_connection_id, target)):
+        if row is None:
             raise missing_connection(connection_id)
+    assert source is not None and target is not None
+    problem = registry.check_batch(source.type, target.type, body.target.mode.value)
+    if problem is not None:
+        raise Invalid(f"参数错误：{problem}")
 
 
 def _apply(row: Batch, body: BatchIn) -> None:

@@ -167,3 +167,13 @@ def json_value(native: Any, text: str | None) -> Any:
     if isinstance(native, int) and not isinstance(native, bool):
         return native
     return text
+
+
+async def check_connection(endpoint: Endpoint, connect_timeout: float) -> None:
+    """Connect and run `SELECT 1`, raising the same SyncErrors a sync would (as the source side)."""
+    conn = await connect(endpoint, "source", connect_timeout)
+    try:
+        with boundary("source"):
+            await conn.fetchval("SELECT 1", timeout=connect_timeout)
+    finally:
+        await close(conn, clean=True)

@@ -1,39 +1,73 @@
-"""Builds a source or target for an Endpoint; the one place that knows which connection types exist."""
+"""Builds a source or target for an Endpoint; the one place that knows which connection types exist.
+
+Each kind registers its source and target classes (either may be None: not supported), the write
+modes its target supports, and its connectivity check. Adding a system is one entry here.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from schemas.api import SourceSpec, TargetSpec
 from service.connectors.base import Source, Target
 from service.connectors.pg_source import PostgresSource
 from service.connectors.pg_target import PostgresTarget
-from service.connectors.postgresql import boundary, close, connect
+from service.connectors.postgresql import check_connection as postgres_check
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint
 
 
-def _unsupported(endpoint: Endpoint) -> ConfigInvalid:
-    return ConfigInvalid(f"暂不支持的连接类型：{endpoint.type}")
+@dataclass(frozen=True)
+class Kind:
+    source: Callable[[Endpoint, SourceSpec, float], Source] | None
+    target: Callable[[Endpoint, TargetSpec, float], Target] | None
+    target_modes: frozenset[str]
+    check: Callable[[Endpoint, float], Awaitable[None]]
+
+
+KINDS: dict[str, Kind] = {
+    "postgresql": Kind(PostgresSource, PostgresTarget, frozenset({"append", "overwrite", "upsert"}), postgres_check),
+}
+
+
+def _kind(endpoint: Endpoint) -> Kind:
+    kind = KINDS.get(endpoint.type)
+    if kind is None:
+        raise ConfigInvalid(f"暂不支持的连接类型：{endpoint.type}")
+    return kind
 
 
 def source_for(endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> Source:
     """An unopened source; enter it (`async with`) to connect."""
-    if endpoint.type == "postgresql":
-        return PostgresSource(endpoint, spec, connect_timeout)
-    raise _unsupported(endpoint)
+    factory = _kind(endpoint).source
+    if factory is None:
+        raise ConfigInvalid(f"连接类型不能作为源：{endpoint.type}")
+    return factory(endpoint, spec, connect_timeout)
 
 
 def target_for(endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> Target:
     """An unopened target; enter it (`async with`) to connect."""
-    if endpoint.type == "postgresql":
-        return PostgresTarget(endpoint, spec, connect_timeout)
-    raise _unsupported(endpoint)
+    kind = _kind(endpoint)
+    if kind.target is None:
+        raise ConfigInvalid(f"连接类型不能作为目标：{endpoint.type}")
+    if spec.mode.value not in kind.target_modes:
+        raise ConfigInvalid(f"目标类型 {endpoint.type} 不支持 {spec.mode.value} 模式")
+    return kind.target(endpoint, spec, connect_timeout)
+
+
+def check_batch(source_type: str, target_type: str, mode: str) -> str | None:
+    """Why a batch with these connection types and write mode cannot run, or None when it can."""
+    source, target = KINDS.get(source_type), KINDS.get(target_type)
+    if source is None or target is None:
+        return f"暂不支持的连接类型：{source_type if source is None else target_type}"
+    if source.source is None:
+        return f"连接类型不能作为源：{source_type}"
+    if target.target is None:
+        return f"连接类型不能作为目标：{target_type}"
+    if mode not in target.target_modes:
+        return f"目标类型 {target_type} 不支持 {mode} 模式"
+    return None
 
 
 async def test_connection(endpoint: Endpoint, connect_timeout: float) -> None:
-    """Connect and run a trivial query, raising the same SyncErrors a sync would (as the source side)."""
-    if endpoint.type != "postgresql":
-        raise _unsupported(endpoint)
-    conn = await connect(endpoint, "source", connect_timeout)
-    try:
-        with boundary("source"):
-            await conn.fetchval("SELECT 1", timeout=connect_timeout)
-    finally:
-        await close(conn, clean=True)
+    """Connect and run a trivial request, raising the same SyncErrors a sync would."""
+    await _kind(endpoint).check(endpoint, connect_timeout)

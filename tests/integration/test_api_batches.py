@@ -150,3 +150,22 @@ async def test_delete_then_404_and_refused_while_a_run_is_active(client, pair, s
         assert response.json() == {"code": 404, "message": "批次不存在", "data": None}
     response = await client.put(f"/integration/batch/{busy['id']}", json=batch_body(*pair))
     assert response.status_code == 404
+
+
+async def test_a_mode_the_target_kind_cannot_do_is_refused_naming_it(client, pair, state_dsn) -> None:
+    from service.connectors.registry import KINDS, Kind
+
+    source_id, sink_id = pair[0], (await create_connection(client))["id"]
+    await sql(state_dsn, "UPDATE connections SET type = 'appendonly' WHERE id = $1", sink_id)
+    KINDS["appendonly"] = Kind(None, object, frozenset({"append"}), KINDS["postgresql"].check)  # type: ignore[arg-type]
+    try:
+        body = batch_body(source_id, sink_id, target={"table": "t", "mode": "upsert", "keyColumns": ["id"]})
+        refused = await client.post("/integration/batch", json=body)
+        assert refused.status_code == 400
+        assert refused.json()["message"] == "参数错误：目标类型 appendonly 不支持 upsert 模式"
+        body["target"] = {"table": "t", "mode": "append"}
+        assert (await client.post("/integration/batch", json=body)).status_code == 200
+        refused = await client.post("/integration/batch", json=batch_body(sink_id, source_id))
+        assert refused.json()["message"] == "参数错误：连接类型不能作为源：appendonly"
+    finally:
+        del KINDS["appendonly"]
