@@ -22,11 +22,17 @@ class Capabilities:
     """Incremental reads beyond a high-water mark on a cursor column."""
 
 
+KINDS = ("int", "float", "decimal", "string", "bool", "date", "datetime", "json", "binary")
+"""Canonical column kinds: the common language of the type mapping table (docs/types.md)."""
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
     sql_type: str
     """The type as the system spells it (PostgreSQL: `format_type`), used for casts."""
+    kind: str | None = None
+    """The canonical kind (one of KINDS), when known: how a target that creates tables maps it."""
 
 
 @dataclass
