@@ -1,9 +1,12 @@
-"""PostgreSQL → PostgreSQL throughput of the engine against a psql binary COPY pipe, on scratch databases.
+"""PostgreSQL → PostgreSQL throughput against a psql binary COPY pipe, on scratch databases.
 
-    .venv/bin/python bench/pg_to_pg.py --rows 1000000
+    .venv/bin/python -m bench.pg_to_pg --rows 1000000            # through the HTTP sync (API + worker)
+    .venv/bin/python -m bench.pg_to_pg --rows 1000000 --engine   # the engine alone, in this process
 
-Prints seconds, rows/s, the ratio to the pipe and the process's peak RSS. The timing helpers are
-importable so other benchmarks (through HTTP, through Kafka) can reuse the dataset and the reference.
+The HTTP run starts a broker, the API and a worker as separate processes, times
+`POST /integration/batch/{id}/sync` for append and upsert, reads the worker's peak RSS, and times 40
+syncs of a 100-row batch (the request-reply round trip). Every line prints its ratio to the pipe
+measured in the same run.
 """
 
 import argparse
@@ -188,10 +191,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--chunk-size", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=2, help="best of N for each line")
+    parser.add_argument("--engine", action="store_true", help="time the engine in-process instead of HTTP")
+    parser.add_argument("--small-syncs", type=int, default=40)
     args = parser.parse_args()
     print(f"{args.rows:,} rows × 9 columns, chunk size {args.chunk_size:,}, best of {args.repeat}")
     with scratch_databases() as (source_dsn, target_dsn):
-        lines = asyncio.run(run(source_dsn, target_dsn, args.rows, args.chunk_size, args.repeat))
+        if args.engine:
+            lines = asyncio.run(run(source_dsn, target_dsn, args.rows, args.chunk_size, args.repeat))
+        else:
+            from bench.http_sync import run_http
+
+            lines = run_http(source_dsn, target_dsn, args.rows, args.chunk_size, args.repeat, args.small_syncs)
     reference = lines[0].seconds
     print(f"\n{'':<40}{'seconds':>9}{'rows/s':>12}{'× pipe':>9}")
     for line in lines:

@@ -14,7 +14,7 @@ import asyncpg.exceptions as pgerr
 
 from schemas.api import TargetSpec, WriteMode
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
-from service.connectors.postgresql import COPY_FORMAT, boundary, close, connect, relation_columns
+from service.connectors.postgresql import COPY_FORMAT, boundary, close, connect, dsn_of, relation_columns
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident
@@ -45,6 +45,10 @@ ON CONFLICT (checkpoint_key) DO UPDATE
        records_written = EXCLUDED.records_written, extra = EXCLUDED.extra, updated_at = now()"""
 
 
+_checkpoints_ready: set[str] = set()
+"""Target databases where this process already ensured the checkpoint table (a DDL round trip saved)."""
+
+
 def _copied(status: str) -> int:
     """Rows from a `COPY n` command tag."""
     return int(status.rsplit(" ", 1)[-1])
@@ -61,11 +65,13 @@ class PostgresTarget:
 
     async def __aenter__(self) -> Self:
         self._conn = await connect(self._endpoint, "target", self._timeout)
-        with boundary("target"):
-            try:
-                await self._conn.execute(_CHECKPOINTS_DDL)
-            except pgerr.UniqueViolationError:
-                pass  # another run created it concurrently
+        if dsn_of(self._endpoint) not in _checkpoints_ready:
+            with boundary("target"):
+                try:
+                    await self._conn.execute(_CHECKPOINTS_DDL)
+                except pgerr.UniqueViolationError:
+                    pass  # another run created it concurrently
+            _checkpoints_ready.add(dsn_of(self._endpoint))
         return self
 
     async def __aexit__(self, exc_type: object, *_: object) -> None:
