@@ -5,7 +5,7 @@ or a read-only query (or key-less table) read through a server-side cursor in a 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
 import asyncpg
@@ -22,9 +22,11 @@ from service.connectors.postgresql import (
     relation_columns,
     single_primary_key,
 )
+from service.sync import incremental
 from service.sync.errors import ConfigInvalid, SyncError
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident, select_expressions
+from service.sync.types import kind_of_postgresql
 
 log = logging.getLogger(__name__)
 
@@ -99,44 +101,70 @@ class PostgresSource:
                         " ORDER BY n",
                         [a.type.oid for a in attrs],
                     )
-            columns = [Column(a.name, t["sql_type"]) for a, t in zip(attrs, types, strict=True)]
+            columns = [
+                Column(a.name, t["sql_type"], kind_of_postgresql(t["sql_type"]))
+                for a, t in zip(attrs, types, strict=True)
+            ]
         self._types = {c.name: c.sql_type for c in columns}
         cursor = self._spec.cursor_column
         if cursor is not None and cursor not in self._types:
             raise ConfigInvalid(f"源表缺少游标列：{cursor}")
         return columns
 
+    def _binders(self, args: list[Any]) -> tuple[incremental.Param, incremental.Member | None]:
+        """Bind cursor values and key lists as text parameters cast back to the columns' types."""
+        ctype = self._types[self._spec.cursor_column or ""]
+
+        def param(value: Any) -> str:
+            args.append(str(value))
+            return f"CAST(${len(args)}::text AS {ctype})"
+
+        if self._key is None:
+            return param, None
+        key, ktype = quote_ident(self._key.name), self._key.sql_type
+
+        def member(values: Sequence[Any]) -> str:
+            args.append([str(v) for v in values])
+            return f"{key} = ANY(CAST(${len(args)}::text[] AS {ktype}[]))"
+
+        return param, member
+
     def _window(self, position: Position, args: list[Any]) -> list[str]:
-        """WHERE terms of the incremental window (lower, upper] fixed at the run's start."""
+        """WHERE terms of the incremental window fixed at the run's start (see service.sync.incremental)."""
         cursor = self._spec.cursor_column
         if cursor is None:
             return []
-        terms, ctype = [], self._types[cursor]
-        for key, op in (("lower", ">"), ("upper", "<=")):
-            if position.get(key) is not None:
-                args.append(str(position[key]))
-                terms.append(f"{quote_ident(cursor)} {op} CAST(${len(args)}::text AS {ctype})")
-        if position.get("upper") is None:
-            terms.append("FALSE")
-        return terms
+        return incremental.window_terms(position, quote_ident(cursor), *self._binders(args))
 
     async def start(self, high_water_mark: Any | None) -> Position:
         position: Position = {"after": None, "offset": 0}
         cursor = self._spec.cursor_column
         if cursor is None:
             return position
+        position |= incremental.lower_position(high_water_mark, keyed=self._key is not None)
         args: list[Any] = []
-        where = ""
-        if high_water_mark is not None:
-            args.append(str(high_water_mark))
-            where = f"WHERE {quote_ident(cursor)} > CAST($1::text AS {self._types[cursor]})"
+        param, member = self._binders(args)
+        where = " AND ".join(incremental.lower_terms(position, quote_ident(cursor), param, member))
         col = quote_ident(cursor)
         with boundary("source"):
             row = await self.conn.fetchrow(
-                f"SELECT max({col}) AS v, max({col})::text AS t FROM {self._relation} {where}", *args
+                f"SELECT max({col}) AS v, max({col})::text AS t FROM {self._relation} WHERE {where}", *args
             )
-        upper = json_value(row["v"], row["t"]) if row and row["t"] is not None else high_water_mark
-        return position | {"lower": high_water_mark, "upper": upper}
+            if row is None or row["t"] is None:
+                return incremental.bound(position, None, None)
+            upper = json_value(row["v"], row["t"])
+            keys = None
+            if self._key is not None:
+                args.append(row["t"])
+                key = quote_ident(self._key.name)
+                found = await self.conn.fetch(
+                    f"SELECT {key} AS k, {key}::text AS t FROM {self._relation} WHERE {where} "
+                    f"AND {col} = CAST(${len(args)}::text AS {self._types[cursor]}) "
+                    f"LIMIT {incremental.SEEN_LIMIT + 1}",
+                    *args,
+                )
+                keys = [json_value(r["k"], r["t"]) for r in found]
+        return incremental.bound(position, upper, keys)
 
     async def estimate(self, position: Position) -> int | None:
         if self._spec.table is None:
@@ -155,7 +183,7 @@ class PostgresSource:
     def high_water_mark(self, position: Position, previous: Any | None) -> Any | None:
         if self._spec.cursor_column is None:
             return None
-        return position.get("upper", previous)
+        return incremental.next_mark(position, previous)
 
     async def chunks(
         self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool

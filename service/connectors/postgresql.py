@@ -30,6 +30,7 @@ from service.sync.errors import (
 )
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident
+from service.sync.types import kind_of_postgresql
 
 COPY_FORMAT = "pgcopy-binary"
 
@@ -186,7 +187,7 @@ async def relation_columns(conn: asyncpg.Connection, table: str, side: Side) -> 
                 ORDER BY attnum""",
             oid,
         )
-    return [Column(r["attname"], r["sql_type"]) for r in rows]
+    return [Column(r["attname"], r["sql_type"], kind_of_postgresql(r["sql_type"])) for r in rows]
 
 
 async def single_primary_key(conn: asyncpg.Connection, table: str) -> Column | None:

@@ -11,18 +11,67 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
 
 from schemas.api import WriteMode
 from service.connectors import registry
-from service.connectors.base import Checkpoint, Chunk, Source, Target
-from service.sync.errors import ConfigInvalid, RunCancelled
+from service.connectors.base import Checkpoint, Chunk, Column, SelectItem, Source, Target
+from service.sync.errors import ConfigInvalid, RunCancelled, TableMissing
 from service.sync.model import ProgressUpdate, RunObserver, RunResult, RunSpec
 from service.sync.retry import RetryPolicy, retry_transient
 from service.sync.transforms import check_target, plan_columns
+from service.sync.types import SQL_SYSTEMS, compatible, kind_of_value, native_type
 
 log = logging.getLogger(__name__)
 
 _EMPTY = Checkpoint(chunk=0, position={}, records_read=0, records_written=0)
+
+
+@runtime_checkable
+class TableCreator(Protocol):
+    """A target that can create its table from planned columns (keys: the batch's `keyColumns`)."""
+
+    async def create_table(self, columns: list[Column]) -> None: ...
+
+
+def planned_columns(plan: list[SelectItem], source_columns: list[Column]) -> list[Column]:
+    """The target columns the plan produces: the source's type (for a decimal's scale) and the kind after
+    the mapping's cast; a constant's kind follows its JSON value."""
+    by_name = {c.name: c for c in source_columns}
+    out = []
+    for item in plan:
+        origin = by_name.get(item.source or "")
+        if item.cast is not None:
+            kind: str | None = item.cast
+        elif item.is_constant:
+            kind = kind_of_value(item.constant)
+        else:
+            kind = origin.kind if origin else None
+        out.append(Column(item.target, origin.sql_type if origin and item.cast is None else "", kind))
+    return out
+
+
+def check_compatible(wanted: list[Column], target_columns: list[Column], table: str) -> None:
+    """Refuse a run whose values cannot fit an existing target column (e.g. text into integer)."""
+    existing = {c.name: c for c in target_columns}
+    for column in wanted:
+        have = existing.get(column.name)
+        if have is not None and not compatible(column.kind, have.kind):
+            raise ConfigInvalid(f"目标表 {table} 的列 {column.name} 类型不兼容：{column.kind} → {have.sql_type}")
+
+
+def source_side_types(source: str, target: str, wanted: list[Column], target_columns: list[Column]) -> dict[str, str]:
+    """The target's types spelled in the source's dialect, so a SQL source casts to what the target
+    takes; the same system (or a non-SQL source) gets the target's own spelling."""
+    own = {c.name: c.sql_type for c in target_columns}
+    if source == target or source not in SQL_SYSTEMS:
+        return own
+    planned = {c.name: c for c in wanted}
+    out = {}
+    for column in target_columns:
+        kind = column.kind or (planned[column.name].kind if column.name in planned else None)
+        out[column.name] = native_type(source, kind) if kind else own[column.name]
+    return out
 
 
 async def execute(
@@ -84,14 +133,38 @@ class _Run:
         async with source, target:
             return await self._sync(source, target, number)
 
+    async def _prepare_columns(self, source: Source, target: Target) -> tuple[list[SelectItem], dict[str, str]]:
+        """The mapping plan and the target's types as the source should produce them. Creates a missing
+        target table when the batch opts in (`target.create`), and refuses incompatible columns before
+        anything is written."""
+        spec = self.spec
+        try:
+            target_columns: list[Column] | None = await target.describe()
+        except TableMissing as missing:
+            if not spec.target.create or missing.side != "target":
+                raise
+            target_columns = None
+        source_columns = await source.describe()
+        plan = plan_columns([c.name for c in source_columns], spec.mapping)
+        wanted = planned_columns(plan, source_columns)
+        if target_columns is None:
+            if not isinstance(target, TableCreator):
+                raise ConfigInvalid(f"目标类型 {spec.target_endpoint.type} 不支持自动建表")
+            unknown = [c.name for c in wanted if c.kind is None]
+            if unknown:
+                raise ConfigInvalid(f"无法映射列类型，不能自动建表：{', '.join(unknown)}")
+            log.info("run %s creates target table %s", spec.run_id, spec.target.table)
+            await target.create_table(wanted)
+            target_columns = await target.describe()
+        check_target(plan, {c.name: c.sql_type for c in target_columns}, spec.target.table)
+        check_compatible(wanted, target_columns, spec.target.table)
+        return plan, source_side_types(spec.source_endpoint.type, spec.target_endpoint.type, wanted, target_columns)
+
     async def _sync(self, source: Source, target: Target, attempt: int) -> RunResult:
         spec, key = self.spec, str(self.spec.checkpoint_key)
         if spec.target.mode is WriteMode.UPSERT and not target.capabilities.upsert:
             raise ConfigInvalid("目标系统不支持 upsert")
-        target_types = {c.name: c.sql_type for c in await target.describe()}
-        source_columns = [c.name for c in await source.describe()]
-        plan = plan_columns(source_columns, spec.mapping)
-        check_target(plan, target_types, spec.target.table)
+        plan, target_types = await self._prepare_columns(source, target)
         columns = [item.target for item in plan]
 
         checkpoint = await target.read_checkpoint(key)

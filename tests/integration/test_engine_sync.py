@@ -262,8 +262,8 @@ async def test_incremental_sync_reads_beyond_the_high_water_mark(source_dsn: str
     second = await run(first.high_water_mark)
     third = await run(second.high_water_mark)
 
-    assert (first.records_written, first.high_water_mark) == (120, first_mark)
-    assert (second.records_written, second.high_water_mark) == (31, await newest())
+    assert (first.records_written, first.high_water_mark["value"]) == (120, first_mark)
+    assert (second.records_written, second.high_water_mark["value"]) == (31, await newest())
     assert (third.records_written, third.high_water_mark) == (0, second.high_water_mark)
     await same_rows(source_dsn, src, target_dsn, tgt)
     async with pg(target_dsn) as conn:

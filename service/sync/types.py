@@ -1,0 +1,224 @@
+"""The canonical type mapping: every system's native column types to the kinds of
+`service.connectors.base.KINDS` and back, and how a value of each kind travels in Python.
+
+Import-free of drivers, so file, HTTP and Kafka connectors can use it too; docs/types.md is the table
+in prose. `kind_of_<system>(native) -> kind | None` reads a type as the system spells it;
+`native_type(system, kind, like=None) -> str` spells a kind for a created column (keeping a decimal's
+precision and scale when `like` has them).
+"""
+
+import base64
+import json
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+SQL_SYSTEMS = ("postgresql", "mysql", "sqlite")
+
+NATIVE: dict[str, dict[str, str]] = {
+    "postgresql": {
+        "int": "bigint", "float": "double precision", "decimal": "numeric", "string": "text", "bool": "boolean",
+        "date": "date", "datetime": "timestamp with time zone", "json": "jsonb", "binary": "bytea",
+    },
+    "mysql": {
+        "int": "bigint", "float": "double", "decimal": "decimal(38,10)", "string": "longtext", "bool": "tinyint(1)",
+        "date": "date", "datetime": "datetime(6)", "json": "json", "binary": "longblob",
+    },
+    "sqlite": {
+        "int": "INTEGER", "float": "REAL", "decimal": "DECIMAL", "string": "TEXT", "bool": "BOOLEAN",
+        "date": "DATE", "datetime": "DATETIME", "json": "JSON", "binary": "BLOB",
+    },
+}
+"""What a created column is called, per system and kind."""
+
+_DECIMAL_SHAPE = re.compile(r"\((\d+)\s*,\s*(\d+)\)")
+
+
+def _base(native: str) -> str:
+    return native.strip().lower().split("(")[0].replace(" unsigned", "").strip()
+
+
+_PG: dict[str, str] = {
+    "smallint": "int", "integer": "int", "bigint": "int", "int2": "int", "int4": "int", "int8": "int",
+    "real": "float", "double precision": "float", "float4": "float", "float8": "float",
+    "numeric": "decimal", "decimal": "decimal", "money": "decimal",
+    "text": "string", "character varying": "string", "character": "string", "varchar": "string",
+    "char": "string", "name": "string", "uuid": "string", "citext": "string",
+    "boolean": "bool", "bool": "bool", "date": "date",
+    "timestamp with time zone": "datetime", "timestamp without time zone": "datetime", "timestamptz": "datetime",
+    "timestamp": "datetime", "json": "json", "jsonb": "json", "bytea": "binary",
+}
+
+_MYSQL: dict[str, str] = {
+    "tinyint": "int", "smallint": "int", "mediumint": "int", "int": "int", "integer": "int", "bigint": "int",
+    "year": "int", "float": "float", "double": "float", "real": "float", "decimal": "decimal",
+    "numeric": "decimal", "char": "string", "varchar": "string", "tinytext": "string", "text": "string",
+    "mediumtext": "string", "longtext": "string", "enum": "string", "set": "string", "time": "string",
+    "bool": "bool", "boolean": "bool", "bit": "bool", "date": "date", "datetime": "datetime",
+    "timestamp": "datetime", "json": "json", "binary": "binary", "varbinary": "binary", "tinyblob": "binary",
+    "blob": "binary", "mediumblob": "binary", "longblob": "binary",
+}
+
+
+def kind_of_postgresql(native: str) -> str | None:
+    """`format_type` spelling → kind; arrays and unknown types have none."""
+    if native.endswith("[]"):
+        return None
+    return _PG.get(_base(native))
+
+
+def kind_of_mysql(native: str) -> str | None:
+    """COLUMN_TYPE spelling → kind; `tinyint(1)` is MySQL's boolean, `bit(1)` too."""
+    text = native.strip().lower()
+    if text.startswith("tinyint(1)") or text == "bit(1)":
+        return "bool"
+    if text.startswith("bit"):
+        return "int"
+    return _MYSQL.get(_base(text))
+
+
+def kind_of_sqlite(native: str) -> str | None:
+    """A declared type → kind: the names we create first, then SQLite's affinity rules."""
+    text = native.strip().upper()
+    base = text.split("(")[0].strip()
+    named = {"BOOLEAN": "bool", "BOOL": "bool", "DATE": "date", "DATETIME": "datetime", "TIMESTAMP": "datetime",
+             "JSON": "json", "DECIMAL": "decimal", "NUMERIC": "decimal"}
+    if base in named:
+        return named[base]
+    if "INT" in base:
+        return "int"
+    if any(word in base for word in ("CHAR", "CLOB", "TEXT")):
+        return "string"
+    if base == "BLOB" or not base:
+        return "binary" if base == "BLOB" else None
+    if any(word in base for word in ("REAL", "FLOA", "DOUB")):
+        return "float"
+    return None
+
+
+KIND_OF = {"postgresql": kind_of_postgresql, "mysql": kind_of_mysql, "sqlite": kind_of_sqlite}
+
+
+def kind_of(system: str, native: str) -> str | None:
+    reader = KIND_OF.get(system)
+    return reader(native) if reader else None
+
+
+def native_type(system: str, kind: str, like: str | None = None) -> str:
+    """The column type `system` gets for `kind`; a decimal keeps the (precision, scale) of `like`."""
+    spelled = NATIVE[system][kind]
+    if kind == "decimal" and like and (shape := _DECIMAL_SHAPE.search(like)):
+        return f"{spelled.split('(')[0]}({shape.group(1)},{shape.group(2)})"
+    return spelled
+
+
+_WIDENS = {
+    "int": {"float", "decimal", "string", "bool"},
+    "float": {"decimal", "string"},
+    "decimal": {"float", "string"},
+    "bool": {"int", "string"},
+    "date": {"datetime", "string"},
+    "datetime": {"string"},
+    "json": {"string"},
+    "string": {"json"},
+}
+
+
+def compatible(source_kind: str | None, target_kind: str | None) -> bool:
+    """Whether every value of `source_kind` fits a `target_kind` column; unknown kinds are not judged."""
+    if source_kind is None or target_kind is None or source_kind == target_kind:
+        return True
+    return target_kind in _WIDENS.get(source_kind, set())
+
+
+def kind_of_value(value: Any) -> str:
+    """The kind of a mapping constant, for a created column."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, Decimal):
+        return "decimal"
+    if isinstance(value, dict | list):
+        return "json"
+    return "string"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """An aware UTC datetime; a naive one is taken to be UTC already (our stored convention)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return as_utc(datetime.fromisoformat(str(value).strip().replace("Z", "+00:00")))
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value).strip()[:10])
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "t", "yes", "y", "on")
+    if isinstance(value, bytes):
+        return any(value)
+    return bool(value)
+
+
+def _json(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode()
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _string(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    return str(value)
+
+
+def _binary(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return base64.b64decode(value) if isinstance(value, str) else bytes(value)
+
+
+def _int(value: Any) -> int:
+    return int(Decimal(value.strip())) if isinstance(value, str) else int(value)
+
+
+def _float(value: Any) -> float:
+    return float(value)
+
+
+def _decimal(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value).strip())
+
+
+TO_PYTHON = {
+    "int": _int, "float": _float, "decimal": _decimal, "string": _string, "bool": _bool, "date": _date,
+    "datetime": _datetime, "json": _json, "binary": _binary,
+}
+"""A value of any system as the canonical Python value of a kind: int, float, Decimal, str, bool, date,
+aware UTC datetime, JSON text, bytes. Raises ValueError/TypeError on a value that does not fit."""
+
+
+def to_python(kind: str | None, value: Any) -> Any:
+    if value is None or kind is None:
+        return value
+    return TO_PYTHON[kind](value)
