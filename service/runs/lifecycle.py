@@ -37,6 +37,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+async def relaxed(session: AsyncSession) -> None:
+    """Commit this transaction without waiting for the WAL flush: for state whose loss on a database
+    crash is harmless (a claim, a lease, mirrored progress); admissions and outcomes stay durable."""
+    await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+
+
 async def active_run(session: AsyncSession, batch_id: int) -> Run | None:
     return await session.scalar(
         select(Run).where(Run.batch_id == batch_id, Run.status.in_([s.value for s in ACTIVE]))
@@ -182,6 +188,7 @@ async def claim(session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_
 
     Raises ClaimBusy when the one-RUNNING-run-per-batch index refuses it.
     """
+    await relaxed(session)
     run = await session.get(Run, run_id, with_for_update=True)
     if run is None or run.status not in ACTIVE or run.owner != worker_id:
         return None
@@ -229,6 +236,7 @@ async def record_progress(
     topics: Topics,
 ) -> bool:
     """Mirror the progress on the run; False when the lease was lost (the caller must stop)."""
+    await relaxed(session)
     result = await session.execute(
         update(Run).where(Run.id == run.id, Run.owner == worker_id)
         .values(chunks=chunk, records_read=records_read, records_written=records_written, checkpoint=checkpoint)
@@ -305,6 +313,7 @@ async def renew_leases(
     """Extend our leases; returns run id → who asked to cancel it (None if nobody) for runs still ours."""
     if not run_ids:
         return {}
+    await relaxed(session)
     rows = await session.execute(
         update(Run).where(Run.id.in_(run_ids), Run.owner == worker_id)
         .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))

@@ -8,7 +8,7 @@ from schemas.events import BatchSyncProgress
 from schemas.topics import Topics
 from service.db.models import Run
 from service.ports import OutboxNotifier
-from service.runs.lifecycle import PRODUCER, record_progress, record_start
+from service.runs.lifecycle import PRODUCER, record_progress, record_start, relaxed
 from service.sync.model import ProgressUpdate
 
 
@@ -33,7 +33,7 @@ class RunRecorder:
         self._notifier = notifier
         self._interval = progress_interval
         self._started = time.monotonic()
-        self._last_event = 0.0
+        self._last_event = self._started
         self._total_estimate: int | None = None
         self.cancelled_by: str | None = run.cancel_requested_by
         self.lost = False
@@ -44,25 +44,28 @@ class RunRecorder:
         self._total_estimate = total_estimate
         self.started = True
         async with self._sessions.begin() as session:
+            await relaxed(session)
             await record_start(session, self._run, self._topics, resumed_from_chunk, total_estimate)
         self._notifier.notify()
 
     async def on_chunk(self, update: ProgressUpdate) -> None:
+        """Mirror progress at most every `progress_interval`: the target holds the real checkpoint, and a
+        run shorter than the interval is told by its Completed event alone."""
         if self.lost:
             raise LeaseLost(str(self._run.id))
         self.last = update
         now = time.monotonic()
-        event = None
-        if now - self._last_event >= self._interval:
-            self._last_event = now
-            elapsed = max(now - self._started, 1e-6)
-            event = BatchSyncProgress(
-                correlation_id=self._run.correlation_id, batch_id=self._run.batch_id, run_id=self._run.id,
-                producer=PRODUCER, chunk=update.chunk, records_read=update.records_read,
-                records_written=update.records_written,
-                total_estimate=update.total_estimate if update.total_estimate is not None else self._total_estimate,
-                elapsed_ms=int(elapsed * 1000), records_per_second=round(update.records_written / elapsed, 1),
-            )
+        if now - self._last_event < self._interval:
+            return
+        self._last_event = now
+        elapsed = max(now - self._started, 1e-6)
+        event = BatchSyncProgress(
+            correlation_id=self._run.correlation_id, batch_id=self._run.batch_id, run_id=self._run.id,
+            producer=PRODUCER, chunk=update.chunk, records_read=update.records_read,
+            records_written=update.records_written,
+            total_estimate=update.total_estimate if update.total_estimate is not None else self._total_estimate,
+            elapsed_ms=int(elapsed * 1000), records_per_second=round(update.records_written / elapsed, 1),
+        )
         async with self._sessions.begin() as session:
             still_ours = await record_progress(
                 session, self._run, self._worker_id, chunk=update.chunk, records_read=update.records_read,
@@ -72,8 +75,7 @@ class RunRecorder:
         if not still_ours:
             self.lost = True
             raise LeaseLost(str(self._run.id))
-        if event is not None:
-            self._notifier.notify()
+        self._notifier.notify()
 
     def cancel_requested(self) -> bool:
         return self.cancelled_by is not None
