@@ -78,7 +78,13 @@ async def run_api(settings: Settings) -> None:
             config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_config=None,
                                     access_log=False, lifespan="on")
             server = uvicorn.Server(config)
-            await server.serve()
+            serving = asyncio.create_task(server.serve(), name="uvicorn")
+            try:
+                await asyncio.shield(serving)
+            except asyncio.CancelledError:
+                server.should_exit = True
+                await serving
+                raise
         finally:
             await requester.stop()
             await publisher.stop()

@@ -86,7 +86,9 @@ def tansu() -> Iterator[RunningBroker]:
 def noida() -> Iterator[RunningBroker]:
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix="noida-")
-    exe = shutil.which("noida-db") or os.path.join(os.path.dirname(os.sys.executable), "noida-db")
+    import noida_db
+
+    exe = os.path.join(os.path.dirname(noida_db.__file__), "noida-db")  # the native binary, not the wrapper
     process = subprocess.Popen(
         [exe, "start", "--only", "kafka", "--kafka-port", str(port), "--host", "127.0.0.1", "--data-dir", data_dir],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
