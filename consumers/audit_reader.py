@@ -127,8 +127,9 @@ class EventLogReader:
                     ends[tp] = self.end_offsets[tp.partition] = starts[tp]
                     pending.discard(tp)
             if pending and now - last_record > STALL_TIMEOUT:
-                raise LogUnavailable(f"no progress reading {self._topic} for {STALL_TIMEOUT:.0f}s at "
-                                     f"{sorted((tp.partition, await consumer.position(tp)) for tp in pending)}")
+                stuck = sorted([(tp.partition, await consumer.position(tp), ends.get(tp)) for tp in pending])
+                raise LogUnavailable(f"no progress reading {self._topic} for {STALL_TIMEOUT:.0f}s "
+                                     f"(partition, position, end): {stuck}")
         self.total = sum(ends[t] - starts[t] for t in ends)
 
 

@@ -54,7 +54,7 @@ def _diff(expected: dict[str, Any], actual: dict[str, Any], fields: tuple[str, .
     return [
         f"{name}: log={_show(_norm(expected[name]))} db={_show(_norm(actual.get(name)))}"
         for name in fields
-        if _norm(expected[name]) != _norm(actual.get(name))
+        if expected[name] != actual.get(name) and _norm(expected[name]) != _norm(actual.get(name))
     ]
 
 

@@ -114,7 +114,7 @@ async def _fold(source: EventSource, options: ReplayOptions, report: ReplayRepor
                 report.invalid_events += 1
                 continue
             if (options.batch_id is not None and event.batch_id != options.batch_id) or (
-                    since is not None and to_millis(event.occurred_at) < since):
+                    since is not None and event.occurred_at < since):
                 report.events_skipped += 1
                 continue
             if staging is not None:
@@ -147,7 +147,7 @@ def _in_scope(trails: dict[uuid.UUID, RunTrail], options: ReplayOptions):
 
 
 def _settled(cutoff: datetime, *times: datetime | None) -> bool:
-    return all(t is None or to_millis(t) < cutoff for t in times)
+    return all(t is None or t < cutoff for t in times)
 
 
 async def _compare(conn: asyncpg.Connection, trails: dict[uuid.UUID, RunTrail], options: ReplayOptions,

@@ -30,7 +30,8 @@ RUNS_COLUMNS = (
 
 
 def _scope(column_started: str, batch_id: int | None, since: datetime | None, start: int) -> tuple[str, list]:
-    clauses, args = [], []
+    clauses: list[str] = []
+    args: list[Any] = []
     if batch_id is not None:
         args.append(batch_id)
         clauses.append(f"batch_id = ${start + len(args)}::int")

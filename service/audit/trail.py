@@ -22,6 +22,8 @@ def to_millis(value: datetime | None) -> datetime | None:
     """Times travel on the wire to the millisecond; compare everything at that precision, in UTC."""
     if value is None:
         return None
+    if value.tzinfo is UTC and value.microsecond % 1000 == 0:
+        return value
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
