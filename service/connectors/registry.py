@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from schemas.api import SourceSpec, TargetSpec
 from service.connectors.base import Source, Target
+from service.connectors.http import check_connection as http_check
+from service.connectors.http_source import HttpSource
 from service.connectors.pg_source import PostgresSource
 from service.connectors.pg_target import PostgresTarget
 from service.connectors.postgresql import check_connection as postgres_check
@@ -26,6 +28,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "postgresql": Kind(PostgresSource, PostgresTarget, frozenset({"append", "overwrite", "upsert"}), postgres_check),
+    "http": Kind(HttpSource, None, frozenset(), http_check),
 }
 
 
