@@ -34,6 +34,15 @@ class TableCreator(Protocol):
     async def create_table(self, columns: list[Column]) -> None: ...
 
 
+@runtime_checkable
+class SchemalessTarget(Protocol):
+    """A target without columns of its own (a Kafka topic of JSON records): it takes the planned columns
+    and their kinds, and answers with the columns it will carry, so nothing is checked or cast against
+    a schema that does not exist."""
+
+    async def accept_columns(self, columns: list[Column]) -> list[Column]: ...
+
+
 def planned_columns(plan: list[SelectItem], source_columns: list[Column]) -> list[Column]:
     """The target columns the plan produces: the source's type (for a decimal's scale) and the kind after
     the mapping's cast; a constant's kind follows its JSON value."""
@@ -156,6 +165,8 @@ class _Run:
             log.info("run %s creates target table %s", spec.run_id, spec.target.table)
             await target.create_table(wanted)
             target_columns = await target.describe()
+        if isinstance(target, SchemalessTarget):
+            target_columns = await target.accept_columns(wanted)
         check_target(plan, {c.name: c.sql_type for c in target_columns}, spec.target.table)
         check_compatible(wanted, target_columns, spec.target.table)
         return plan, source_side_types(spec.source_endpoint.type, spec.target_endpoint.type, wanted, target_columns)
