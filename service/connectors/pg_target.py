@@ -18,6 +18,7 @@ from service.connectors.postgresql import COPY_FORMAT, boundary, close, connect,
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident
+from service.sync.types import native_type
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,16 @@ _checkpoints_ready: set[str] = set()
 def _copied(status: str) -> int:
     """Rows from a `COPY n` command tag."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+def create_table_sql(table: str, columns: list[Column], keys: list[str]) -> str:
+    missing = [k for k in keys if k not in {c.name for c in columns}]
+    if missing:
+        raise ConfigInvalid(f"键列未出现在映射结果中：{', '.join(missing)}")
+    defs = [f"{quote_ident(c.name)} {native_type('postgresql', c.kind or 'string', c.sql_type)}" for c in columns]
+    if keys:
+        defs.append(f"PRIMARY KEY ({', '.join(quote_ident(k) for k in keys)})")
+    return f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({', '.join(defs)})"
 
 
 class PostgresTarget:
@@ -93,6 +104,11 @@ class PostgresTarget:
 
     async def describe(self) -> list[Column]:
         return await relation_columns(self.conn, self._spec.table, "target")
+
+    async def create_table(self, columns: list[Column]) -> None:
+        """Create the missing target table through the type mapping; `keyColumns` become the primary key."""
+        with boundary("target"):
+            await self.conn.execute(create_table_sql(self._spec.table, columns, self._spec.key_columns or []))
 
     async def read_checkpoint(self, key: str) -> Checkpoint | None:
         with boundary("target"):

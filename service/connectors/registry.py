@@ -11,6 +11,9 @@ from schemas.api import SourceSpec, TargetSpec
 from service.connectors.base import Source, Target
 from service.connectors.http import check_connection as http_check
 from service.connectors.http_source import HttpSource
+from service.connectors.mysql import check_connection as mysql_check
+from service.connectors.mysql_source import MySQLSource
+from service.connectors.mysql_target import MySQLTarget
 from service.connectors.pg_source import PostgresSource
 from service.connectors.pg_target import PostgresTarget
 from service.connectors.postgresql import check_connection as postgres_check
@@ -28,6 +31,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "postgresql": Kind(PostgresSource, PostgresTarget, frozenset({"append", "overwrite", "upsert"}), postgres_check),
+    "mysql": Kind(MySQLSource, MySQLTarget, frozenset({"append", "overwrite", "upsert"}), mysql_check),
     "http": Kind(HttpSource, None, frozenset(), http_check),
 }
 

@@ -8,11 +8,18 @@ precision and scale when `like` has them).
 """
 
 import base64
+import functools
 import json
+import operator
 import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
+
+from service.connectors.base import Column, SelectItem
+from service.sync.errors import SourceFailed
+from service.sync.transforms import cast_value
 
 SQL_SYSTEMS = ("postgresql", "mysql", "sqlite")
 
@@ -222,3 +229,78 @@ def to_python(kind: str | None, value: Any) -> Any:
     if value is None or kind is None:
         return value
     return TO_PYTHON[kind](value)
+
+
+_CANONICAL_AFTER_CAST = frozenset({"int", "float", "decimal", "string", "bool", "date"})
+
+
+def _compose(steps: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    if len(steps) == 1:
+        only = steps[0]
+        return lambda v: None if v is None else only(v)
+    return lambda v: None if v is None else functools.reduce(lambda acc, step: step(acc), steps, v)
+
+
+def value_converter(
+    source_kind: str | None, cast: str | None, target_kind: str | None, canonical: frozenset[str], column: str
+) -> Callable[[Any], Any] | None:
+    """Decode a driver value of `source_kind` (unless the driver already gives the canonical Python value),
+    apply the mapping cast, and fit the target's kind; None when the value passes unchanged."""
+    steps: list[Callable[[Any], Any]] = []
+    current, ready = source_kind, source_kind is None or source_kind in canonical
+    if not ready and source_kind is not None:
+        steps.append(TO_PYTHON[source_kind])
+        ready = True
+    if cast is not None:
+        steps.append(functools.partial(cast_value, cast, column=column))
+        current, ready = cast, cast in _CANONICAL_AFTER_CAST
+    if target_kind is not None and (target_kind != current or not ready):
+        steps.append(TO_PYTHON[target_kind])
+    if not steps:
+        return None
+    fitted = _compose(steps)
+
+    def convert(value: Any) -> Any:
+        try:
+            return fitted(value)
+        except (ValueError, TypeError, ArithmeticError, UnicodeDecodeError) as exc:
+            raise SourceFailed(f"字段转换失败：{column}", detail=type(exc).__name__) from exc
+
+    return convert
+
+
+def _constant(value: Any) -> Callable[[Sequence[Any]], Any]:
+    return lambda _row: value
+
+
+def _applied(at: int, fn: Callable[[Any], Any]) -> Callable[[Sequence[Any]], Any]:
+    return lambda row: fn(row[at])
+
+
+def row_converter(
+    source_columns: Sequence[Column], plan: Sequence[SelectItem], target_kinds: dict[str, str | None],
+    canonical: frozenset[str],
+) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+    """A function from a driver row (in `source_columns` order) to the target row of the mapping plan, or
+    None when every column passes unchanged in the same order (the fast path)."""
+    index = {c.name: i for i, c in enumerate(source_columns)}
+    kinds = {c.name: c.kind for c in source_columns}
+    getters: list[Callable[[Sequence[Any]], Any]] = []
+    identity = len(plan) == len(source_columns)
+    for position, item in enumerate(plan):
+        target = target_kinds.get(item.target)
+        if item.is_constant:
+            value = item.constant
+            fit = value_converter(kind_of_value(value) if value is not None else None, item.cast, target,
+                                  canonical | {"json"}, item.target)
+            constant = fit(value) if fit else value
+            getters.append(_constant(constant))
+            identity = False
+            continue
+        at = index[item.source or ""]
+        fn = value_converter(kinds.get(item.source or ""), item.cast, target, canonical, item.target)
+        identity = identity and fn is None and at == position
+        getters.append(operator.itemgetter(at) if fn is None else _applied(at, fn))
+    if identity:
+        return None
+    return lambda row: tuple([get(row) for get in getters])
