@@ -13,9 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from consumers.projector import Projector
+from producers.publisher import Publisher
+from schemas.events import BatchSyncProgress, BatchSyncStarted, Trigger
 from service.cli_audit import audit_app
 from service.db.engine import make_engine, make_sessionmaker
 from service.db.migrate import upgrade
+from service.runs.outbox import encode
 from service.runs.snapshot import config_hash
 from tests.support.brokers import noida, tansu
 from tests.support.builders import create_empty_like_orders, create_orders, unique
@@ -280,6 +283,45 @@ async def test_since_checks_only_runs_started_from_then_on(audited, tmp_path):
 async def test_batch_checks_only_that_batch(audited):
     result = await audited.replay("--batch", str(audited.batches["failing"]))
     assert result.code == 0 and "runs checked: 2" in result.out, result
+
+
+async def test_runs_in_progress_pass_while_the_database_agrees(audited):
+    """It leaves an open run in the log (no test can take an event back); the database keeps agreeing."""
+    run_id, batch_id = uuid.uuid4(), audited.batches["plain"]
+    started_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    common = {"batch_id": batch_id, "run_id": run_id, "correlation_id": f"c-{run_id}", "producer": "test"}
+    events = [
+        BatchSyncStarted(**common, trigger=Trigger.EVENT, requested_by="svc", started_at=started_at),
+        BatchSyncProgress(**common, chunk=1, records_read=100, records_written=100, elapsed_ms=10,
+                          records_per_second=1e4),
+    ]
+    await execute(audited.dsn, """
+        INSERT INTO runs (id, batch_id, request_id, correlation_id, trigger, requested_by, status, checkpoint_key,
+                          started_at)
+        VALUES ($1, $2, $3, 'c', 'event', 'svc', 'RUNNING', $1, $4)""", run_id, batch_id, str(run_id), started_at)
+    publisher = Publisher(audited.settings)
+    await publisher.start()
+    try:
+        for event in events:
+            await publisher.send(audited.settings.topics.events, encode(event), key=str(batch_id).encode())
+    finally:
+        await publisher.stop()
+    async with asyncio.timeout(20):
+        while not await fetch(audited.dsn, "SELECT 1 FROM run_history WHERE run_id = $1 AND chunks = 1", run_id):
+            await asyncio.sleep(0.1)
+
+    open_run = await audited.replay()
+    assert open_run.code == 0 and "in progress 1" in open_run.out, open_run
+
+    await execute(audited.dsn, "UPDATE runs SET status = 'SUCCESS', finished_at = now() WHERE id = $1", run_id)
+    try:
+        lagging = await audited.replay()
+        assert lagging.code == 1 and f"runs-differs run={run_id}" in lagging.out, lagging
+        assert "status: log=RUNNING" in lagging.out
+        settling = await audited.replay("--settle-seconds", "3600")
+        assert settling.code == 0 and "unsettled 1" in settling.out, settling
+    finally:
+        await execute(audited.dsn, "UPDATE runs SET status = 'RUNNING', finished_at = NULL WHERE id = $1", run_id)
 
 
 async def test_projector_rereading_the_log_changes_nothing(audited):
