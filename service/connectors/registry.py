@@ -9,8 +9,12 @@ from dataclasses import dataclass
 
 from schemas.api import SourceSpec, TargetSpec
 from service.connectors.base import Source, Target
+from service.connectors.csv_files import CsvSource, CsvTarget
+from service.connectors.csv_files import check_connection as csv_check
 from service.connectors.http import check_connection as http_check
 from service.connectors.http_source import HttpSource
+from service.connectors.jsonl_files import JsonlSource, JsonlTarget
+from service.connectors.jsonl_files import check_connection as jsonl_check
 from service.connectors.mysql import check_connection as mysql_check
 from service.connectors.mysql_source import MySQLSource
 from service.connectors.mysql_target import MySQLTarget
@@ -33,6 +37,8 @@ KINDS: dict[str, Kind] = {
     "postgresql": Kind(PostgresSource, PostgresTarget, frozenset({"append", "overwrite", "upsert"}), postgres_check),
     "mysql": Kind(MySQLSource, MySQLTarget, frozenset({"append", "overwrite", "upsert"}), mysql_check),
     "http": Kind(HttpSource, None, frozenset(), http_check),
+    "csv": Kind(CsvSource, CsvTarget, frozenset({"append", "overwrite"}), csv_check),
+    "jsonl": Kind(JsonlSource, JsonlTarget, frozenset({"append", "overwrite"}), jsonl_check),
 }
 
 

@@ -1,0 +1,236 @@
+"""A file target: each chunk becomes its own part file and the checkpoint a sidecar, both written
+atomically (temp + fsync + rename); `finish` assembles header, old rows (append) and parts into a temp
+file and renames it over the target file, so readers see the old file or the new one, never a mix.
+
+The guarantee: a chunk's part is durable before its checkpoint names it, and a replayed chunk rewrites
+the same part name, so no crash between the two duplicates rows. `finish` records the inode of the file
+it is about to publish in the sidecar first; a retried finish that finds that inode in place only
+cleans up, so a crash after the rename never appends the parts twice. Work files live in a hidden
+`.batchsync/` folder beside the target file; a lock file there serialises finishes of runs that write
+the same file.
+"""
+
+import asyncio
+import contextlib
+import fcntl
+import gzip
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any, Self
+
+from schemas.api import TargetSpec, WriteMode
+from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
+from service.connectors.files import BOM, FileOptions, io_failed, is_gzip, options_of
+from service.sync.errors import ConfigInvalid, TableMissing, TargetFailed
+from service.sync.model import Endpoint
+
+WORK_DIR = ".batchsync"
+SIDECAR = "checkpoint.json"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `path` so that it holds the old bytes or all of `data`, never part of it."""
+    temp = path.with_name(path.name + ".tmp")
+    with temp.open("wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temp, path)
+    fsync_dir(path.parent)
+
+
+class FileTarget:
+    """Base of the CSV and JSON Lines targets; subclasses set `suffix` and the schema/encoding hooks."""
+
+    capabilities = Capabilities(transactional_checkpoint=True)
+    suffix = ""
+
+    def __init__(self, endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> None:
+        if spec.mode is WriteMode.UPSERT:
+            raise ConfigInvalid(f"目标类型 {self.suffix} 不支持 upsert 模式")
+        self.options: FileOptions = options_of(endpoint, self.suffix)
+        self._spec = spec
+        self.path = self._final_path()
+        self.columns: list[Column] = []
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: object, *_: object) -> None:
+        return None
+
+    def _final_path(self) -> Path:
+        """`<folder>/<table>.<suffix>[.gz]` in a folder (an existing file of either name wins), else `path`."""
+        folder = self.options.path
+        if not folder.is_dir():
+            return folder
+        plain, packed = folder / f"{self._spec.table}.{self.suffix}", folder / f"{self._spec.table}.{self.suffix}.gz"
+        if self.options.compression == "gzip" or (packed.exists() and not plain.exists()):
+            return packed
+        return plain
+
+    def read_schema(self) -> list[Column]:
+        """The columns of the existing target file (header, first record or `params.columns`)."""
+        raise NotImplementedError
+
+    def header(self, names: list[str]) -> bytes:
+        """Bytes written before the first row of a new file (CSV's header line)."""
+        return b""
+
+    def encode(self, names: list[str], columns: list[str], rows: list[tuple[Any, ...]]) -> bytes:
+        """Rows (in `columns` order) as file bytes in `names` order, in the target encoding."""
+        raise NotImplementedError
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    async def describe(self) -> list[Column]:
+        if not self.path.is_file():
+            raise TableMissing(self._spec.table, "target")
+        try:
+            self.columns = await asyncio.to_thread(self.read_schema)
+        except OSError as exc:
+            raise io_failed("target", self.path, exc) from exc
+        return self.columns
+
+    async def create_table(self, columns: list[Column]) -> None:
+        """Create the missing target file (a CSV header, or nothing) when the batch opts in (`target.create`)."""
+        self.columns = columns
+        try:
+            await asyncio.to_thread(self._create)
+        except OSError as exc:
+            raise io_failed("target", self.path, exc) from exc
+
+    def _create(self) -> None:
+        head = (BOM if self.options.bom else b"") + self.header(self.names)
+        atomic_write(self.path, gzip.compress(head) if is_gzip(self.options, self.path) and head else head)
+
+    def _work(self, key: str) -> Path:
+        return self.path.parent / WORK_DIR / f"{self.path.name}.{key}"
+
+    def _sidecar(self, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self._work(key) / SIDECAR).read_text("utf-8"))
+        except FileNotFoundError:
+            return None
+
+    async def read_checkpoint(self, key: str) -> Checkpoint | None:
+        state = await asyncio.to_thread(self._sidecar, key)
+        if state is None:
+            return None
+        return Checkpoint(chunk=state["chunk"], position=state["position"], records_read=state["records_read"],
+                          records_written=state["records_written"], extra=state.get("extra") or {})
+
+    async def prepare(self, key: str, columns: list[str]) -> None:
+        try:
+            await asyncio.to_thread(self._work(key).mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise io_failed("target", self.path, exc) from exc
+
+    async def write(self, key: str, chunk: Chunk, previous: Checkpoint) -> Checkpoint | None:
+        try:
+            return await asyncio.to_thread(self._write, key, chunk, previous)
+        except OSError as exc:
+            raise io_failed("target", self.path, exc) from exc
+
+    def _write(self, key: str, chunk: Chunk, previous: Checkpoint) -> Checkpoint | None:
+        saved = self._sidecar(key)
+        if saved is not None and saved["chunk"] >= chunk.number:
+            return None
+        rows = chunk.rows or []
+        work = self._work(key)
+        atomic_write(work / f"part-{chunk.number:08d}", self.encode(self.names, chunk.columns, rows))
+        checkpoint = Checkpoint(chunk=chunk.number, position=chunk.position,
+                                records_read=previous.records_read + len(rows),
+                                records_written=previous.records_written + len(rows), extra=previous.extra)
+        atomic_write(work / SIDECAR, json.dumps(asdict(checkpoint)).encode("utf-8"))
+        return checkpoint
+
+    async def finish(self, key: str, columns: list[str]) -> None:
+        try:
+            await asyncio.to_thread(self._finish, key)
+        except OSError as exc:
+            raise io_failed("target", self.path, exc) from exc
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock_dir = self.path.parent / WORK_DIR
+        lock_dir.mkdir(exist_ok=True)
+        with (lock_dir / f"{self.path.name}.lock").open("ab") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _finish(self, key: str) -> None:
+        work = self._work(key)
+        with self._locked():
+            state = self._sidecar(key) or {"chunk": 0}
+            published = state.get("published")
+            if published is not None and self.path.exists() and self.path.stat().st_ino == published:
+                shutil.rmtree(work, ignore_errors=True)
+                return
+            if not state["chunk"] and self._spec.mode is WriteMode.APPEND and self.path.exists():
+                shutil.rmtree(work, ignore_errors=True)
+                return
+            temp = self.path.with_name(f".{self.path.name}.{key}.tmp")
+            self._assemble(temp, work, int(state["chunk"]))
+            state["published"] = temp.stat().st_ino
+            work.mkdir(parents=True, exist_ok=True)
+            atomic_write(work / SIDECAR, json.dumps(state).encode("utf-8"))
+            os.replace(temp, self.path)
+            fsync_dir(self.path.parent)
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _assemble(self, temp: Path, work: Path, chunks: int) -> None:
+        """Old rows (append), a header when the file starts afresh, then parts 1..chunks, fsynced."""
+        keep = self._spec.mode is WriteMode.APPEND and self.path.exists() and self.path.stat().st_size > 0
+        if keep:
+            shutil.copyfile(self.path, temp)
+        with temp.open("ab" if keep else "wb") as raw:
+            if keep and not is_gzip(self.options, self.path):
+                with self.path.open("rb") as old:
+                    old.seek(-1, os.SEEK_END)
+                    if old.read(1) != b"\n":
+                        raw.write(b"\n")
+            out: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb") if is_gzip(self.options, self.path) else raw
+            try:
+                if not keep:
+                    out.write((BOM if self.options.bom else b"") + self.header(self.names))
+                for number in range(1, chunks + 1):
+                    with (work / f"part-{number:08d}").open("rb") as part:
+                        shutil.copyfileobj(part, out, 1 << 20)
+            finally:
+                if out is not raw:
+                    out.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+
+    async def abandon(self, key: str) -> None:
+        def drop() -> None:
+            shutil.rmtree(self._work(key), ignore_errors=True)
+            self.path.with_name(f".{self.path.name}.{key}.tmp").unlink(missing_ok=True)
+        await asyncio.to_thread(drop)
+
+
+def encoded(options: FileOptions, path: Path, text: str) -> bytes:
+    """`text` in the target encoding; a character it cannot carry fails the run naming file and line."""
+    try:
+        return text.encode(options.text_encoding)
+    except UnicodeEncodeError as exc:
+        line = text.count("\n", 0, exc.start) + 1
+        raise TargetFailed(f"无法以 {options.encoding} 编码写入：{path.name} 本块第 {line} 行") from exc
