@@ -21,6 +21,9 @@ from service.connectors.mysql_target import MySQLTarget
 from service.connectors.pg_source import PostgresSource
 from service.connectors.pg_target import PostgresTarget
 from service.connectors.postgresql import check_connection as postgres_check
+from service.connectors.sqlite import check_connection as sqlite_check
+from service.connectors.sqlite_source import SQLiteSource
+from service.connectors.sqlite_target import SQLiteTarget
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint
 
@@ -35,6 +38,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "postgresql": Kind(PostgresSource, PostgresTarget, frozenset({"append", "overwrite", "upsert"}), postgres_check),
+    "sqlite": Kind(SQLiteSource, SQLiteTarget, frozenset({"append", "overwrite", "upsert"}), sqlite_check),
     "mysql": Kind(MySQLSource, MySQLTarget, frozenset({"append", "overwrite", "upsert"}), mysql_check),
     "http": Kind(HttpSource, None, frozenset(), http_check),
     "csv": Kind(CsvSource, CsvTarget, frozenset({"append", "overwrite"}), csv_check),

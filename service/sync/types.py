@@ -33,7 +33,7 @@ NATIVE: dict[str, dict[str, str]] = {
         "date": "date", "datetime": "datetime(6)", "json": "json", "binary": "longblob",
     },
     "sqlite": {
-        "int": "INTEGER", "float": "REAL", "decimal": "DECIMAL", "string": "TEXT", "bool": "BOOLEAN",
+        "int": "INTEGER", "float": "REAL", "decimal": "DECIMAL_TEXT", "string": "TEXT", "bool": "BOOLEAN",
         "date": "DATE", "datetime": "DATETIME", "json": "JSON", "binary": "BLOB",
     },
 }
@@ -90,7 +90,7 @@ def kind_of_sqlite(native: str) -> str | None:
     text = native.strip().upper()
     base = text.split("(")[0].strip()
     named = {"BOOLEAN": "bool", "BOOL": "bool", "DATE": "date", "DATETIME": "datetime", "TIMESTAMP": "datetime",
-             "JSON": "json", "DECIMAL": "decimal", "NUMERIC": "decimal"}
+             "JSON": "json", "DECIMAL": "decimal", "NUMERIC": "decimal", "DECIMAL_TEXT": "decimal"}
     if base in named:
         return named[base]
     if "INT" in base:

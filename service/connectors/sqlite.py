@@ -1,0 +1,113 @@
+"""SQLite files (aiosqlite: the stdlib driver in a thread) and the boundary where its errors become ours.
+
+`sqlite:///path/to/file.db` names a local file (`sqlite:///data/x.db` is `/data/x.db`); there is no
+network, so no connect timeout or refusal: the connect timeout is the wait for a lock instead. A
+source opens the file read-only and never creates it: a missing file fails the run with
+`源表不存在：<file>` (the table cannot exist when its file does not). A target creates the file.
+
+Storage per kind (SQLite has no such types, only affinities): booleans 0/1, dates `YYYY-MM-DD`,
+datetimes UTC text `YYYY-MM-DD HH:MM:SS.ffffff+00:00` (sorts in time order), decimals as text in a
+`DECIMAL_TEXT(p,s)` column (NUMERIC affinity would round them through a float), JSON as text.
+"""
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiosqlite
+
+from service.connectors.base import Column
+from service.sync.errors import (
+    ConfigInvalid,
+    Side,
+    SourceFailed,
+    SyncError,
+    TableMissing,
+    TargetFailed,
+    TransientSourceError,
+    TransientTargetError,
+)
+from service.sync.model import Endpoint
+from service.sync.transforms import quote_ident
+from service.sync.types import kind_of_sqlite
+
+
+def path_of(endpoint: Endpoint) -> Path:
+    url = endpoint.url or ""
+    if not url.startswith("sqlite://") or len(url) <= len("sqlite://"):
+        raise ConfigInvalid("SQLite 连接 url 须为 sqlite:///path/to/file.db")
+    return Path("/" + url.removeprefix("sqlite://").lstrip("/"))
+
+
+def _failed(side: Side, reason: str | None = None, detail: str | None = None) -> SyncError:
+    return (SourceFailed if side == "source" else TargetFailed)(reason, detail=detail)
+
+
+def map_error(exc: BaseException, side: Side) -> SyncError:
+    """Translate an sqlite3 error: a busy database is worth a retry, a missing table is named."""
+    if isinstance(exc, SyncError):
+        return exc
+    message = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
+        return (TransientSourceError if side == "source" else TransientTargetError)(detail="database is locked")
+    if message.startswith("no such table: "):
+        return TableMissing(message.removeprefix("no such table: "), side)
+    return _failed(side, detail=f"{type(exc).__name__}: {message}")
+
+
+@contextlib.contextmanager
+def boundary(side: Side) -> Iterator[None]:
+    try:
+        yield
+    except SyncError:
+        raise
+    except (sqlite3.Error, OSError, ValueError) as exc:
+        raise map_error(exc, side) from exc
+
+
+async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> aiosqlite.Connection:
+    """Open the file (read-only for a source) in autocommit mode; transactions are explicit."""
+    path = path_of(endpoint)
+    if side == "source" and not path.is_file():
+        raise TableMissing(str(path), side)
+    uri = f"file:{path}?mode=ro" if side == "source" else f"file:{path}?mode=rwc"
+    try:
+        conn = await aiosqlite.connect(uri, uri=True, timeout=connect_timeout, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise _failed(side, "无法打开数据库文件", detail=type(exc).__name__) from exc
+    with boundary(side):
+        await conn.execute("PRAGMA foreign_keys = OFF")
+        if side == "target":
+            await conn.execute("PRAGMA journal_mode = WAL")
+    return conn
+
+
+async def close(conn: aiosqlite.Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            await conn.close()
+
+
+async def table_columns(conn: aiosqlite.Connection, table: str, side: Side) -> tuple[list[Column], list[str]]:
+    """The table's columns with their kinds (from the declared types) and its primary key columns."""
+    schema, _, name = table.rpartition(".")
+    pragma = f"PRAGMA {quote_ident(schema)}.table_info({quote_ident(name)})" if schema else \
+        f"PRAGMA table_info({quote_ident(name)})"
+    with boundary(side):
+        rows = list(await conn.execute_fetchall(pragma))
+    if not rows:
+        raise TableMissing(table, side)
+    columns = [Column(r[1], r[2] or "", kind_of_sqlite(r[2] or "")) for r in rows]
+    keys = [r[1] for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
+    return columns, keys
+
+
+async def check_connection(endpoint: Endpoint, connect_timeout: float) -> None:
+    """Open the file read-only and run `SELECT 1`, raising the same SyncErrors a sync would."""
+    conn = await connect(endpoint, "source", connect_timeout)
+    try:
+        with boundary("source"):
+            await conn.execute_fetchall("SELECT 1")
+    finally:
+        await close(conn)
