@@ -15,6 +15,9 @@ from service.connectors.http import check_connection as http_check
 from service.connectors.http_source import HttpSource
 from service.connectors.jsonl_files import JsonlSource, JsonlTarget
 from service.connectors.jsonl_files import check_connection as jsonl_check
+from service.connectors.kafka import check_connection as kafka_check
+from service.connectors.kafka_source import KafkaSource
+from service.connectors.kafka_target import KafkaTarget
 from service.connectors.mysql import check_connection as mysql_check
 from service.connectors.mysql_source import MySQLSource
 from service.connectors.mysql_target import MySQLTarget
@@ -41,6 +44,7 @@ KINDS: dict[str, Kind] = {
     "sqlite": Kind(SQLiteSource, SQLiteTarget, frozenset({"append", "overwrite", "upsert"}), sqlite_check),
     "mysql": Kind(MySQLSource, MySQLTarget, frozenset({"append", "overwrite", "upsert"}), mysql_check),
     "http": Kind(HttpSource, None, frozenset(), http_check),
+    "kafka": Kind(KafkaSource, KafkaTarget, frozenset({"append"}), kafka_check),
     "csv": Kind(CsvSource, CsvTarget, frozenset({"append", "overwrite"}), csv_check),
     "jsonl": Kind(JsonlSource, JsonlTarget, frozenset({"append", "overwrite"}), jsonl_check),
 }
