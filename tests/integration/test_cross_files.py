@@ -1,0 +1,155 @@
+"""Files across systems on real PostgreSQL and real files: CSV → PostgreSQL in GBK, UTF-8 with BOM, gzip
+and a glob over a folder; PostgreSQL → JSON Lines and CSV read back value by value; one of each
+direction through the whole HTTP stack. The CSV files are PostgreSQL's own `COPY … (FORMAT csv)`
+output, so the reader is checked against an independent writer."""
+
+import gzip
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from schemas.api import SourceSpec
+from service.sync.model import Endpoint
+from tests.contract.cases.jsonl import read_jsonl
+from tests.contract.cases.postgresql import PostgresCase
+from tests.contract.harness import FIELDS, Context, make_rows, normalized, spec_for, sync
+from tests.support.builders import create_empty_like_orders, create_orders, table_fingerprint, unique
+from tests.support.stack import create_batch, create_connection, running_stack, stack_settings
+
+ROWS = 3000
+NULL = "\\N"
+"""PostgreSQL's CSV writes '' for an empty string; NULL gets its own marker so both survive."""
+
+
+async def exported_csv(dsn: str, table: str, *, where: str = "true") -> str:
+    """PostgreSQL's CSV of `table` (header, NULL as \\N), as text."""
+    conn = await asyncpg.connect(dsn)
+    chunks: list[bytes] = []
+
+    async def collect(data: bytes) -> None:
+        chunks.append(data)
+
+    try:
+        await conn.copy_from_query(f'SELECT * FROM "{table}" WHERE {where} ORDER BY id', output=collect,
+                                   format="csv", header=True, null=NULL)
+    finally:
+        await conn.close()
+    return b"".join(chunks).decode("utf-8")
+
+
+@pytest.fixture
+async def orders(source_dsn) -> str:
+    table = unique("orders")
+    await create_orders(source_dsn, table, ROWS)
+    return table
+
+
+def csv_endpoint(path: Path, **params: object) -> Endpoint:
+    return Endpoint(type="csv", params={"path": str(path), "nullValue": NULL, **params})
+
+
+@pytest.mark.parametrize(("encoding", "data"), [
+    ("utf-8-sig", lambda text: b"\xef\xbb\xbf" + text.encode("utf-8")),
+    ("utf-8", lambda text: gzip.compress(text.encode("utf-8"))),
+])
+async def test_csv_with_a_bom_or_gzip_into_postgresql(tmp_path, orders, source_dsn, target_dsn, encoding, data):
+    name = "orders.csv.gz" if encoding == "utf-8" else "orders.csv"
+    (tmp_path / name).write_bytes(data(await exported_csv(source_dsn, orders)))
+    await create_empty_like_orders(target_dsn, orders)
+    target = Endpoint(type="postgresql", url=target_dsn)
+
+    result = await sync(spec_for((csv_endpoint(tmp_path, encoding=encoding), SourceSpec(table="orders")),
+                                 target, orders, chunk_size=700))
+
+    assert result.records_written == ROWS and result.chunks == 5
+    assert await table_fingerprint(target_dsn, orders) == await table_fingerprint(source_dsn, orders)
+
+
+async def test_a_glob_over_a_folder_of_csv_files_into_postgresql(tmp_path, orders, source_dsn, target_dsn):
+    for part, where in enumerate(("id <= 1000", "id > 1000 AND id <= 1001", "id > 1001")):
+        text = await exported_csv(source_dsn, orders, where=where)
+        path = tmp_path / (f"orders_{part}.csv" + (".gz" if part == 2 else ""))
+        path.write_bytes(gzip.compress(text.encode()) if part == 2 else text.encode())
+    (tmp_path / "other.csv").write_text("id\n1\n")
+    await create_empty_like_orders(target_dsn, orders)
+
+    source = (csv_endpoint(tmp_path / "orders_*"), SourceSpec(table="orders"))
+    result = await sync(spec_for(source, Endpoint(type="postgresql", url=target_dsn), orders, chunk_size=1000))
+
+    assert result.records_written == ROWS
+    assert await table_fingerprint(target_dsn, orders) == await table_fingerprint(source_dsn, orders)
+
+
+async def test_postgresql_into_csv_reads_back_every_type(tmp_path, reference_case):
+    rows = make_rows(2000)
+    table = unique("all")
+    source = await reference_case.seed(table, rows)
+    (tmp_path / f"{table}.csv").write_text(",".join(f.name for f in FIELDS) + "\n", encoding="utf-8")
+
+    await sync(spec_for(source, Endpoint(type="csv", params={"path": str(tmp_path)}), table, chunk_size=600))
+
+    back = (tmp_path / f"{table}.csv").read_text(encoding="utf-8")
+    sink = PostgresCase(Context(pg_dsn=reference_case.dsn, tmp_dir=tmp_path, kafka_bootstrap=""))
+    copy = unique("back")
+    await sink.create(copy)
+    await sync(spec_for((Endpoint(type="csv", params={"path": str(tmp_path)}), SourceSpec(table=table)),
+                        sink.endpoint, copy, chunk_size=600))
+    assert back.count("\n") == 2001
+    assert normalized(await sink.read(sink.endpoint, copy), FIELDS) == normalized(rows, FIELDS)
+
+
+@pytest.fixture
+def reference_case(source_dsn, tmp_path) -> PostgresCase:
+    return PostgresCase(Context(pg_dsn=source_dsn, tmp_dir=tmp_path, kafka_bootstrap=""))
+
+
+@pytest.fixture(scope="module")
+async def stack(state_dsn, broker):
+    async with running_stack(stack_settings(state_dsn, broker.bootstrap)) as running:
+        yield running
+
+
+async def file_connection(stack, kind: str, params: dict) -> int:
+    response = await stack.client.post("/integration/connection", headers=stack.headers(),
+                                       json={"name": unique(kind), "type": kind, "params": params})
+    assert response.status_code == 200, response.text
+    return int(response.json()["data"]["id"])
+
+
+async def synced(stack, batch_id: int) -> dict:
+    response = await stack.client.post(f"/integration/batch/{batch_id}/sync", headers=stack.headers())
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+async def test_http_gbk_csv_into_postgresql(stack, tmp_path, orders, source_dsn, target_dsn):
+    (tmp_path / "订单.csv").write_bytes((await exported_csv(source_dsn, orders)).encode("gbk"))
+    await create_empty_like_orders(target_dsn, orders)
+    source_id = await file_connection(stack, "csv", {"path": str(tmp_path / "订单.csv"), "encoding": "gbk",
+                                                     "nullValue": NULL})
+    target_id = await create_connection(stack, unique("pg"), target_dsn)
+    batch_id = await create_batch(stack, unique("batch"), source_id, target_id, {"table": "orders"},
+                                  {"table": orders, "mode": "overwrite"}, chunkSize=1000)
+
+    for _ in range(2):
+        assert (await synced(stack, batch_id))["recordsSynced"] == ROWS
+    assert await table_fingerprint(target_dsn, orders) == await table_fingerprint(source_dsn, orders)
+
+
+async def test_http_postgresql_into_a_new_jsonl_file_carries_every_type(stack, tmp_path, reference_case):
+    rows = make_rows(2500)
+    table = unique("all")
+    await reference_case.seed(table, rows)
+    source_id = await create_connection(stack, unique("pg"), reference_case.dsn)
+    target_id = await file_connection(stack, "jsonl", {"path": str(tmp_path)})
+    batch_id = await create_batch(stack, unique("batch"), source_id, target_id, {"table": table},
+                                  {"table": table, "mode": "append", "create": True}, chunkSize=1000)
+
+    assert (await synced(stack, batch_id))["recordsSynced"] == 2500
+
+    back = read_jsonl(tmp_path / f"{table}.jsonl")
+    assert len(back) == 2500 and set(back[0]) == {f.name for f in FIELDS}
+    assert isinstance(back[0]["doc"], dict) and isinstance(back[0]["id"], int) and isinstance(back[0]["paid"], bool)
+    assert normalized(back, FIELDS) == normalized(rows, FIELDS)
+    assert not list(tmp_path.glob(".batchsync/*.jsonl.*-*"))
