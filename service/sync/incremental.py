@@ -99,7 +99,7 @@ def next_mark(position: Position, previous: Any | None) -> Any | None:
     upper, keys = position["upper"], position.get("upper_keys")
     if keys is None:
         return Mark(upper, (), True).to_json()
-    carried = position.get("lower_seen") or [] if upper == position.get("lower") else []
+    carried = (position.get("lower_seen") or []) if upper == position.get("lower") else []
     seen = list(dict.fromkeys([*carried, *keys]))
     if len(seen) > SEEN_LIMIT:
         return Mark(upper, (), True).to_json()
