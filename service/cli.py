@@ -18,6 +18,7 @@ import typer
 from pydantic import SecretStr
 from rich.console import Console
 
+from service.cli_audit import audit_app
 from service.cli_sync import sync
 from service.config import Settings
 
@@ -25,6 +26,7 @@ app = typer.Typer(help="batchsync: sync data batches from source to target syste
                   add_completion=False, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="State-store maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
 app.command("sync")(sync)
 console = Console()
 
