@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from service.audit.replay import LogUnavailable, ReplayOptions, replay, summary_lines
 from service.config import Settings
+from service.embedded import with_running_endpoints
 from service.history.projection import projector_group
 
 EXIT_MATCH, EXIT_MISMATCH, EXIT_UNREADABLE = 0, 1, 2
@@ -53,9 +54,9 @@ def replay_command(
     since_time = parse_since(since)
     if rebuild and since_time is not None:
         _fail("--rebuild rewrites the projection from the whole log; it cannot be combined with --since")
-    settings = Settings()
+    settings = with_running_endpoints(Settings())
     if not settings.database_url or not settings.kafka_bootstrap:
-        _fail("BATCHSYNC_DATABASE_URL and BATCHSYNC_KAFKA_BOOTSTRAP must both be set")
+        _fail("BATCHSYNC_DATABASE_URL and BATCHSYNC_KAFKA_BOOTSTRAP must both be set (or run `batchsync up` here)")
     options = ReplayOptions(since=since_time, batch_id=batch, rebuild=rebuild, settle_seconds=settle_seconds,
                             projector_group=projector_group(settings.topic_prefix), topic=settings.topics.events)
     raise typer.Exit(asyncio.run(run_replay(settings, options, output)))

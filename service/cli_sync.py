@@ -175,10 +175,10 @@ def sync(
                                               help="Bearer token (default: minted from the dev secret).")] = None,
 ) -> None:
     """Trigger a sync of batch ID; exit 0 on SUCCESS, 1 on failure, 3 if still running, 4 on other errors."""
-    from service.embedded import read_endpoints
+    from service.embedded import with_running_endpoints
 
-    settings = Settings()
-    bootstrap = settings.kafka_bootstrap or read_endpoints(settings.data_dir).get("kafka_bootstrap")
+    settings = with_running_endpoints(Settings())
+    bootstrap = settings.kafka_bootstrap
     url = api_url or f"http://127.0.0.1:{settings.http_port}"
     try:
         code = asyncio.run(_run(settings, url, _bearer(settings, token), batch_id, wait, follow, bootstrap))

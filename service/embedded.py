@@ -265,6 +265,14 @@ def read_endpoints(data_dir: Path) -> dict[str, str]:
     return {}
 
 
+def with_running_endpoints(settings: Settings) -> Settings:
+    """Settings completed with the database and broker of a running `up` in this directory, where unset."""
+    found = read_endpoints(settings.data_dir)
+    update = {name: found[name] for name in ("database_url", "kafka_bootstrap")
+              if not getattr(settings, name) and found.get(name)}
+    return settings.model_copy(update=update) if update else settings
+
+
 @contextlib.contextmanager
 def embedded_services(settings: Settings, *, broker: bool = True) -> Iterator[Settings]:
     """Start what is not configured (database, and the broker when `broker`); yield settings using them."""
@@ -281,7 +289,8 @@ def embedded_services(settings: Settings, *, broker: bool = True) -> Iterator[Se
         if kafka is not None:
             kafka.start()
             update["kafka_bootstrap"] = kafka.bootstrap
-            endpoints.write_text(json.dumps({"kafka_bootstrap": kafka.bootstrap}))
+        if update:
+            endpoints.write_text(json.dumps(update))
         yield settings.model_copy(update=update)
     finally:
         endpoints.unlink(missing_ok=True)
