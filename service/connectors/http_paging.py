@@ -90,6 +90,7 @@ def paging_of(params: dict[str, Any]) -> Paging:
     if kind not in _DEFAULTS:
         raise ConfigInvalid("params.pagination.type 须为 page、offset、cursor、link 或 none")
     param, size_param, start = _DEFAULTS[kind]
+    first: Any = spec.get("start", start)
     param = spec.get({"page": "pageParam", "offset": "offsetParam", "cursor": "cursorParam"}.get(kind, ""), param)
     size_param = spec.get("limitParam" if kind == "offset" else "sizeParam", size_param)
     page_size = spec.get("pageSize")
@@ -99,7 +100,7 @@ def paging_of(params: dict[str, Any]) -> Paging:
             param=param,
             size_param=size_param,
             page_size=int(page_size) if page_size is not None else None,
-            start=int(spec.get("start", start)) if kind in ("page", "offset") else None,
+            start=int(first) if kind in ("page", "offset") else None,
             next_path=spec.get("nextCursorPath", "meta.next") if kind == "cursor" else spec.get("nextLinkPath"),
         )
     except (TypeError, ValueError) as exc:
