@@ -120,10 +120,30 @@ async def time_engine(table: str, dsn: str, chunk_size: int) -> tuple[float, int
     return time.perf_counter() - started, result.records_written
 
 
-def fingerprint(dsn: str) -> tuple[int, str]:
+async def fingerprint(dsn: str) -> tuple[int, str]:
     sql = "SELECT count(*)::text || ' ' || md5(string_agg(t::text, '|' ORDER BY t.id)) FROM bench_dst t"
-    count, digest = str(asyncio.run(_pg(dsn, sql))).split(" ")
+    count, digest = str(await _pg(dsn, sql)).split(" ")
     return int(count), digest
+
+
+async def measure(table: str, dsn: str, rows: int, chunk_size: int, repeat: int) -> None:
+    """Pipe and engine alternately, best of `repeat`, in one event loop (connectors may keep connections)."""
+    pipe, engine = [], []
+    reference = None
+    for _ in range(repeat):
+        await _pg(dsn, "TRUNCATE bench_dst")
+        pipe.append(await asyncio.to_thread(time_pipe, table, dsn))
+        reference = await fingerprint(dsn)
+        await _pg(dsn, "TRUNCATE bench_dst")
+        seconds, written = await time_engine(table, dsn, chunk_size)
+        engine.append(seconds)
+        assert written == rows and await fingerprint(dsn) == reference, "engine result differs from the pipe"
+    best_pipe, best_engine = min(pipe), min(engine)
+    print(f"  mariadb | psql \\copy pipe      {best_pipe:7.2f} s  {rows / best_pipe:10,.0f} rows/s")
+    print(f"  execute() append               {best_engine:7.2f} s  {rows / best_engine:10,.0f} rows/s"
+          f"  ratio {best_engine / best_pipe:5.2f}×  peak RSS {peak_rss_mb():6.0f} MB")
+    if reference:
+        print(f"  target equals the pipe's: {reference[0]:,} rows, md5 {reference[1]}")
 
 
 def peak_rss_mb() -> float:
@@ -138,21 +158,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.rows:,} rows × 9 columns MariaDB → PostgreSQL, chunk size {args.chunk_size:,}, best of {args.repeat}")
     with scratch(args.rows) as (table, dsn):
-        pipe, engine = [], []
-        reference = None
-        for _ in range(args.repeat):
-            asyncio.run(_pg(dsn, "TRUNCATE bench_dst"))
-            pipe.append(time_pipe(table, dsn))
-            reference = fingerprint(dsn)
-            asyncio.run(_pg(dsn, "TRUNCATE bench_dst"))
-            seconds, written = asyncio.run(time_engine(table, dsn, args.chunk_size))
-            engine.append(seconds)
-            assert written == args.rows and fingerprint(dsn) == reference, "engine result differs from the pipe"
-        best_pipe, best_engine = min(pipe), min(engine)
-        print(f"  mariadb | psql \\copy pipe      {best_pipe:7.2f} s  {args.rows / best_pipe:10,.0f} rows/s")
-        print(f"  execute() append               {best_engine:7.2f} s  {args.rows / best_engine:10,.0f} rows/s"
-              f"  ratio {best_engine / best_pipe:5.2f}×  peak RSS {peak_rss_mb():6.0f} MB")
-        print(f"  target equals the pipe's: {reference[0]:,} rows, md5 {reference[1]}" if reference else "")
+        asyncio.run(measure(table, dsn, args.rows, args.chunk_size, args.repeat))
 
 
 if __name__ == "__main__":
