@@ -166,7 +166,8 @@ class KafkaSource:
 
     async def start(self, high_water_mark: Any | None) -> Position:
         """Start offsets (previous run, else group commits, else earliest) and the run's stop offsets."""
-        stored = (high_water_mark or {}).get("offsets") if isinstance(high_water_mark, dict) else None
+        mark = high_water_mark if isinstance(high_water_mark, dict) else {}
+        stored = mark.get("offsets") if mark.get("topic") == self.topic else None  # the batch may have moved
         start: dict[str, int | None] = {}
         for tp in self._partitions:
             offset = (stored or {}).get(str(tp.partition))
