@@ -43,6 +43,10 @@ class CsvSource(FileSource):
         self._header: list[str] | None = None
         self._kinds: list[Converter | None] = []
 
+    @property
+    def null_text(self) -> str | None:
+        return None if any(self._kinds) else self.options.null_value
+
     def _reader(self, reader: LineReader) -> Iterator[list[str]]:
         return csv.reader(reader, delimiter=self.options.delimiter, quotechar=self.options.quote)
 
@@ -88,10 +92,10 @@ class CsvSource(FileSource):
                     if len(record) > width:
                         raise SourceFailed(f"列数多于表头：{name} 第 {reader.line} 行")
                     record += [null] * (width - len(record))
-                values = [None if v == null else v for v in record]
-                if kinds is not None:
-                    values = self._typed(values, kinds, name, reader.line)
-                yield values
+                if kinds is None:
+                    yield record
+                else:
+                    yield self._typed([None if v == null else v for v in record], kinds, name, reader.line)
         except csv.Error as exc:
             raise SourceFailed(f"CSV 格式错误：{name} 第 {reader.line} 行", detail=str(exc)[:120]) from exc
 

@@ -7,8 +7,7 @@ decoded lines; streaming, resume, and converting values to the target's column t
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from decimal import InvalidOperation
+from collections.abc import AsyncIterator, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any, Self
@@ -16,13 +15,11 @@ from typing import Any, Self
 from schemas.api import SourceSpec
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
 from service.connectors.files import FileOptions, LineReader, display_name, is_gzip, options_of, source_files
-from service.connectors.files_values import Converter, converter
+from service.connectors.files_convert import BadValue, ChunkConverter
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
-from service.sync.transforms import row_transform
 
 ESTIMATE_SAMPLE_BYTES = 1 << 20
-_CONVERSION_ERRORS = (ValueError, TypeError, ArithmeticError, InvalidOperation)
 
 
 class FileSource:
@@ -108,71 +105,40 @@ class FileSource:
         return {"file": index, "name": display_name(self.options, reader.path), "offset": reader.offset,
                 "line": reader.line}
 
-    def _builder(self, plan: list[SelectItem], target_types: dict[str, str]) -> Callable[[list[Any]], tuple]:
-        """Source values → target row: the mapping (Python casts), then each target column's type."""
-        names = [c.name for c in self.columns]
-        native = {c.name for c in self.columns if c.kind not in (None, "string")}
-        converters: list[Converter | None] = [
-            converter(target_types[item.target],
-                      from_text=self.from_text and item.cast is None and not item.is_constant
-                      and item.source not in native)
-            for item in plan
-        ]
-        if all(not item.is_constant and item.cast is None for item in plan):
-            picks = [names.index(item.source or "") for item in plan]
-            reorder = picks != list(range(len(names)))
+    @property
+    def null_text(self) -> str | None:
+        """The field text that stands for NULL when the chunk is converted (None: parse already did)."""
+        return None
 
-            def build(values: list[Any]) -> tuple:
-                if reorder:
-                    values = [values[i] for i in picks]
-                return tuple([v if c is None or v is None else c(v) for v, c in zip(values, converters, strict=True)])
-            return build
-        transform = row_transform(names, plan)
-
-        def build_mapped(values: list[Any]) -> tuple:
-            return tuple([v if c is None or v is None else c(v)
-                          for v, c in zip(transform(values), converters, strict=True)])
-        return build_mapped
-
-    def _failed_column(self, plan: Sequence[SelectItem], target_types: dict[str, str], values: list[Any]) -> str:
-        """Which target column a failed row conversion was about, for the error message."""
-        names = [c.name for c in self.columns]
-        for item in plan:
-            if item.source is None:
-                continue
-            value = values[names.index(item.source)]
-            convert = converter(target_types[item.target], from_text=self.from_text)
-            try:
-                if value is not None and convert is not None:
-                    convert(value)
-            except _CONVERSION_ERRORS:
-                return item.target
-        return "?"
-
-    def _read_chunk(
-        self, records: Iterator[list[Any]], size: int, build: Callable[[list[Any]], tuple],
-        plan: list[SelectItem], target_types: dict[str, str],
-    ) -> tuple[list[tuple], Position]:
-        rows: list[tuple] = []
-        for values in islice(records, size):
-            try:
-                rows.append(build(values))
-            except _CONVERSION_ERRORS as exc:
-                _, reader = self._cursor
-                where = f"{display_name(self.options, reader.path)} 第 {reader.line} 行" if reader else "?"
-                column = self._failed_column(plan, target_types, values)
-                raise SourceFailed(f"字段转换失败：{column}（{where}）", detail=type(exc).__name__) from exc
+    def _read_chunk(self, records: Iterator[list[Any]], size: int, convert: ChunkConverter) -> tuple[list, Position]:
+        start = self._position()
+        raw = list(islice(records, size))
+        try:
+            rows = convert(raw)
+        except BadValue as bad:
+            raise SourceFailed(f"{bad.reason}（{self._locate(start, bad.row)}）") from bad.__cause__
         return rows, self._position()
+
+    def _locate(self, start: Position, row: int) -> str:
+        """File and line of the chunk's `row`-th record, found by reading the chunk again (errors only)."""
+        records = self._records(start)
+        try:
+            for _ in islice(records, row + 1):
+                pass
+            _, reader = self._cursor
+            return f"{display_name(self.options, reader.path)} 第 {reader.line} 行" if reader else "?"
+        finally:
+            records.close()
 
     async def chunks(
         self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:
-        build = self._builder(plan, target_types)
+        convert = ChunkConverter(self.columns, plan, target_types, from_text=self.from_text, null_text=self.null_text)
         columns = [item.target for item in plan]
         records = self._records(position)
         try:
             while True:
-                rows, position = await asyncio.to_thread(self._read_chunk, records, size, build, plan, target_types)
+                rows, position = await asyncio.to_thread(self._read_chunk, records, size, convert)
                 if rows:
                     yield Chunk(number=0, position=position, columns=columns, rows=rows)
                 if len(rows) < size:
