@@ -10,7 +10,6 @@ precision and scale when `like` has them).
 import base64
 import functools
 import json
-import operator
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
@@ -234,11 +233,32 @@ def to_python(kind: str | None, value: Any) -> Any:
 _CANONICAL_AFTER_CAST = frozenset({"int", "float", "decimal", "string", "bool", "date"})
 
 
-def _compose(steps: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+def _fitted(steps: list[Callable[[Any], Any]], column: str) -> Callable[[Any], Any]:
+    """One function per column (None passes; a failure names the column): the hot loop of a chunk."""
     if len(steps) == 1:
         only = steps[0]
-        return lambda v: None if v is None else only(v)
-    return lambda v: None if v is None else functools.reduce(lambda acc, step: step(acc), steps, v)
+
+        def convert_one(value: Any) -> Any:
+            if value is None:
+                return None
+            try:
+                return only(value)
+            except (ValueError, TypeError, ArithmeticError, UnicodeDecodeError) as exc:
+                raise SourceFailed(f"字段转换失败：{column}", detail=type(exc).__name__) from exc
+
+        return convert_one
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            for step in steps:
+                value = step(value)
+            return value
+        except (ValueError, TypeError, ArithmeticError, UnicodeDecodeError) as exc:
+            raise SourceFailed(f"字段转换失败：{column}", detail=type(exc).__name__) from exc
+
+    return convert
 
 
 def value_converter(
@@ -256,25 +276,11 @@ def value_converter(
         current, ready = cast, cast in _CANONICAL_AFTER_CAST
     if target_kind is not None and (target_kind != current or not ready):
         steps.append(TO_PYTHON[target_kind])
-    if not steps:
-        return None
-    fitted = _compose(steps)
-
-    def convert(value: Any) -> Any:
-        try:
-            return fitted(value)
-        except (ValueError, TypeError, ArithmeticError, UnicodeDecodeError) as exc:
-            raise SourceFailed(f"字段转换失败：{column}", detail=type(exc).__name__) from exc
-
-    return convert
+    return _fitted(steps, column) if steps else None
 
 
-def _constant(value: Any) -> Callable[[Sequence[Any]], Any]:
-    return lambda _row: value
-
-
-def _applied(at: int, fn: Callable[[Any], Any]) -> Callable[[Sequence[Any]], Any]:
-    return lambda row: fn(row[at])
+def _constant(value: Any) -> Callable[[Any], Any]:
+    return lambda _value: value
 
 
 def row_converter(
@@ -285,22 +291,17 @@ def row_converter(
     None when every column passes unchanged in the same order (the fast path)."""
     index = {c.name: i for i, c in enumerate(source_columns)}
     kinds = {c.name: c.kind for c in source_columns}
-    getters: list[Callable[[Sequence[Any]], Any]] = []
-    identity = len(plan) == len(source_columns)
-    for position, item in enumerate(plan):
+    specs: list[tuple[int, Callable[[Any], Any] | None]] = []
+    for item in plan:
         target = target_kinds.get(item.target)
         if item.is_constant:
             value = item.constant
             fit = value_converter(kind_of_value(value) if value is not None else None, item.cast, target,
                                   canonical | {"json"}, item.target)
-            constant = fit(value) if fit else value
-            getters.append(_constant(constant))
-            identity = False
+            specs.append((0, _constant(fit(value) if fit else value)))
             continue
-        at = index[item.source or ""]
         fn = value_converter(kinds.get(item.source or ""), item.cast, target, canonical, item.target)
-        identity = identity and fn is None and at == position
-        getters.append(operator.itemgetter(at) if fn is None else _applied(at, fn))
-    if identity:
+        specs.append((index[item.source or ""], fn))
+    if len(specs) == len(source_columns) and all(f is None and i == n for n, (i, f) in enumerate(specs)):
         return None
-    return lambda row: tuple([get(row) for get in getters])
+    return lambda row: tuple([row[i] if f is None else f(row[i]) for i, f in specs])
