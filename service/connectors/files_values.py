@@ -8,7 +8,8 @@ file source converts each value by the target column's type. The file encodings 
     decimal        its exact digits as text, never a float (JSON: a string)
     bool           true/false (also t/f, 1/0, yes/no on input)
     date           ISO 8601 `2026-01-31`
-    datetime       ISO 8601 with offset `2026-01-31T08:30:00+08:00`; input without an offset is UTC
+    datetime       ISO 8601 with offset `2026-01-31T08:30:00+08:00`; input without an offset is UTC, and
+                   a column without a time zone holds UTC wall-clock time
     json           the JSON text (JSON Lines: the nested value itself)
     binary         `\\x` + hex (PostgreSQL's form) in CSV, base64 in JSON Lines; both read either way
     string         as is
@@ -84,8 +85,9 @@ def _aware(value: Any) -> datetime:
 
 
 def _naive(value: Any) -> datetime:
+    """A `timestamp without time zone` holds UTC wall-clock time (docs/types.md)."""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip())
-    return moment.replace(tzinfo=None)
+    return moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _time(value: Any) -> time:
