@@ -173,48 +173,76 @@ class MySQLSource:
         convert = row_converter(read, plan, target_kinds, CANONICAL)
         names = [item.target for item in plan]
         select = ", ".join(quote_ident(c.name) for c in self._columns)
-        args: list[Any] = []
-        terms = self._window(position, args)
-        if keyed:
-            key = quote_ident(self._key or "")
+        reader = self._keyset(select, position, size) if keyed else self._stream(select, position, size)
+        async for rows, position in reader:
+            out = [tuple(row) for row in rows] if convert is None else [convert(row) for row in rows]
+            del rows
+            yield Chunk(number=0, position=position, columns=names, rows=out)
+
+    async def _keyset(
+        self, select: str, position: Position, size: int
+    ) -> AsyncIterator[tuple[Sequence[Sequence[Any]], Position]]:
+        """Pages of `size` rows in key order, one buffered query each: memory is bounded by the chunk."""
+        key = quote_ident(self._key or "")
+        while True:
+            args: list[Any] = []
+            terms = self._window(position, args)
             if position.get("after") is not None:
                 args.append(position["after"])
                 terms.append(f"{key} > %s")
-            select = f"{key}, {select}"
+            where = f"WHERE {' AND '.join(terms)}" if terms else ""
+            with boundary("source", self._spec.table):
+                rows = await fetch(self.conn, f"SELECT {key}, {select} FROM {self._relation} {where} "
+                                              f"ORDER BY {key} LIMIT {int(size)}", args)
+            if not rows:
+                return
+            position = position | {"after": json_value(rows[-1][0])}
+            count = len(rows)
+            yield rows, position
+            if count < size:
+                return
+
+    async def _stream(
+        self, select: str, position: Position, size: int
+    ) -> AsyncIterator[tuple[Sequence[Sequence[Any]], Position]]:
+        """One unbuffered SELECT (server-side streaming), resumed by skipping the rows already written.
+
+        asyncmy reads the socket into an unbounded buffer, so the socket is paused between fetches:
+        the server then waits on TCP back-pressure and memory stays at about one chunk.
+        """
+        args: list[Any] = []
+        terms = self._window(position, args)
         where = f"WHERE {' AND '.join(terms)}" if terms else ""
-        order = f"ORDER BY {quote_ident(self._key or '')}" if keyed else ""
-        skip = 0 if keyed else int(position.get("offset") or 0)
-        table = self._spec.table or "query"
-        with boundary("source", table):
+        skip = int(position.get("offset") or 0)
+        label = self._spec.table or "query"
+        transport = getattr(self.conn, "_transport", None)
+        with boundary("source", label):
             cur = self.conn.cursor(SSCursor)
-            await cur.execute(f"SELECT {select} FROM {self._relation} {where} {order}", args)
+            await cur.execute(f"SELECT {select} FROM {self._relation} {where}", args)
         exhausted = False
         try:
-            while skip:
-                with boundary("source", table):
-                    skipped = await cur.fetchmany(min(skip, size))
-                if not skipped:
-                    exhausted = True
-                    return
-                skip -= len(skipped)
             while True:
-                with boundary("source", table):
-                    rows = await cur.fetchmany(size)
+                if transport is not None:
+                    transport.resume_reading()
+                with boundary("source", label):
+                    rows = await cur.fetchmany(min(skip, size) if skip else size)
+                if transport is not None:
+                    transport.pause_reading()
                 if not rows:
                     exhausted = True
-                    break
-                if keyed:
-                    position = position | {"after": json_value(rows[-1][0])}
-                else:
-                    position = position | {"offset": int(position.get("offset") or 0) + len(rows)}
+                    return
+                if skip:
+                    skip -= len(rows)
+                    continue
+                position = position | {"offset": int(position.get("offset") or 0) + len(rows)}
                 count = len(rows)
-                out = list(rows) if convert is None else [convert(row) for row in rows]
-                del rows
-                yield Chunk(number=0, position=position, columns=names, rows=out)
+                yield rows, position
                 if count < size:
                     exhausted = True
-                    break
+                    return
         finally:
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
             if not exhausted and self._conn is not None:
                 log.debug("source stream left unread; closing its connection")
                 self._conn.close()

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 CANONICAL = frozenset({"int", "float", "string", "binary"})
 """Kinds whose sqlite3 value is already the canonical Python value; the rest are decoded from text/ints."""
+KEY_SLOT = "\x00key"
+"""The name of the key column read in front of the row for the resume position (never a real column)."""
 
 
 def json_value(native: Any) -> Any:
@@ -137,12 +139,13 @@ class SQLiteSource:
         self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:
         target_kinds = {name: kind_of_sqlite(native) for name, native in target_types.items()}
-        convert = row_converter(self._columns, plan, target_kinds, CANONICAL)
+        keyed = self._key is not None
+        read = [Column(KEY_SLOT, "", None), *self._columns] if keyed else self._columns
+        convert = row_converter(read, plan, target_kinds, CANONICAL)
         names = [item.target for item in plan]
         select = ", ".join(quote_ident(c.name) for c in self._columns)
         args: list[Any] = []
         terms = self._window(position, args)
-        keyed = self._key is not None
         order = ""
         if keyed:
             key = quote_ident(self._key or "")
@@ -163,12 +166,13 @@ class SQLiteSource:
                     break
                 if keyed:
                     position = position | {"after": json_value(rows[-1][0])}
-                    rows = [row[1:] for row in rows]
                 else:
                     position = position | {"offset": int(position.get("offset") or 0) + len(rows)}
-                out = rows if convert is None else [convert(row) for row in rows]
-                yield Chunk(number=0, position=position, columns=names, rows=[tuple(r) for r in out])
-                if len(rows) < size:
+                count = len(rows)
+                out = [tuple(row) for row in rows] if convert is None else [convert(row) for row in rows]
+                del rows
+                yield Chunk(number=0, position=position, columns=names, rows=out)
+                if count < size:
                     break
         finally:
             await cursor.close()

@@ -216,7 +216,7 @@ def _decimal(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value).strip())
 
 
-TO_PYTHON = {
+TO_PYTHON: dict[str, Callable[[Any], Any]] = {
     "int": _int, "float": _float, "decimal": _decimal, "string": _string, "bool": _bool, "date": _date,
     "datetime": _datetime, "json": _json, "binary": _binary,
 }
