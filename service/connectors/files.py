@@ -9,11 +9,12 @@ multi-byte character); UTF-16/32 are refused for that reason.
 import codecs
 import glob
 import gzip
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from service.connectors.base import KINDS, Column
 from service.connectors.files_values import SQL_OF_KIND
@@ -140,9 +141,9 @@ def display_name(options: FileOptions, path: Path) -> str:
         return path.name
 
 
-def open_read(options: FileOptions, path: Path, offset: int) -> IO[bytes]:
+def open_read(options: FileOptions, path: Path, offset: int) -> gzip.GzipFile | io.BufferedReader:
     """The file as decompressed bytes positioned at `offset` (gzip seeks by decompressing up to it)."""
-    raw: IO[bytes] = gzip.open(path, "rb") if is_gzip(options, path) else open(path, "rb")  # noqa: SIM115
+    raw = gzip.GzipFile(path, "rb") if is_gzip(options, path) else open(path, "rb")  # noqa: SIM115
     try:
         if offset:
             raw.seek(offset)

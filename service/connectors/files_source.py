@@ -7,7 +7,7 @@ decoded lines; streaming, resume, and converting values to the target's column t
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any, Self
@@ -45,7 +45,7 @@ class FileSource:
         return self
 
     async def __aexit__(self, exc_type: object, *_: object) -> None:
-        _, reader = self._cursor
+        reader = self._cursor[1]
         if reader is not None:
             reader.close()
 
@@ -82,7 +82,7 @@ class FileSource:
     def high_water_mark(self, position: Position, previous: Any | None) -> Any | None:
         return None
 
-    def _records(self, position: Position) -> Iterator[list[Any]]:
+    def _records(self, position: Position) -> Generator[list[Any]]:
         index, offset = int(position.get("file", 0)), int(position.get("offset", 0))
         line, expected = int(position.get("line", 0)), position.get("name")
         moved = index < len(self.files) and display_name(self.options, self.files[index]) != expected
@@ -110,7 +110,7 @@ class FileSource:
         """The field text that stands for NULL when the chunk is converted (None: parse already did)."""
         return None
 
-    def _read_chunk(self, records: Iterator[list[Any]], size: int, convert: ChunkConverter) -> tuple[list, Position]:
+    def _read_chunk(self, records: Generator[list[Any]], size: int, convert: ChunkConverter) -> tuple[list, Position]:
         start = self._position()
         raw = list(islice(records, size))
         try:

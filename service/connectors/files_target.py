@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import fcntl
 import gzip
+import io
 import json
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import Any, Self
 
 from schemas.api import TargetSpec, WriteMode
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
@@ -207,7 +208,8 @@ class FileTarget:
                     old.seek(-1, os.SEEK_END)
                     if old.read(1) != b"\n":
                         raw.write(b"\n")
-            out: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb") if is_gzip(self.options, self.path) else raw
+            out: gzip.GzipFile | io.BufferedWriter = (
+                gzip.GzipFile(fileobj=raw, mode="wb") if is_gzip(self.options, self.path) else raw)
             try:
                 if not keep:
                     out.write((BOM if self.options.bom else b"") + self.header(self.names))
