@@ -142,3 +142,13 @@ async def test_abandon_leaves_the_target_file_as_it_was(tmp_path: Path):
     await sink.abandon(KEY)
     assert (tmp_path / "t.csv").read_text() == "id,name\n1,a\n"
     assert await sink.read_checkpoint(KEY) is None
+
+
+async def test_a_headerless_csv_target_takes_its_declared_columns(tmp_path: Path):
+    (tmp_path / "t.csv").write_text("7|old\n", encoding="utf-8")
+    sink = target(CsvTarget, tmp_path, header=False, delimiter="|", nullValue="\\N",
+                  columns=[{"name": "id", "kind": "int"}, "name"])
+    assert [(c.name, c.kind, c.sql_type) for c in await sink.describe()] == [("id", "int", "bigint"),
+                                                                             ("name", None, "text")]
+    await run(sink, [chunk(1, [(8, None), (9, "a|b")])])
+    assert (tmp_path / "t.csv").read_text(encoding="utf-8") == '7|old\n8|\\N\n9|"a|b"\n'
