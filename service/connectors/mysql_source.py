@@ -80,7 +80,8 @@ class MySQLSource:
     def _relation(self) -> str:
         if self._spec.table is not None:
             return quote_ident(self._spec.table)
-        return f"({(self._spec.query or '').strip().rstrip(';')}) AS q"
+        query = (self._spec.query or "").strip().rstrip(";").replace("%", "%%")
+        return f"({query}) AS q"
 
     async def describe(self) -> list[Column]:
         if self._spec.table is not None:
@@ -89,7 +90,7 @@ class MySQLSource:
         else:
             with boundary("source", "query"):
                 async with self.conn.cursor() as cur:
-                    await cur.execute(f"SELECT * FROM {self._relation} LIMIT 0")
+                    await cur.execute(f"SELECT * FROM {self._relation} LIMIT 0", ())
                     fields = getattr(getattr(cur, "_result", None), "fields", None) or []
             types = [_query_type(f.type_code, f.charsetnr == BINARY_CHARSET) for f in fields]
             self._columns = [Column(f.name, t, kind_of_mysql(t)) for f, t in zip(fields, types, strict=True)]
