@@ -10,6 +10,8 @@ checkpoint could not be told apart). Readers see the old rows or the new ones, n
 import json
 import logging
 from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, Self
 
 import asyncmy
@@ -48,16 +50,31 @@ _KEY_TYPES = {"string": "varchar(255)", "binary": "varbinary(255)", "json": "var
 
 
 def _naive_utc(value: Any) -> Any:
+    if type(value) is datetime:
+        return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
     return TO_PYTHON["datetime"](value).replace(tzinfo=None)
 
 
 def _flag(value: Any) -> int:
-    return int(TO_PYTHON["bool"](value))
+    return int(value) if type(value) is bool else int(TO_PYTHON["bool"](value))
 
 
-_ADAPT: dict[str, Callable[[Any], Any]] = {"datetime": _naive_utc, "bool": _flag, "json": TO_PYTHON["json"],
-                                           "decimal": TO_PYTHON["decimal"], "date": TO_PYTHON["date"]}
-"""How a canonical value is stored: DATETIME as naive UTC, booleans as 0/1, JSON as text."""
+def _json(value: Any) -> Any:
+    return value if type(value) is str else TO_PYTHON["json"](value)
+
+
+def _decimal(value: Any) -> Any:
+    return value if type(value) is Decimal else TO_PYTHON["decimal"](value)
+
+
+def _date(value: Any) -> Any:
+    return value if type(value) is date else TO_PYTHON["date"](value)
+
+
+_ADAPT: dict[str, Callable[[Any], Any]] = {"datetime": _naive_utc, "bool": _flag, "json": _json,
+                                           "decimal": _decimal, "date": _date}
+"""How a value is stored: DATETIME as naive UTC, booleans as 0/1, JSON as text; the common case (the
+value already has the stored type) costs one type check."""
 
 
 def _adapter(kinds: Sequence[str | None]) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
