@@ -33,3 +33,41 @@ def target_dsn() -> Iterator[str]:
 def broker() -> Iterator[RunningBroker]:
     with tansu() as running:
         yield running
+
+
+async def _mariadb_tables() -> set[str]:
+    import asyncmy
+
+    conn = await asyncmy.connect(host="127.0.0.1", port=3306, user="root", database="test")
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute("SHOW TABLES")
+            return {row[0] for row in await cursor.fetchall()}
+    finally:
+        conn.close()
+
+
+async def _drop_mariadb_tables(tables: set[str]) -> None:
+    import asyncmy
+
+    conn = await asyncmy.connect(host="127.0.0.1", port=3306, user="root", database="test")
+    try:
+        async with conn.cursor() as cursor:
+            for table in sorted(tables):
+                await cursor.execute(f"DROP TABLE IF EXISTS `{table}`")
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mariadb_test_database_left_clean() -> Iterator[None]:
+    """Tests share MariaDB's `test` database; the tables a session creates are dropped when it ends."""
+    import asyncio
+
+    try:
+        before = asyncio.run(_mariadb_tables())
+    except Exception:
+        yield
+        return
+    yield
+    asyncio.run(_drop_mariadb_tables(asyncio.run(_mariadb_tables()) - before))
