@@ -8,12 +8,14 @@ default `nullValue`.
 """
 
 import asyncio
+import contextlib
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
-from service.connectors.base import Column
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
+from service.connectors.csv_stream import COPY_CSV, header_of, streamable, take_records, utf8
 from service.connectors.files import LineReader, check_path, declared_columns, display_name
 from service.connectors.files_source import FileSource
 from service.connectors.files_target import FileTarget, encoded
@@ -35,6 +37,10 @@ def _names(record: list[str]) -> list[str]:
 
 
 class CsvSource(FileSource):
+    """Decoded rows, or (when the target parses CSV itself and nothing needs converting) the records'
+    bytes as a `csv` copy stream (`csv_stream.py`)."""
+
+    capabilities = Capabilities(copy_format=COPY_CSV)
     suffix = "csv"
     from_text = True
 
@@ -99,6 +105,55 @@ class CsvSource(FileSource):
         except csv.Error as exc:
             raise SourceFailed(f"CSV 格式错误：{name} 第 {reader.line} 行", detail=str(exc)[:120]) from exc
 
+    async def chunks(
+        self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
+    ) -> AsyncIterator[Chunk]:
+        if not (raw and streamable(self.options, self.columns, plan, target_types)):
+            async for chunk in super().chunks(plan, target_types, position, size=size, raw=False):
+                yield chunk
+            return
+        columns = [item.target for item in plan]
+        pieces = self._byte_chunks(position, size)
+        try:
+            while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                data, position = piece
+                yield Chunk(number=0, position=position, columns=columns, stream=_once(data))
+        finally:
+            with contextlib.suppress(ValueError):  # still running in a worker thread after a cancel
+                pieces.close()
+
+    def _byte_chunks(self, position: Position, size: int) -> Generator[tuple[bytes, Position]]:
+        """UTF-8 bytes of `size` whole records at a time, across the files, with the position after them."""
+        index, offset, line = int(position.get("file", 0)), int(position.get("offset", 0)), int(position.get("line", 0))
+        parts: list[bytes] = []
+        count = 0
+        while index < len(self.files):
+            reader = LineReader(self.options, self.files[index], offset, line)
+            self._cursor = (index, reader)
+            try:
+                lines = reader.raw_lines()
+                if offset == 0 and self.options.header:
+                    head = header_of(reader, lines)
+                    if head is not None and self._header is not None and head != self._header:
+                        raise ConfigInvalid(f"文件表头与第一个文件不一致：{display_name(self.options, reader.path)}")
+                while True:
+                    first_line, segment = reader.line + 1, list[bytes]()
+                    count += take_records(lines, size - count, segment)
+                    if segment:
+                        if not segment[-1].endswith(b"\n"):
+                            segment[-1] += b"\n"
+                        parts.append(utf8(b"".join(segment), reader, first_line))
+                    if count < size:
+                        break
+                    yield b"".join(parts), self._position()
+                    parts, count = [], 0
+            finally:
+                reader.close()
+            index, offset, line = index + 1, 0, 0
+        self._cursor = (index, None)
+        if count:
+            yield b"".join(parts), self._position()
+
     def _typed(self, values: list[Any], kinds: list[Converter | None], name: str, line: int) -> list[Any]:
         """Values of declared kinds as Python values (`params.columns`)."""
         out = []
@@ -108,6 +163,10 @@ class CsvSource(FileSource):
             except (ValueError, TypeError, ArithmeticError) as exc:
                 raise SourceFailed(f"字段转换失败：{column.name}（{name} 第 {line} 行）") from exc
         return out
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 class CsvTarget(FileTarget):

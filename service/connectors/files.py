@@ -165,9 +165,9 @@ class LineReader:
     def close(self) -> None:
         self._file.close()
 
-    def __iter__(self) -> Iterator[str]:
-        encoding, strip_bom = self.options.text_encoding, self.offset == 0 and self.options.encoding in (
-            "utf-8", "utf-8-sig")
+    def raw_lines(self) -> Iterator[bytes]:
+        """Undecoded lines (a leading UTF-8 BOM removed), keeping `offset` and `line` current."""
+        strip_bom = self.offset == 0 and self.options.encoding in ("utf-8", "utf-8-sig")
         try:
             for raw in self._file:
                 self.offset += len(raw)
@@ -175,17 +175,23 @@ class LineReader:
                 if strip_bom:
                     strip_bom = False
                     raw = raw.removeprefix(BOM)
-                try:
-                    yield raw.decode(encoding)
-                except UnicodeDecodeError as exc:
-                    raise SourceFailed(
-                        f"文件编码错误：{display_name(self.options, self.path)} 第 {self.line} 行"
-                        f"不是有效的 {self.options.encoding} 文本"
-                    ) from exc
+                yield raw
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise SourceFailed(
                 f"文件读取失败：{display_name(self.options, self.path)} 第 {self.line} 行", detail=type(exc).__name__
             ) from exc
+
+    def undecodable(self, line: int) -> SourceFailed:
+        return SourceFailed(f"文件编码错误：{display_name(self.options, self.path)} 第 {line} 行"
+                            f"不是有效的 {self.options.encoding} 文本")
+
+    def __iter__(self) -> Iterator[str]:
+        encoding = self.options.text_encoding
+        for raw in self.raw_lines():
+            try:
+                yield raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise self.undecodable(self.line) from exc
 
 
 def io_failed(side: Side, path: Path, exc: OSError) -> SourceFailed | TargetFailed:

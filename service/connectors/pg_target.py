@@ -14,6 +14,7 @@ import asyncpg.exceptions as pgerr
 
 from schemas.api import TargetSpec, WriteMode
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
+from service.connectors.csv_stream import COPY_CSV
 from service.connectors.postgresql import COPY_FORMAT, boundary, close, connect, dsn_of, relation_columns
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint
@@ -73,6 +74,14 @@ class PostgresTarget:
         self._conn: asyncpg.Connection | None = None
         self._columns: list[str] = []
         self._merge = ""
+        self._stream_format = COPY_FORMAT
+
+    def accept_stream(self, copy_format: str) -> bool:
+        """Chunk streams in CSV (RFC 4180, UTF-8, empty = NULL) are COPYed as PostgreSQL parses CSV."""
+        if copy_format not in (COPY_FORMAT, COPY_CSV):
+            return False
+        self._stream_format = copy_format
+        return True
 
     async def __aenter__(self) -> Self:
         self._conn = await connect(self._endpoint, "target", self._timeout)
@@ -191,7 +200,14 @@ class PostgresTarget:
                 if done is not None and done >= chunk.number:
                     await chunk.drain()
                     return None
-                if chunk.stream is not None:
+                if chunk.stream is not None and self._stream_format == COPY_CSV:
+                    await self.conn.execute("SET LOCAL TimeZone = 'UTC'")  # a time without an offset is UTC
+                    status = await self.conn.copy_to_table(
+                        dest, schema_name=schema or None, source=chunk.stream, columns=chunk.columns, format="csv",
+                        force_null=chunk.columns,
+                    )
+                    written = read = _copied(status)
+                elif chunk.stream is not None:
                     status = await self.conn.copy_to_table(
                         dest, schema_name=schema or None, source=chunk.stream, columns=chunk.columns, format="binary"
                     )

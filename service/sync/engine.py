@@ -43,6 +43,14 @@ class SchemalessTarget(Protocol):
     async def accept_columns(self, columns: list[Column]) -> list[Column]: ...
 
 
+@runtime_checkable
+class StreamTarget(Protocol):
+    """A target that takes chunk streams in copy formats besides its own (PostgreSQL: CSV text, which a
+    CSV source hands over undecoded); it answers whether it takes `copy_format` for this run."""
+
+    def accept_stream(self, copy_format: str) -> bool: ...
+
+
 def planned_columns(plan: list[SelectItem], source_columns: list[Column]) -> list[Column]:
     """The target columns the plan produces: the source's type (for a decimal's scale) and the kind after
     the mapping's cast; a constant's kind follows its JSON value."""
@@ -191,7 +199,9 @@ class _Run:
         await target.prepare(key, columns)
 
         fmt = source.capabilities.copy_format
-        raw = fmt is not None and fmt == target.capabilities.copy_format
+        raw = fmt is not None and (
+            fmt == target.capabilities.copy_format or (isinstance(target, StreamTarget) and target.accept_stream(fmt))
+        )
         stream = source.chunks(plan, target_types, checkpoint.position, size=spec.chunk_size, raw=raw)
         async with _prefetched(stream) as chunks:
             async for chunk in chunks:

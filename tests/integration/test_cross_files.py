@@ -9,11 +9,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from schemas.api import SourceSpec
+from schemas.api import SourceSpec, TargetSpec
+from service.connectors.csv_files import CsvSource
+from service.connectors.csv_stream import COPY_CSV, streamable
+from service.connectors.pg_target import PostgresTarget
 from service.sync.model import Endpoint
+from service.sync.transforms import plan_columns
 from tests.contract.cases.jsonl import read_jsonl
 from tests.contract.cases.postgresql import PostgresCase
-from tests.contract.harness import FIELDS, Context, make_rows, normalized, spec_for, sync
+from tests.contract.harness import FIELDS, Context, Crash, Recorder, make_rows, normalized, spec_for, sync
 from tests.support.builders import create_empty_like_orders, create_orders, table_fingerprint, unique
 from tests.support.stack import create_batch, create_connection, running_stack, stack_settings
 
@@ -97,6 +101,47 @@ async def test_postgresql_into_csv_reads_back_every_type(tmp_path, reference_cas
                         sink.endpoint, copy, chunk_size=600))
     assert back.count("\n") == 2001
     assert normalized(await sink.read(sink.endpoint, copy), FIELDS) == normalized(rows, FIELDS)
+
+
+async def test_csv_copy_stream_into_postgresql_resumes_after_a_crash(tmp_path, orders, source_dsn, target_dsn):
+    """The fast path: GBK files with PostgreSQL's default NULL (an empty string is quoted), streamed as CSV
+    into COPY; an empty string reads as NULL on either path."""
+    for part, where in enumerate(("id <= 1500", "id > 1500")):
+        conn = await asyncpg.connect(source_dsn)
+        chunks: list[bytes] = []
+
+        async def collect(data: bytes, into: list[bytes] = chunks) -> None:
+            into.append(data)
+
+        try:
+            await conn.copy_from_query(f'SELECT * FROM "{orders}" WHERE {where} ORDER BY id', output=collect,
+                                       format="csv", header=True)
+        finally:
+            await conn.close()
+        (tmp_path / f"orders_{part}.csv").write_bytes(b"".join(chunks).decode().encode("gbk"))
+    await create_empty_like_orders(target_dsn, orders)
+    source = (Endpoint(type="csv", params={"path": str(tmp_path / "orders_*.csv"), "encoding": "gbk"}),
+              SourceSpec(table="orders"))
+    target = Endpoint(type="postgresql", url=target_dsn)
+    async with PostgresTarget(target, TargetSpec(table=orders), 2) as sink, CsvSource(*source, 2) as reader:
+        types = {c.name: c.sql_type for c in await sink.describe()}
+        columns = await reader.describe()
+        assert sink.accept_stream(COPY_CSV) and streamable(reader.options, columns,
+                                                           plan_columns([c.name for c in columns], None), types)
+
+    spec = spec_for(source, target, orders, chunk_size=1000)
+    with pytest.raises(Crash):
+        await sync(spec, Recorder(crash_after=1))
+    result = await sync(spec)
+
+    assert result.records_written == ROWS and result.resumed_from_chunk == 1
+    conn = await asyncpg.connect(source_dsn)
+    try:
+        assert await conn.fetchval(f"SELECT count(*) FROM \"{orders}\" WHERE note = ''") > 0
+        await conn.execute(f"UPDATE \"{orders}\" SET note = NULL WHERE note = ''")
+    finally:
+        await conn.close()
+    assert await table_fingerprint(target_dsn, orders) == await table_fingerprint(source_dsn, orders)
 
 
 @pytest.fixture
