@@ -1,6 +1,6 @@
 """A file source larger than memory would allow if it were not streamed: a few million rows written to
 disk from a generator, synced to PostgreSQL by the engine in a child process whose peak RSS (VmHWM)
-must stay flat, far below the file's size."""
+must stay flat, far below the file's size: CSV on the copy stream and as decoded rows, and JSON Lines."""
 
 import asyncio
 import json
@@ -20,7 +20,7 @@ PAD = "流" * 10 + "x" * 120
 PEAK_LIMIT_MB = 150
 
 CHILD = textwrap.dedent("""
-    import asyncio, sys, uuid
+    import asyncio, json, sys, uuid
     from schemas.api import SourceSpec, TargetSpec
     from service.sync.engine import execute
     from service.sync.model import Endpoint, RunSpec
@@ -30,9 +30,9 @@ CHILD = textwrap.dedent("""
         async def on_chunk(self, _): pass
         def cancel_requested(self): return False
 
-    kind, folder, dsn, table = sys.argv[1:5]
-    run = uuid.uuid4()
-    spec = RunSpec(run_id=run, checkpoint_key=run, batch_id=0, source_endpoint=Endpoint(kind, params={"path": folder}),
+    kind, folder, dsn, table, extra = sys.argv[1:6]
+    run, source = uuid.uuid4(), Endpoint(kind, params={"path": folder, **json.loads(extra)})
+    spec = RunSpec(run_id=run, checkpoint_key=run, batch_id=0, source_endpoint=source,
                    source=SourceSpec(table="big"), target_endpoint=Endpoint("postgresql", url=dsn),
                    target=TargetSpec(table=table), mapping=None, chunk_size=20000)
     result = asyncio.run(execute(spec, Quiet(), connect_timeout=5))
@@ -62,15 +62,17 @@ def write_file(path: Path, kind: str) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["csv", "jsonl"])
-async def test_a_multi_million_row_file_syncs_with_flat_memory(tmp_path: Path, target_dsn: str, kind: str):
+@pytest.mark.parametrize(("kind", "params"), [("csv", {}), ("csv", {"nullValue": "NULL"}), ("jsonl", {})],
+                         ids=["csv-copy-stream", "csv-decoded-rows", "jsonl"])
+async def test_a_multi_million_row_file_syncs_with_flat_memory(tmp_path: Path, target_dsn: str, kind: str,
+                                                               params: dict):
     size_mb = write_file(tmp_path / f"big.{kind}", kind) / 2**20
     table = unique("big")
     conn = await asyncpg.connect(target_dsn)
     try:
         await conn.execute(f'CREATE UNLOGGED TABLE "{table}" (id bigint, payload text)')
         child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, kind, str(tmp_path), target_dsn,
-                                                     table, stdout=PIPE, stderr=PIPE)
+                                                     table, json.dumps(params), stdout=PIPE, stderr=PIPE)
         out, err = await asyncio.wait_for(child.communicate(), timeout=120)
         assert child.returncode == 0, err.decode()[-2000:]
         written, peak_mb = map(int, out.split())
