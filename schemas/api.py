@@ -9,13 +9,23 @@ from pydantic import Field, field_validator, model_validator
 
 from schemas.base import UtcTime, WireModel
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$")
+COLUMN = re.compile(r"^[^\W\d][\w$]{0,62}$")
+"""A column: letters of any script (Chinese included), digits, `_`, `$`; always quoted when used."""
+TABLE = re.compile(r"^(?!.*\.\.)[\w$*?\[\]-][\w$*?\[\].-]{0,199}$")
+"""A table (optionally `schema.table`), or for file connections a file name or glob inside the folder;
+never a path: no `/`, no `..`."""
 
 
 def check_identifier(value: str) -> str:
-    """Table and column names: plain identifiers, optionally schema-qualified; always quoted when used."""
-    if not IDENTIFIER.match(value):
+    """Column names; quoted wherever SQL is built."""
+    if not COLUMN.match(value):
         raise ValueError(f"非法标识符：{value}")
+    return value
+
+
+def check_table(value: str) -> str:
+    if not TABLE.match(value):
+        raise ValueError(f"非法表名：{value}")
     return value
 
 
@@ -67,7 +77,12 @@ class SourceSpec(WireModel):
     query: str | None = Field(default=None, max_length=100_000)
     cursor_column: str | None = None
 
-    @field_validator("table", "cursor_column")
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str | None) -> str | None:
+        return None if value is None else check_table(value)
+
+    @field_validator("cursor_column")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
         return None if value is None else check_identifier(value)
@@ -87,8 +102,8 @@ class TargetSpec(WireModel):
 
     @field_validator("table")
     @classmethod
-    def _identifier(cls, value: str) -> str:
-        return check_identifier(value)
+    def _table(cls, value: str) -> str:
+        return check_table(value)
 
     @field_validator("key_columns")
     @classmethod

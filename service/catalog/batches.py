@@ -54,7 +54,8 @@ async def _check_connections(session: AsyncSession, body: BatchIn) -> None:
         if row is None:
             raise missing_connection(connection_id)
     assert source is not None and target is not None
-    problem = registry.check_batch(source.type, target.type, body.target.mode.value)
+    problem = registry.check_batch(source.type, target.type, body.target.mode.value,
+                                   cursor=body.source.cursor_column is not None)
     if problem is not None:
         raise Invalid(f"参数错误：{problem}")
 

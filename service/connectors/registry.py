@@ -75,8 +75,9 @@ def target_for(endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> 
     return kind.target(endpoint, spec, connect_timeout)
 
 
-def check_batch(source_type: str, target_type: str, mode: str) -> str | None:
-    """Why a batch with these connection types and write mode cannot run, or None when it can."""
+def check_batch(source_type: str, target_type: str, mode: str, *, cursor: bool = False) -> str | None:
+    """Why a batch with these connection types, write mode and (with `cursor`) incremental reads cannot
+    run, or None when it can."""
     source, target = KINDS.get(source_type), KINDS.get(target_type)
     if source is None or target is None:
         return f"暂不支持的连接类型：{source_type if source is None else target_type}"
@@ -86,6 +87,9 @@ def check_batch(source_type: str, target_type: str, mode: str) -> str | None:
         return f"连接类型不能作为目标：{target_type}"
     if mode not in target.target_modes:
         return f"目标类型 {target_type} 不支持 {mode} 模式"
+    capabilities = getattr(source.source, "capabilities", None)
+    if cursor and (capabilities is None or not capabilities.cursor):
+        return f"源类型 {source_type} 不支持增量同步（cursorColumn）"
     return None
 
 

@@ -169,3 +169,15 @@ async def test_a_mode_the_target_kind_cannot_do_is_refused_naming_it(client, pai
         assert refused.json()["message"] == "参数错误：连接类型不能作为源：appendonly"
     finally:
         del KINDS["appendonly"]
+
+
+async def test_a_cursor_column_on_a_source_without_cursor_support_is_refused(client, pair, state_dsn) -> None:
+    files = (await create_connection(client))["id"]
+    await sql(state_dsn, "UPDATE connections SET type = 'csv' WHERE id = $1", files)
+    refused = await client.post("/integration/batch", json=batch_body(
+        files, pair[1], source={"table": "orders", "cursorColumn": "updated_at"}))
+    assert refused.status_code == 400
+    assert refused.json()["message"] == "参数错误：源类型 csv 不支持增量同步（cursorColumn）"
+    accepted = await client.post("/integration/batch", json=batch_body(
+        pair[0], pair[1], source={"table": "orders", "cursorColumn": "updated_at"}))
+    assert accepted.status_code == 200

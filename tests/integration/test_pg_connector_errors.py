@@ -80,8 +80,8 @@ async def test_missing_tables_name_the_table_and_the_side(source_dsn: str, targe
 async def test_unsupported_type_and_unknown_mapped_column_are_config_errors(
     source_dsn: str, target_dsn: str
 ) -> None:
-    with pytest.raises(ConfigInvalid, match="暂不支持的连接类型：mysql"):
-        await registry.test_connection(Endpoint("mysql", url="mysql://root@127.0.0.1/x"), 1)
+    with pytest.raises(ConfigInvalid, match="暂不支持的连接类型：oracle"):
+        await registry.test_connection(Endpoint("oracle", url="oracle://root@127.0.0.1/x"), 1)
     src = await source_table(source_dsn, 5)
     tgt = await target_like(target_dsn)
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, mapping=[{"from": "name", "to": "nickname"}])

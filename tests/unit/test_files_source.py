@@ -152,3 +152,13 @@ async def test_cursor_columns_and_unsupported_encodings_are_refused(tmp_path: Pa
         CsvSource(Endpoint(type="csv", params={"path": str(tmp_path)}), SourceSpec(table="t", cursor_column="id"), 1)
     with pytest.raises(ConfigInvalid, match="utf-16"):
         CsvSource(Endpoint(type="csv", params={"path": str(tmp_path), "encoding": "utf-16"}), SourceSpec(table="t"), 1)
+
+
+async def test_a_batch_table_may_be_a_glob_or_a_chinese_file_name_inside_the_folder(tmp_path: Path):
+    (tmp_path / "订单_1.csv").write_text("id\n1\n2\n", encoding="utf-8")
+    (tmp_path / "订单_2.csv").write_text("id\n3\n", encoding="utf-8")
+    (tmp_path / "其他.csv").write_text("id\n9\n", encoding="utf-8")
+    _, chunks = await read(CsvSource, {"path": str(tmp_path)}, SourceSpec(table="订单_*").table)
+    assert rows_of(chunks) == [("1",), ("2",), ("3",)]
+    with pytest.raises(ValueError):
+        SourceSpec(table="../订单_*")
