@@ -179,6 +179,12 @@ async def _reject(session: AsyncSession, event: BatchSyncRequested, code: ErrorC
     return Admission("answer", None, event.batch_id, reply)
 
 
+@dataclass(frozen=True)
+class Progressed:
+    still_ours: bool
+    cancelled_by: str | None
+
+
 class ClaimBusy(Exception):
     """Another run of the same batch is RUNNING; try again later."""
 
@@ -234,18 +240,19 @@ async def record_progress(
     checkpoint: Any,
     event: BatchSyncProgress | None,
     topics: Topics,
-) -> bool:
-    """Mirror the progress on the run; False when the lease was lost (the caller must stop)."""
+) -> Progressed:
+    """Mirror the progress on the run, and learn whether it is still ours and whether a cancel was asked."""
     await relaxed(session)
-    result = await session.execute(
+    row = (await session.execute(
         update(Run).where(Run.id == run.id, Run.owner == worker_id)
         .values(chunks=chunk, records_read=records_read, records_written=records_written, checkpoint=checkpoint)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        return False
+        .returning(Run.cancel_requested_by)
+    )).first()
+    if row is None:
+        return Progressed(still_ours=False, cancelled_by=None)
     if event is not None:
         add_event(session, topics.events, event)
-    return True
+    return Progressed(still_ours=True, cancelled_by=row.cancel_requested_by)
 
 
 async def complete(

@@ -50,7 +50,8 @@ class RunRecorder:
 
     async def on_chunk(self, update: ProgressUpdate) -> None:
         """Mirror progress at most every `progress_interval`: the target holds the real checkpoint, and a
-        run shorter than the interval is told by its Completed event alone."""
+        run shorter than the interval is told by its Completed event alone. The same write learns of a
+        cancel, so a cancel takes effect within one interval."""
         if self.lost:
             raise LeaseLost(str(self._run.id))
         self.last = update
@@ -67,14 +68,15 @@ class RunRecorder:
             elapsed_ms=int(elapsed * 1000), records_per_second=round(update.records_written / elapsed, 1),
         )
         async with self._sessions.begin() as session:
-            still_ours = await record_progress(
+            progressed = await record_progress(
                 session, self._run, self._worker_id, chunk=update.chunk, records_read=update.records_read,
                 records_written=update.records_written, checkpoint=update.checkpoint, event=event,
                 topics=self._topics,
             )
-        if not still_ours:
+        if not progressed.still_ours:
             self.lost = True
             raise LeaseLost(str(self._run.id))
+        self.cancelled_by = self.cancelled_by or progressed.cancelled_by
         self._notifier.notify()
 
     def cancel_requested(self) -> bool:
