@@ -158,7 +158,7 @@ class RunExecutor:
         async with self._sessions.begin() as session:
             await lifecycle.complete(session, run_id, self.worker_id, self._settings.topics,
                                      error_code=error_code, message=message,
-                                     emit_start=recorder is None or not recorder.started,
+                                     start=(0, None) if recorder is None else recorder.pending_start(),
                                      **counts)  # type: ignore[arg-type]
         self._notifier.notify()
 

@@ -267,18 +267,18 @@ async def complete(
     records_written: int | None = None,
     chunks: int | None = None,
     high_water_mark: Any = None,
-    emit_start: bool = False,
+    start: tuple[int, int | None] | None = None,
 ) -> BatchSyncCompleted | None:
     """Finish the run, update its batch, record the outcome and queue the Completed event and reply.
 
-    `emit_start` queues a Started event first, for runs that failed before the engine began, so every
-    run in the audit log has a start and an outcome.
+    `start` (resumed-from chunk, total estimate) queues the Started event first when it was not written
+    yet (short runs, runs that failed before the engine began), so every run in the log has both.
     """
     run = await session.get(Run, run_id, with_for_update=True)
     if run is None or run.owner != worker_id or run.status in TERMINAL:
         return None
-    if emit_start:
-        await record_start(session, run, topics, run.resumed_from_chunk, run.total_estimate)
+    if start is not None:
+        await record_start(session, run, topics, *start)
     status = status_for_error(error_code.value if error_code else None)
     check_transition(run.status, status)
     now = utcnow()

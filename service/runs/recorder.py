@@ -8,7 +8,7 @@ from schemas.events import BatchSyncProgress
 from schemas.topics import Topics
 from service.db.models import Run
 from service.ports import OutboxNotifier
-from service.runs.lifecycle import PRODUCER, record_progress, record_start, relaxed
+from service.runs.lifecycle import PRODUCER, record_progress, record_start
 from service.sync.model import ProgressUpdate
 
 
@@ -37,16 +37,19 @@ class RunRecorder:
         self._total_estimate: int | None = None
         self.cancelled_by: str | None = run.cancel_requested_by
         self.lost = False
-        self.started = False
+        self.start: tuple[int, int | None] = (run.resumed_from_chunk, run.total_estimate)
+        """Where the engine resumed and what it expects; recorded with the first write after it."""
+        self.start_recorded = False
         self.last: ProgressUpdate | None = None
 
     async def on_start(self, resumed_from_chunk: int, total_estimate: int | None) -> None:
+        """Remember the start; the Started event is written with the first progress or the outcome, which
+        saves a transaction per run (its `startedAt` is the claim time either way)."""
         self._total_estimate = total_estimate
-        self.started = True
-        async with self._sessions.begin() as session:
-            await relaxed(session)
-            await record_start(session, self._run, self._topics, resumed_from_chunk, total_estimate)
-        self._notifier.notify()
+        self.start = (resumed_from_chunk, total_estimate)
+
+    def pending_start(self) -> tuple[int, int | None] | None:
+        return None if self.start_recorded else self.start
 
     async def on_chunk(self, update: ProgressUpdate) -> None:
         """Mirror progress at most every `progress_interval`: the target holds the real checkpoint, and a
@@ -68,6 +71,8 @@ class RunRecorder:
             elapsed_ms=int(elapsed * 1000), records_per_second=round(update.records_written / elapsed, 1),
         )
         async with self._sessions.begin() as session:
+            if not self.start_recorded:
+                await record_start(session, self._run, self._topics, *self.start)
             progressed = await record_progress(
                 session, self._run, self._worker_id, chunk=update.chunk, records_read=update.records_read,
                 records_written=update.records_written, checkpoint=update.checkpoint, event=event,
@@ -76,6 +81,7 @@ class RunRecorder:
         if not progressed.still_ours:
             self.lost = True
             raise LeaseLost(str(self._run.id))
+        self.start_recorded = True
         self.cancelled_by = self.cancelled_by or progressed.cancelled_by
         self._notifier.notify()
 

@@ -59,7 +59,7 @@ async def test_a_new_request_is_scheduled_and_its_duplicate_is_answered_from_the
     async with db.sessions.begin() as session:
         reply = await lifecycle.complete(session, admission.run_id, "w1", TOPICS, error_code=None,
                                          message="同步成功", records_read=5, records_written=5, chunks=1,
-                                         emit_start=True)
+                                         start=(0, None))
     assert reply is not None and reply.success and reply.records_synced == 5
 
     duplicate = request(batch_id, event.request_id)
