@@ -101,18 +101,26 @@ class RunExecutor:
             if not lock.locked():
                 self._batch_locks.pop(batch_id, None)
 
-    async def _claim(self, run_id: uuid.UUID) -> Run | None:
+    async def _claim(self, run_id: uuid.UUID) -> tuple[Run, RunSpec | SyncError] | None:
+        """Claim the run and read its spec in one transaction; waits while another run of the batch runs."""
         while True:
             try:
                 async with self._sessions.begin() as session:
-                    return await lifecycle.claim(session, run_id, self.worker_id, self._settings.lease_seconds)
+                    run = await lifecycle.claim(session, run_id, self.worker_id, self._settings.lease_seconds)
+                    if run is None:
+                        return None
+                    try:
+                        return run, await load_spec(session, run, self._settings.chunk_size)
+                    except SyncError as error:
+                        return run, error
             except lifecycle.ClaimBusy:
                 await asyncio.sleep(1.0)
 
     async def _run(self, run_id: uuid.UUID) -> None:
-        run = await self._claim(run_id)
-        if run is None:
+        claimed = await self._claim(run_id)
+        if claimed is None:
             return
+        run, spec = claimed
         if run.cancel_requested_by:
             await self._finish(run_id, ErrorCode.CANCELLED, RunCancelled().reason)
             return
@@ -120,8 +128,8 @@ class RunExecutor:
                                self._settings.progress_interval_seconds)
         self._recorders[run_id] = recorder
         try:
-            async with self._sessions() as session:
-                spec: RunSpec = await load_spec(session, run, self._settings.chunk_size)
+            if isinstance(spec, SyncError):
+                raise spec
             observer: RunObserver = recorder
             result = await self._execute(spec, observer, connect_timeout=self._settings.connect_timeout_seconds)
         except LeaseLost:

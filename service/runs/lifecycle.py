@@ -190,27 +190,24 @@ class ClaimBusy(Exception):
 
 
 async def claim(session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_seconds: float) -> Run | None:
-    """Move an owned run to RUNNING; None when it is no longer ours or no longer active.
+    """Move an owned, active run to RUNNING in one statement; None when it is no longer ours or active.
 
-    Raises ClaimBusy when the one-RUNNING-run-per-batch index refuses it.
+    Raises ClaimBusy when the one-RUNNING-run-per-batch index refuses it (the transaction is then void).
     """
     await relaxed(session)
-    run = await session.get(Run, run_id, with_for_update=True)
-    if run is None or run.status not in ACTIVE or run.owner != worker_id:
-        return None
-    check_transition(run.status, RunStatus.RUNNING)
     try:
-        async with session.begin_nested():
-            await session.execute(
-                update(Run).where(Run.id == run_id).values(
-                    status=RunStatus.RUNNING.value, started_at=func.coalesce(Run.started_at, func.now()),
-                    lease_until=utcnow() + timedelta(seconds=lease_seconds), attempts=Run.attempts + 1,
-                )
-            )
+        run = (await session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.owner == worker_id, Run.status.in_([s.value for s in ACTIVE]))
+            .values(status=RunStatus.RUNNING.value, started_at=func.coalesce(Run.started_at, func.now()),
+                    lease_until=utcnow() + timedelta(seconds=lease_seconds), attempts=Run.attempts + 1)
+            .returning(Run)
+            .execution_options(populate_existing=True)
+        )).scalar_one_or_none()
     except IntegrityError as error:
-        raise ClaimBusy(str(run.batch_id)) from error
-    await session.refresh(run)
-    await session.execute(update(Batch).where(Batch.id == run.batch_id).values(status=RunStatus.RUNNING.value))
+        raise ClaimBusy(str(run_id)) from error
+    if run is not None:
+        await session.execute(update(Batch).where(Batch.id == run.batch_id).values(status=RunStatus.RUNNING.value))
     return run
 
 
