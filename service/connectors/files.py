@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from service.connectors.base import KINDS, Column
+from service.connectors.errors import failed
 from service.connectors.files_values import SQL_OF_KIND
-from service.sync.errors import ConfigInvalid, Side, SourceFailed, TableMissing, TargetFailed
+from service.sync.errors import ConfigInvalid, Side, SourceFailed, SyncError, TableMissing
 from service.sync.model import Endpoint
 
 BOM = codecs.BOM_UTF8
@@ -194,10 +195,9 @@ class LineReader:
                 raise self.undecodable(self.line) from exc
 
 
-def io_failed(side: Side, path: Path, exc: OSError) -> SourceFailed | TargetFailed:
+def io_failed(side: Side, path: Path, exc: OSError) -> SyncError:
     """An OS error as a terminal error naming the file (never a full path outside the connection)."""
-    cls = SourceFailed if side == "source" else TargetFailed
-    return cls(f"文件读写失败：{path.name}", detail=exc.strerror or type(exc).__name__)
+    return failed(side, f"文件读写失败：{path.name}", detail=exc.strerror or type(exc).__name__)
 
 
 def check_path(endpoint: Endpoint, suffix: str) -> None:

@@ -21,18 +21,8 @@ from typing import Any, TypeVar
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
-from service.sync.errors import (
-    ConfigInvalid,
-    ConnectRefused,
-    ConnectTimeout,
-    Side,
-    SourceFailed,
-    SyncError,
-    TableMissing,
-    TargetFailed,
-    TransientSourceError,
-    TransientTargetError,
-)
+from service.connectors.errors import failed, transient
+from service.sync.errors import ConfigInvalid, ConnectRefused, ConnectTimeout, Side, SyncError, TableMissing
 from service.sync.model import Endpoint
 
 MAX_RECORD_BYTES = 1_000_000
@@ -131,8 +121,8 @@ def map_error(exc: BaseException, side: Side) -> SyncError:
         return exc
     retriable = isinstance(exc, KafkaError) and getattr(exc, "retriable", False)
     if retriable or isinstance(exc, KafkaConnectionError | KafkaTimeoutError | TimeoutError | ConnectionError):
-        return (TransientSourceError if side == "source" else TransientTargetError)(detail=type(exc).__name__)
-    return (SourceFailed if side == "source" else TargetFailed)(detail=type(exc).__name__)
+        return transient(side, type(exc).__name__)
+    return failed(side, detail=type(exc).__name__)
 
 
 async def bounded(operation: Awaitable[T], side: Side, seconds: float) -> T:

@@ -7,7 +7,6 @@ UTC and read back marked UTC. Nothing here logs the URL, so a password never rea
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -15,19 +14,8 @@ import asyncmy
 import asyncmy.errors as myerr
 
 from service.connectors.base import Column
-from service.sync.errors import (
-    AuthFailed,
-    ConfigInvalid,
-    ConnectRefused,
-    ConnectTimeout,
-    Side,
-    SourceFailed,
-    SyncError,
-    TableMissing,
-    TargetFailed,
-    TransientSourceError,
-    TransientTargetError,
-)
+from service.connectors.errors import failed, mapped, transient
+from service.sync.errors import AuthFailed, ConfigInvalid, ConnectRefused, ConnectTimeout, Side, SyncError, TableMissing
 from service.sync.model import Endpoint
 from service.sync.types import kind_of_mysql
 
@@ -67,36 +55,25 @@ def _code(exc: BaseException) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
-def _failed(side: Side, reason: str | None = None, detail: str | None = None) -> SyncError:
-    return (SourceFailed if side == "source" else TargetFailed)(reason, detail=detail)
-
-
 def map_error(exc: BaseException, side: Side, table: str | None = None) -> SyncError:
     """Translate a driver or socket error into a terminal or transient SyncError for `side`."""
     if isinstance(exc, SyncError):
         return exc
     code = _code(exc)
     if code in _TRANSIENT or isinstance(exc, ConnectionError | asyncio.IncompleteReadError):
-        cls = TransientSourceError if side == "source" else TransientTargetError
-        return cls(detail=f"{type(exc).__name__} {code or ''}".strip())
+        return transient(side, f"{type(exc).__name__} {code or ''}".strip())
     if code in _MISSING_TABLE:
         return TableMissing(table or "?", side)
     if code in _AUTH:
         return AuthFailed(side)
     if isinstance(exc, myerr.MySQLError) and code is not None:
-        return _failed(side, detail=f"{code}: {exc.args[1] if len(exc.args) > 1 else ''}")
-    return _failed(side, detail=type(exc).__name__)
+        return failed(side, detail=f"{code}: {exc.args[1] if len(exc.args) > 1 else ''}")
+    return failed(side, detail=type(exc).__name__)
 
 
-@contextlib.contextmanager
-def boundary(side: Side, table: str | None = None) -> Iterator[None]:
+def boundary(side: Side, table: str | None = None) -> contextlib.AbstractContextManager[None]:
     """Map every driver error raised inside the block; our own SyncErrors pass unchanged."""
-    try:
-        yield
-    except SyncError:
-        raise
-    except _DRIVER_ERRORS as exc:
-        raise map_error(exc, side, table) from exc
+    return mapped(_DRIVER_ERRORS, lambda exc: map_error(exc, side, table))
 
 
 async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> asyncmy.Connection:
@@ -123,7 +100,7 @@ async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> asy
         if code in _AUTH:
             raise AuthFailed(side) from exc
         if code == 1049:
-            raise _failed(side, "数据库不存在") from exc
+            raise failed(side, "数据库不存在") from exc
         if code == 2003:
             if isinstance(cause, TimeoutError):
                 raise ConnectTimeout(side) from exc

@@ -8,26 +8,14 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import asyncpg.exceptions as pgerr
 
 from service.connectors.base import Column
-from service.sync.errors import (
-    AuthFailed,
-    ConfigInvalid,
-    ConnectRefused,
-    ConnectTimeout,
-    Side,
-    SourceFailed,
-    SyncError,
-    TableMissing,
-    TargetFailed,
-    TransientSourceError,
-    TransientTargetError,
-)
+from service.connectors.errors import failed, mapped, transient
+from service.sync.errors import AuthFailed, ConfigInvalid, ConnectRefused, ConnectTimeout, Side, SyncError, TableMissing
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident
 from service.sync.types import kind_of_postgresql
@@ -45,6 +33,7 @@ _TRANSIENT = (
     ConnectionError,
     TimeoutError,
 )
+_DRIVER_ERRORS = (pgerr.PostgresError, pgerr.InterfaceError, pgerr.InternalClientError, OSError, TimeoutError)
 _MISSING_RELATION = re.compile(r'relation "([^"]+)" does not exist')
 
 
@@ -114,14 +103,9 @@ async def _open(endpoint: Endpoint, side: Side, connect_timeout: float) -> async
     except OSError as exc:
         raise ConnectRefused(side, detail=exc.strerror or type(exc).__name__) from exc
     except pgerr.InvalidCatalogNameError as exc:
-        raise _failed(side, "数据库不存在") from exc
+        raise failed(side, "数据库不存在") from exc
     except (pgerr.PostgresError, pgerr.InterfaceError) as exc:
         raise map_error(exc, side) from exc
-
-
-def _failed(side: Side, reason: str | None = None, detail: str | None = None) -> SyncError:
-    cls = SourceFailed if side == "source" else TargetFailed
-    return cls(reason, detail=detail)
 
 
 def map_error(exc: BaseException, side: Side) -> SyncError:
@@ -131,25 +115,18 @@ def map_error(exc: BaseException, side: Side) -> SyncError:
     if isinstance(exc, _TRANSIENT) or (
         isinstance(exc, pgerr.InterfaceError) and "connection is closed" in str(exc)
     ):
-        cls = TransientSourceError if side == "source" else TransientTargetError
-        return cls(detail=type(exc).__name__)
+        return transient(side, type(exc).__name__)
     if isinstance(exc, pgerr.UndefinedTableError):
         match = _MISSING_RELATION.search(str(exc))
         return TableMissing(match.group(1) if match else "?", side)
     if isinstance(exc, pgerr.PostgresError):
-        return _failed(side, detail=f"{exc.sqlstate}: {exc}")
-    return _failed(side, detail=type(exc).__name__)
+        return failed(side, detail=f"{exc.sqlstate}: {exc}")
+    return failed(side, detail=type(exc).__name__)
 
 
-@contextlib.contextmanager
-def boundary(side: Side) -> Iterator[None]:
+def boundary(side: Side) -> contextlib.AbstractContextManager[None]:
     """Map every driver error raised inside the block; our own SyncErrors pass unchanged."""
-    try:
-        yield
-    except SyncError:
-        raise
-    except (pgerr.PostgresError, pgerr.InterfaceError, pgerr.InternalClientError, OSError, TimeoutError) as exc:
-        raise map_error(exc, side) from exc
+    return mapped(_DRIVER_ERRORS, lambda exc: map_error(exc, side))
 
 
 async def close(conn: asyncpg.Connection | None, *, clean: bool) -> None:

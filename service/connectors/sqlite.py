@@ -12,22 +12,13 @@ datetimes UTC text `YYYY-MM-DD HH:MM:SS.ffffff+00:00` (sorts in time order), dec
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiosqlite
 
 from service.connectors.base import Column
-from service.sync.errors import (
-    ConfigInvalid,
-    Side,
-    SourceFailed,
-    SyncError,
-    TableMissing,
-    TargetFailed,
-    TransientSourceError,
-    TransientTargetError,
-)
+from service.connectors.errors import failed, mapped, transient
+from service.sync.errors import ConfigInvalid, Side, SyncError, TableMissing
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident
 from service.sync.types import kind_of_sqlite
@@ -40,30 +31,21 @@ def path_of(endpoint: Endpoint) -> Path:
     return Path("/" + url.removeprefix("sqlite://").lstrip("/"))
 
 
-def _failed(side: Side, reason: str | None = None, detail: str | None = None) -> SyncError:
-    return (SourceFailed if side == "source" else TargetFailed)(reason, detail=detail)
-
-
 def map_error(exc: BaseException, side: Side) -> SyncError:
     """Translate an sqlite3 error: a busy database is worth a retry, a missing table is named."""
     if isinstance(exc, SyncError):
         return exc
     message = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
-        return (TransientSourceError if side == "source" else TransientTargetError)(detail="database is locked")
+        return transient(side, "database is locked")
     if message.startswith("no such table: "):
         return TableMissing(message.removeprefix("no such table: "), side)
-    return _failed(side, detail=f"{type(exc).__name__}: {message}")
+    return failed(side, detail=f"{type(exc).__name__}: {message}")
 
 
-@contextlib.contextmanager
-def boundary(side: Side) -> Iterator[None]:
-    try:
-        yield
-    except SyncError:
-        raise
-    except (sqlite3.Error, OSError, ValueError) as exc:
-        raise map_error(exc, side) from exc
+def boundary(side: Side) -> contextlib.AbstractContextManager[None]:
+    """Map every sqlite3 (or file) error raised inside the block; our own SyncErrors pass unchanged."""
+    return mapped((sqlite3.Error, OSError, ValueError), lambda exc: map_error(exc, side))
 
 
 async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> aiosqlite.Connection:
@@ -75,7 +57,7 @@ async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> aio
     try:
         conn = await aiosqlite.connect(uri, uri=True, timeout=connect_timeout, isolation_level=None)
     except sqlite3.Error as exc:
-        raise _failed(side, "无法打开数据库文件", detail=type(exc).__name__) from exc
+        raise failed(side, "无法打开数据库文件", detail=type(exc).__name__) from exc
     with boundary(side):
         await conn.execute("PRAGMA foreign_keys = OFF")
         if side == "target":
