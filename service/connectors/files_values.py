@@ -24,6 +24,8 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from service.sync.types import NATIVE
+
 Converter = Callable[[Any], Any]
 
 _TRUE = frozenset({"true", "t", "1", "yes", "y", "on"})
@@ -175,29 +177,9 @@ def json_ready(value: Any) -> Any:
     return str(value)
 
 
-
-SQL_OF_KIND: dict[str, str] = {
-    "int": "bigint", "float": "double precision", "decimal": "numeric", "string": "text", "bool": "boolean",
-    "date": "date", "datetime": "timestamp with time zone", "json": "jsonb", "binary": "bytea",
-}
-"""A canonical kind spelled as a SQL type: how a file target types a column it knows the kind of, so a
-database source hands over values of that kind (until `service/sync/types.py` offers the mapping)."""
-
-
-def kind_of_json(value: Any) -> str | None:
-    """The canonical kind of a JSON value; None for null and for strings, which may carry any kind
-    (decimals, dates, binary travel as strings)."""
-    if value is None or isinstance(value, str):
-        return None
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, dict | list):
-        return "json"
-    return None
+SQL_OF_KIND: dict[str, str] = NATIVE["postgresql"]
+"""A canonical kind spelled as a SQL type (PostgreSQL's spelling, which every kind reader understands): how a
+file connector types a column it knows the kind of, so a database source hands over values of that kind."""
 
 
 _BOOL_TEXT = {**dict.fromkeys(("t", "true", "TRUE", "True", "1"), True),

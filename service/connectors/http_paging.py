@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from service.connectors.http_records import at_path, is_missing
+from service.connectors.json_records import at_path, is_missing
 from service.sync.errors import ConfigInvalid, SourceFailed
 
 State = dict[str, Any]

@@ -15,7 +15,7 @@ from typing import Any
 from service.connectors.base import KINDS, Column, SelectItem
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.transforms import row_transform
-from service.sync.types import kind_of_mysql, kind_of_postgresql, kind_of_sqlite, to_python
+from service.sync.types import kind_of_json, kind_of_mysql, kind_of_postgresql, kind_of_sqlite, to_python
 
 _MISSING = object()
 
@@ -35,22 +35,6 @@ def at_path(document: Any, path: str | None) -> Any:
 
 def is_missing(value: Any) -> bool:
     return value is _MISSING
-
-
-def json_kind(value: Any) -> str | None:
-    """The canonical kind a JSON value settles by itself; None for null and for a string, which may
-    carry a decimal, a date, a datetime or base64 binary as well as text: its kind is the target's."""
-    if value is None or isinstance(value, str):
-        return None
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, dict | list):
-        return "json"
-    return None
 
 
 _JSON_TYPE = {"bool": "boolean", "int": "integer", "float": "number", "json": "object"}
@@ -75,7 +59,7 @@ def learned_columns(records: Iterable[dict[str, Any]]) -> list[Column]:
     for record in records:
         for key, value in record.items():
             if kinds.get(key) is None:
-                kinds[key] = json_kind(value)
+                kinds[key] = kind_of_json(value)
     return [Column(k, _JSON_TYPE.get(kind or "", "string"), kind) for k, kind in kinds.items()]
 
 

@@ -16,9 +16,10 @@ from service.connectors.base import Column
 from service.connectors.files import LineReader, check_path, declared_columns, display_name
 from service.connectors.files_source import FileSource
 from service.connectors.files_target import FileTarget, encoded
-from service.connectors.files_values import SQL_OF_KIND, json_ready, kind_of_json
+from service.connectors.files_values import SQL_OF_KIND, json_ready
 from service.sync.errors import SourceFailed
 from service.sync.model import Endpoint
+from service.sync.types import kind_of_json
 
 SAMPLE_RECORDS = 100
 """Records read to find the columns when `params.columns` does not declare them."""

@@ -28,7 +28,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from schemas.api import SourceSpec
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
-from service.connectors.http_records import declared_columns, learned_columns, row_decoder
+from service.connectors.json_records import declared_columns, learned_columns, row_decoder
 from service.connectors.kafka import (
     METADATA_MAX_AGE_MS,
     REQUEST_TIMEOUT_MS,

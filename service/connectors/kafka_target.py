@@ -53,7 +53,7 @@ be gone (compaction) so that the position never reaches the high-water mark."""
 
 
 def _plain(value: Any) -> Any:
-    """How JSON carries what JSON has no type for (see `http_records.py` for the way back)."""
+    """How JSON carries what JSON has no type for (see `json_records.py` for the way back)."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime | date):

@@ -138,19 +138,27 @@ def compatible(source_kind: str | None, target_kind: str | None) -> bool:
     return target_kind in _WIDENS.get(source_kind, set())
 
 
-def kind_of_value(value: Any) -> str:
-    """The kind of a mapping constant, for a created column."""
+def kind_of_json(value: Any) -> str | None:
+    """The canonical kind a JSON value settles by itself; None for null and for a string, which may
+    carry a decimal, a date, a datetime or base64 binary as well as text: its kind is the target's."""
+    if value is None or isinstance(value, str):
+        return None
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
         return "int"
     if isinstance(value, float):
         return "float"
-    if isinstance(value, Decimal):
-        return "decimal"
     if isinstance(value, dict | list):
         return "json"
-    return "string"
+    return None
+
+
+def kind_of_value(value: Any) -> str:
+    """The kind of a mapping constant, for a created column: a JSON value's own kind, a Decimal's, or text."""
+    if isinstance(value, Decimal):
+        return "decimal"
+    return kind_of_json(value) or "string"
 
 
 def as_utc(moment: datetime) -> datetime:
