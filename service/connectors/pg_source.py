@@ -1,5 +1,8 @@
 """PostgreSQL source: a table read in keyset ranges of its primary key (raw binary COPY or decoded rows),
 or a read-only query (or key-less table) read through a server-side cursor in a READ ONLY transaction.
+
+The mapping runs in SQL here (`select_expressions`), so only the window, the estimate and the resume
+positions are shared with the other SQL sources (`sql_source.SQLSource`).
 """
 
 import asyncio
@@ -22,8 +25,9 @@ from service.connectors.postgresql import (
     relation_columns,
     single_primary_key,
 )
+from service.connectors.sql_source import SQLSource, where_clause
 from service.sync import incremental
-from service.sync.errors import ConfigInvalid, SyncError
+from service.sync.errors import SyncError
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident, select_expressions
 from service.sync.types import kind_of_postgresql
@@ -32,7 +36,6 @@ log = logging.getLogger(__name__)
 
 STREAM_DEPTH = 16
 """Socket reads buffered between the source COPY and the target COPY: overlap with flat memory."""
-EXACT_COUNT_BELOW = 100_000
 
 
 class _CopyStream:
@@ -57,14 +60,15 @@ class _CopyStream:
             yield item
 
 
-class PostgresSource:
+class PostgresSource(SQLSource):
     capabilities = Capabilities(copy_format=COPY_FORMAT, cursor=True)
+    quote = staticmethod(quote_ident)
+    kind_of = staticmethod(kind_of_postgresql)
 
     def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:
-        self._endpoint, self._spec, self._timeout = endpoint, spec, connect_timeout
-        self._conn: asyncpg.Connection | None = None
+        super().__init__(endpoint, spec, connect_timeout)
         self._types: dict[str, str] = {}
-        self._key: Column | None = None
+        self._key_type = ""
         self._stream: _CopyStream | None = None
 
     async def __aenter__(self) -> Self:
@@ -76,21 +80,11 @@ class PostgresSource:
             self._stream.task.cancel()
         await close(self._conn, clean=exc_type is None)
 
-    @property
-    def conn(self) -> asyncpg.Connection:
-        assert self._conn is not None, "source used outside its context"
-        return self._conn
-
-    @property
-    def _relation(self) -> str:
-        if self._spec.table is not None:
-            return quote_ident(self._spec.table)
-        return f"({(self._spec.query or '').strip().rstrip(';')}) AS q"
-
     async def describe(self) -> list[Column]:
         if self._spec.table is not None:
             columns = await relation_columns(self.conn, self._spec.table, "source")
-            self._key = await single_primary_key(self.conn, self._spec.table)
+            key = await single_primary_key(self.conn, self._spec.table)
+            self._key, self._key_type = (key.name, key.sql_type) if key is not None else (None, "")
         else:
             with boundary("source"):
                 async with self.conn.transaction(readonly=True):
@@ -105,10 +99,9 @@ class PostgresSource:
                 Column(a.name, t["sql_type"], kind_of_postgresql(t["sql_type"]))
                 for a, t in zip(attrs, types, strict=True)
             ]
+        self._columns = columns
         self._types = {c.name: c.sql_type for c in columns}
-        cursor = self._spec.cursor_column
-        if cursor is not None and cursor not in self._types:
-            raise ConfigInvalid(f"源表缺少游标列：{cursor}")
+        self._check_cursor(list(self._types))
         return columns
 
     def _binders(self, args: list[Any]) -> tuple[incremental.Param, incremental.Member | None]:
@@ -121,7 +114,7 @@ class PostgresSource:
 
         if self._key is None:
             return param, None
-        key, ktype = quote_ident(self._key.name), self._key.sql_type
+        key, ktype = quote_ident(self._key), self._key_type
 
         def member(values: Sequence[Any]) -> str:
             args.append([str(v) for v in values])
@@ -129,61 +122,21 @@ class PostgresSource:
 
         return param, member
 
-    def _window(self, position: Position, args: list[Any]) -> list[str]:
-        """WHERE terms of the incremental window fixed at the run's start (see service.sync.incremental)."""
-        cursor = self._spec.cursor_column
-        if cursor is None:
-            return []
-        return incremental.window_terms(position, quote_ident(cursor), *self._binders(args))
-
-    async def start(self, high_water_mark: Any | None) -> Position:
-        position: Position = {"after": None, "offset": 0}
-        cursor = self._spec.cursor_column
-        if cursor is None:
-            return position
-        position |= incremental.lower_position(high_water_mark, keyed=self._key is not None)
-        args: list[Any] = []
-        param, member = self._binders(args)
-        where = " AND ".join(incremental.lower_terms(position, quote_ident(cursor), param, member))
-        col = quote_ident(cursor)
+    async def _fetch(self, sql: str, args: list[Any]) -> Sequence[Sequence[Any]]:
         with boundary("source"):
-            row = await self.conn.fetchrow(
-                f"SELECT max({col}) AS v, max({col})::text AS t FROM {self._relation} WHERE {where}", *args
-            )
-            if row is None or row["t"] is None:
-                return incremental.bound(position, None, None)
-            upper = json_value(row["v"], row["t"])
-            keys = None
-            if self._key is not None:
-                args.append(row["t"])
-                key = quote_ident(self._key.name)
-                found = await self.conn.fetch(
-                    f"SELECT {key} AS k, {key}::text AS t FROM {self._relation} WHERE {where} "
-                    f"AND {col} = CAST(${len(args)}::text AS {self._types[cursor]}) "
-                    f"LIMIT {incremental.SEEN_LIMIT + 1}",
-                    *args,
-                )
-                keys = [json_value(r["k"], r["t"]) for r in found]
-        return incremental.bound(position, upper, keys)
+            return await self.conn.fetch(sql, *args)
 
-    async def estimate(self, position: Position) -> int | None:
-        if self._spec.table is None:
-            return None
-        with boundary("source"):
-            reltuples = await self.conn.fetchval(
-                "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)", quote_ident(self._spec.table)
-            )
-            if reltuples is not None and reltuples >= EXACT_COUNT_BELOW:
-                return int(reltuples)
-            args: list[Any] = []
-            terms = self._window(position, args)
-            where = f"WHERE {' AND '.join(terms)}" if terms else ""
-            return int(await self.conn.fetchval(f"SELECT count(*) FROM {self._relation} {where}", *args))
+    def _json_select(self, expr: str) -> str:
+        """The value and its text: integers travel as numbers, everything else as PostgreSQL spells it."""
+        return f"{expr}, {expr}::text"
 
-    def high_water_mark(self, position: Position, previous: Any | None) -> Any | None:
-        if self._spec.cursor_column is None:
-            return None
-        return incremental.next_mark(position, previous)
+    def _json_of(self, row: Sequence[Any]) -> Any:
+        return json_value(row[0], row[1])
+
+    async def _approximate_rows(self) -> int | None:
+        rows = await self._fetch("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)",
+                                 [quote_ident(self._spec.table or "")])
+        return rows[0][0] if rows else None
 
     async def chunks(
         self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
@@ -197,16 +150,20 @@ class PostgresSource:
         async for chunk in reader(select, columns, position, size):
             yield chunk
 
-    async def _next_upper(self, position: Position, size: int) -> str | None:
-        """The chunk's last key: the size-th key after `after`, or the last key when fewer remain."""
+    def _after(self, position: Position, args: list[Any]) -> list[str]:
+        """The window's terms and, once a chunk is written, `key > after` (the key bound as text)."""
         assert self._key is not None
-        key, ktype = quote_ident(self._key.name), self._key.sql_type
-        args: list[Any] = []
         terms = self._window(position, args)
         if position["after"] is not None:
             args.append(position["after"])
-            terms.append(f"{key} > CAST(${len(args)}::text AS {ktype})")
-        where = f"WHERE {' AND '.join(terms)}" if terms else ""
+            terms.append(f"{quote_ident(self._key)} > CAST(${len(args)}::text AS {self._key_type})")
+        return terms
+
+    async def _next_upper(self, position: Position, size: int) -> str | None:
+        """The chunk's last key: the size-th key after `after`, or the last key when fewer remain."""
+        key = quote_ident(self._key or "")
+        args: list[Any] = []
+        where = where_clause(self._after(position, args))
         with boundary("source"):
             upper = await self.conn.fetchval(
                 f"SELECT {key}::text AS k FROM {self._relation} {where} ORDER BY {key} OFFSET {size - 1} LIMIT 1",
@@ -217,14 +174,9 @@ class PostgresSource:
         return upper
 
     def _range(self, position: Position, upper: str, args: list[Any]) -> str:
-        assert self._key is not None
-        key, ktype = quote_ident(self._key.name), self._key.sql_type
-        terms = self._window(position, args)
-        if position["after"] is not None:
-            args.append(position["after"])
-            terms.append(f"{key} > CAST(${len(args)}::text AS {ktype})")
+        terms = self._after(position, args)
         args.append(upper)
-        terms.append(f"{key} <= CAST(${len(args)}::text AS {ktype})")
+        terms.append(f"{quote_ident(self._key or '')} <= CAST(${len(args)}::text AS {self._key_type})")
         return " AND ".join(terms)
 
     async def _keyset_raw(
@@ -261,7 +213,7 @@ class PostgresSource:
     ) -> AsyncIterator[Chunk]:
         args: list[Any] = []
         terms = self._window(position, args)
-        where = f"WHERE {' AND '.join(terms)}" if terms else ""
+        where = where_clause(terms)
         offset = int(position.get("offset") or 0)
         with boundary("source"):
             transaction = self.conn.transaction(isolation="repeatable_read", readonly=True)

@@ -1,0 +1,188 @@
+"""What every SQL source does the same way, whatever the dialect: read a table (or a read-only query),
+fix the incremental window at the run's start, estimate the rows in it, and cut decoded rows into chunks
+that carry their resume position (the last key of a keyed table, the rows read so far otherwise).
+
+A dialect says how it binds parameters, fetches rows, counts approximately and pages through a table;
+`pg_source.py`, `mysql_source.py` and `sqlite_source.py` are those hooks. See `service.sync.incremental`
+for the window's terms.
+"""
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from schemas.api import SourceSpec
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
+from service.sync import incremental
+from service.sync.errors import ConfigInvalid
+from service.sync.model import Endpoint
+from service.sync.types import row_converter
+
+EXACT_COUNT_BELOW = 100_000
+"""Below this many rows (by the catalog's estimate) the estimate is an exact count of the window."""
+KEY_SLOT = "\x00key"
+"""The name of the key column read in front of the row for the resume position (never a real column)."""
+
+Page = tuple[list[Sequence[Any]], Position]
+"""Rows read from the source (a keyed table's key in front) and the position after them."""
+
+
+def where_clause(terms: Sequence[str]) -> str:
+    return f"WHERE {' AND '.join(terms)}" if terms else ""
+
+
+class SQLSource:
+    """A source over one SQL connection; subclasses open it and supply the dialect's hooks below."""
+
+    capabilities = Capabilities(cursor=True)
+    placeholder = "?"
+    """How a parameter is written in this dialect's SQL (`_binders` of the placeholder style)."""
+    canonical: frozenset[str] = frozenset()
+    """Kinds whose driver value is already the canonical Python value (see `row_converter`)."""
+
+    def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:
+        self._endpoint, self._spec, self._timeout = endpoint, spec, connect_timeout
+        self._conn: Any = None
+        self._columns: list[Column] = []
+        self._key: str | None = None
+        """The single-column primary key of a table: keyset paging and `after` positions; None otherwise."""
+
+    @property
+    def conn(self) -> Any:
+        assert self._conn is not None, "source used outside its context"
+        return self._conn
+
+    # Dialect hooks.
+
+    @staticmethod
+    def quote(name: str) -> str:
+        raise NotImplementedError
+
+    @staticmethod
+    def kind_of(native: str) -> str | None:
+        """The canonical kind of a target column as the target spells its type."""
+        raise NotImplementedError
+
+    async def _fetch(self, sql: str, args: list[Any]) -> Sequence[Sequence[Any]]:
+        """All rows of one statement, driver errors mapped at the source boundary."""
+        raise NotImplementedError
+
+    def _json_select(self, expr: str) -> str:
+        """What to select for a key or cursor value that becomes part of a position (see `_json_of`)."""
+        return expr
+
+    def _json_of(self, row: Sequence[Any]) -> Any:
+        """The JSON value of what `_json_select` read at the front of `row`."""
+        raise NotImplementedError
+
+    async def _approximate_rows(self) -> int | None:
+        """The catalog's row estimate of the table, when the dialect keeps one."""
+        return None
+
+    def _pages(self, select: str, position: Position, size: int) -> AsyncIterator[Page]:
+        """Pages of at most `size` rows after `position`; the last one is short (or empty)."""
+        raise NotImplementedError
+
+    # Shared behaviour.
+
+    def _query_text(self) -> str:
+        return (self._spec.query or "").strip().rstrip(";")
+
+    @property
+    def _relation(self) -> str:
+        if self._spec.table is not None:
+            return self.quote(self._spec.table)
+        return f"({self._query_text()}) AS q"
+
+    def _check_cursor(self, columns: Sequence[str]) -> None:
+        cursor = self._spec.cursor_column
+        if cursor is not None and cursor not in columns:
+            raise ConfigInvalid(f"源表缺少游标列：{cursor}")
+
+    def _binders(self, args: list[Any]) -> tuple[incremental.Param, incremental.Member | None]:
+        """Bind cursor values and key lists as plain parameters (the driver adapts their types)."""
+        placeholder = self.placeholder
+
+        def param(value: Any) -> str:
+            args.append(value)
+            return placeholder
+
+        if self._key is None:
+            return param, None
+        key = self.quote(self._key)
+
+        def member(values: Sequence[Any]) -> str:
+            args.extend(values)
+            return f"{key} IN ({', '.join([placeholder] * len(values))})"
+
+        return param, member
+
+    def _window(self, position: Position, args: list[Any]) -> list[str]:
+        """WHERE terms of the incremental window fixed at the run's start."""
+        cursor = self._spec.cursor_column
+        if cursor is None:
+            return []
+        return incremental.window_terms(position, self.quote(cursor), *self._binders(args))
+
+    async def _cursor_max(self, column: str, where: str, args: list[Any]) -> Any | None:
+        """The window's upper bound: the cursor's largest value above the lower bound, as JSON."""
+        rows = await self._fetch(f"SELECT {self._json_select(f'max({column})')} FROM {self._relation} "
+                                 f"WHERE {where}", args)
+        return self._json_of(rows[0]) if rows and rows[0][0] is not None else None
+
+    async def start(self, high_water_mark: Any | None) -> Position:
+        position: Position = {"after": None, "offset": 0}
+        cursor = self._spec.cursor_column
+        if cursor is None:
+            return position
+        position |= incremental.lower_position(high_water_mark, keyed=self._key is not None)
+        args: list[Any] = []
+        param, member = self._binders(args)
+        where = " AND ".join(incremental.lower_terms(position, self.quote(cursor), param, member))
+        column = self.quote(cursor)
+        upper = await self._cursor_max(column, where, args)
+        if upper is None:
+            return incremental.bound(position, None, None)
+        keys = None
+        if self._key is not None:
+            at_upper = f"{column} = {param(upper)}"
+            found = await self._fetch(f"SELECT {self._json_select(self.quote(self._key))} FROM {self._relation} "
+                                      f"WHERE {where} AND {at_upper} LIMIT {incremental.SEEN_LIMIT + 1}", args)
+            keys = [self._json_of(r) for r in found]
+        return incremental.bound(position, upper, keys)
+
+    async def estimate(self, position: Position) -> int | None:
+        if self._spec.table is None:
+            return None
+        approx = await self._approximate_rows()
+        if approx is not None and approx >= EXACT_COUNT_BELOW:
+            return int(approx)
+        args: list[Any] = []
+        where = where_clause(self._window(position, args))
+        return int((await self._fetch(f"SELECT count(*) FROM {self._relation} {where}", args))[0][0])
+
+    def high_water_mark(self, position: Position, previous: Any | None) -> Any | None:
+        if self._spec.cursor_column is None:
+            return None
+        return incremental.next_mark(position, previous)
+
+    def _advance(self, position: Position, rows: Sequence[Sequence[Any]]) -> Position:
+        """The position after `rows`: the last key of a keyed read, the rows read so far otherwise."""
+        if self._key is not None:
+            return position | {"after": self._json_of(rows[-1])}
+        return position | {"offset": int(position.get("offset") or 0) + len(rows)}
+
+    async def chunks(
+        self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
+    ) -> AsyncIterator[Chunk]:
+        """Decoded rows in Python: the key (when keyed) in front, then the columns, turned by the plan into
+        the target's row with `row_converter`."""
+        target_kinds = {name: self.kind_of(native) for name, native in target_types.items()}
+        keyed = self._key is not None
+        read = [Column(KEY_SLOT, "", None), *self._columns] if keyed else self._columns
+        convert = row_converter(read, plan, target_kinds, self.canonical)
+        names = [item.target for item in plan]
+        select = ", ".join(self.quote(c.name) for c in self._columns)
+        async for rows, after in self._pages(select, position, size):
+            out = [tuple(row) for row in rows] if convert is None else [convert(row) for row in rows]
+            rows.clear()  # the reader still holds the page; the raw rows need not outlive their conversion
+            yield Chunk(number=0, position=after, columns=names, rows=out)
