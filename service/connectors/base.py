@@ -62,6 +62,11 @@ class Checkpoint:
     records_written: int
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def after(self, chunk: Chunk, read: int, written: int) -> "Checkpoint":
+        """The checkpoint saved with `chunk`: its number and position, this one's counts plus its own."""
+        return Checkpoint(chunk=chunk.number, position=chunk.position, records_read=self.records_read + read,
+                          records_written=self.records_written + written, extra=self.extra)
+
 
 @dataclass(frozen=True)
 class SelectItem:

@@ -154,9 +154,7 @@ class FileTarget:
         rows = chunk.rows or []
         work = self._work(key)
         atomic_write(work / f"part-{chunk.number:08d}", self.encode(self.names, chunk.columns, rows))
-        checkpoint = Checkpoint(chunk=chunk.number, position=chunk.position,
-                                records_read=previous.records_read + len(rows),
-                                records_written=previous.records_written + len(rows), extra=previous.extra)
+        checkpoint = previous.after(chunk, len(rows), len(rows))
         atomic_write(work / SIDECAR, json.dumps(asdict(checkpoint)).encode("utf-8"))
         return checkpoint
 

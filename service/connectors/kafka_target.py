@@ -198,10 +198,7 @@ class KafkaTarget:
                     raise TargetFailed(f"记录超过 {MAX_RECORD_BYTES} 字节，Kafka 不接受", detail=self.topic)
                 acks.append(await self.producer.send(self.topic, value=value, key=key_of(self._key_indexes, row)))
             await asyncio.gather(*acks)
-            checkpoint = Checkpoint(
-                chunk=chunk.number, position=chunk.position, records_read=previous.records_read + len(rows),
-                records_written=previous.records_written + len(rows), extra=previous.extra,
-            )
+            checkpoint = previous.after(chunk, len(rows), len(rows))
             await self._store(key, checkpoint)
         except KafkaError as exc:
             raise map_error(exc, "target") from exc

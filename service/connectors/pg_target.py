@@ -5,7 +5,6 @@ append copies into the table; upsert copies into a temporary staging table and m
 one transaction, so readers see the old rows or the new ones, never a half-empty table.
 """
 
-import json
 import logging
 from typing import Self
 
@@ -16,27 +15,27 @@ from schemas.api import TargetSpec, WriteMode
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
 from service.connectors.csv_stream import COPY_CSV
 from service.connectors.postgresql import COPY_FORMAT, boundary, close, connect, dsn_of, relation_columns
-from service.sync.errors import ConfigInvalid
+from service.connectors.sql_target import (
+    CHECKPOINTS,
+    checkpoint_args,
+    checkpoint_of,
+    checkpoints_ddl,
+    create_table_sql,
+    require_keys,
+    stage_parts,
+)
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident
 from service.sync.types import native_type
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = "_batchsync_checkpoints"
 _UPSERT_STAGE = "_batchsync_upsert_stage"
 
-_CHECKPOINTS_DDL = f"""
-CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (
-    checkpoint_key  uuid PRIMARY KEY,
-    target_table    text NOT NULL,
-    chunk           integer NOT NULL,
-    position        jsonb NOT NULL,
-    records_read    bigint NOT NULL,
-    records_written bigint NOT NULL,
-    extra           jsonb NOT NULL DEFAULT '{{}}',
-    updated_at      timestamptz NOT NULL DEFAULT now()
-)"""
+_CHECKPOINTS_DDL = checkpoints_ddl(
+    ("uuid PRIMARY KEY", "text NOT NULL", "integer NOT NULL", "jsonb NOT NULL", "bigint NOT NULL", "bigint NOT NULL",
+     "jsonb NOT NULL DEFAULT '{}'", "timestamptz NOT NULL DEFAULT now()"),
+)
 
 _SAVE_CHECKPOINT = f"""
 INSERT INTO {CHECKPOINTS} AS c (checkpoint_key, target_table, chunk, position, records_read,
@@ -56,14 +55,8 @@ def _copied(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-def create_table_sql(table: str, columns: list[Column], keys: list[str]) -> str:
-    missing = [k for k in keys if k not in {c.name for c in columns}]
-    if missing:
-        raise ConfigInvalid(f"键列未出现在映射结果中：{', '.join(missing)}")
-    defs = [f"{quote_ident(c.name)} {native_type('postgresql', c.kind or 'string', c.sql_type)}" for c in columns]
-    if keys:
-        defs.append(f"PRIMARY KEY ({', '.join(quote_ident(k) for k in keys)})")
-    return f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({', '.join(defs)})"
+def _spell(column: Column) -> str:
+    return native_type("postgresql", column.kind or "string", column.sql_type)
 
 
 class PostgresTarget:
@@ -102,13 +95,8 @@ class PostgresTarget:
         assert self._conn is not None, "target used outside its context"
         return self._conn
 
-    def _stage_parts(self, key: str) -> tuple[str | None, str]:
-        """The overwrite staging table, beside the target table and named after the checkpoint chain."""
-        schema, _, _ = self._spec.table.rpartition(".")
-        return schema or None, f"_batchsync_stage_{key.replace('-', '')[:20]}"
-
     def _stage(self, key: str) -> str:
-        schema, name = self._stage_parts(key)
+        schema, name = stage_parts(self._spec.table, key)
         return quote_ident(f"{schema}.{name}" if schema else name)
 
     async def describe(self) -> list[Column]:
@@ -117,20 +105,16 @@ class PostgresTarget:
     async def create_table(self, columns: list[Column]) -> None:
         """Create the missing target table through the type mapping; `keyColumns` become the primary key."""
         with boundary("target"):
-            await self.conn.execute(create_table_sql(self._spec.table, columns, self._spec.key_columns or []))
+            await self.conn.execute(
+                create_table_sql(self._spec.table, columns, self._spec.key_columns or [], _spell, quote_ident)
+            )
 
     async def read_checkpoint(self, key: str) -> Checkpoint | None:
         with boundary("target"):
             row = await self.conn.fetchrow(f"SELECT * FROM {CHECKPOINTS} WHERE checkpoint_key = $1::uuid", key)
         if row is None:
             return None
-        return Checkpoint(
-            chunk=row["chunk"],
-            position=json.loads(row["position"]),
-            records_read=row["records_read"],
-            records_written=row["records_written"],
-            extra=json.loads(row["extra"]),
-        )
+        return checkpoint_of(row["chunk"], row["position"], row["records_read"], row["records_written"], row["extra"])
 
     async def prepare(self, key: str, columns: list[str]) -> None:
         self._columns = columns
@@ -139,9 +123,7 @@ class PostgresTarget:
         mode = self._spec.mode
         with boundary("target"):
             if mode is WriteMode.UPSERT:
-                missing = [k for k in self._spec.key_columns or [] if k not in columns]
-                if missing:
-                    raise ConfigInvalid(f"upsert 键列未出现在映射结果中：{', '.join(missing)}")
+                require_keys(self._spec.key_columns or [], columns, "upsert 键列")
                 await self.conn.execute(
                     f"CREATE TEMP TABLE IF NOT EXISTS {_UPSERT_STAGE} ON COMMIT DELETE ROWS AS "
                     f"SELECT {cols} FROM {table} WITH NO DATA"
@@ -189,7 +171,7 @@ class PostgresTarget:
         if mode is WriteMode.UPSERT:
             schema, dest = None, _UPSERT_STAGE
         elif mode is WriteMode.OVERWRITE:
-            schema, dest = self._stage_parts(key)
+            schema, dest = stage_parts(self._spec.table, key)
         else:
             schema, _, dest = self._spec.table.rpartition(".")
         with boundary("target"):
@@ -220,23 +202,8 @@ class PostgresTarget:
                     written = read = len(rows)
                 if mode is WriteMode.UPSERT:
                     await self.conn.execute(self._merge)
-                checkpoint = Checkpoint(
-                    chunk=chunk.number,
-                    position=chunk.position,
-                    records_read=previous.records_read + read,
-                    records_written=previous.records_written + written,
-                    extra=previous.extra,
-                )
-                await self.conn.execute(
-                    _SAVE_CHECKPOINT,
-                    key,
-                    self._spec.table,
-                    checkpoint.chunk,
-                    json.dumps(checkpoint.position),
-                    checkpoint.records_read,
-                    checkpoint.records_written,
-                    json.dumps(checkpoint.extra),
-                )
+                checkpoint = previous.after(chunk, read, written)
+                await self.conn.execute(_SAVE_CHECKPOINT, *checkpoint_args(key, self._spec.table, checkpoint))
         return checkpoint
 
     async def finish(self, key: str, columns: list[str]) -> None:

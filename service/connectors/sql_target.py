@@ -1,0 +1,253 @@
+"""What every SQL target does the same way: the checkpoint table beside the rows, the overwrite staging
+table, created tables and key checks; and, for targets that insert decoded rows (MySQL, SQLite), the whole
+write path: a chunk and its checkpoint in one transaction, a replayed chunk recognised and skipped, the
+staged rows swapped in with the checkpoint forgotten at the end.
+
+A dialect supplies its SQL spellings and transaction calls as hooks (`mysql_target.py`,
+`sqlite_target.py`); PostgreSQL COPYs instead of inserting and uses only the module functions.
+"""
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from schemas.api import TargetSpec, WriteMode
+from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
+from service.sync.errors import ConfigInvalid
+from service.sync.model import Endpoint
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "_batchsync_checkpoints"
+CHECKPOINT_COLUMNS = ("checkpoint_key", "target_table", "chunk", "position", "records_read", "records_written",
+                      "extra", "updated_at")
+
+Adapter = Callable[[Sequence[Any]], tuple[Any, ...]]
+
+
+def checkpoints_ddl(types: Sequence[str], suffix: str = "") -> str:
+    """The checkpoint table, its columns (`CHECKPOINT_COLUMNS`) spelled in the dialect's `types`."""
+    defs = ",\n    ".join(f"{name:<15} {spelled}" for name, spelled in zip(CHECKPOINT_COLUMNS, types, strict=True))
+    return f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (\n    {defs}\n){suffix}"
+
+
+def checkpoint_args(key: str, table: str, checkpoint: Checkpoint) -> tuple[Any, ...]:
+    """The parameters of a dialect's checkpoint upsert, in `CHECKPOINT_COLUMNS` order (up to `extra`)."""
+    return (key, table, checkpoint.chunk, json.dumps(checkpoint.position), checkpoint.records_read,
+            checkpoint.records_written, json.dumps(checkpoint.extra))
+
+
+def checkpoint_of(chunk: int, position: str, read: int, written: int, extra: str) -> Checkpoint:
+    """A stored checkpoint row (position and extra as JSON text) as a Checkpoint."""
+    return Checkpoint(chunk=chunk, position=json.loads(position), records_read=read, records_written=written,
+                      extra=json.loads(extra))
+
+
+def stage_parts(table: str, key: str) -> tuple[str | None, str]:
+    """The overwrite staging table, beside the target table and named after the checkpoint chain."""
+    schema, _, _ = table.rpartition(".")
+    return schema or None, f"_batchsync_stage_{key.replace('-', '')[:20]}"
+
+
+def require_keys(keys: Sequence[str], columns: Sequence[str], label: str = "键列") -> None:
+    """Key columns must be among the mapped columns, or the key (primary or upsert) cannot be built."""
+    missing = [k for k in keys if k not in columns]
+    if missing:
+        raise ConfigInvalid(f"{label}未出现在映射结果中：{', '.join(missing)}")
+
+
+def create_table_sql(
+    table: str, columns: list[Column], keys: list[str], spell: Callable[[Column], str], quote: Callable[[str], str],
+    suffix: str = "",
+) -> str:
+    """A missing target table through the type mapping (`spell`); `keys` become the primary key."""
+    require_keys(keys, [c.name for c in columns])
+    defs = [f"{quote(c.name)} {spell(c)}" for c in columns]
+    if keys:
+        defs.append(f"PRIMARY KEY ({', '.join(quote(k) for k in keys)})")
+    return f"CREATE TABLE IF NOT EXISTS {quote(table)} ({', '.join(defs)}){suffix}"
+
+
+def adapter(steps_by_kind: dict[str, Callable[[Any], Any]], kinds: Sequence[str | None]) -> Adapter | None:
+    """A row function storing each value as its column's kind wants it (None passes), or None when no
+    column needs a step."""
+    steps = [steps_by_kind.get(kind or "") for kind in kinds]
+    if not any(steps):
+        return None
+    return lambda row: tuple([v if f is None or v is None else f(v) for f, v in zip(steps, row, strict=True)])
+
+
+class SQLTarget:
+    """A target that inserts decoded rows with `executemany`; subclasses connect and supply the hooks."""
+
+    capabilities = Capabilities(upsert=True, transactional_checkpoint=True)
+    system = ""
+    """The system's name in messages (`<system> 目标不接受原始 COPY 流`)."""
+    placeholder = "?"
+    row_lock = ""
+    """What locks the checkpoint row when the transaction's begin did not already (`FOR UPDATE`)."""
+    transactional_ddl = True
+    """Whether DROP TABLE can join the swap's transaction (MySQL's DDL commits on its own)."""
+    save_checkpoint_sql = ""
+    table_suffix = ""
+    """Table options after a created table's column list."""
+    adapt_steps: dict[str, Callable[[Any], Any]] = {}
+    """How a canonical value of a kind is stored in this system (see `adapter`)."""
+
+    def __init__(self, endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> None:
+        self._endpoint, self._spec, self._timeout = endpoint, spec, connect_timeout
+        self._conn: Any = None
+        self._kinds: dict[str, str | None] = {}
+        self._insert = ""
+        self._adapt: Adapter | None = None
+
+    @property
+    def conn(self) -> Any:
+        assert self._conn is not None, "target used outside its context"
+        return self._conn
+
+    # Dialect hooks.
+
+    @staticmethod
+    def quote(name: str) -> str:
+        raise NotImplementedError
+
+    def _boundary(self, table: str | None = None) -> contextlib.AbstractContextManager[None]:
+        """The target's error boundary; `table` names the table a missing-table error is about."""
+        raise NotImplementedError
+
+    async def _table_columns(self) -> list[Column]:
+        raise NotImplementedError
+
+    def _spell(self, column: Column, keys: list[str]) -> str:
+        """The column type of a created table's column."""
+        raise NotImplementedError
+
+    def _upsert_clause(self, columns: list[str], keys: list[str]) -> str:
+        raise NotImplementedError
+
+    async def _create_stage(self, stage: str, cols: str) -> None:
+        """An empty staging table with the target table's types for the mapped columns `cols`."""
+        raise NotImplementedError
+
+    async def _execute(self, sql: str, args: Sequence[Any] | None = None) -> None:
+        raise NotImplementedError
+
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
+        raise NotImplementedError
+
+    async def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError
+
+    async def _begin(self) -> None:
+        raise NotImplementedError
+
+    async def _commit(self) -> None:
+        raise NotImplementedError
+
+    async def _rollback(self) -> None:
+        raise NotImplementedError
+
+    async def _abort(self) -> None:
+        """Undo after a failure inside a transaction (which may have left the connection unusable)."""
+        raise NotImplementedError
+
+    # Shared behaviour.
+
+    async def _ensure_checkpoints(self, ddl: str) -> None:
+        with self._boundary():
+            await self._execute(ddl)
+
+    def _stage(self, key: str) -> str:
+        schema, name = stage_parts(self._spec.table, key)
+        return self.quote(f"{schema}.{name}" if schema else name)
+
+    async def describe(self) -> list[Column]:
+        columns = await self._table_columns()
+        self._kinds = {c.name: c.kind for c in columns}
+        return columns
+
+    async def create_table(self, columns: list[Column]) -> None:
+        """Create the missing target table through the type mapping; `keyColumns` become the primary key."""
+        keys = self._spec.key_columns or []
+        sql = create_table_sql(self._spec.table, columns, keys, lambda c: self._spell(c, keys), self.quote,
+                               self.table_suffix)
+        with self._boundary(self._spec.table):
+            await self._execute(sql)
+
+    async def read_checkpoint(self, key: str) -> Checkpoint | None:
+        with self._boundary():
+            rows = await self._fetch(f"SELECT chunk, position, records_read, records_written, extra "
+                                     f"FROM {CHECKPOINTS} WHERE checkpoint_key = {self.placeholder}", (key,))
+        return checkpoint_of(*rows[0]) if rows else None
+
+    async def prepare(self, key: str, columns: list[str]) -> None:
+        if not self._kinds:
+            await self.describe()
+        self._adapt = adapter(self.adapt_steps, [self._kinds.get(c) for c in columns])
+        cols = ", ".join(self.quote(c) for c in columns)
+        values = ", ".join([self.placeholder] * len(columns))
+        dest, suffix = self.quote(self._spec.table), ""
+        with self._boundary(self._spec.table):
+            if self._spec.mode is WriteMode.UPSERT:
+                keys = self._spec.key_columns or []
+                require_keys(keys, columns, "upsert 键列")
+                suffix = self._upsert_clause(columns, keys)
+            elif self._spec.mode is WriteMode.OVERWRITE:
+                dest = self._stage(key)
+                await self._create_stage(dest, cols)
+        self._insert = f"INSERT INTO {dest} ({cols}) VALUES ({values}){suffix}"
+
+    async def write(self, key: str, chunk: Chunk, previous: Checkpoint) -> Checkpoint | None:
+        if chunk.stream is not None:
+            raise ConfigInvalid(f"{self.system} 目标不接受原始 COPY 流")
+        assert self._insert, "write before prepare"
+        rows = chunk.rows or []
+        if self._adapt is not None:
+            rows = [self._adapt(row) for row in rows]
+        with self._boundary(self._spec.table):
+            await self._begin()
+            try:
+                done = await self._fetch(f"SELECT chunk FROM {CHECKPOINTS} WHERE checkpoint_key = "
+                                         f"{self.placeholder}{self.row_lock}", (key,))
+                if done and done[0][0] >= chunk.number:
+                    await self._rollback()
+                    return None
+                if rows:
+                    await self._executemany(self._insert, rows)
+                checkpoint = previous.after(chunk, len(rows), len(rows))
+                await self._execute(self.save_checkpoint_sql, checkpoint_args(key, self._spec.table, checkpoint))
+                await self._commit()
+            except BaseException:
+                await self._abort()
+                raise
+        return checkpoint
+
+    async def finish(self, key: str, columns: list[str]) -> None:
+        """Swap the staged rows in (overwrite) and forget the checkpoint in one transaction."""
+        table, cols = self.quote(self._spec.table), ", ".join(self.quote(c) for c in columns)
+        overwrite = self._spec.mode is WriteMode.OVERWRITE
+        with self._boundary(self._spec.table):
+            await self._begin()
+            try:
+                if overwrite:
+                    await self._execute(f"DELETE FROM {table}")
+                    await self._execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {self._stage(key)}")
+                    if self.transactional_ddl:
+                        await self._execute(f"DROP TABLE {self._stage(key)}")
+                await self._execute(f"DELETE FROM {CHECKPOINTS} WHERE checkpoint_key = {self.placeholder}", (key,))
+                await self._commit()
+            except BaseException:
+                await self._abort()
+                raise
+            if overwrite and not self.transactional_ddl:
+                await self._execute(f"DROP TABLE IF EXISTS {self._stage(key)}")
+
+    async def abandon(self, key: str) -> None:
+        try:
+            await self._execute(f"DROP TABLE IF EXISTS {self._stage(key)}")
+            await self._execute(f"DELETE FROM {CHECKPOINTS} WHERE checkpoint_key = {self.placeholder}", (key,))
+        except Exception as exc:
+            log.warning("could not clean up after a cancelled run: %s", type(exc).__name__)
