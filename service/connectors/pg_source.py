@@ -144,10 +144,10 @@ class PostgresSource(SQLSource):
         select = ", ".join(select_expressions(plan, self._types, target_types))
         columns = [item.target for item in plan]
         if self._key is not None:
-            reader = self._keyset_raw if raw else self._keyset_rows
+            reader = self._keyset(select, columns, position, size, raw=raw)
         else:
-            reader = self._cursor_rows
-        async for chunk in reader(select, columns, position, size):
+            reader = self._cursor_rows(select, columns, position, size)
+        async for chunk in reader:
             yield chunk
 
     def _after(self, position: Position, args: list[Any]) -> list[str]:
@@ -179,15 +179,21 @@ class PostgresSource(SQLSource):
         terms.append(f"{quote_ident(self._key or '')} <= CAST(${len(args)}::text AS {self._key_type})")
         return " AND ".join(terms)
 
-    async def _keyset_raw(
-        self, select: str, columns: list[str], position: Position, size: int
+    async def _keyset(
+        self, select: str, columns: list[str], position: Position, size: int, *, raw: bool
     ) -> AsyncIterator[Chunk]:
+        """One key range per chunk, read as a binary COPY stream (`raw`) or as decoded rows."""
         while (upper := await self._next_upper(position, size)) is not None:
             args: list[Any] = []
-            where = self._range(position, upper, args)
+            sql = f"SELECT {select} FROM {self._relation} WHERE {self._range(position, upper, args)}"
             log.debug("source chunk after %s up to %s", position["after"], upper)
-            self._stream = _CopyStream(self.conn, f"SELECT {select} FROM {self._relation} WHERE {where}", args)
             position = position | {"after": upper}
+            if not raw:
+                with boundary("source"):
+                    rows = await self.conn.fetch(sql, *args)
+                yield Chunk(number=0, position=position, columns=columns, rows=[tuple(r) for r in rows])
+                continue
+            self._stream = _CopyStream(self.conn, sql, args)
             yield Chunk(number=0, position=position, columns=columns, stream=aiter(self._stream))
             try:
                 await self._stream.task
@@ -195,18 +201,6 @@ class PostgresSource(SQLSource):
                 raise
             except Exception as exc:
                 raise map_error(exc, "source") from exc
-
-    async def _keyset_rows(
-        self, select: str, columns: list[str], position: Position, size: int
-    ) -> AsyncIterator[Chunk]:
-        while (upper := await self._next_upper(position, size)) is not None:
-            args: list[Any] = []
-            where = self._range(position, upper, args)
-            log.debug("source chunk after %s up to %s", position["after"], upper)
-            with boundary("source"):
-                rows = await self.conn.fetch(f"SELECT {select} FROM {self._relation} WHERE {where}", *args)
-            position = position | {"after": upper}
-            yield Chunk(number=0, position=position, columns=columns, rows=[tuple(r) for r in rows])
 
     async def _cursor_rows(
         self, select: str, columns: list[str], position: Position, size: int
