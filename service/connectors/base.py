@@ -62,6 +62,15 @@ class Checkpoint:
     records_written: int
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def finished(self) -> bool:
+        """The run's rows are published: a run of this chain executed again must write nothing."""
+        return bool(self.extra.get("finished"))
+
+    def as_finished(self) -> "Checkpoint":
+        return Checkpoint(chunk=self.chunk, position=self.position, records_read=self.records_read,
+                          records_written=self.records_written, extra={**self.extra, "finished": True})
+
     def after(self, chunk: Chunk, read: int, written: int) -> "Checkpoint":
         """The checkpoint saved with `chunk`: its number and position, this one's counts plus its own."""
         return Checkpoint(chunk=chunk.number, position=chunk.position, records_read=self.records_read + read,
@@ -128,8 +137,12 @@ class Target(Protocol):
         None when that chunk was already written (a replay), which is then skipped."""
         ...
 
-    async def finish(self, key: str, columns: list[str]) -> None:
-        """Publish the run's rows (overwrite swap) and forget the checkpoint, atomically."""
+    async def finish(self, key: str, columns: list[str], last: Checkpoint) -> None:
+        """Publish the run's rows (overwrite swap) and store `last.as_finished()` in the same transaction.
+
+        The finished checkpoint is kept (not deleted) so that a run whose outcome never reached the state
+        store (a crash right after this) is recognised when it is resumed, instead of being written twice.
+        """
         ...
 
     async def abandon(self, key: str) -> None:

@@ -158,9 +158,9 @@ class FileTarget:
         atomic_write(work / SIDECAR, json.dumps(asdict(checkpoint)).encode("utf-8"))
         return checkpoint
 
-    async def finish(self, key: str, columns: list[str]) -> None:
+    async def finish(self, key: str, columns: list[str], last: Checkpoint) -> None:
         try:
-            await asyncio.to_thread(self._finish, key)
+            await asyncio.to_thread(self._finish, key, last)
         except OSError as exc:
             raise io_failed("target", self.path, exc) from exc
 
@@ -175,25 +175,29 @@ class FileTarget:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _finish(self, key: str) -> None:
+    def _finish(self, key: str, last: Checkpoint) -> None:
         work = self._work(key)
         with self._locked():
             state = self._sidecar(key) or {"chunk": 0}
             published = state.get("published")
-            if published is not None and self.path.exists() and self.path.stat().st_ino == published:
-                shutil.rmtree(work, ignore_errors=True)
-                return
-            if not state["chunk"] and self._spec.mode is WriteMode.APPEND and self.path.exists():
-                shutil.rmtree(work, ignore_errors=True)
-                return
-            temp = self.path.with_name(f".{self.path.name}.{key}.tmp")
-            self._assemble(temp, work, int(state["chunk"]))
-            state["published"] = temp.stat().st_ino
-            work.mkdir(parents=True, exist_ok=True)
-            atomic_write(work / SIDECAR, json.dumps(state).encode("utf-8"))
-            os.replace(temp, self.path)
-            fsync_dir(self.path.parent)
-            shutil.rmtree(work, ignore_errors=True)
+            already = published is not None and self.path.exists() and self.path.stat().st_ino == published
+            nothing = not state["chunk"] and self._spec.mode is WriteMode.APPEND and self.path.exists()
+            if not (already or nothing):
+                temp = self.path.with_name(f".{self.path.name}.{key}.tmp")
+                self._assemble(temp, work, int(state["chunk"]))
+                state["published"] = temp.stat().st_ino
+                work.mkdir(parents=True, exist_ok=True)
+                atomic_write(work / SIDECAR, json.dumps(state).encode("utf-8"))
+                os.replace(temp, self.path)
+                fsync_dir(self.path.parent)
+            self._keep_only_finished(work, last)
+
+    def _keep_only_finished(self, work: Path, last: Checkpoint) -> None:
+        """Drop the parts, keep a finished sidecar: a re-run of this chain then writes nothing again."""
+        for part in work.glob("part-*"):
+            part.unlink(missing_ok=True)
+        work.mkdir(parents=True, exist_ok=True)
+        atomic_write(work / SIDECAR, json.dumps(asdict(last.as_finished())).encode("utf-8"))
 
     def _assemble(self, temp: Path, work: Path, chunks: int) -> None:
         """Old rows (append), a header when the file starts afresh, then parts 1..chunks, fsynced."""

@@ -214,9 +214,9 @@ class KafkaTarget:
         await bounded(self.producer.send_and_wait(CHECKPOINTS, value=value, key=key.encode(), partition=0),
                       "target", REQUEST_TIMEOUT_MS / 1000)
 
-    async def finish(self, key: str, columns: list[str]) -> None:
-        """Forget the checkpoint (a tombstone the compaction removes); the records are already out."""
-        await self._store(key, None)
+    async def finish(self, key: str, columns: list[str], last: Checkpoint) -> None:
+        """Mark the checkpoint finished; the records are already out, and a re-run must not send them again."""
+        await self._store(key, last.as_finished())
 
     async def abandon(self, key: str) -> None:
         """Records of a cancelled run stay in the topic (a log cannot take them back); forget the checkpoint."""

@@ -206,7 +206,7 @@ class PostgresTarget:
                 await self.conn.execute(_SAVE_CHECKPOINT, *checkpoint_args(key, self._spec.table, checkpoint))
         return checkpoint
 
-    async def finish(self, key: str, columns: list[str]) -> None:
+    async def finish(self, key: str, columns: list[str], last: Checkpoint) -> None:
         table, cols = quote_ident(self._spec.table), ", ".join(quote_ident(c) for c in columns)
         with boundary("target"):
             async with self.conn.transaction():
@@ -216,7 +216,7 @@ class PostgresTarget:
                     await self.conn.execute(f"DELETE FROM {table}")
                     await self.conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}")
                     await self.conn.execute(f"DROP TABLE {stage}")
-                await self.conn.execute(f"DELETE FROM {CHECKPOINTS} WHERE checkpoint_key = $1::uuid", key)
+                await self.conn.execute(_SAVE_CHECKPOINT, *checkpoint_args(key, self._spec.table, last.as_finished()))
 
     async def abandon(self, key: str) -> None:
         try:

@@ -225,8 +225,8 @@ class SQLTarget:
                 raise
         return checkpoint
 
-    async def finish(self, key: str, columns: list[str]) -> None:
-        """Swap the staged rows in (overwrite) and forget the checkpoint in one transaction."""
+    async def finish(self, key: str, columns: list[str], last: Checkpoint) -> None:
+        """Swap the staged rows in (overwrite) and mark the checkpoint finished in one transaction."""
         table, cols = self.quote(self._spec.table), ", ".join(self.quote(c) for c in columns)
         overwrite = self._spec.mode is WriteMode.OVERWRITE
         with self._boundary(self._spec.table):
@@ -237,7 +237,8 @@ class SQLTarget:
                     await self._execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {self._stage(key)}")
                     if self.transactional_ddl:
                         await self._execute(f"DROP TABLE {self._stage(key)}")
-                await self._execute(f"DELETE FROM {CHECKPOINTS} WHERE checkpoint_key = {self.placeholder}", (key,))
+                await self._execute(self.save_checkpoint_sql,
+                                    checkpoint_args(key, self._spec.table, last.as_finished()))
                 await self._commit()
             except BaseException:
                 await self._abort()

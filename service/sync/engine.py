@@ -179,6 +179,18 @@ class _Run:
         check_compatible(wanted, target_columns, spec.target.table)
         return plan, source_side_types(spec.source_endpoint.type, spec.target_endpoint.type, wanted, target_columns)
 
+    async def _already_finished(self, source: Source, checkpoint: Checkpoint) -> RunResult:
+        """The target published this chain's rows before the outcome was recorded: report, write nothing."""
+        log.warning("run %s: the target already holds its finished rows; nothing is written again",
+                    self.spec.run_id)
+        if not self.started:
+            self.resumed_from = checkpoint.chunk
+            await self.observer.on_start(checkpoint.chunk, None)
+            self.started = True
+        return RunResult(records_read=checkpoint.records_read, records_written=checkpoint.records_written,
+                         chunks=checkpoint.chunk, resumed_from_chunk=self.resumed_from,
+                         high_water_mark=source.high_water_mark(checkpoint.position, self.spec.high_water_mark))
+
     async def _sync(self, source: Source, target: Target, attempt: int) -> RunResult:
         spec, key = self.spec, str(self.spec.checkpoint_key)
         if spec.target.mode is WriteMode.UPSERT and not target.capabilities.upsert:
@@ -187,6 +199,8 @@ class _Run:
         columns = [item.target for item in plan]
 
         checkpoint = await target.read_checkpoint(key)
+        if checkpoint is not None and checkpoint.finished:
+            return await self._already_finished(source, checkpoint)
         if checkpoint is None:
             checkpoint = replace(_EMPTY, position=await source.start(spec.high_water_mark))
         if not self.started:
@@ -225,7 +239,7 @@ class _Run:
         if self.observer.cancel_requested():
             await target.abandon(key)
             raise RunCancelled()
-        await target.finish(key, columns)
+        await target.finish(key, columns, checkpoint)
         return RunResult(
             records_read=checkpoint.records_read,
             records_written=checkpoint.records_written,

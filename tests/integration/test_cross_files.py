@@ -4,6 +4,7 @@ direction through the whole HTTP stack. The CSV files are PostgreSQL's own `COPY
 output, so the reader is checked against an independent writer."""
 
 import gzip
+import json
 from pathlib import Path
 
 import asyncpg
@@ -197,4 +198,6 @@ async def test_http_postgresql_into_a_new_jsonl_file_carries_every_type(stack, t
     assert len(back) == 2500 and set(back[0]) == {f.name for f in FIELDS}
     assert isinstance(back[0]["doc"], dict) and isinstance(back[0]["id"], int) and isinstance(back[0]["paid"], bool)
     assert normalized(back, FIELDS) == normalized(rows, FIELDS)
-    assert not list(tmp_path.glob(".batchsync/*.jsonl.*-*"))
+    [work] = tmp_path.glob(".batchsync/*.jsonl.*-*")
+    assert [p.name for p in work.iterdir()] == ["checkpoint.json"], "only the finished checkpoint stays"
+    assert json.loads((work / "checkpoint.json").read_text())["extra"]["finished"] is True

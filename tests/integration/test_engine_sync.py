@@ -116,8 +116,10 @@ async def same_rows(source_dsn: str, source: str, target_dsn: str, target: str) 
 
 
 async def checkpoints_left(target_dsn: str, key: uuid.UUID) -> int:
+    """Checkpoints a resumed run would continue from (a finished one only says: write nothing again)."""
     async with pg(target_dsn) as conn:
-        return await conn.fetchval(f"SELECT count(*) FROM {CHECKPOINTS} WHERE checkpoint_key = $1", key)
+        return await conn.fetchval(f"SELECT count(*) FROM {CHECKPOINTS} WHERE checkpoint_key = $1 "
+                                   """AND NOT extra @> '{"finished": true}'""", key)
 
 
 async def test_append_copies_every_row_in_chunks(source_dsn: str, target_dsn: str) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from schemas.api import TargetSpec
-from service.connectors import files_target
 from service.connectors.base import Checkpoint, Chunk, Column
 from service.connectors.csv_files import CsvTarget
 from service.connectors.jsonl_files import JsonlTarget
@@ -36,7 +35,7 @@ async def run(sink, chunks, finish=True):
     for c in chunks:
         checkpoint = await sink.write(KEY, c, checkpoint) or checkpoint
     if finish:
-        await sink.finish(KEY, ["id", "name"])
+        await sink.finish(KEY, ["id", "name"], checkpoint)
     return checkpoint
 
 
@@ -54,24 +53,24 @@ async def test_a_chunk_replayed_after_a_crash_is_written_once(tmp_path: Path):
 
     assert checkpoint.chunk == 3 and checkpoint.records_written == 3
     assert (tmp_path / "t.csv").read_text(encoding="utf-8") == "id,name\n1,a\n2,b\n3,c\n"
-    assert await resumed.read_checkpoint(KEY) is None
-    assert not list((tmp_path / ".batchsync").glob(f"t.csv.{KEY}*"))
+    assert (await resumed.read_checkpoint(KEY)).finished
+    assert [p.name for p in (tmp_path / ".batchsync" / f"t.csv.{KEY}").iterdir()] == ["checkpoint.json"]
 
 
 async def test_a_finish_retried_after_the_rename_does_not_append_twice(tmp_path: Path, monkeypatch):
     (tmp_path / "t.csv").write_text("id,name\n0,old", encoding="utf-8")
     sink = target(CsvTarget, tmp_path)
-    await run(sink, [chunk(1, [(1, "a")])], finish=False)
+    written = await run(sink, [chunk(1, [(1, "a")])], finish=False)
 
     def crash(*_args, **_kwargs):
         raise SystemExit("worker killed after the rename")
 
     with monkeypatch.context() as patched:
-        patched.setattr(files_target.shutil, "rmtree", crash)
+        patched.setattr(type(sink), "_keep_only_finished", crash)
         with pytest.raises(SystemExit):
-            await sink.finish(KEY, ["id", "name"])
+            await sink.finish(KEY, ["id", "name"], written)
     assert await sink.read_checkpoint(KEY) is not None
-    await target(CsvTarget, tmp_path).finish(KEY, ["id", "name"])
+    await target(CsvTarget, tmp_path).finish(KEY, ["id", "name"], written)
 
     assert (tmp_path / "t.csv").read_text(encoding="utf-8") == "id,name\n0,old\n1,a\n"
 
@@ -88,11 +87,11 @@ async def test_gbk_bom_and_gzip_targets(tmp_path: Path):
                      TargetSpec(table="t", mode="overwrite"), 1)
     await sink.describe()
     await sink.prepare(KEY, ["编号", "名称"])
-    await sink.write(KEY, chunk(1, [(1, "北京")], ("编号", "名称")), EMPTY)
-    await sink.finish(KEY, ["编号", "名称"])
+    written = await sink.write(KEY, chunk(1, [(1, "北京")], ("编号", "名称")), EMPTY)
+    await sink.finish(KEY, ["编号", "名称"], written)
     assert (tmp_path / "t.csv").read_bytes() == "编号,名称\n1,北京\n".encode("gbk")
     with pytest.raises(TargetFailed) as error:
-        await sink.write(KEY, chunk(1, [(1, "ok"), (2, "€ 😀")], ("编号", "名称")), EMPTY)
+        await sink.write(KEY, chunk(2, [(1, "ok"), (2, "€ 😀")], ("编号", "名称")), written)
     assert error.value.reason == "无法以 gbk 编码写入：t.csv 本块第 2 行"
 
     (tmp_path / "bom").mkdir()
@@ -126,8 +125,8 @@ async def test_jsonl_target_takes_the_planned_columns_and_nests_documents(tmp_pa
     assert [c.name for c in await sink.accept_columns(planned)] == ["id", "doc", "at", "amount", "blob"]
     await sink.prepare(KEY, [c.name for c in planned])
     row = (1, '{"a": [1, "中"]}', datetime(2026, 1, 1, tzinfo=UTC), Decimal("-1.50"), b"\x00\n")
-    await sink.write(KEY, chunk(1, [row, (2, None, None, None, None)], [c.name for c in planned]), EMPTY)
-    await sink.finish(KEY, [])
+    written = await sink.write(KEY, chunk(1, [row, (2, None, None, None, None)], [c.name for c in planned]), EMPTY)
+    await sink.finish(KEY, [], written)
     lines = (tmp_path / "t.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == [
         {"id": 1, "doc": {"a": [1, "中"]}, "at": "2026-01-01T00:00:00+00:00", "amount": "-1.50", "blob": "AAo="},
