@@ -85,3 +85,21 @@ async def test_an_unreachable_target_times_out_within_the_connect_timeout(target
         with pytest.raises(ConnectTimeout):
             await sync(spec_for(source, endpoint, table), connect_timeout=1.0)
     assert time.monotonic() - started < 2.5
+
+
+async def test_a_finished_run_executed_again_writes_nothing_again(target_case, reference):
+    """The target published the rows but the outcome never reached the state store (the worker died right
+    after): the run is resumed by another worker and must not write its rows a second time."""
+    rows = make_rows(1500)
+    table, source = await seeded(reference, rows)
+    target = await target_case.create(table)
+    spec = spec_for(source, target, table, chunk_size=1000)
+    first = await sync(spec)
+
+    again = Recorder()
+    second = await sync(spec, again)
+
+    assert (second.records_written, second.chunks) == (first.records_written, first.chunks) == (1500, 2)
+    assert again.updates == []
+    assert normalized(await target_case.read(target, table), target_case.fields) == \
+        normalized(rows, target_case.fields)
