@@ -1,14 +1,13 @@
 """History, statistics and run detail from hand-inserted projection and run rows; the sync, retry and
 cancel routes wired to a stand-in for `service.runs.requests`."""
 
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import asyncpg
 import pytest
 
+import service.runs.requests
 from schemas.events import BatchSyncCompleted
 from service.runs.outcomes import Accepted, AlreadyRunning, CancelRequested, Finished, NothingToCancel
 from service.runs.outcomes import BatchNotFound as NoBatch
@@ -206,8 +205,8 @@ class RunRequests:
 @pytest.fixture
 def run_requests(monkeypatch) -> RunRequests:
     fake = RunRequests()
-    monkeypatch.setitem(sys.modules, "service.runs.requests", SimpleNamespace(
-        request_sync=fake.request_sync, request_retry=fake.request_retry, request_cancel=fake.request_cancel))
+    for name in ("request_sync", "request_retry", "request_cancel"):
+        monkeypatch.setattr(service.runs.requests, name, getattr(fake, name))
     return fake
 
 

@@ -1,7 +1,5 @@
 """`/integration/batch/{id}/…`: trigger, retry and cancel runs; read history and one run's progress."""
 
-import importlib
-from types import ModuleType
 from typing import Annotated
 from uuid import UUID
 
@@ -14,33 +12,29 @@ from service.api.deps import PageDep, SessionDep, StateDep, WaitDep, require
 from service.api.replies import cancel_reply, sync_reply
 from service.auth import Principal
 from service.catalog import runs
+from service.runs import requests as run_requests
 
 router = APIRouter(prefix="/integration/batch", tags=["runs"])
-
-
-def run_requests() -> ModuleType:
-    """`service.runs.requests`, looked up per call so the catalog routes never depend on it loading."""
-    return importlib.import_module("service.runs.requests")
 
 
 @router.post("/{id}/sync", response_model=Envelope[SyncResult])
 async def sync_batch(id: int, state: StateDep, wait: WaitDep,
                      user: Principal = Depends(require("integration:batch:sync"))) -> JSONResponse:
-    outcome = await run_requests().request_sync(state, id, user.sub, wait)
+    outcome = await run_requests.request_sync(state, id, user.sub, wait)
     return sync_reply(outcome).response()
 
 
 @router.post("/{id}/retry", response_model=Envelope[SyncResult])
 async def retry_batch(id: int, state: StateDep, wait: WaitDep,
                       user: Principal = Depends(require("integration:batch:retry"))) -> JSONResponse:
-    outcome = await run_requests().request_retry(state, id, user.sub, wait)
+    outcome = await run_requests.request_retry(state, id, user.sub, wait)
     return sync_reply(outcome).response()
 
 
 @router.post("/{id}/cancel", response_model=Envelope[dict])
 async def cancel_batch(id: int, state: StateDep,
                        user: Principal = Depends(require("integration:batch:sync"))) -> JSONResponse:
-    outcome = await run_requests().request_cancel(state, id, user.sub)
+    outcome = await run_requests.request_cancel(state, id, user.sub)
     return cancel_reply(outcome).response()
 
 
