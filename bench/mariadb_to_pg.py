@@ -25,8 +25,8 @@ import asyncpg
 from schemas.api import SourceSpec, TargetSpec, WriteMode
 from service.sync.engine import execute
 from service.sync.model import Endpoint, ProgressUpdate, RunSpec
+from tests.support.databases import fresh_database
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "test"}
 MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
 SOURCE_DDL = """CREATE TABLE {t} (
@@ -75,10 +75,12 @@ async def _mysql(sql: str) -> None:
 @contextlib.contextmanager
 def scratch(rows: int) -> Iterator[tuple[str, str]]:
     """A MariaDB source table with `rows` rows and a PostgreSQL database with an empty twin; both dropped."""
-    tag = uuid.uuid4().hex[:8]
-    table, db = f"bench_src_{tag}", f"bs_bench_my_{tag}"
-    dsn = ADMIN_DSN.rsplit("/", 1)[0] + "/" + db
-    asyncio.run(_pg(ADMIN_DSN, f'CREATE DATABASE "{db}"'))
+    table = f"bench_src_{uuid.uuid4().hex[:8]}"
+    with fresh_database("bs_bench_my") as dsn:
+        yield from _filled(table, rows, dsn)
+
+
+def _filled(table: str, rows: int, dsn: str) -> Iterator[tuple[str, str]]:
     try:
         asyncio.run(_mysql(SOURCE_DDL.format(t=table)))
         asyncio.run(_mysql(FILL.format(t=table, n=rows)))
@@ -87,7 +89,6 @@ def scratch(rows: int) -> Iterator[tuple[str, str]]:
         yield table, dsn
     finally:
         asyncio.run(_mysql(f"DROP TABLE IF EXISTS {table}"))
-        asyncio.run(_pg(ADMIN_DSN, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
 
 
 def time_pipe(table: str, dsn: str) -> float:

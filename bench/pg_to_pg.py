@@ -24,8 +24,8 @@ import asyncpg
 from schemas.api import SourceSpec, TargetSpec, WriteMode
 from service.sync.engine import execute
 from service.sync.model import Endpoint, ProgressUpdate, RunResult, RunSpec
+from tests.support.databases import fresh_database
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TABLE_DDL = """CREATE TABLE {t} (
     id bigint PRIMARY KEY, qty integer, price numeric(12,2), ratio double precision, label text,
     created_at timestamptz, day date, active boolean, attrs jsonb)"""
@@ -37,30 +37,11 @@ FILL = """INSERT INTO {t}
 SOURCE, TARGET = "bench_src", "bench_dst"
 
 
-def dsn_for(db: str) -> str:
-    return ADMIN_DSN.rsplit("/", 1)[0] + "/" + db
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @contextlib.contextmanager
 def scratch_databases() -> Iterator[tuple[str, str]]:
     """A source and a target database, dropped afterwards."""
-    tag = uuid.uuid4().hex[:8]
-    names = (f"bs_bench_src_{tag}", f"bs_bench_dst_{tag}")
-    for name in names:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield dsn_for(names[0]), dsn_for(names[1])
-    finally:
-        for name in names:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_database("bs_bench_src") as source, fresh_database("bs_bench_dst") as target:
+        yield source, target
 
 
 async def make_dataset(source_dsn: str, target_dsn: str, rows: int) -> None:
