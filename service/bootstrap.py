@@ -10,12 +10,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,9 @@ async def publishing(settings: Settings, db: Database) -> AsyncIterator[tuple["o
         await publisher.stop()
 
 
-async def run_api(settings: Settings) -> None:
-    """The HTTP API with its request-reply client; returns when uvicorn stops or the task is cancelled."""
+@contextlib.asynccontextmanager
+async def api_app(settings: Settings) -> AsyncIterator["FastAPI"]:
+    """The API app with its database and started request-reply client, closed on exit."""
     from producers.publisher import Publisher
     from producers.request_reply import RequestReplyClient
     from service.api.app import AppState, create_app
@@ -74,20 +79,25 @@ async def run_api(settings: Settings) -> None:
         requester = RequestReplyClient(settings, publisher)
         await requester.start()
         try:
-            app = create_app(AppState(settings=settings, sessions=db.sessions, requester=requester))
-            config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_config=None,
-                                    access_log=False, lifespan="on")
-            server = uvicorn.Server(config)
-            serving = asyncio.create_task(server.serve(), name="uvicorn")
-            try:
-                await asyncio.shield(serving)
-            except asyncio.CancelledError:
-                server.should_exit = True
-                await serving
-                raise
+            yield create_app(AppState(settings=settings, sessions=db.sessions, requester=requester))
         finally:
             await requester.stop()
             await publisher.stop()
+
+
+async def run_api(settings: Settings) -> None:
+    """The HTTP API served by uvicorn; returns when uvicorn stops or the task is cancelled."""
+    async with api_app(settings) as app:
+        config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_config=None,
+                                access_log=False, lifespan="on")
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve(), name="uvicorn")
+        try:
+            await asyncio.shield(serving)
+        except asyncio.CancelledError:
+            server.should_exit = True
+            await serving
+            raise
 
 
 async def run_worker(settings: Settings) -> None:

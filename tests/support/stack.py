@@ -51,24 +51,12 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    from producers.publisher import Publisher
-    from producers.request_reply import RequestReplyClient
-    from service.api.app import AppState, create_app
-    from service.bootstrap import database
+    from service.bootstrap import api_app
 
-    async with database(settings) as db:
-        publisher = Publisher(settings)
-        await publisher.start()
-        requester = RequestReplyClient(settings, publisher)
-        await requester.start()
-        try:
-            app = create_app(AppState(settings=settings, sessions=db.sessions, requester=requester))
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://batchsync.test", timeout=60) as client:
-                yield client
-        finally:
-            await requester.stop()
-            await publisher.stop()
+    async with api_app(settings) as app:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://batchsync.test", timeout=60) as client:
+            yield client
 
 
 @contextlib.asynccontextmanager
