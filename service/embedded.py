@@ -45,7 +45,7 @@ PG_USER = "postgres"
 ENDPOINTS_FILE = "endpoints.json"
 
 
-def _die_with_parent(sig: int) -> None:
+def die_with_parent(sig: int) -> None:
     """Runs in the child after any setuid (which would clear it): deliver `sig` when our parent dies.
 
     Linux ties the signal to the spawning thread, so children are started from the main thread.
@@ -168,7 +168,7 @@ class EmbeddedPostgres:
                 [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
                  "-h", "127.0.0.1", "-k", ""],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, user=user, process_group=0,
-                preexec_fn=lambda: _die_with_parent(signal.SIGINT),
+                preexec_fn=lambda: die_with_parent(signal.SIGINT),
             )
         _wait(self._ready, self.process, "PostgreSQL", self.log_path, timeout=60)
         asyncio.run(self.ensure_database(STATE_DATABASE))
@@ -231,31 +231,37 @@ class EmbeddedBroker:
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
                 self._command(), stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, process_group=0,
-                preexec_fn=lambda: _die_with_parent(signal.SIGTERM),
+                preexec_fn=lambda: die_with_parent(signal.SIGTERM),
             )
         _wait(self._ready, self.process, "broker", self.log_path, timeout=60)
         log.info("embedded broker on %s (log %s)", self.bootstrap, self.dir)
 
     async def _ready(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-        except OSError:
-            return False
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
-        try:
-            await admin.start()
-            await admin.list_topics()
-            return True
-        except Exception:
-            return False
-        finally:
-            with contextlib.suppress(Exception):
-                await admin.close()
+        return await broker_answers(self.bootstrap)
 
     def stop(self) -> None:
         """SIGTERM lets the broker flush its log; a SIGKILL could lose the last second of records."""
         if self.process is not None:
             _stop(self.process, signal.SIGTERM, timeout=20)
+
+
+async def broker_answers(bootstrap: str) -> bool:
+    """A real Kafka request (metadata) succeeds, not only a TCP connect: the broker is ready."""
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=0.5).close()
+    except OSError:
+        return False
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    try:
+        await admin.start()
+        await admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
 
 
 def read_endpoints(data_dir: Path) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -13,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient
+from service.embedded import broker_answers, die_with_parent
 
 
 def free_port() -> int:
@@ -24,21 +23,7 @@ def free_port() -> int:
 
 def _die_with_parent() -> None:
     """Linux: the broker gets SIGTERM when the test process dies, so no broker outlives a session."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)
-
-
-async def _api_versions_ok(bootstrap: str) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
-    try:
-        await admin.start()
-        await admin.list_topics()
-        return True
-    except Exception:
-        return False
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
+    die_with_parent(signal.SIGTERM)
 
 
 def wait_ready(bootstrap: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
@@ -46,7 +31,7 @@ def wait_ready(bootstrap: str, process: subprocess.Popen, timeout: float = 20.0)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"broker exited with {process.returncode}")
-        if asyncio.run(_api_versions_ok(bootstrap)):
+        if asyncio.run(broker_answers(bootstrap)):
             return
         time.sleep(0.1)
     raise TimeoutError(f"broker at {bootstrap} not ready in {timeout}s")
