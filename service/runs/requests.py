@@ -49,6 +49,13 @@ class RequestContext(Protocol):
     requester: SyncRequester
 
 
+async def _locked_batch(session: AsyncSession, batch_id: int) -> tuple[Batch | None, Run | None]:
+    """The batch, row-locked until the transaction ends (so decisions about its runs are serial), and its
+    active run if any."""
+    batch = await session.get(Batch, batch_id, with_for_update=True)
+    return batch, (await active_run(session, batch_id) if batch is not None else None)
+
+
 async def request_sync(state: RequestContext, batch_id: int, requested_by: str, wait: float) -> SyncOutcome:
     return await _request(state, batch_id, requested_by, wait, Trigger.HTTP)
 
@@ -65,10 +72,9 @@ async def _request(
     reply_to = state.settings.topics.replies
     try:
         async with state.sessions.begin() as session:
-            batch = await session.get(Batch, batch_id, with_for_update=True)
+            batch, running = await _locked_batch(session, batch_id)
             if batch is None:
                 return BatchNotFound(batch_id)
-            running = await active_run(session, batch_id)
             if running is not None:
                 return AlreadyRunning(batch_id, running.id)
             resumed_from = None
@@ -116,10 +122,9 @@ async def request_cancel(state: RequestContext, batch_id: int, requested_by: str
     """Flag the active run; its worker stops at the next chunk boundary and records who cancelled."""
     try:
         async with state.sessions.begin() as session:
-            batch = await session.get(Batch, batch_id, with_for_update=True)
+            batch, running = await _locked_batch(session, batch_id)
             if batch is None:
                 return BatchNotFound(batch_id)
-            running = await active_run(session, batch_id)
             if running is None:
                 return NothingToCancel(batch_id)
             await session.execute(
