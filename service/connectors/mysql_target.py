@@ -15,7 +15,13 @@ from typing import Any, Self
 
 from service.connectors.base import Column
 from service.connectors.mysql import boundary, close, connect, fetch, quote_ident, table_columns
-from service.connectors.sql_target import CHECKPOINTS, SQLTarget, checkpoints_ddl
+from service.connectors.sql_target import (
+    CHECKPOINTS,
+    FINISHED_KEPT_DAYS,
+    SQLTarget,
+    checkpoints_ddl,
+    forget_finished_sql,
+)
 from service.sync.types import TO_PYTHON, native_type
 
 _CHECKPOINTS_DDL = checkpoints_ddl(
@@ -68,6 +74,7 @@ class MySQLTarget(SQLTarget):
     row_lock = " FOR UPDATE"
     transactional_ddl = False
     save_checkpoint_sql = _SAVE_CHECKPOINT
+    forget_finished_sql = forget_finished_sql("%s", f"NOW(6) - INTERVAL {FINISHED_KEPT_DAYS} DAY")
     table_suffix = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
     adapt_steps = _ADAPT
     quote = staticmethod(quote_ident)

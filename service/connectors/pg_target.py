@@ -17,6 +17,7 @@ from service.connectors.csv_stream import COPY_CSV
 from service.connectors.postgresql import COPY_FORMAT, boundary, close, connect, dsn_of, relation_columns
 from service.connectors.sql_target import (
     CHECKPOINTS,
+    FINISHED_KEPT_DAYS,
     checkpoint_args,
     checkpoint_of,
     checkpoints_ddl,
@@ -45,6 +46,10 @@ ON CONFLICT (checkpoint_key) DO UPDATE
    SET chunk = EXCLUDED.chunk, position = EXCLUDED.position, records_read = EXCLUDED.records_read,
        records_written = EXCLUDED.records_written, extra = EXCLUDED.extra, updated_at = now()"""
 
+
+_FORGET_FINISHED = (f"DELETE FROM {CHECKPOINTS} WHERE target_table = $1 AND checkpoint_key <> $2::uuid "
+                    f"""AND extra @> '{{"finished": true}}' """
+                    f"AND updated_at < now() - interval '{FINISHED_KEPT_DAYS} days'")
 
 _checkpoints_ready: set[str] = set()
 """Target databases where this process already ensured the checkpoint table (a DDL round trip saved)."""
@@ -217,6 +222,7 @@ class PostgresTarget:
                     await self.conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}")
                     await self.conn.execute(f"DROP TABLE {stage}")
                 await self.conn.execute(_SAVE_CHECKPOINT, *checkpoint_args(key, self._spec.table, last.as_finished()))
+                await self.conn.execute(_FORGET_FINISHED, self._spec.table, key)
 
     async def abandon(self, key: str) -> None:
         try:

@@ -26,6 +26,20 @@ CHECKPOINT_COLUMNS = ("checkpoint_key", "target_table", "chunk", "position", "re
 
 Adapter = Callable[[Sequence[Any]], tuple[Any, ...]]
 
+FINISHED_KEPT_DAYS = 7
+"""Finished checkpoints of a table are kept this long (a run whose outcome was not recorded within it
+would be written again), then removed when a later run of the same table finishes."""
+
+
+def forget_finished_sql(placeholder: str, older_than: str) -> str:
+    """Delete a table's other finished checkpoints older than `older_than` (a dialect's SQL expression)."""
+    return (f"DELETE FROM {CHECKPOINTS} WHERE target_table = {placeholder} AND checkpoint_key <> {placeholder} "
+            f"AND extra LIKE {placeholder} AND updated_at < {older_than}")
+
+
+FINISHED_PATTERN = '%"finished": true%'
+"""How a finished checkpoint's `extra` reads as JSON text (`json.dumps` spacing)."""
+
 
 def checkpoints_ddl(types: Sequence[str], suffix: str = "") -> str:
     """The checkpoint table, its columns (`CHECKPOINT_COLUMNS`) spelled in the dialect's `types`."""
@@ -91,6 +105,7 @@ class SQLTarget:
     transactional_ddl = True
     """Whether DROP TABLE can join the swap's transaction (MySQL's DDL commits on its own)."""
     save_checkpoint_sql = ""
+    forget_finished_sql = ""
     table_suffix = ""
     """Table options after a created table's column list."""
     adapt_steps: dict[str, Callable[[Any], Any]] = {}
@@ -239,6 +254,7 @@ class SQLTarget:
                         await self._execute(f"DROP TABLE {self._stage(key)}")
                 await self._execute(self.save_checkpoint_sql,
                                     checkpoint_args(key, self._spec.table, last.as_finished()))
+                await self._execute(self.forget_finished_sql, (self._spec.table, key, FINISHED_PATTERN))
                 await self._commit()
             except BaseException:
                 await self._abort()

@@ -12,7 +12,13 @@ from datetime import UTC
 from typing import Any, Self
 
 from service.connectors.base import Column
-from service.connectors.sql_target import CHECKPOINTS, SQLTarget, checkpoints_ddl
+from service.connectors.sql_target import (
+    CHECKPOINTS,
+    FINISHED_KEPT_DAYS,
+    SQLTarget,
+    checkpoints_ddl,
+    forget_finished_sql,
+)
 from service.connectors.sqlite import boundary, close, connect, table_columns
 from service.sync.transforms import quote_ident
 from service.sync.types import TO_PYTHON, native_type
@@ -54,6 +60,7 @@ _ADAPT: dict[str, Callable[[Any], Any]] = {"datetime": _datetime_text, "date": _
 class SQLiteTarget(SQLTarget):
     system = "SQLite"
     save_checkpoint_sql = _SAVE_CHECKPOINT
+    forget_finished_sql = forget_finished_sql("?", f"datetime('now', '-{FINISHED_KEPT_DAYS} days')")
     adapt_steps = _ADAPT
     quote = staticmethod(quote_ident)
 
