@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from consumers.dlq import send_to_dlq
 from producers.clients import consumer_config
+from producers.pacing import pace_empty_fetches
 from producers.publisher import Publisher
 from producers.topics import ensure_topics
 from schemas.events import lifecycle_event_adapter
@@ -81,6 +82,7 @@ class Projector:
         self._consumer = consumer
         try:
             await consumer.start()
+            pace_empty_fetches(consumer, FETCH_MAX_WAIT_MS)
             await self._consume(consumer)
         finally:
             with contextlib.suppress(Exception):

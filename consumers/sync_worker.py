@@ -20,6 +20,7 @@ from consumers.dlq import send_to_dlq
 from consumers.parsing import InvalidRequest, parse_request
 from producers.clients import consumer_config
 from producers.outbox_relay import OutboxRelay
+from producers.pacing import pace_empty_fetches
 from producers.publisher import Publisher
 from producers.topics import ensure_topics
 from service.config import Settings
@@ -70,6 +71,7 @@ class SyncWorker:
         ))
         consumer.subscribe([self.topics.requested], listener=_Rebalance(self))
         await consumer.start()
+        pace_empty_fetches(consumer, self.settings.request_fetch_max_wait_ms)
         self._consumer = consumer
         self.executor.start()
         self.executor.scan_orphans_soon()

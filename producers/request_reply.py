@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from producers.clients import consumer_config
+from producers.pacing import pace_empty_fetches
 from producers.publisher import Publisher
 from producers.topics import ensure_topics
 from schemas.events import BatchSyncCompleted, BatchSyncRequested
@@ -103,6 +104,7 @@ class RequestReplyClient:
         async with asyncio.timeout(2 * self._settings.kafka_request_timeout_ms / 1000):
             await ensure_topics(self._settings)
             await consumer.start()
+            pace_empty_fetches(consumer, self._settings.reply_fetch_max_wait_ms)
             await consumer.topics()
             partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
             if not partitions:

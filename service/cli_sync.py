@@ -110,11 +110,14 @@ async def _events_consumer(settings: Settings, bootstrap: str) -> Any:
     """A group-less consumer on every partition of P.events, at the current end; None when unreachable."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from producers.pacing import pace_empty_fetches
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
                                 request_timeout_ms=5000)
     try:
         async with asyncio.timeout(10):
             await consumer.start()
+            pace_empty_fetches(consumer, 50)
             await consumer.topics()
             numbers = consumer.partitions_for_topic(settings.topics.events) or set()
             if not numbers:
