@@ -20,6 +20,8 @@ def parse_request(value: bytes | None, max_bytes: int) -> BatchSyncRequested:
         payload = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidRequest(f"not JSON: {error}") from error
+    except RecursionError as error:
+        raise InvalidRequest("not JSON: nested too deeply") from error
     if not isinstance(payload, dict) or payload.get("eventType") != "BatchSyncRequested":
         raise InvalidRequest("eventType must be BatchSyncRequested")
     try:

@@ -14,6 +14,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from consumers.dlq import send_to_dlq
@@ -103,20 +104,15 @@ class SyncWorker:
         try:
             event = parse_request(record.value, self.settings.max_message_bytes)
         except InvalidRequest as error:
-            try:
-                await send_to_dlq(self.publisher, self.topics.dlq, record, str(error))
-            except BrokerUnavailable:
-                log.warning("DLQ unavailable; will retry offset %s", record.offset)
-                return False
-            log.warning("request at %s[%s]@%s sent to the DLQ: %s", record.topic, record.partition,
-                        record.offset, error)
-            return True
+            return await self._park(record, str(error))
         try:
             async with self.sessions.begin() as session:
                 admission = await admit_request(session, event, self.topics, self.worker_id,
                                                 self.settings.lease_seconds)
                 if admission.action == "answer" and admission.reply is not None and event.reply_to:
                     add_event(session, event.reply_to, admission.reply, key=event.correlation_id)
+        except (DataError, IntegrityError) as error:
+            return await self._park(record, f"refused by the state store: {type(error.orig).__name__}")
         except Exception:
             log.warning("could not admit request %s; will retry", event.request_id, exc_info=True)
             return False
@@ -124,6 +120,16 @@ class SyncWorker:
             self.relay.notify()
         elif admission.action == "schedule" and admission.run_id is not None and admission.batch_id is not None:
             self.executor.submit(admission.run_id, admission.batch_id)
+        return True
+
+    async def _park(self, record: ConsumerRecord, reason: str) -> bool:
+        """Send a message that can never be processed to the DLQ; False only if the DLQ is unreachable."""
+        try:
+            await send_to_dlq(self.publisher, self.topics.dlq, record, reason)
+        except BrokerUnavailable:
+            log.warning("DLQ unavailable; will retry offset %s", record.offset)
+            return False
+        log.warning("request at %s[%s]@%s sent to the DLQ: %s", record.topic, record.partition, record.offset, reason)
         return True
 
     async def commit(self) -> None:

@@ -7,6 +7,7 @@ starting never blocks for long and a failed start is retried on the next send.
 import asyncio
 import contextlib
 import logging
+import re
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
@@ -17,6 +18,8 @@ from service.config import Settings
 from service.ports import BrokerUnavailable
 
 log = logging.getLogger(__name__)
+TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+"""Kafka's rule for topic names; a reply topic named otherwise can never be produced to."""
 
 Message = tuple[str, bytes, bytes | None, dict[str, str] | None]
 """topic, value, key, headers"""
@@ -95,26 +98,46 @@ class Publisher:
                 sendable.append(index)
         if not sendable:
             return results
+        ours = set(self._settings.topics.all())
+        for index in list(sendable):
+            if not TOPIC_NAME.match(messages[index][0]):
+                results[index] = ValueError(f"not a valid topic name: {messages[index][0][:60]!r}")
+                sendable.remove(index)
         producer = await self._ready()
         await self._recreate_unknown(producer, {messages[i][0] for i in sendable})
+        acks: list[tuple[int, asyncio.Future]] = []
         try:
             async with asyncio.timeout(self._timeout):
-                acks = []
-                for index in sendable:
-                    topic, value, key, headers = messages[index]
-                    wire_headers = [(k, v.encode()) for k, v in (headers or {}).items()]
-                    acks.append(await producer.send(topic, value, key=key, headers=wire_headers))
-                outcomes = await asyncio.gather(*acks, return_exceptions=True)
+                for index in (i for i in sendable if messages[i][0] in ours):
+                    acks.append((index, await self._enqueue(producer, messages[index])))
         except UnknownTopicOrPartitionError as exc:
             await ensure_topics(self._settings)
             raise BrokerUnavailable(f"topic missing, ensured topics: {exc!r}") from exc
         except (KafkaError, OSError, TimeoutError) as exc:
             await self._reset(producer)
             raise BrokerUnavailable(f"batch send failed: {exc!r}") from exc
-        for index, outcome in zip(sendable, outcomes, strict=True):
+        for index in (i for i in sendable if messages[i][0] not in ours):
+            try:
+                async with asyncio.timeout(self._timeout / 2):
+                    acks.append((index, await self._enqueue(producer, messages[index])))
+            except (KafkaError, OSError, TimeoutError) as exc:
+                results[index] = exc  # another service's topic: its failure must not hold back ours
+        try:
+            async with asyncio.timeout(self._timeout):
+                outcomes = await asyncio.gather(*(ack for _, ack in acks), return_exceptions=True)
+        except TimeoutError as exc:
+            await self._reset(producer)
+            raise BrokerUnavailable(f"acks not received: {exc!r}") from exc
+        for (index, _), outcome in zip(acks, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 results[index] = BrokerUnavailable(repr(outcome))
         return results
+
+    @staticmethod
+    async def _enqueue(producer: AIOKafkaProducer, message: Message) -> asyncio.Future:
+        topic, value, key, headers = message
+        wire_headers = [(k, v.encode()) for k, v in (headers or {}).items()]
+        return await producer.send(topic, value, key=key, headers=wire_headers)
 
     async def _recreate_unknown(self, producer: AIOKafkaProducer, topics: set[str]) -> None:
         """Create our topics the producer's metadata no longer knows, before aiokafka's metadata request

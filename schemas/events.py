@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import Field, TypeAdapter, field_validator, model_validator
 
 from schemas.base import UtcTime, WireModel, utcnow
 
@@ -46,7 +46,7 @@ class Event(WireModel):
     schema_version: Literal[1] = 1
     occurred_at: UtcTime = Field(default_factory=utcnow)
     correlation_id: str = Field(min_length=1, max_length=200)
-    batch_id: int
+    batch_id: int = Field(ge=1, le=2**31 - 1)
     run_id: UUID | None = None
     producer: str = Field(min_length=1, max_length=200)
 
@@ -56,8 +56,15 @@ class BatchSyncRequested(Event):
     request_id: str = Field(default="", max_length=200, description="idempotency key; defaults to eventId")
     requested_by: str = Field(min_length=1, max_length=200)
     trigger: Trigger = Trigger.EVENT
-    reply_to: str | None = Field(default=None, max_length=249)
+    reply_to: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,249}$")
     resume_run_id: UUID | None = None
+
+    @field_validator("correlation_id", "producer", "request_id", "requested_by")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
     @model_validator(mode="after")
     def _default_request_id(self) -> "BatchSyncRequested":

@@ -188,3 +188,20 @@ async def test_a_row_the_broker_refuses_stops_being_retried_and_never_blocks_the
     async with sessions() as session:
         poison = await session.scalar(select(Outbox).where(Outbox.topic == topic, Outbox.published_at.is_(None)))
     assert poison.attempts == MAX_ATTEMPTS and "exceeds" in poison.last_error
+
+
+async def test_a_reply_topic_that_cannot_exist_never_holds_back_the_events(broker, sessions) -> None:
+    settings = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=f"ob{uuid.uuid4().hex[:8]}")
+    async with sessions.begin() as session:
+        session.add(Outbox(topic="bad topic!", key=b"c", value=b"{}", headers={}))
+    await queue(sessions, settings.topics.events, 2)
+    publisher = Publisher(settings)
+    await publisher.start()
+    try:
+        await OutboxRelay(sessions, publisher).drain_once()
+    finally:
+        await publisher.stop()
+    assert sorted(await chunks_on(broker.bootstrap, settings.topics.events, 2)) == [0, 1]
+    async with sessions() as session:
+        bad = await session.scalar(select(Outbox).where(Outbox.topic == "bad topic!"))
+    assert bad.published_at is None and bad.attempts == 1 and "valid topic name" in bad.last_error

@@ -81,12 +81,12 @@ async def test_round_trip_latency(broker) -> None:
         assert await client.request(sync_request(settings), timeout=10) is not None
         timings = []
         for n in range(100):
-            request = sync_request(settings, batch_id=n)
+            request = sync_request(settings, batch_id=n + 1)
             started = time.perf_counter()
             reply = await client.request(request, timeout=5)
             timings.append((time.perf_counter() - started) * 1000)
             assert reply is not None and reply.correlation_id == request.correlation_id
-            assert reply.batch_id == n
+            assert reply.batch_id == n + 1
     timings.sort()
     p50, p95 = statistics.median(timings), timings[94]
     print(f"request-reply round trip over 100 requests: p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
@@ -106,7 +106,7 @@ async def test_timeout_returns_none_and_forgets_the_request(broker) -> None:
 async def test_two_clients_side_by_side_each_get_their_own_replies(broker) -> None:
     settings = settings_for(broker)
     async with running(settings, clients=2) as clients:
-        requests = [[sync_request(settings, batch_id=10 * c + n) for n in range(10)] for c in range(2)]
+        requests = [[sync_request(settings, batch_id=10 * c + n + 1) for n in range(10)] for c in range(2)]
         replies = await asyncio.gather(*(
             client.request(request, timeout=10) for client, batch in zip(clients, requests, strict=True)
             for request in batch

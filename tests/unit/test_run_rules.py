@@ -65,3 +65,15 @@ def test_parse_request_defaults_request_id_to_event_id() -> None:
 def test_parse_request_names_the_problem(value: bytes | None, problem: str) -> None:
     with pytest.raises(InvalidRequest, match=problem):
         parse_request(value, 1000)
+
+
+@pytest.mark.parametrize("value, problem", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (_request(batchId=3_000_000_000), "batchId"),
+    (_request(batchId=0), "batchId"),
+    (_request(requestedBy="a\x00b"), "NUL"),
+    (_request(replyTo="bad topic!"), "replyTo"),
+])
+def test_requests_the_state_store_or_the_broker_would_refuse_are_invalid(value: bytes, problem: str) -> None:
+    with pytest.raises(InvalidRequest, match=problem):
+        parse_request(value, 10_000_000)
