@@ -31,12 +31,15 @@ app.command("sync")(sync)
 console = Console()
 
 JWT_SECRET_FILE = "jwt_secret"
+QUIET_LOGGERS = ("httpx", "httpcore")
 DEMO_TOKEN_TTL = 30 * 24 * 3600
 
 
 def _settings() -> Settings:
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in QUIET_LOGGERS:  # they log full request URLs, and a source URL may carry credentials
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     return settings
 
 

@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,3 +64,7 @@ def wait_seconds(
 
 
 WaitDep = Annotated[float, Depends(wait_seconds)]
+
+
+IdDep = Annotated[int, Path(ge=1, le=2**31 - 1, description="a batch or connection id")]
+"""Path ids are 32-bit positive integers in the state store; anything else is a 400, never a database error."""

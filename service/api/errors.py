@@ -5,19 +5,18 @@ be reached answers 503 `服务暂不可用：数据库` instead of a 500 or a ha
 """
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from service.auth import AuthFailed, Forbidden
 from service.catalog.errors import CatalogError, Conflict, Invalid, NotFound
+from service.db.failures import database_down
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +28,6 @@ BAD_REQUEST = "参数错误："
 
 _HTTP_MESSAGES = {404: "资源不存在", 405: "请求方法不允许", 401: AUTH_FAILED, 403: FORBIDDEN}
 _CATALOG_STATUS: dict[type[CatalogError], int] = {NotFound: 404, Invalid: 400, Conflict: 409}
-_CONNECTION_ERRORS = (
-    OSError,
-    TimeoutError,
-    PoolTimeout,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.ConnectionDoesNotExistError,
-)
 
 
 def envelope(status: int, message: str, data: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -82,26 +72,6 @@ def describe_validation_error(error: dict[str, Any]) -> str:
     if problem is None:
         problem = str(error.get("msg", "无效")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     return f"{BAD_REQUEST}{field}：{problem}" if field else f"{BAD_REQUEST}{problem}"
-
-
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        orig = getattr(current, "orig", None)
-        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
-
-
-def database_down(error: BaseException) -> bool:
-    """Connection-level failures anywhere in the chain (refused, timed out, dropped, invalidated)."""
-    for cause in _causes(error):
-        if isinstance(cause, _CONNECTION_ERRORS):
-            return True
-        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
-            return True
-    return False
 
 
 async def _validation(_: Request, error: Exception) -> JSONResponse:

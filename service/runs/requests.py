@@ -10,13 +10,12 @@ from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import delete, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.api import RunStatus
 from schemas.events import BatchSyncRequested, Trigger
 from service.config import Settings
+from service.db.failures import database_down
 from service.db.models import Batch, Run
 from service.ports import BrokerUnavailable, SyncRequester
 from service.runs.lifecycle import active_run, latest_run, new_run, utcnow
@@ -36,7 +35,6 @@ from service.runs.outcomes import (
 PRODUCER = "batchsync-api"
 DATABASE = "数据库"
 BROKER = "消息队列"
-DB_DOWN = (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError, DBAPIError)
 PENDING_GRACE_SECONDS = 30
 """An API-created run waits this long for a worker to take it before the orphan scan may."""
 
@@ -89,8 +87,10 @@ async def _request(
             )
             session.add(run)
             run_id = run.id
-    except DB_DOWN:
-        return Unavailable(DATABASE)
+    except Exception as error:
+        if database_down(error):
+            return Unavailable(DATABASE)
+        raise
 
     event = BatchSyncRequested(
         correlation_id=correlation_id, batch_id=batch_id, producer=PRODUCER, request_id=request_id,
@@ -114,8 +114,9 @@ async def _forget_unpublished(state: RequestContext, run_id: uuid.UUID) -> None:
             await session.execute(
                 delete(Run).where(Run.id == run_id, Run.status == RunStatus.PENDING.value, Run.owner.is_(None))
             )
-    except DB_DOWN:
-        pass
+    except Exception as error:
+        if not database_down(error):
+            raise
 
 
 async def request_cancel(state: RequestContext, batch_id: int, requested_by: str) -> CancelOutcome:
@@ -132,5 +133,7 @@ async def request_cancel(state: RequestContext, batch_id: int, requested_by: str
                 .values(cancel_requested_by=requested_by)
             )
             return CancelRequested(batch_id, running.id)
-    except DB_DOWN:
-        return Unavailable(DATABASE)
+    except Exception as error:
+        if database_down(error):
+            return Unavailable(DATABASE)
+        raise

@@ -1,12 +1,11 @@
 """Framework errors, outages and surprises all answer in the envelope, never FastAPI's bare `detail`."""
 
 import logging
-import sys
 import time
-from types import SimpleNamespace
 
 import pytest
 
+import service.runs.requests
 from tests.support.api import DB_PASSWORD, api_client, api_settings, asyncpg_url
 from tests.support.brokers import free_port
 from tests.support.loopback import silent_server
@@ -53,7 +52,7 @@ async def test_unexpected_error_is_500_with_details_only_in_the_log(client, monk
     async def explode(*_args):
         raise RuntimeError(f"boom with {DB_PASSWORD}")
 
-    monkeypatch.setitem(sys.modules, "service.runs.requests", SimpleNamespace(request_sync=explode))
+    monkeypatch.setattr(service.runs.requests, "request_sync", explode)
     with caplog.at_level(logging.ERROR, logger="service.api.errors"):
         response = await client.post("/integration/batch/1/sync")
     assert response.status_code == 500
@@ -94,3 +93,14 @@ async def test_hung_database_is_503_after_the_connect_timeout() -> None:
             elapsed = time.monotonic() - started
     assert response.json() == {"code": 503, "message": "服务暂不可用：数据库", "data": None}
     assert elapsed < 5
+
+
+async def test_an_id_beyond_the_state_store_range_is_a_bad_request(state_dsn) -> None:
+    settings = api_settings(asyncpg_url(state_dsn))
+    async with api_client(settings) as client:
+        for method, path in (("post", "/integration/batch/3000000000/sync"), ("post", "/integration/batch/0/cancel"),
+                             ("get", "/integration/batch/3000000000"), ("get", "/integration/connection/3000000000"),
+                             ("get", "/integration/batch/3000000000/history")):
+            response = await getattr(client, method)(path)
+            assert response.status_code == 400, (path, response.text)
+            assert response.json()["message"].startswith("参数错误：")

@@ -172,3 +172,14 @@ async def test_sync_command_reports_runs_by_exit_code(state_dsn, source_dsn, tar
         assert code == 4 and "批次不存在" in err
         code, _, err = await cli("sync", str(batch), BATCHSYNC_TOKEN="not-a-token")
         assert code == 4 and "401" in err
+
+
+def test_http_client_logs_never_carry_source_urls(caplog) -> None:
+    import logging
+
+    from service.cli import _settings
+
+    _settings()
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("httpx").info("HTTP Request: GET http://user:S3CRET@host/api?token=S3CRET")
+    assert "S3CRET" not in caplog.text

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 
 from schemas.api import BatchIn, BatchOut, BatchStatistics, OverallStatistics
 from schemas.envelope import Envelope, Page
-from service.api.deps import PageDep, SessionDep, require
+from service.api.deps import IdDep, PageDep, SessionDep, require
 from service.auth import Principal
 from service.catalog import batches, statistics
 
@@ -34,25 +34,25 @@ async def overall_statistics(session: SessionDep,
 
 
 @router.get("/{id}", response_model=Envelope[BatchOut])
-async def get_batch(id: int, session: SessionDep,
+async def get_batch(id: IdDep, session: SessionDep,
                     _: Principal = Depends(require("integration:batch:query"))) -> Envelope:
     return Envelope(data=await batches.get(session, id))
 
 
 @router.put("/{id}", response_model=Envelope[BatchOut])
-async def update_batch(id: int, body: BatchIn, session: SessionDep,
+async def update_batch(id: IdDep, body: BatchIn, session: SessionDep,
                        _: Principal = Depends(require("integration:batch:edit"))) -> Envelope:
     return Envelope(data=await batches.update(session, id, body))
 
 
 @router.delete("/{id}", response_model=Envelope[None])
-async def delete_batch(id: int, session: SessionDep,
+async def delete_batch(id: IdDep, session: SessionDep,
                        _: Principal = Depends(require("integration:batch:remove"))) -> Envelope:
     await batches.delete(session, id)
     return Envelope()
 
 
 @router.get("/{id}/statistics", response_model=Envelope[BatchStatistics])
-async def batch_statistics(id: int, session: SessionDep,
+async def batch_statistics(id: IdDep, session: SessionDep,
                            _: Principal = Depends(require("integration:batch:query"))) -> Envelope:
     return Envelope(data=await statistics.for_batch(session, id))

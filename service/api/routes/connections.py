@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 
 from schemas.api import ConnectionIn, ConnectionOut, ConnectionType
 from schemas.envelope import Envelope, Page
-from service.api.deps import PageDep, SessionDep, StateDep, require
+from service.api.deps import IdDep, PageDep, SessionDep, StateDep, require
 from service.auth import Principal
 from service.catalog import connections
 
@@ -31,26 +31,26 @@ async def list_connections(session: SessionDep, page: PageDep,
 
 
 @router.get("/{id}", response_model=Envelope[ConnectionOut])
-async def get_connection(id: int, session: SessionDep,
+async def get_connection(id: IdDep, session: SessionDep,
                          _: Principal = Depends(require("integration:connection:query"))) -> Envelope:
     return Envelope(data=await connections.get(session, id))
 
 
 @router.put("/{id}", response_model=Envelope[ConnectionOut])
-async def update_connection(id: int, body: ConnectionIn, session: SessionDep,
+async def update_connection(id: IdDep, body: ConnectionIn, session: SessionDep,
                             _: Principal = Depends(require("integration:connection:edit"))) -> Envelope:
     return Envelope(data=await connections.update(session, id, body))
 
 
 @router.delete("/{id}", response_model=Envelope[None])
-async def delete_connection(id: int, session: SessionDep,
+async def delete_connection(id: IdDep, session: SessionDep,
                             _: Principal = Depends(require("integration:connection:remove"))) -> Envelope:
     await connections.delete(session, id)
     return Envelope()
 
 
 @router.post("/{id}/test", response_model=Envelope[None])
-async def test_connection(id: int, session: SessionDep, state: StateDep,
+async def test_connection(id: IdDep, session: SessionDep, state: StateDep,
                           _: Principal = Depends(require("integration:connection:query"))) -> Envelope:
     await connections.check(session, id, state.settings.connect_timeout_seconds)
     return Envelope(message=CONNECTED)

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from schemas.api import HistoryRow, RunOut, SyncResult
 from schemas.envelope import Envelope, Page
-from service.api.deps import PageDep, SessionDep, StateDep, WaitDep, require
+from service.api.deps import IdDep, PageDep, SessionDep, StateDep, WaitDep, require
 from service.api.replies import cancel_reply, sync_reply
 from service.auth import Principal
 from service.catalog import runs
@@ -18,33 +18,33 @@ router = APIRouter(prefix="/integration/batch", tags=["runs"])
 
 
 @router.post("/{id}/sync", response_model=Envelope[SyncResult])
-async def sync_batch(id: int, state: StateDep, wait: WaitDep,
+async def sync_batch(id: IdDep, state: StateDep, wait: WaitDep,
                      user: Principal = Depends(require("integration:batch:sync"))) -> JSONResponse:
     outcome = await run_requests.request_sync(state, id, user.sub, wait)
     return sync_reply(outcome).response()
 
 
 @router.post("/{id}/retry", response_model=Envelope[SyncResult])
-async def retry_batch(id: int, state: StateDep, wait: WaitDep,
+async def retry_batch(id: IdDep, state: StateDep, wait: WaitDep,
                       user: Principal = Depends(require("integration:batch:retry"))) -> JSONResponse:
     outcome = await run_requests.request_retry(state, id, user.sub, wait)
     return sync_reply(outcome).response()
 
 
 @router.post("/{id}/cancel", response_model=Envelope[dict])
-async def cancel_batch(id: int, state: StateDep,
+async def cancel_batch(id: IdDep, state: StateDep,
                        user: Principal = Depends(require("integration:batch:sync"))) -> JSONResponse:
     outcome = await run_requests.request_cancel(state, id, user.sub)
     return cancel_reply(outcome).response()
 
 
 @router.get("/{id}/history", response_model=Envelope[Page[HistoryRow]])
-async def batch_history(id: int, session: SessionDep, page: PageDep,
+async def batch_history(id: IdDep, session: SessionDep, page: PageDep,
                         _: Principal = Depends(require("integration:batch:query"))) -> Envelope:
     return Envelope(data=await runs.history(session, id, page))
 
 
 @router.get("/{id}/runs/{runId}", response_model=Envelope[RunOut])
-async def run_detail(id: int, run_id: Annotated[UUID, Path(alias="runId")], session: SessionDep,
+async def run_detail(id: IdDep, run_id: Annotated[UUID, Path(alias="runId")], session: SessionDep,
                      _: Principal = Depends(require("integration:batch:query"))) -> Envelope:
     return Envelope(data=await runs.run_detail(session, id, run_id))
