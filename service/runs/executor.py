@@ -9,6 +9,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 Execute = Callable[..., Awaitable[RunResult]]
 SUCCESS_MESSAGE = "同步成功"
+Claimed = tuple[Run, RunSpec | SyncError]
 INTERNAL_MESSAGE = "内部错误"
 
 
@@ -89,38 +91,44 @@ class RunExecutor:
         task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
 
     async def _serially(self, run_id: uuid.UUID, batch_id: int) -> None:
-        lock = self._batch_locks.setdefault(batch_id, asyncio.Lock())
-        try:
-            async with lock, self._slots:
-                await self._run(run_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("run %s stopped by an unexpected error; its lease will expire and it resumes", run_id)
-        finally:
-            if not lock.locked():
-                self._batch_locks.pop(batch_id, None)
-
-    async def _claim(self, run_id: uuid.UUID) -> tuple[Run, RunSpec | SyncError] | None:
-        """Claim the run and read its spec in one transaction; waits while another run of the batch runs."""
+        """Run under the batch's lock and a slot. While another run of the batch is RUNNING (on another
+        worker, or an orphan this worker is about to resume), wait *without* the lock and the slot, so
+        that run can proceed here."""
         while True:
+            lock = self._batch_locks.setdefault(batch_id, asyncio.Lock())
             try:
-                async with self._sessions.begin() as session:
-                    run = await lifecycle.claim(session, run_id, self.worker_id, self._settings.lease_seconds)
-                    if run is None:
-                        return None
-                    try:
-                        return run, await load_spec(session, run, self._settings.chunk_size)
-                    except SyncError as error:
-                        return run, error
-            except lifecycle.ClaimBusy:
-                await asyncio.sleep(1.0)
+                async with lock, self._slots:
+                    claimed = await self._claim(run_id)
+                    if claimed != "busy":
+                        if isinstance(claimed, tuple):
+                            await self._run(*claimed)
+                        return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("run %s stopped by an unexpected error; its lease will expire and it resumes", run_id)
+                return
+            finally:
+                if not lock.locked() and self._batch_locks.get(batch_id) is lock:
+                    self._batch_locks.pop(batch_id, None)
+            await asyncio.sleep(1.0)
 
-    async def _run(self, run_id: uuid.UUID) -> None:
-        claimed = await self._claim(run_id)
-        if claimed is None:
-            return
-        run, spec = claimed
+    async def _claim(self, run_id: uuid.UUID) -> Claimed | Literal["busy"] | None:
+        """Claim the run and read its spec in one transaction; "busy" while another run of the batch runs."""
+        try:
+            async with self._sessions.begin() as session:
+                run = await lifecycle.claim(session, run_id, self.worker_id, self._settings.lease_seconds)
+                if run is None:
+                    return None
+                try:
+                    return run, await load_spec(session, run, self._settings.chunk_size)
+                except SyncError as error:
+                    return run, error
+        except lifecycle.ClaimBusy:
+            return "busy"
+
+    async def _run(self, run: Run, spec: "RunSpec | SyncError") -> None:
+        run_id = run.id
         if run.cancel_requested_by:
             await self._finish(run_id, ErrorCode.CANCELLED, RunCancelled().reason)
             return
