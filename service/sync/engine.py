@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 from schemas.api import WriteMode
 from service.connectors import registry
 from service.connectors.base import Checkpoint, Chunk, Column, SelectItem, Source, Target
-from service.sync.errors import ConfigInvalid, RunCancelled, TableMissing
+from service.sync.errors import CheckpointTaken, ConfigInvalid, RunCancelled, TableMissing
 from service.sync.model import ProgressUpdate, RunObserver, RunResult, RunSpec
 from service.sync.retry import RetryPolicy, retry_transient
 from service.sync.transforms import check_target, plan_columns
@@ -224,8 +224,7 @@ class _Run:
                 chunk.number = checkpoint.chunk + 1
                 written = await target.write(key, chunk, checkpoint)
                 if written is None:
-                    log.warning("run %s: chunk %d was already written; skipped", spec.run_id, chunk.number)
-                    continue
+                    raise CheckpointTaken(detail=f"chunk {chunk.number}")
                 checkpoint = written
                 await self.observer.on_chunk(
                     ProgressUpdate(

@@ -7,6 +7,7 @@
     │   └── ConnectRefused          连接被拒绝         *_REFUSED
     ├── TableMissing                源表不存在：<name>  SOURCE_NOT_FOUND / TARGET_ERROR
     ├── SourceFailed / TargetFailed other driver errors, terminal
+    │   └── CheckpointTaken         another execution of the run advanced the checkpoint
     ├── ConfigInvalid               the batch cannot run as configured
     ├── RunCancelled                CANCELLED
     └── Transient (mixin)           dropped connection, serialization failure: the engine retries
@@ -78,6 +79,13 @@ class SourceFailed(SyncError):
 class TargetFailed(SyncError):
     code = ErrorCode.TARGET_ERROR
     reason = "目标系统错误"
+
+
+class CheckpointTaken(TargetFailed):
+    """A chunk this run was about to write is already in the target: another execution of the same run is
+    writing (this one lost its lease). Stop at once rather than publish a partial result."""
+
+    reason = "检查点已被另一执行推进"
 
 
 class ConfigInvalid(SyncError):

@@ -164,3 +164,30 @@ async def test_overwrite_readers_see_the_old_or_the_new_rows(source_dsn: str, ta
     await same_rows(source_dsn, src, target_dsn, tgt)
     assert set(seen) <= {500, 2000}
     assert seen.count(500) > 10 and seen[-1] == 2000
+
+
+async def test_an_execution_that_finds_its_chunk_already_written_stops_without_publishing(
+    source_dsn: str, target_dsn: str
+) -> None:
+    """Two executions of one run (the first lost its lease but still runs): the one that finds its next chunk
+    already written must stop, not skip ahead and publish a partial overwrite."""
+    from service.sync.errors import CheckpointTaken
+
+    src = await source_table(source_dsn, 1000)
+    tgt = await target_like(target_dsn)
+    spec = spec_for(source_dsn, target_dsn, tgt, table=src, mode="overwrite", chunk_size=100)
+    await _crash_after(3, spec, Recorder())
+
+    class Racer(Recorder):
+        """Lets the other execution write chunk 4 right before this one writes it."""
+
+        async def on_start(self, resumed_from_chunk: int, total_estimate: int | None) -> None:
+            await super().on_start(resumed_from_chunk, total_estimate)
+            await _crash_after(4, spec, Recorder())
+
+    with pytest.raises(CheckpointTaken):
+        await execute(spec, Racer(), connect_timeout=5)
+    async with pg(target_dsn) as conn:
+        assert await conn.fetchval(f"SELECT count(*) FROM {tgt}") == 0, "nothing may be published"
+    await execute(spec, Recorder(), connect_timeout=5)
+    await same_rows(source_dsn, src, target_dsn, tgt)
