@@ -157,7 +157,11 @@ async def admit_request(
     resumed_from = None
     if event.resume_run_id is not None:
         resumed_from = await session.get(Run, event.resume_run_id)
-        if resumed_from is None or resumed_from.batch_id != batch.id or resumed_from.status != RunStatus.FAILED.value:
+        latest = await latest_run(session, batch.id)
+        if (resumed_from is None or latest is None or latest.id != resumed_from.id
+                or resumed_from.status != RunStatus.FAILED.value):
+            # only the batch's latest run, and only a failed one: resuming an older one would write again
+            # what later runs wrote, and move the incremental mark back
             return await _reject(session, event, ErrorCode.NOT_RETRYABLE, "批次未处于失败状态")
     session.add(new_run(
         batch, request_id=event.request_id, correlation_id=event.correlation_id, reply_to=event.reply_to,

@@ -146,3 +146,20 @@ async def test_cancel_flags_reach_the_owner_through_lease_renewal(db, batch_id):
         reply = await lifecycle.complete(session, admission.run_id, "w1", TOPICS, error_code=ErrorCode.CANCELLED,
                                          message="同步已取消")
     assert isinstance(reply, BatchSyncCompleted) and reply.cancelled_by == "bob" and not reply.success
+
+
+async def test_only_the_latest_failed_run_can_be_resumed(db, batch_id):
+    failed = await admit(db, request(batch_id))
+    async with db.sessions.begin() as session:
+        await lifecycle.claim(session, failed.run_id, "w1", 10)
+        await lifecycle.complete(session, failed.run_id, "w1", TOPICS, error_code=ErrorCode.TARGET_ERROR,
+                                 message="boom")
+    later = await admit(db, request(batch_id))
+    async with db.sessions.begin() as session:
+        await lifecycle.claim(session, later.run_id, "w1", 10)
+        await lifecycle.complete(session, later.run_id, "w1", TOPICS, error_code=None, message="同步成功")
+    stale = request(batch_id)
+    stale.resume_run_id = failed.run_id
+    stale.trigger = Trigger.RETRY
+    answer = await admit(db, stale)
+    assert answer.action == "answer" and answer.reply.error_code == ErrorCode.NOT_RETRYABLE
