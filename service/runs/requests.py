@@ -10,15 +10,16 @@ from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import delete, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.api import RunStatus
-from schemas.events import BatchSyncRequested, Trigger
+from schemas.events import BatchSyncRequested, ErrorCode, Trigger
 from service.config import Settings
 from service.db.failures import database_down
-from service.db.models import Batch, Run
+from service.db.models import Batch, RequestLedger, Run
 from service.ports import BrokerUnavailable, SyncRequester
-from service.runs.lifecycle import active_run, latest_run, new_run, utcnow
+from service.runs.lifecycle import active_run, latest_run, new_run, rejection, utcnow
 from service.runs.outcomes import (
     Accepted,
     AlreadyRunning,
@@ -100,23 +101,39 @@ async def _request(
     try:
         reply = await state.requester.request(event, timeout=wait)
     except BrokerUnavailable:
-        await _forget_unpublished(state, run_id)
-        return Unavailable(BROKER)
+        if await _withdraw(state, event, run_id):
+            return Unavailable(BROKER)
+        return Accepted(batch_id, run_id)  # a worker took it after all: it runs
     if reply is None:
         return Accepted(batch_id, run_id)
     return Finished(reply)
 
 
-async def _forget_unpublished(state: RequestContext, run_id: uuid.UUID) -> None:
-    """The request never reached the broker: drop the PENDING run so the batch is not blocked."""
+async def _withdraw(state: RequestContext, event: BatchSyncRequested, run_id: uuid.UUID) -> bool:
+    """The publish failed or timed out, so the client hears 503: drop the PENDING run (the batch is not
+    blocked) and record the outcome in the ledger, so that a request the broker did take after all is
+    answered from the record, never run. False when a worker already took the run."""
     try:
         async with state.sessions.begin() as session:
-            await session.execute(
+            withdrawn = (await session.execute(
                 delete(Run).where(Run.id == run_id, Run.status == RunStatus.PENDING.value, Run.owner.is_(None))
+                .returning(Run.id)
+            )).first()
+            if withdrawn is None:
+                return False
+            outcome = rejection(event, ErrorCode.BROKER_UNAVAILABLE, f"服务暂不可用：{BROKER}")
+            await session.execute(
+                insert(RequestLedger)
+                .values(request_id=event.request_id, batch_id=event.batch_id, first_event_id=event.event_id,
+                        outcome=outcome.model_dump(mode="json"))
+                .on_conflict_do_update(index_elements=[RequestLedger.request_id],
+                                       set_={"outcome": outcome.model_dump(mode="json")})
             )
+            return True
     except Exception as error:
         if not database_down(error):
             raise
+        return True
 
 
 async def request_cancel(state: RequestContext, batch_id: int, requested_by: str) -> CancelOutcome:

@@ -34,6 +34,12 @@ async def _assert_503_fast(state_dsn: str, bootstrap: str) -> None:
     assert response.json() == {"code": 503, "message": "服务暂不可用：消息队列", "data": None}
     assert elapsed < 8, f"answered after {elapsed:.1f}s"
     assert await runs_of(state_dsn, batch_id) == 0
+    conn = await asyncpg.connect(state_dsn)
+    try:
+        outcome = await conn.fetchval("SELECT outcome->>'error_code' FROM request_ledger WHERE batch_id = $1", batch_id)
+    finally:
+        await conn.close()
+    assert outcome == "BROKER_UNAVAILABLE", "a request the broker took after all is answered, never run"
 
 
 async def test_a_refusing_broker_answers_503_at_once(state_dsn):
