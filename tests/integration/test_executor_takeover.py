@@ -12,10 +12,11 @@ from schemas.events import BatchSyncRequested, Trigger
 from schemas.topics import Topics
 from service.bootstrap import database
 from service.config import Settings
-from service.db.models import Batch, Connection, Run
+from service.db.models import Run
 from service.runs import lifecycle
 from service.runs.executor import RunExecutor
 from service.sync.model import RunResult
+from tests.support.builders import state_batch
 
 TOPICS = Topics("takeover.test")
 
@@ -45,16 +46,7 @@ async def admitted(db, batch_id: int, worker: str) -> uuid.UUID:
 
 
 async def test_a_queued_run_lets_the_orphaned_running_run_of_its_batch_finish_first(db, state_dsn):
-    async with db.sessions.begin() as session:
-        connection = Connection(name=f"c-{uuid.uuid4().hex[:8]}", type="postgresql", url="postgresql://x/y",
-                                params={}, options={})
-        session.add(connection)
-        await session.flush()
-        batch = Batch(name="b", source_connection_id=connection.id, source={"table": "t"},
-                      target_connection_id=connection.id, target={"table": "t", "mode": "append"})
-        session.add(batch)
-        await session.flush()
-        batch_id = batch.id
+    batch_id = await state_batch(db.sessions)
     orphan = await admitted(db, batch_id, "dead-worker")
     async with db.sessions.begin() as session:
         assert await lifecycle.claim(session, orphan, "dead-worker", 30) is not None

@@ -10,8 +10,9 @@ from schemas.events import BatchSyncCompleted, BatchSyncRequested, ErrorCode, Tr
 from schemas.topics import Topics
 from service.bootstrap import database
 from service.config import Settings
-from service.db.models import Batch, Connection, Outbox, RequestLedger, Run
+from service.db.models import Batch, Outbox, RequestLedger, Run
 from service.runs import lifecycle
+from tests.support.builders import state_batch
 
 TOPICS = Topics("lifecycle.test")
 
@@ -24,16 +25,7 @@ async def db(state_dsn):
 
 @pytest.fixture
 async def batch_id(db) -> int:
-    async with db.sessions.begin() as session:
-        connection = Connection(name=f"c-{uuid.uuid4().hex[:8]}", type="postgresql", url="postgresql://x/y",
-                                params={}, options={})
-        session.add(connection)
-        await session.flush()
-        batch = Batch(name="b", source_connection_id=connection.id, source={"table": "t"},
-                      target_connection_id=connection.id, target={"table": "t", "mode": "append"})
-        session.add(batch)
-        await session.flush()
-        return batch.id
+    return await state_batch(db.sessions)
 
 
 def request(batch_id: int, request_id: str | None = None) -> BatchSyncRequested:

@@ -61,3 +61,18 @@ async def count_duplicates(dsn: str, table: str) -> int:
         return int(await conn.fetchval(f'SELECT count(*) - count(DISTINCT id) FROM "{table}"'))
     finally:
         await conn.close()
+
+
+async def state_batch(sessions) -> int:
+    """A batch row (and its connection) straight in the state store, for tests of the run lifecycle."""
+    from service.db.models import Batch, Connection
+
+    async with sessions.begin() as session:
+        connection = Connection(name=unique("c"), type="postgresql", url="postgresql://x/y", params={}, options={})
+        session.add(connection)
+        await session.flush()
+        batch = Batch(name="b", source_connection_id=connection.id, source={"table": "t"},
+                      target_connection_id=connection.id, target={"table": "t", "mode": "append"})
+        session.add(batch)
+        await session.flush()
+        return batch.id
