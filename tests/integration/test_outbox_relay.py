@@ -13,15 +13,26 @@ from producers.publisher import Publisher
 from schemas.events import BatchSyncProgress
 from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
+from service.db.migrate import upgrade
 from service.db.models import Outbox
 from service.ports import BrokerUnavailable
 from service.runs.outbox import add_event
 from tests.support.brokers import free_port, tansu_binary, wait_ready
+from tests.support.databases import fresh_database
+
+
+@pytest.fixture(scope="module")
+def relay_dsn():
+    """A state store of its own: the relay drains every unpublished row, and rows other modules left for
+    brokers that are gone would slow it down here."""
+    with fresh_database("bs_relay") as dsn:
+        upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+        yield dsn
 
 
 @pytest.fixture
-async def sessions(state_dsn):
-    engine = make_engine(state_dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+async def sessions(relay_dsn):
+    engine = make_engine(relay_dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
     yield make_sessionmaker(engine)
     await engine.dispose()
 
