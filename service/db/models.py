@@ -111,6 +111,8 @@ class Run(Base):
     message: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(40))
     cancel_requested_by: Mapped[str | None] = mapped_column(String(200))
+    waiters: Mapped[list[dict[str, str]] | None] = mapped_column(JSONB)
+    """Duplicates of the request that arrived while the run was active: each gets the outcome too."""
     owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))

@@ -146,6 +146,7 @@ async def admit_request(
             return await _reject(session, event, ErrorCode.CONFIG_INVALID, "请求与批次不一致")
         if run.status in TERMINAL:
             return Admission("answer", run.id, run.batch_id, completed_from_run(run, event.correlation_id))
+        _wait_for_outcome(run, event)
         if run.owner in (None, worker_id) or (run.lease_until is not None and run.lease_until < now):
             run.owner, run.lease_until = worker_id, now + timedelta(seconds=lease_seconds)
             return Admission("schedule", run.id, run.batch_id)
@@ -172,6 +173,15 @@ async def admit_request(
         update(RequestLedger).where(RequestLedger.request_id == event.request_id).values(run_id=run_id)
     )
     return Admission("schedule", run_id, batch.id)
+
+
+def _wait_for_outcome(run: Run, event: BatchSyncRequested) -> None:
+    """A duplicate of an active run's request, with a reply address of its own, is answered at completion."""
+    if not event.reply_to or event.correlation_id == run.correlation_id:
+        return
+    waiter = {"correlationId": event.correlation_id, "replyTo": event.reply_to}
+    if waiter not in (run.waiters or []):
+        run.waiters = [*(run.waiters or []), waiter]
 
 
 async def _reject(session: AsyncSession, event: BatchSyncRequested, code: ErrorCode, message: str) -> Admission:
@@ -312,6 +322,9 @@ async def complete(
     add_event(session, topics.events, reply)
     if run.reply_to:
         add_event(session, run.reply_to, reply, key=run.correlation_id)
+    for waiter in run.waiters or []:
+        add_event(session, waiter["replyTo"], reply.model_copy(update={"correlation_id": waiter["correlationId"]}),
+                  key=waiter["correlationId"])
     return reply
 
 

@@ -155,3 +155,18 @@ async def test_only_the_latest_failed_run_can_be_resumed(db, batch_id):
     stale.trigger = Trigger.RETRY
     answer = await admit(db, stale)
     assert answer.action == "answer" and answer.reply.error_code == ErrorCode.NOT_RETRYABLE
+
+
+async def test_a_duplicate_of_an_active_request_is_answered_when_the_run_completes(db, batch_id):
+    first = request(batch_id)
+    admission = await admit(db, first)
+    duplicate = request(batch_id, first.request_id)
+    duplicate.reply_to = "other.replies"
+    assert (await admit(db, duplicate, worker="w2")).action == "ignore"
+    async with db.sessions.begin() as session:
+        await lifecycle.claim(session, admission.run_id, "w1", 10)
+        await lifecycle.complete(session, admission.run_id, "w1", TOPICS, error_code=None, message="同步成功")
+    async with db.sessions() as session:
+        replies = (await session.scalars(select(Outbox).where(Outbox.topic == "other.replies"))).all()
+    assert [row.key for row in replies] == [duplicate.correlation_id.encode()]
+    assert BatchSyncCompleted.model_validate_json(replies[0].value).run_id == admission.run_id
