@@ -18,7 +18,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.pg_to_pg import FILL, SOURCE, TABLE_DDL, TARGET, _Quiet, peak_rss_mb, scratch_databases
+from bench.pg_to_pg import FILL, SOURCE, TABLE_DDL, TARGET, _Quiet, peak_rss_mb, scratch_databases, truncate_target
 from schemas.api import MappingEntry, SourceSpec, TargetSpec, WriteMode
 from service.sync.engine import execute
 from service.sync.model import Endpoint, RunSpec
@@ -46,15 +46,6 @@ def psql(dsn: str, command: str) -> float:
     started = time.perf_counter()
     subprocess.run(["psql", "-X", "-q", "-d", dsn, "-c", command], check=True, capture_output=True)
     return time.perf_counter() - started
-
-
-async def truncate(target_dsn: str) -> None:
-    conn = await asyncpg.connect(target_dsn)
-    try:
-        await conn.execute(f"TRUNCATE {TARGET}")
-        await conn.execute("CHECKPOINT")
-    finally:
-        await conn.close()
 
 
 async def count(target_dsn: str) -> int:
@@ -87,11 +78,11 @@ async def run(source_dsn: str, target_dsn: str, rows: int, chunk_size: int, repe
 
         lines: dict[str, list[float]] = {name: [] for name in ("reference", *PATHS)}
         for _ in range(repeat):
-            await truncate(target_dsn)
+            await truncate_target(target_dsn)
             lines["reference"].append(psql(target_dsn, f"\\copy {TARGET} FROM '{csv_path}' WITH (FORMAT csv, HEADER)"))
             assert await count(target_dsn) == rows
             for name, mapping in PATHS.items():
-                await truncate(target_dsn)
+                await truncate_target(target_dsn)
                 lines[name].append(await time_engine(folder, target_dsn, chunk_size, mapping))
                 assert await count(target_dsn) == rows
         ref = min(lines["reference"])

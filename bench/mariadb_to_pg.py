@@ -22,9 +22,10 @@ from collections.abc import Iterator
 import asyncmy
 import asyncpg
 
+from bench.pg_to_pg import _Quiet
 from schemas.api import SourceSpec, TargetSpec, WriteMode
 from service.sync.engine import execute
-from service.sync.model import Endpoint, ProgressUpdate, RunSpec
+from service.sync.model import Endpoint, RunSpec
 from tests.support.databases import fresh_database
 
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "test"}
@@ -41,17 +42,6 @@ TARGET_DDL = """CREATE TABLE {t} (
     id bigint PRIMARY KEY, qty integer, price numeric(12,2), ratio double precision, label text,
     created_at timestamptz, day date, active boolean, attrs jsonb)"""
 COLUMNS = "id, qty, price, ratio, label, created_at, day, active, attrs"
-
-
-class _Quiet:
-    async def on_start(self, resumed_from_chunk: int, total_estimate: int | None) -> None:
-        return None
-
-    async def on_chunk(self, update: ProgressUpdate) -> None:
-        return None
-
-    def cancel_requested(self) -> bool:
-        return False
 
 
 async def _pg(dsn: str, sql: str) -> object:

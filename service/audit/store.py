@@ -41,40 +41,37 @@ def _scope(column_started: str, batch_id: int | None, since: datetime | None, st
     return "".join(f" AND {c}" for c in clauses), args
 
 
-async def history_pages(conn: asyncpg.Connection, batch_id: int | None, since: datetime | None,
-                        page_size: int = PAGE_SIZE) -> AsyncIterator[list[dict[str, Any]]]:
-    """`run_history` rows in scope, ordered by run id, one page at a time."""
+async def _keyset_pages(conn: asyncpg.Connection, table: str, key: str, columns: tuple[str, ...],
+                        batch_id: int | None, since: datetime | None,
+                        page_size: int) -> AsyncIterator[list[dict[str, Any]]]:
+    """Rows of `table` in scope, ordered by `key`, one page at a time: memory stays flat on any log size."""
     where, args = _scope("started_at", batch_id, since, 1)
-    sql = (f"SELECT {', '.join(HISTORY_COLUMNS)} FROM run_history WHERE run_id > $1{where} "
-           f"ORDER BY run_id LIMIT {int(page_size)}")
+    sql = (f"SELECT {', '.join(columns)} FROM {table} WHERE {key} > $1{where} "
+           f"ORDER BY {key} LIMIT {int(page_size)}")
     after = uuid.UUID(int=0)
     while True:
         rows = await conn.fetch(sql, after, *args)
         if not rows:
             return
         yield [dict(r) for r in rows]
-        after = rows[-1]["run_id"]
+        after = rows[-1][key]
+
+
+async def history_pages(conn: asyncpg.Connection, batch_id: int | None, since: datetime | None,
+                        page_size: int = PAGE_SIZE) -> AsyncIterator[list[dict[str, Any]]]:
+    """`run_history` rows in scope, ordered by run id, one page at a time."""
+    async for page in _keyset_pages(conn, "run_history", "run_id", HISTORY_COLUMNS, batch_id, since, page_size):
+        yield page
 
 
 async def runs_pages(conn: asyncpg.Connection, batch_id: int | None, since: datetime | None,
                      page_size: int = PAGE_SIZE) -> AsyncIterator[list[dict[str, Any]]]:
     """`runs` rows in scope, ordered by id, with the config snapshot decoded."""
-    where, args = _scope("started_at", batch_id, since, 1)
-    sql = (f"SELECT {', '.join(RUNS_COLUMNS)} FROM runs WHERE id > $1{where} "
-           f"ORDER BY id LIMIT {int(page_size)}")
-    after = uuid.UUID(int=0)
-    while True:
-        rows = await conn.fetch(sql, after, *args)
-        if not rows:
-            return
-        page = []
-        for r in rows:
-            row = dict(r)
+    async for page in _keyset_pages(conn, "runs", "id", RUNS_COLUMNS, batch_id, since, page_size):
+        for row in page:
             if isinstance(row["config"], str):
                 row["config"] = json.loads(row["config"])
-            page.append(row)
         yield page
-        after = rows[-1]["id"]
 
 
 async def batch_ids(conn: asyncpg.Connection) -> set[int]:
