@@ -51,12 +51,7 @@ async def create(session: AsyncSession, body: ConnectionIn) -> ConnectionOut:
     row = Connection(name=body.name, type=body.type.value, url=body.url, params=body.params,
                      options=body.options)
     session.add(row)
-    try:
-        await session.commit()
-    except IntegrityError as error:
-        raise _name_taken(body.name) from error
-    await session.refresh(row)
-    return to_out(row)
+    return await _saved(session, row)
 
 
 async def get(session: AsyncSession, connection_id: int) -> ConnectionOut:
@@ -81,10 +76,16 @@ async def update(session: AsyncSession, connection_id: int, body: ConnectionIn) 
     row.url = restore_url(body.url, row.url)
     row.params = restore_values(body.params, row.params or {})
     row.options = restore_values(body.options, row.options or {})
+    return await _saved(session, row)
+
+
+async def _saved(session: AsyncSession, row: Connection) -> ConnectionOut:
+    """Commit a created or edited connection; the unique name is the one constraint it can trip."""
+    name = row.name  # read before the commit: a failed one expires the row
     try:
         await session.commit()
     except IntegrityError as error:
-        raise _name_taken(body.name) from error
+        raise _name_taken(name) from error
     await session.refresh(row)
     return to_out(row)
 
