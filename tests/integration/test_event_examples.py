@@ -7,12 +7,12 @@ import sys
 import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.support.builders import create_empty_like_orders, create_orders, table_fingerprint, unique
 from tests.support.kcat import SKIP_REASON, kcat_env
+from tests.support.sql import run_row
 from tests.support.stack import create_batch, create_connection, running_stack, stack_settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
@@ -40,14 +40,6 @@ async def run(args: list[str], env: dict[str, str], within: float = 90) -> tuple
                                                    stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), within)
     return process.returncode or 0, out.decode(), err.decode()
-
-
-async def run_row(dsn: str, run_id: str) -> asyncpg.Record:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchrow("SELECT trigger, requested_by, status FROM runs WHERE id = $1::uuid", run_id)
-    finally:
-        await conn.close()
 
 
 async def check_reply(stack, state_dsn, source_dsn, target_dsn, table, code, out, err, service):

@@ -1,9 +1,9 @@
 """Retry resumes a failed run from its checkpoint; cancel stops a run at a chunk boundary."""
 
-import asyncpg
 import pytest
 
 from tests.support.builders import create_empty_like_orders, create_orders, table_fingerprint, unique
+from tests.support.sql import execute, run_row
 from tests.support.stack import create_batch, create_connection, running_stack, stack_settings, wait_for_run
 
 
@@ -11,22 +11,6 @@ from tests.support.stack import create_batch, create_connection, running_stack, 
 async def stack(state_dsn, broker):
     async with running_stack(stack_settings(state_dsn, broker.bootstrap)) as running:
         yield running
-
-
-async def execute(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def run_row(dsn: str, run_id: str) -> asyncpg.Record:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchrow("SELECT * FROM runs WHERE id = $1::uuid", run_id)
-    finally:
-        await conn.close()
 
 
 async def test_retry_resumes_the_failed_run_from_its_checkpoint(stack, state_dsn, source_dsn, target_dsn):

@@ -2,20 +2,11 @@
 
 import time
 
-import asyncpg
-
 from service.auth import mint_token
 from tests.support.builders import unique
 from tests.support.loopback import closed_port, silent_server
+from tests.support.sql import fetchval
 from tests.support.stack import Stack, api_client, create_batch, stack_settings
-
-
-async def runs_of(state_dsn: str, batch_id: int) -> int:
-    conn = await asyncpg.connect(state_dsn)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM runs WHERE batch_id = $1", batch_id))
-    finally:
-        await conn.close()
 
 
 async def _assert_503_fast(state_dsn: str, bootstrap: str) -> None:
@@ -33,12 +24,9 @@ async def _assert_503_fast(state_dsn: str, bootstrap: str) -> None:
     assert response.status_code == 503, response.text
     assert response.json() == {"code": 503, "message": "服务暂不可用：消息队列", "data": None}
     assert elapsed < 8, f"answered after {elapsed:.1f}s"
-    assert await runs_of(state_dsn, batch_id) == 0
-    conn = await asyncpg.connect(state_dsn)
-    try:
-        outcome = await conn.fetchval("SELECT outcome->>'error_code' FROM request_ledger WHERE batch_id = $1", batch_id)
-    finally:
-        await conn.close()
+    assert await fetchval(state_dsn, "SELECT count(*) FROM runs WHERE batch_id = $1", batch_id) == 0
+    outcome = await fetchval(state_dsn, "SELECT outcome->>'error_code' FROM request_ledger WHERE batch_id = $1",
+                             batch_id)
     assert outcome == "BROKER_UNAVAILABLE", "a request the broker took after all is answered, never run"
 
 

@@ -3,8 +3,6 @@
 import asyncio
 import signal
 
-import asyncpg
-
 from tests.support.builders import (
     count_duplicates,
     create_empty_like_orders,
@@ -13,17 +11,10 @@ from tests.support.builders import (
     unique,
 )
 from tests.support.processes import start_worker
+from tests.support.sql import run_row
 from tests.support.stack import create_batch, create_connection, running_stack, stack_settings, wait_for_run
 
 ROWS = 300_000
-
-
-async def run_row(state_dsn: str, run_id: str) -> asyncpg.Record:
-    conn = await asyncpg.connect(state_dsn)
-    try:
-        return await conn.fetchrow("SELECT * FROM runs WHERE id = $1::uuid", run_id)
-    finally:
-        await conn.close()
 
 
 async def test_a_killed_worker_is_replaced_and_the_run_finishes_exactly_once(state_dsn, source_dsn, target_dsn,
