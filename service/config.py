@@ -28,6 +28,23 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     http_port: int = Field(default=8080, ge=0, le=65535)
 
+    # --- trust boundaries (SPEC §7; docs/security.md) ---
+    file_roots: str | None = None
+    """`:`-separated directories where csv/jsonl/sqlite connections may read and write; unset: none."""
+    egress_deny: str = "169.254.0.0/16"
+    """Hosts or CIDRs (comma-separated) no connection may reach, checked on resolved addresses."""
+    secret_key: SecretStr | None = None
+    """Encrypts connection secrets at rest and signs events; `up` creates `<data_dir>/secret_key`."""
+    secret_key_previous: SecretStr | None = None
+    """Comma-separated earlier keys, still accepted for decryption while `secrets rotate` runs."""
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    jwt_max_ttl_seconds: int = Field(default=86_400, ge=1)
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+
     # --- tuning ---
     http_host: str = "127.0.0.1"
     data_dir: Path = Path(".batchsync")
@@ -67,6 +84,23 @@ class Settings(BaseSettings):
         if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 16:
             raise ValueError("BATCHSYNC_JWT_SECRET must be at least 16 characters")
         return self
+
+    @field_validator("kafka_security_protocol")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+        if value.upper() not in protocols:
+            raise ValueError(f"BATCHSYNC_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(protocols)}")
+        return value.upper()
+
+    @property
+    def file_root_paths(self) -> tuple[Path, ...]:
+        """The configured file roots, in order; empty when none are set."""
+        return tuple(Path(part) for part in (self.file_roots or "").split(":") if part.strip())
+
+    @property
+    def egress_deny_list(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.egress_deny.split(",") if part.strip())
 
     @cached_property
     def topics(self) -> Topics:

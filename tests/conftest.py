@@ -1,6 +1,8 @@
 """Session-wide real services: a migrated state-store database, a source and a target database,
 and a Tansu broker on a free port. Tests that need a clean slate build their own batches."""
 
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -8,6 +10,11 @@ import pytest
 from service.db.migrate import upgrade
 from tests.support.brokers import RunningBroker, tansu
 from tests.support.databases import fresh_database
+
+# The suite's own trust settings, inherited by every Settings() and every process a test starts:
+# files may live under the temp folder (where tmp_path is), and a fixed key encrypts and signs.
+os.environ.setdefault("BATCHSYNC_FILE_ROOTS", tempfile.gettempdir())
+os.environ.setdefault("BATCHSYNC_SECRET_KEY", "test-secret-key-for-the-suite-only-0123456789")
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,12 @@
 """What the routes need from the composition root, built and closed there, never here."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.ports import SyncRequester
+from service.security.policy import AccessPolicy
 
 
 @dataclass
@@ -13,3 +14,7 @@ class AppState:
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
     requester: SyncRequester
+    policy: AccessPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.policy = AccessPolicy.from_settings(self.settings)

@@ -12,6 +12,7 @@ from service.catalog.errors import CONNECTION_IN_USE, CONNECTION_NOT_FOUND, Conf
 from service.catalog.paging import PageRequest, fetch_page
 from service.catalog.redaction import redact_url, redact_values, restore_url, restore_values
 from service.db.models import Batch, Connection
+from service.security.policy import AccessPolicy
 from service.sync.errors import ConnectTimeout, SyncError
 from service.sync.model import Endpoint
 
@@ -32,8 +33,10 @@ def to_out(row: Connection) -> ConnectionOut:
     )
 
 
-def endpoint_of(row: Connection) -> Endpoint:
-    return Endpoint(type=row.type, url=row.url, params=dict(row.params or {}), options=dict(row.options or {}))
+def endpoint_of(row: Connection, policy: AccessPolicy) -> Endpoint:
+    """The one way a stored connection becomes something a connector may open: with the policy it obeys."""
+    return Endpoint(type=row.type, url=row.url, params=dict(row.params or {}), options=dict(row.options or {}),
+                    policy=policy)
 
 
 async def load(session: AsyncSession, connection_id: int) -> Connection:
@@ -103,11 +106,11 @@ async def delete(session: AsyncSession, connection_id: int) -> None:
         raise Invalid(CONNECTION_IN_USE) from error
 
 
-async def check(session: AsyncSession, connection_id: int, connect_timeout: float) -> None:
+async def check(session: AsyncSession, connection_id: int, connect_timeout: float, policy: AccessPolicy) -> None:
     """Live connectivity check; a failure is `连接失败：<reason>` with the reason a sync would give."""
     from service.connectors.registry import test_connection
 
-    endpoint = endpoint_of(await load(session, connection_id))
+    endpoint = endpoint_of(await load(session, connection_id), policy)
     await session.close()
     try:
         async with asyncio.timeout(connect_timeout + TEST_MARGIN_SECONDS):

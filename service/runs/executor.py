@@ -20,6 +20,7 @@ from service.ports import OutboxNotifier
 from service.runs import lifecycle
 from service.runs.recorder import LeaseLost, RunRecorder
 from service.runs.spec import load_spec
+from service.security.policy import AccessPolicy
 from service.sync.errors import RunCancelled, SyncError
 from service.sync.model import RunObserver, RunResult, RunSpec
 
@@ -45,6 +46,7 @@ class RunExecutor:
 
             execute = engine_execute
         self._settings = settings
+        self._policy = AccessPolicy.from_settings(settings)
         self._sessions = sessions
         self._notifier = notifier
         self.worker_id = worker_id
@@ -121,7 +123,7 @@ class RunExecutor:
                 if run is None:
                     return None
                 try:
-                    return run, await load_spec(session, run, self._settings.chunk_size)
+                    return run, await load_spec(session, run, self._settings.chunk_size, self._policy)
                 except SyncError as error:
                     return run, error
         except lifecycle.ClaimBusy:

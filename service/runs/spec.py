@@ -3,20 +3,21 @@
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.api import MappingEntry, SourceSpec, TargetSpec
+from service.catalog.connections import endpoint_of
 from service.db.models import Batch, Connection, Run
+from service.security.policy import AccessPolicy
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint, RunSpec
 
 
-async def _endpoint(session: AsyncSession, connection_id: int) -> Endpoint:
+async def _endpoint(session: AsyncSession, connection_id: int, policy: AccessPolicy) -> Endpoint:
     connection = await session.get(Connection, connection_id)
     if connection is None:
         raise ConfigInvalid(f"连接不存在：{connection_id}")
-    return Endpoint(type=connection.type, url=connection.url, params=connection.params or {},
-                    options=connection.options or {})
+    return endpoint_of(connection, policy)
 
 
-async def load_spec(session: AsyncSession, run: Run, default_chunk_size: int) -> RunSpec:
+async def load_spec(session: AsyncSession, run: Run, default_chunk_size: int, policy: AccessPolicy) -> RunSpec:
     config = run.config or {}
     batch = await session.get(Batch, run.batch_id)
     if batch is None:
@@ -31,9 +32,9 @@ async def load_spec(session: AsyncSession, run: Run, default_chunk_size: int) ->
         run_id=run.id,
         checkpoint_key=run.checkpoint_key,
         batch_id=run.batch_id,
-        source_endpoint=await _endpoint(session, config["sourceConnectionId"]),
+        source_endpoint=await _endpoint(session, config["sourceConnectionId"], policy),
         source=source,
-        target_endpoint=await _endpoint(session, config["targetConnectionId"]),
+        target_endpoint=await _endpoint(session, config["targetConnectionId"], policy),
         target=target,
         mapping=mapping or None,
         chunk_size=config.get("chunkSize") or default_chunk_size,

@@ -9,6 +9,7 @@
     ├── SourceFailed / TargetFailed other driver errors, terminal
     │   └── CheckpointTaken         another execution of the run advanced the checkpoint
     ├── ConfigInvalid               the batch cannot run as configured
+    │   └── AccessDenied            a trust-boundary policy refused a path or address  ACCESS_DENIED
     ├── RunCancelled                CANCELLED
     └── Transient (mixin)           dropped connection, serialization failure: the engine retries
 
@@ -91,6 +92,16 @@ class CheckpointTaken(TargetFailed):
 class ConfigInvalid(SyncError):
     code = ErrorCode.CONFIG_INVALID
     reason = "批次配置无效"
+
+
+class AccessDenied(ConfigInvalid):
+    """A policy of service/security refused a file path, a network address or a topic (SPEC §7).
+
+    A subclass of ConfigInvalid: the same connection will be refused again, so it is never retried.
+    """
+
+    code = ErrorCode.ACCESS_DENIED
+    reason = "访问被安全策略拒绝"
 
 
 class RunCancelled(SyncError):

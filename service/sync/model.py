@@ -1,10 +1,19 @@
 """What the engine needs to run a batch and what it reports back; free of storage and Kafka."""
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from schemas.api import MappingEntry, SourceSpec, TargetSpec
+
+if TYPE_CHECKING:
+    from service.security.policy import AccessPolicy
+
+
+def _strictest_policy() -> "AccessPolicy":
+    from service.security.policy import AccessPolicy
+
+    return AccessPolicy()
 
 
 @dataclass(frozen=True)
@@ -15,6 +24,8 @@ class Endpoint:
     url: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    policy: "AccessPolicy" = field(default_factory=_strictest_policy, compare=False)
+    """What this connection may reach; connectors ask it before opening a file or a socket."""
 
     def __repr__(self) -> str:
         return f"Endpoint(type={self.type!r}, url=<redacted>)"

@@ -51,6 +51,6 @@ async def delete_connection(id: IdDep, session: SessionDep,
 
 @router.post("/{id}/test", response_model=Envelope[None])
 async def test_connection(id: IdDep, session: SessionDep, state: StateDep,
-                          _: Principal = Depends(require("integration:connection:query"))) -> Envelope:
-    await connections.check(session, id, state.settings.connect_timeout_seconds)
+                          _: Principal = Depends(require("integration:connection:edit"))) -> Envelope:
+    await connections.check(session, id, state.settings.connect_timeout_seconds, state.policy)
     return Envelope(message=CONNECTED)
