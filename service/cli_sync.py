@@ -108,12 +108,13 @@ class Follower:
 
 async def _events_consumer(settings: Settings, bootstrap: str) -> Any:
     """A group-less consumer on every partition of P.events, at the current end; None when unreachable."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
+    from producers.clients import new_consumer
     from producers.pacing import pace_empty_fetches
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
-                                request_timeout_ms=5000)
+    consumer = new_consumer(settings.model_copy(update={"kafka_bootstrap": bootstrap}), group_id=None,
+                            fetch_max_wait_ms=50)
     try:
         async with asyncio.timeout(10):
             await consumer.start()
