@@ -1,13 +1,27 @@
-"""HTTP API bodies (SPEC §3). camelCase on the wire."""
+"""HTTP API bodies (SPEC §3). camelCase on the wire.
 
+Every value a client sends is checked here to be storable before any service code sees it: strings
+without NUL or lone surrogates (`Text`), ids within the state store's 32-bit keys (`Id`), free-form
+JSON (`params`, `options`, a mapping constant) without non-finite or out-of-range numbers and at most
+`MAX_JSON_DEPTH` deep, URLs that `urllib` can split with a port in range. A bad value is a 400
+`参数错误：…`, never a database error.
+"""
+
+import math
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from schemas.base import UtcTime, WireModel
+
+MAX_ID = 2**31 - 1
+"""Connection and batch ids are PostgreSQL `integer` keys."""
+MAX_JSON_DEPTH = 32
+INT64 = 2**63 - 1
 
 COLUMN = re.compile(r"^[^\W\d][\w$]{0,62}$")
 """A column: letters of any script (Chinese included), digits, `_`, `$`; always quoted when used."""
@@ -16,17 +30,80 @@ TABLE = re.compile(r"^(?!.*\.\.)[\w$*?\[\]-][\w$*?\[\].-]{0,199}$")
 never a path: no `/`, no `..`."""
 
 
+def check_text(value: str) -> str:
+    """PostgreSQL cannot store NUL, and a lone surrogate (valid in JSON `\\ud800`) has no UTF-8 form."""
+    if "\x00" in value:
+        raise ValueError("不能包含 NUL 字符")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("不能包含不成对的代理字符") from None
+    return value
+
+
+def check_json(value: Any) -> Any:
+    """A free-form JSON value the state store (jsonb) and every connector can hold: text as `check_text`,
+    finite numbers, integers within 64 bits, nesting at most MAX_JSON_DEPTH."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            check_text(item)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not -INT64 - 1 <= item <= INT64:
+                raise ValueError("整数超出范围")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError("数字须为有限值")
+        elif isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise ValueError(f"嵌套不能超过 {MAX_JSON_DEPTH} 层")
+            if isinstance(item, dict):
+                pending.extend((key, depth) for key in item)
+                pending.extend((child, depth + 1) for child in item.values())
+            else:
+                pending.extend((child, depth + 1) for child in item)
+        else:
+            raise ValueError("应为 JSON 值")
+    return value
+
+
+def check_url(value: str) -> str:
+    """A URL urllib can split, with a port in 1–65535 and a host IDNA can encode; the URL itself is never
+    echoed, since it may carry a password."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+        if parts.hostname:
+            parts.hostname.encode("idna")
+    except (ValueError, UnicodeError):
+        raise ValueError("URL 无法解析（主机或端口无效）") from None
+    if port == 0:
+        raise ValueError("URL 端口须在 1–65535 之间")
+    return value
+
+
 def check_identifier(value: str) -> str:
     """Column names; quoted wherever SQL is built."""
-    if not COLUMN.match(value):
+    if not COLUMN.fullmatch(value):
         raise ValueError(f"非法标识符：{value}")
     return value
 
 
 def check_table(value: str) -> str:
-    if not TABLE.match(value):
+    if not TABLE.fullmatch(value):
         raise ValueError(f"非法表名：{value}")
     return value
+
+
+Text = Annotated[str, AfterValidator(check_text)]
+"""Every client string: storable in PostgreSQL and encodable as UTF-8."""
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
+JsonValue = Annotated[Any, AfterValidator(check_json)]
+Url = Annotated[str, AfterValidator(check_text), AfterValidator(check_url)]
 
 
 class ConnectionType(StrEnum):
@@ -54,11 +131,11 @@ class RunStatus(StrEnum):
 
 
 class ConnectionIn(WireModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     type: ConnectionType
-    url: str | None = Field(default=None, max_length=4000)
-    params: dict[str, Any] = Field(default_factory=dict)
-    options: dict[str, Any] = Field(default_factory=dict)
+    url: Url | None = Field(default=None, max_length=4000)
+    params: JsonObject = Field(default_factory=dict)
+    options: JsonObject = Field(default_factory=dict)
 
 
 class ConnectionOut(WireModel):
@@ -73,9 +150,9 @@ class ConnectionOut(WireModel):
 
 
 class SourceSpec(WireModel):
-    table: str | None = None
-    query: str | None = Field(default=None, max_length=100_000)
-    cursor_column: str | None = None
+    table: Text | None = None
+    query: Text | None = Field(default=None, max_length=100_000)
+    cursor_column: Text | None = None
 
     @field_validator("table")
     @classmethod
@@ -95,9 +172,9 @@ class SourceSpec(WireModel):
 
 
 class TargetSpec(WireModel):
-    table: str
+    table: Text
     mode: WriteMode = WriteMode.APPEND
-    key_columns: list[str] | None = None
+    key_columns: list[Text] | None = Field(default=None, max_length=100)
     create: bool = False
 
     @field_validator("table")
@@ -131,11 +208,11 @@ class CastType(StrEnum):
 class MappingEntry(WireModel):
     """One field of the mapping: rename `from`→`to`, cast to `type`, drop (`drop: true`) or set `value`."""
 
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = None
+    from_: Text | None = Field(default=None, alias="from")
+    to: Text | None = None
     type: CastType | None = None
     drop: bool = False
-    value: Any = None
+    value: JsonValue = None
 
     @field_validator("from_", "to")
     @classmethod
@@ -158,12 +235,12 @@ class MappingEntry(WireModel):
 
 
 class BatchIn(WireModel):
-    name: str = Field(min_length=1, max_length=200)
-    source_connection_id: int
+    name: Text = Field(min_length=1, max_length=200)
+    source_connection_id: Id
     source: SourceSpec
-    target_connection_id: int
+    target_connection_id: Id
     target: TargetSpec
-    mapping: list[MappingEntry] | None = None
+    mapping: list[MappingEntry] | None = Field(default=None, max_length=10_000)
     chunk_size: int | None = Field(default=None, ge=1, le=1_000_000)
 
 

@@ -1,7 +1,9 @@
 """Bearer-token auth: verify a JWT against the one configured key, and mint dev tokens.
 
 The algorithm is pinned by the configured key (HS256 for `jwt_secret`, RS256 for `jwt_public_key`),
-never read from the token header, so `alg: none` and key-confusion tokens are refused.
+never read from the token header, so `alg: none` and key-confusion tokens are refused. Every token
+must say when it was issued and when it expires, and may live at most `jwt_max_ttl_seconds`: a
+leaked token is worth a day at most, whoever issued it.
 """
 
 import logging
@@ -31,6 +33,10 @@ class Forbidden(Exception):
 
 class TokenConfigError(RuntimeError):
     """No key, or the wrong kind of key, is configured for what was asked."""
+
+
+class TokenTtlTooLong(ValueError):
+    """A token was asked to live longer than BATCHSYNC_JWT_MAX_TTL_SECONDS allows; the API would refuse it."""
 
 
 def permission_matches(granted: str, wanted: str) -> bool:
@@ -90,10 +96,13 @@ def verify_token(settings: Settings, token: str) -> Principal:
             algorithms=[algorithm],
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
-            options={"require": ["exp"], "verify_aud": settings.jwt_audience is not None},
+            options={"require": ["exp", "iat"], "verify_aud": settings.jwt_audience is not None},
         )
     except (jwt.PyJWTError, ValueError, TypeError) as error:
         raise AuthFailed(type(error).__name__) from error
+    lifetime = claims["exp"] - claims["iat"]
+    if lifetime > settings.jwt_max_ttl_seconds:
+        raise AuthFailed(f"token lifetime {lifetime}s exceeds BATCHSYNC_JWT_MAX_TTL_SECONDS")
     sub, perms = claims.get("sub"), claims.get("perms", [])
     if not isinstance(sub, str) or not sub:
         raise AuthFailed("token has no sub")
@@ -103,7 +112,15 @@ def verify_token(settings: Settings, token: str) -> Principal:
 
 
 def mint_token(settings: Settings, sub: str, perms: list[str], ttl_seconds: int = 3600) -> str:
-    """An HS256 token for local use; RS256 tokens come from the identity provider that holds the private key."""
+    """An HS256 token for local use; RS256 tokens come from the identity provider that holds the private key.
+
+    Refuses (TokenTtlTooLong) a lifetime the API would refuse, rather than mint a token that never works.
+    """
+    if not 0 < ttl_seconds <= settings.jwt_max_ttl_seconds:
+        raise TokenTtlTooLong(
+            f"a token may live 1 to {settings.jwt_max_ttl_seconds} seconds (BATCHSYNC_JWT_MAX_TTL_SECONDS), "
+            f"not {ttl_seconds}"
+        )
     if settings.jwt_secret is None:
         if settings.jwt_public_key is not None:
             raise TokenConfigError(

@@ -32,7 +32,6 @@ console = Console()
 
 JWT_SECRET_FILE = "jwt_secret"
 QUIET_LOGGERS = ("httpx", "httpcore")
-DEMO_TOKEN_TTL = 30 * 24 * 3600
 
 
 def _settings() -> Settings:
@@ -108,9 +107,11 @@ def _announce_demo(settings: Settings) -> None:
     from service.demo import ORDER_COUNT, seed_demo
 
     info = asyncio.run(seed_demo(settings))
-    token = mint_token(settings, "demo", [ALL_PERMISSIONS], ttl_seconds=DEMO_TOKEN_TTL)
+    ttl = settings.jwt_max_ttl_seconds
+    token = mint_token(settings, "demo", [ALL_PERMISSIONS], ttl_seconds=ttl)
     console.print(f"demo: batch {info.batch_id} copies {ORDER_COUNT:,} orders from demo_source to demo_target.")
-    console.print(f"token (all permissions, 30 days):\n{token}", soft_wrap=True)
+    console.print(f"token (all permissions, valid {ttl // 3600}h {ttl % 3600 // 60}m; "
+                  f"`batchsync token` mints more):\n{token}", soft_wrap=True)
     console.print("run it:", soft_wrap=True)
     console.print(
         f'curl -X POST http://{settings.http_host}:{settings.http_port}/integration/batch/{info.batch_id}/sync '
@@ -161,7 +162,8 @@ def db_upgrade() -> None:
 def token(
     sub: Annotated[str, typer.Option("--sub", help="The user the token names.")],
     perms: Annotated[str, typer.Option("--perms", help="Comma-separated permissions, e.g. integration:batch:*")],
-    ttl: Annotated[int, typer.Option("--ttl", min=1, help="Lifetime in seconds.")] = 3600,
+    ttl: Annotated[int, typer.Option("--ttl", min=1, help="Lifetime in seconds, at most "
+                                     "BATCHSYNC_JWT_MAX_TTL_SECONDS (default 86400).")] = 3600,
 ) -> None:
     """Mint a dev token (HS256) with the configured secret or the one `up` keeps in the data directory."""
     from service.auth import TokenConfigError, mint_token
@@ -170,6 +172,10 @@ def token(
     wanted = [p.strip() for p in perms.split(",") if p.strip()]
     if not wanted:
         raise typer.BadParameter("at least one permission", param_hint="--perms")
+    if ttl > settings.jwt_max_ttl_seconds:
+        limit = settings.jwt_max_ttl_seconds
+        raise typer.BadParameter(f"{ttl} is longer than BATCHSYNC_JWT_MAX_TTL_SECONDS ({limit}); "
+                                 "the API refuses such tokens", param_hint="--ttl")
     try:
         typer.echo(mint_token(settings, sub, wanted, ttl_seconds=ttl))
     except TokenConfigError as error:

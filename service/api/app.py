@@ -1,12 +1,14 @@
 """The app factory: routes, envelope error handlers and the state the composition root built.
 
 Nothing is created here; the caller owns the engine, sessions and requester and their lifecycle.
-The state is reachable as `app.state.batchsync`.
+The state is reachable as `app.state.batchsync`. The RequestGuard runs before routing: body limit
+and authentication come before any body is read (see service/api/middleware.py).
 """
 
 from fastapi import FastAPI
 
 from service.api import errors
+from service.api.middleware import RequestGuard
 from service.api.routes import batches, connections, health, runs
 from service.api.state import AppState
 
@@ -21,6 +23,7 @@ def create_app(state: AppState) -> FastAPI:
     )
     app.state.batchsync = state
     errors.install(app)
+    app.add_middleware(RequestGuard, settings=state.settings)
     app.include_router(health.router)
     app.include_router(connections.router)
     app.include_router(batches.router)

@@ -1,6 +1,7 @@
 """Every error as the envelope `{code, message, data}`: framework errors, auth, catalog refusals, outages.
 
-Messages are the seed's; details of unexpected errors go to the log only. A database that cannot
+Messages are the seed's; details of unexpected errors go to the log only. A body FastAPI cannot parse
+(too deep, a number too long) is a 400 `参数错误：…`, never its English detail. A database that cannot
 be reached answers 503 `服务暂不可用：数据库` instead of a 500 or a hang.
 """
 
@@ -25,8 +26,16 @@ FORBIDDEN = "无权限执行此操作"
 INTERNAL = "服务器内部错误"
 DATABASE_DOWN = "服务暂不可用：数据库"
 BAD_REQUEST = "参数错误："
+BODY_TOO_LARGE = "请求体过大"
 
-_HTTP_MESSAGES = {404: "资源不存在", 405: "请求方法不允许", 401: AUTH_FAILED, 403: FORBIDDEN}
+_HTTP_MESSAGES = {
+    400: f"{BAD_REQUEST}请求体无法解析",
+    401: AUTH_FAILED,
+    403: FORBIDDEN,
+    404: "资源不存在",
+    405: "请求方法不允许",
+    413: BODY_TOO_LARGE,
+}
 _CATALOG_STATUS: dict[type[CatalogError], int] = {NotFound: 404, Invalid: 400, Conflict: 409}
 
 
@@ -46,6 +55,7 @@ _PROBLEMS = {
     "uuid_type": "应为 UUID",
     "bool_parsing": "应为布尔值",
     "string_type": "应为字符串",
+    "string_unicode": "不能包含不成对的代理字符",
     "dict_type": "应为对象",
     "model_attributes_type": "应为对象",
     "list_type": "应为数组",

@@ -7,6 +7,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 MAX_PAGE_SIZE = 500
+MAX_PAGE_NUM = 1_000_000
+"""Bounds the offset to 5·10⁸ rows: far beyond any real list, and always a valid PostgreSQL OFFSET."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ PRIVATE_KEY, PUBLIC_KEY = rsa_keys()
 
 
 def claims(**extra) -> dict:
-    return {"sub": "alice", "perms": ["*:*:*"], "exp": int(time.time()) + 300, **extra}
+    now = int(time.time())
+    return {"sub": "alice", "perms": ["*:*:*"], "iat": now, "exp": now + 300, **extra}
 
 
 def auth(token: str) -> dict[str, str]:
@@ -55,7 +56,10 @@ async def rs_client(state_dsn):
     auth(jwt.encode(claims(), None, algorithm="none")),
     auth(jwt.encode(claims(), PRIVATE_KEY, algorithm="RS256")),
     auth(jwt.encode({"sub": "alice", "perms": ["*:*:*"]}, SECRET, algorithm="HS256")),
-], ids=["none", "basic", "malformed", "expired", "wrong-key", "alg-none", "rs256-for-hs256", "no-exp"])
+    auth(jwt.encode({"sub": "alice", "perms": ["*:*:*"], "exp": int(time.time()) + 300}, SECRET, algorithm="HS256")),
+    auth(jwt.encode(claims(iat=int(time.time()) - 90_000, exp=int(time.time()) + 300), SECRET, algorithm="HS256")),
+], ids=["none", "basic", "malformed", "expired", "wrong-key", "alg-none", "rs256-for-hs256", "no-exp", "no-iat",
+        "longer-than-max-ttl"])
 async def test_bad_tokens_are_401(hs_client, headers: dict) -> None:
     for path in PROTECTED:
         response = await hs_client.get(path, headers=headers)
@@ -96,7 +100,7 @@ async def test_without_any_key_every_protected_route_is_401(state_dsn) -> None:
         assert (await client.get("/healthz")).status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/docs", "/openapi.json"])
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/docs", "/redoc", "/openapi.json"])
 async def test_open_routes_need_no_token(hs_client, path: str) -> None:
     response = await hs_client.get(path, headers={"Authorization": ""})
     assert response.status_code == 200

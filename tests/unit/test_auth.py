@@ -36,7 +36,8 @@ def rsa_pair() -> tuple[str, str]:
 
 
 def claims(**extra) -> dict:
-    return {"sub": "alice", "perms": ["integration:batch:sync"], "exp": int(time.time()) + 60, **extra}
+    now = int(time.time())
+    return {"sub": "alice", "perms": ["integration:batch:sync"], "iat": now, "exp": now + 60, **extra}
 
 
 def test_minted_token_verifies_with_its_claims() -> None:
