@@ -3,6 +3,11 @@ Retry-After within a bound) and the boundary where httpx's errors become our Syn
 
 Shared by the HTTP source (`http_source.py`) and the connection check. Nothing here logs or raises a
 header, a query string or a credential: errors name the URL path only.
+
+Every connection goes through `http_transport.PolicyTransport`, so the access policy approves (and pins)
+the address of the first request, of each of at most `MAX_REDIRECTS` redirect hops and of every next-page
+link. Only http and https are spoken, on every hop, and a hop to another host leaves the connection's
+headers (its credentials) behind.
 """
 
 import asyncio
@@ -10,13 +15,17 @@ import email.utils
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from service.connectors.http_transport import PolicyTransport
+from service.security.network import NetworkPolicy
 from service.sync.errors import (
+    AccessDenied,
     AuthFailed,
     ConfigInvalid,
     ConnectRefused,
@@ -35,6 +44,9 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_MAX_RETRY_AFTER = 60.0
 """Longest single wait a Retry-After may impose; a server asking for more is waited on this long."""
 _RETRY_STATUSES = {429, 502, 503, 504}
+MAX_REDIRECTS = 5
+SCHEMES = ("http", "https")
+SCHEME_REFUSED = "HTTP 连接只允许 http 和 https"
 
 
 @dataclass(frozen=True)
@@ -46,12 +58,14 @@ class HttpSettings:
     timeout: float
     max_retries: int
     max_retry_after: float
+    network: NetworkPolicy
+    """Which addresses this connection may reach (the endpoint's policy)."""
 
 
 def settings_of(endpoint: Endpoint) -> HttpSettings:
     """The connection's `url` and `params` (headers, auth, query, timeout, maxRetries), validated."""
     url = (endpoint.url or "").strip()
-    if not url.startswith(("http://", "https://")):
+    if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
         raise ConfigInvalid("HTTP 连接的 url 须以 http:// 或 https:// 开头")
     params = endpoint.params or {}
     headers = {str(k): str(v) for k, v in (params.get("headers") or {}).items()}
@@ -73,14 +87,36 @@ def settings_of(endpoint: Endpoint) -> HttpSettings:
             timeout=float(params.get("timeout") or DEFAULT_TIMEOUT),
             max_retries=int(params.get("maxRetries", DEFAULT_MAX_RETRIES)),
             max_retry_after=float(params.get("maxRetryAfter", DEFAULT_MAX_RETRY_AFTER)),
+            network=endpoint.policy.network,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigInvalid("HTTP 连接的 timeout/maxRetries/maxRetryAfter 须为数字") from exc
 
 
 def client_for(settings: HttpSettings, connect_timeout: float) -> httpx.AsyncClient:
+    """A client whose every connection the policy approved; see the module docstring."""
     timeout = httpx.Timeout(settings.timeout, connect=connect_timeout)
-    return httpx.AsyncClient(headers=settings.headers, auth=settings.auth, timeout=timeout, follow_redirects=True)
+    return httpx.AsyncClient(headers=settings.headers, auth=settings.auth, timeout=timeout, follow_redirects=True,
+                             max_redirects=MAX_REDIRECTS, transport=PolicyTransport(settings.network),
+                             trust_env=False, event_hooks={"request": [_every_hop(settings)]})
+
+
+def _every_hop(settings: HttpSettings) -> Callable[[httpx.Request], Awaitable[None]]:
+    """A request hook, run by httpx before the first request and before each redirect hop: refuse any
+    scheme but http(s), and drop the connection's headers on a hop to another host (httpx itself drops
+    only `Authorization` there, so an API-key header would follow the redirect)."""
+    home = (urlsplit(settings.url).hostname or "").lower()
+    names = list(settings.headers)
+
+    async def hook(request: httpx.Request) -> None:
+        if request.url.scheme not in SCHEMES:
+            raise AccessDenied(SCHEME_REFUSED, detail=request.url.scheme)
+        if request.url.host.lower() != home:
+            for name in names:
+                request.headers.pop(name, None)
+            request.headers.pop("Authorization", None)
+
+    return hook
 
 
 def path_of(url: str) -> str:
@@ -159,6 +195,8 @@ def map_error(exc: BaseException, *, first: bool = False) -> SyncError:
         if isinstance(cause, ConnectionRefusedError) or "refused" in str(exc).lower():
             return ConnectRefused("source")
         return ConnectRefused("source", detail=type(exc).__name__)
+    if isinstance(exc, httpx.TooManyRedirects):
+        return SourceFailed(f"接口重定向超过 {MAX_REDIRECTS} 次", detail=path_of(str(exc.request.url)))
     if isinstance(exc, httpx.TransportError):
         return TransientSourceError(detail=type(exc).__name__)
     return SourceFailed(detail=type(exc).__name__)
