@@ -3,11 +3,16 @@
 With `--follow`, progress comes from the run's `BatchSyncProgress` events on `P.events` (a group-less
 consumer positioned at the end before the request, so no event of the run is missed); without a
 reachable broker it polls `GET /integration/batch/{id}/runs/{runId}` instead.
+
+The bearer token comes from `--token-file PATH` or `BATCHSYNC_TOKEN`, never from the command line,
+where every local user could read it in `ps` or `/proc/<pid>/cmdline`.
 """
 
 import asyncio
 import contextlib
+import os
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -22,6 +27,22 @@ TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
 POLL_SECONDS = 0.5
 CLIENT_PERMS = ["integration:batch:sync", "integration:batch:query"]
 console = Console(stderr=True)
+
+
+TOKEN_ENV = "BATCHSYNC_TOKEN"
+"""The client's own credential, read here rather than from Settings: the service never needs it."""
+TOKEN_ON_COMMAND_LINE = ("error: --token is refused: a token on the command line is visible to every local user "
+                         "(ps, /proc/<pid>/cmdline). Set BATCHSYNC_TOKEN or use --token-file PATH.")
+
+
+def _token_from_file(path: Path) -> str:
+    """The first line of `path`; warns when the file is readable by others than its owner."""
+    if path.stat().st_mode & 0o077:
+        typer.echo(f"warning: {path} is readable by other users; chmod 600 it", err=True)
+    token = path.read_text().strip()
+    if not token:
+        raise typer.BadParameter(f"{path} is empty", param_hint="--token-file")
+    return token
 
 
 def _bearer(settings: Settings, token: str | None) -> str:
@@ -175,11 +196,19 @@ def sync(
                                                "outcome (default: BATCHSYNC_SYNC_WAIT_SECONDS).")] = None,
     follow: Annotated[bool, typer.Option("--follow", help="Show live progress until the run ends.")] = False,
     api_url: Annotated[str | None, typer.Option("--api-url", help="Default http://127.0.0.1:<http_port>.")] = None,
-    token: Annotated[str | None, typer.Option("--token", envvar="BATCHSYNC_TOKEN",
-                                              help="Bearer token (default: minted from the dev secret).")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        "--token-file", exists=True, dir_okay=False, readable=True,
+        help="File holding the bearer token (or set BATCHSYNC_TOKEN; default: minted from the dev secret).",
+    )] = None,
+    token: Annotated[str | None, typer.Option("--token", hidden=True, help="Refused; see --token-file.")] = None,
 ) -> None:
     """Trigger a sync of batch ID; exit 0 on SUCCESS, 1 on failure, 3 if still running, 4 on other errors."""
     from service.embedded import with_running_endpoints
+
+    if token is not None:
+        typer.echo(TOKEN_ON_COMMAND_LINE, err=True)
+        raise typer.Exit(2)
+    token = _token_from_file(token_file) if token_file is not None else os.environ.get(TOKEN_ENV)
 
     settings = with_running_endpoints(Settings())
     bootstrap = settings.kafka_bootstrap
