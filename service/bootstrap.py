@@ -31,10 +31,20 @@ class Database:
 
 
 def _require(settings: Settings) -> None:
+    """Refuse to start a part without what it cannot run safely without, in one line naming it."""
+    from service.security.secrets import Keyring
+
     if not settings.database_url:
         raise RuntimeError("BATCHSYNC_DATABASE_URL is not set (or use `batchsync up` for the embedded default)")
     if not settings.kafka_bootstrap:
         raise RuntimeError("BATCHSYNC_KAFKA_BOOTSTRAP is not set (or use `batchsync up` for the embedded default)")
+    if settings.secret_key is None or not settings.secret_key.get_secret_value():
+        raise RuntimeError("BATCHSYNC_SECRET_KEY is not set: it encrypts connection secrets and signs events "
+                           "(`batchsync up` creates one in its data directory)")
+    try:
+        Keyring.from_settings(settings)
+    except ValueError as error:
+        raise RuntimeError(str(error)) from error
 
 
 @contextlib.asynccontextmanager

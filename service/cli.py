@@ -7,26 +7,26 @@ production. Every command reads its configuration from the one Settings class.
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import SecretStr
 from rich.console import Console
 
 from service.cli_audit import audit_app
+from service.cli_secrets import dev_secret_key, key_file, secrets_app
 from service.cli_sync import sync
 from service.config import Settings
+from service.logging_filters import install as install_secret_mask
 
 app = typer.Typer(help="batchsync: sync data batches from source to target systems.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="State-store maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
+app.add_typer(secrets_app, name="secrets")
 app.command("sync")(sync)
 console = Console()
 
@@ -37,6 +37,7 @@ QUIET_LOGGERS = ("httpx", "httpcore")
 def _settings() -> Settings:
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_secret_mask()
     for chatty in QUIET_LOGGERS:  # they log full request URLs, and a source URL may carry credentials
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     return settings
@@ -49,16 +50,20 @@ def dev_secret(settings: Settings, *, create: bool) -> Settings:
     """
     if settings.jwt_secret is not None or settings.jwt_public_key is not None:
         return settings
-    path = Path(settings.data_dir) / JWT_SECRET_FILE
-    if create and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48) + "\n")
-    if not path.exists():
-        return settings
-    return settings.model_copy(update={"jwt_secret": SecretStr(path.read_text().strip())})
+    value = key_file(Path(settings.data_dir) / JWT_SECRET_FILE, create=create)
+    return settings if value is None else settings.model_copy(update={"jwt_secret": value})
+
+
+def startable(settings: Settings) -> Settings:
+    """The settings, or exit 2 with one line naming what a part cannot start without."""
+    from service.bootstrap import _require
+
+    try:
+        _require(settings)
+    except RuntimeError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    return settings
 
 
 def run_until_stopped(main: Callable[[], Awaitable[None]]) -> None:
@@ -89,12 +94,14 @@ def up(demo: Annotated[bool, typer.Option("--demo", help="Create a demo source, 
     """API + sync worker + history projector in one process, on embedded PostgreSQL and broker by default."""
     from service.bootstrap import run_all
     from service.db.migrate import upgrade
-    from service.embedded import embedded_services
+    from service.embedded import embedded_services, with_default_file_root
+    from service.security.secrets import Keyring
 
     _terminate_on_sigterm()
-    settings = dev_secret(_settings(), create=True)
+    settings = dev_secret_key(dev_secret(_settings(), create=True), create=True)
+    settings = with_default_file_root(settings)
     with embedded_services(settings) as settings:
-        upgrade(settings.database_url or "")
+        upgrade(settings.database_url or "", keys=Keyring.from_settings(settings))
         if demo:
             _announce_demo(settings)
         console.print(f"batchsync up: http://{settings.http_host}:{settings.http_port} "
@@ -125,7 +132,7 @@ def api() -> None:
     """The HTTP API alone (needs BATCHSYNC_DATABASE_URL and BATCHSYNC_KAFKA_BOOTSTRAP)."""
     from service.bootstrap import run_api
 
-    settings = dev_secret(_settings(), create=False)
+    settings = startable(dev_secret(_settings(), create=False))
     run_until_stopped(lambda: run_api(settings))
 
 
@@ -134,7 +141,7 @@ def worker() -> None:
     """A sync worker; run any number, they share one consumer group."""
     from service.bootstrap import run_worker
 
-    settings = _settings()
+    settings = startable(_settings())
     run_until_stopped(lambda: run_worker(settings))
 
 
@@ -143,7 +150,7 @@ def projector() -> None:
     """The history projector: builds run history from the events topic."""
     from service.bootstrap import run_projector
 
-    settings = _settings()
+    settings = startable(_settings())
     run_until_stopped(lambda: run_projector(settings))
 
 
@@ -152,9 +159,10 @@ def db_upgrade() -> None:
     """Alembic migrations to head (on the embedded database when no URL is configured)."""
     from service.db.migrate import upgrade
     from service.embedded import embedded_services
+    from service.security.secrets import Keyring
 
-    with embedded_services(_settings(), broker=False) as settings:
-        upgrade(settings.database_url or "")
+    with embedded_services(dev_secret_key(_settings(), create=False), broker=False) as settings:
+        upgrade(settings.database_url or "", keys=Keyring.from_settings(settings))
     console.print("database is at the latest schema")
 
 

@@ -1,99 +1,237 @@
-"""Hiding connection secrets on the way out, and keeping them when a client sends the mask back.
+"""Which parts of a connection are secret, derived from its type's schema (`service/connectors/params.py`).
 
-A client that GETs a connection, edits one field and PUTs it whole sends `******` where the
-secrets were; `restore_*` puts the stored secrets back so that round trip never erases them.
+`split` cuts a connection into its public form, every secret replaced by `******` (what the
+`connections` table stores in clear and what the API shows), and the secrets themselves (what is
+stored encrypted). `merge` puts them back together. `restore` serves the GET-edit-PUT round trip:
+a client sends the mask back where a secret was, and gets the stored secret kept there.
+
+Secret are: the URL's password, every value of its query string and its fragment, and every value
+under a params field the schema marks secret. A key the schema does not declare cannot reach the
+store (the catalog refuses it); in rows written before the schemas existed it is treated as secret.
 """
 
-import re
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+import copy
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Union, get_args, get_origin
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from service.connectors.params import PARAMS
 
 MASK = "******"
-
-_SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token", "apikey", "accesskey", "privatekey",
-                 "authorization", "credential", "cookie", "signature", "sessionkey")
-_SECRET_EXACT = {"auth", "pass", "jaas", "jaasconfig"}
-_SEPARATORS = re.compile(r"[^a-z0-9]")
+Path = tuple[str | int, ...]
 
 
-def is_secret_key(key: str) -> bool:
-    """Keys that look like they hold a secret, however they are cased or separated."""
-    normal = _SEPARATORS.sub("", key.lower())
-    return normal in _SECRET_EXACT or any(word in normal for word in _SECRET_WORDS)
+@dataclass(frozen=True)
+class Split:
+    url: str | None
+    params: dict[str, Any]
+    options: dict[str, Any]
+    secrets: dict[str, Any] | None
+    """`{"url": clear url?, "values": [[path, value], ...]}`, or None when the connection holds no secret."""
 
 
-def redact_values(value: Any) -> Any:
-    """A copy of a params/options tree with every value under a secret-looking key masked, and URL passwords."""
+def _is_secret(field: FieldInfo) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and extra.get("secret") is True
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, seen through `X | None`."""
+    candidates = get_args(annotation) if get_origin(annotation) in (Union, type(int | None)) else (annotation,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _leaves(value: Any, path: Path, found: list[tuple[Path, Any]]) -> Any:
+    """`value` with every non-empty scalar in it masked, and recorded in `found`."""
     if isinstance(value, dict):
-        return {k: MASK if is_secret_key(str(k)) and v not in (None, "") else redact_values(v)
-                for k, v in value.items()}
+        return {k: _leaves(v, (*path, k), found) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact_values(item) for item in value]
-    if isinstance(value, str) and "://" in value:
-        return redact_url(value)
-    return value
+        return [_leaves(v, (*path, i), found) for i, v in enumerate(value)]
+    if value is None or value == "" or isinstance(value, bool):
+        return value
+    found.append((path, value))
+    return MASK
 
 
-def restore_values(incoming: Any, stored: Any) -> Any:
-    """`incoming` with each masked value replaced by the stored value at the same place."""
-    if isinstance(incoming, dict):
-        old = stored if isinstance(stored, dict) else {}
-        return {k: old.get(k) if v == MASK and k in old else restore_values(v, old.get(k))
-                for k, v in incoming.items()}
-    if isinstance(incoming, list):
-        old_list = stored if isinstance(stored, list) else []
-        return [restore_values(item, old_list[i] if i < len(old_list) else None)
-                for i, item in enumerate(incoming)]
-    if isinstance(incoming, str) and isinstance(stored, str) and "://" in incoming:
-        return restore_url(incoming, stored)
-    return incoming
+def _mask(model: type[BaseModel] | None, value: dict[str, Any], path: Path, found: list[tuple[Path, Any]]) -> dict:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        field = model.model_fields.get(key) if model is not None else None
+        sub = _submodel(field.annotation) if field is not None else None
+        if field is None or _is_secret(field):
+            out[key] = _leaves(item, (*path, key), found)
+        elif sub is not None and isinstance(item, dict):
+            out[key] = _mask(sub, item, (*path, key), found)
+        else:
+            out[key] = item
+    return out
 
 
-def _split(url: str) -> tuple[Any, str | None, list[tuple[str, str]]] | None:
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return None
-    return parts, password, parse_qsl(parts.query, keep_blank_values=True)
+@dataclass(frozen=True)
+class _Url:
+    """A URL in raw pieces, so that masking and restoring never re-encode what they do not touch."""
+
+    scheme: str
+    user: str | None
+    password: str | None
+    host: str
+    path: str
+    query: list[tuple[str, str, str]]
+    fragment: str
+
+    @classmethod
+    def parse(cls, url: str) -> "_Url":
+        parts = urlsplit(url)  # ValueError on a malformed URL
+        userinfo, at, host = parts.netloc.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        query = [item.partition("=") for item in parts.query.split("&")] if parts.query else []
+        return cls(parts.scheme, user if at else None, password if colon else None, host, parts.path, query,
+                   parts.fragment)
+
+    def text(self) -> str:
+        netloc = self.host
+        if self.user is not None:
+            netloc = f"{self.user}{':' + self.password if self.password is not None else ''}@{self.host}"
+        query = "&".join(k + s + v for k, s, v in self.query)
+        return urlunsplit((self.scheme, netloc, self.path, query, self.fragment))
+
+    def masked(self) -> "_Url":
+        return _Url(self.scheme, self.user, MASK if self.password else self.password, self.host, self.path,
+                    [(k, s, MASK if v else v) for k, s, v in self.query], MASK if self.fragment else "")
+
+    def secrets(self) -> list[str]:
+        return [v for v in (self.password, *(v for _, _, v in self.query), self.fragment) if v]
 
 
-def _rebuild(parts: Any, password: str | None, query: list[tuple[str, str]]) -> str:
-    netloc = parts.netloc
-    if password is not None:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{password}@{hostport}"
-    new_query = urlencode(query, safe="*") if query else parts.query
-    return urlunsplit((parts.scheme, netloc, parts.path, new_query, parts.fragment))
-
-
-def redact_url(url: str | None) -> str | None:
-    """`postgresql://user:pw@host/db` → `postgresql://user:******@host/db`; secret query values too."""
+def _split_url(url: str | None) -> tuple[str | None, list[str]]:
+    """The public URL and the secrets it held."""
     if not url:
-        return url
-    split = _split(url)
-    if split is None:
-        return MASK
-    parts, password, query = split
-    secret_query = any(is_secret_key(k) and v for k, v in query)
-    if password is None and not secret_query:
-        return url
-    masked_query = [(k, MASK if is_secret_key(k) and v else v) for k, v in query]
-    return _rebuild(parts, MASK if password is not None else None, masked_query if secret_query else [])
+        return url, []
+    try:
+        parsed = _Url.parse(url)
+    except ValueError:
+        return MASK, [url]
+    secrets = parsed.secrets()
+    return (parsed.masked().text() if secrets else url), secrets
 
 
-def restore_url(incoming: str | None, stored: str | None) -> str | None:
-    """Put the stored password (and secret query values) back where the client sent the mask."""
+def split(kind: str, url: str | None, params: dict[str, Any], options: dict[str, Any] | None = None) -> Split:
+    """The public form of a connection and its secrets, as its type's schema declares them."""
+    found: list[tuple[Path, Any]] = []
+    public_params = _mask(PARAMS.get(kind), params or {}, ("params",), found)
+    public_options = _mask(None, options or {}, ("options",), found)
+    public_url, url_secrets = _split_url(url)
+    secrets: dict[str, Any] = {}
+    if url_secrets:
+        secrets["url"] = url
+    if found:
+        secrets["values"] = [[list(path), value] for path, value in found]
+    return Split(public_url, public_params, public_options, secrets or None)
+
+
+def _set(tree: dict[str, Any], path: Path, value: Any) -> None:
+    node: Any = tree
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+
+
+_MISSING = object()
+
+
+def _get(tree: Any, path: Path) -> Any:
+    node = tree
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return node
+
+
+def merge(url: str | None, params: dict[str, Any], options: dict[str, Any],
+          secrets: dict[str, Any] | None) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
+    """The clear connection: the public form with its secrets put back."""
+    if not secrets:
+        return url, params, options
+    tree = {"params": copy.deepcopy(params), "options": copy.deepcopy(options)}
+    for path, value in secrets.get("values", []):
+        _set(tree, tuple(path), value)
+    return secrets.get("url", url), tree["params"], tree["options"]
+
+
+def secret_values(secrets: dict[str, Any] | None) -> list[str]:
+    """Every secret of a connection as text (for log masking)."""
+    if not secrets:
+        return []
+    values = [str(value) for _, value in secrets.get("values", [])]
+    return values + _split_url(secrets.get("url"))[1]
+
+
+def _restore_url(incoming: str | None, stored: str | None) -> tuple[str | None, bool]:
     if not incoming or not stored or MASK not in incoming:
-        return incoming
-    new, old = _split(incoming), _split(stored)
-    if new is None or old is None:
-        return incoming
-    parts, password, query = new
-    _, old_password, old_query = old
-    if password == MASK and old_password is not None:
-        password = old_password
-    old_values = dict(old_query)
-    restored = [(k, old_values[k] if v == MASK and k in old_values else v) for k, v in query]
-    return _rebuild(parts, password, restored if any(v == MASK for _, v in query) else [])
+        return incoming, False
+    try:
+        new, old = _Url.parse(incoming), _Url.parse(stored)
+    except ValueError:
+        return incoming, False
+    used = False
+    password = new.password
+    if password == MASK and old.password:
+        password, used = old.password, True
+    old_values: dict[str, list[str]] = {}
+    for key, _, value in old.query:
+        old_values.setdefault(key, []).append(value)
+    seen: dict[str, int] = {}
+    query = []
+    for key, sep, value in new.query:
+        index = seen[key] = seen.get(key, -1) + 1
+        previous = old_values.get(key, [])
+        if value == MASK and index < len(previous) and previous[index]:
+            value, used = previous[index], True
+        query.append((key, sep, value))
+    fragment = new.fragment
+    if fragment == MASK and old.fragment:
+        fragment, used = old.fragment, True
+    return _Url(new.scheme, new.user, password, new.host, new.path, query, fragment).text(), used
+
+
+def restore(kind: str, url: str | None, params: dict[str, Any], stored_url: str | None,
+            stored_params: dict[str, Any]) -> tuple[str | None, dict[str, Any], bool]:
+    """`url` and `params` with each mask at a secret place replaced by the stored secret there;
+    the flag says whether any stored secret was kept."""
+    restored_url, used = _restore_url(url, stored_url)
+    found: list[tuple[Path, Any]] = []
+    _mask(PARAMS.get(kind), params, (), found)
+    restored = copy.deepcopy(params)
+    for path, value in found:
+        previous = _get(stored_params, path)
+        if value == MASK and previous is not _MISSING and previous not in (None, ""):
+            _set(restored, path, previous)
+            used = True
+    return restored_url, restored, used
+
+
+@cache
+def secret_field_names() -> frozenset[str]:
+    """The names of the text fields any schema marks secret (for masking `name=value` in logs); secret
+    objects (`headers`) are left out, their values are masked where they appear."""
+    names: set[str] = set()
+
+    def walk(model: type[BaseModel]) -> None:
+        for name, field in model.model_fields.items():
+            if _is_secret(field) and dict not in {get_origin(a) for a in get_args(field.annotation)}:
+                names.add(name)
+            elif (sub := _submodel(field.annotation)) is not None:
+                walk(sub)
+
+    for model in PARAMS.values():
+        walk(model)
+    return frozenset(names)

@@ -1,4 +1,8 @@
-"""Async engine and session factory; built by the composition root, never at import."""
+"""Async engine and session factory; built by the composition root, never at import.
+
+`hide_parameters`: a failed statement's message (logged, or shown in a traceback) never carries its
+bound values, which may be connection rows.
+"""
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -11,6 +15,7 @@ def make_engine(url: str, connect_timeout: float = 5.0, pool_size: int = 10) -> 
         pool_pre_ping=True,
         pool_timeout=connect_timeout,
         connect_args={"timeout": connect_timeout, "command_timeout": 60},
+        hide_parameters=True,
     )
 
 

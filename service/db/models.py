@@ -46,6 +46,9 @@ class Base(DeclarativeBase):
 
 
 class Connection(Base):
+    """A connection at rest: `url`, `params`, `options` in their public form (every secret masked) and
+    the secrets themselves sealed in `secrets` by the key `secrets_key_id` names (SPEC §7)."""
+
     __tablename__ = "connections"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -54,6 +57,8 @@ class Connection(Base):
     url: Mapped[str | None] = mapped_column(Text)
     params: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     options: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    secrets: Mapped[str | None] = mapped_column(Text)
+    secrets_key_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), onupdate=func.now())
 

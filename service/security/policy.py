@@ -11,12 +11,15 @@ from pathlib import Path
 from service.config import Settings
 from service.security.files import FilePolicy
 from service.security.network import NetworkPolicy
+from service.security.secrets import Keyring
 
 
 @dataclass(frozen=True)
 class AccessPolicy:
     files: FilePolicy = field(default_factory=FilePolicy)
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    secrets: Keyring = field(default_factory=Keyring, compare=False)
+    """The keys that seal and open connection secrets; the catalog alone uses them (`endpoint_of`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AccessPolicy":
@@ -24,4 +27,5 @@ class AccessPolicy:
             files=FilePolicy.of(settings.file_root_paths, Path(settings.data_dir)),
             network=NetworkPolicy.of(settings.egress_deny_list, settings.database_url, settings.kafka_bootstrap,
                                      settings.topic_prefix),
+            secrets=Keyring.from_settings(settings),
         )

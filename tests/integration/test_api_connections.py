@@ -25,19 +25,20 @@ async def client(state_dsn):
 async def stored(state_dsn: str, connection_id: int) -> asyncpg.Record:
     conn = await asyncpg.connect(state_dsn)
     try:
-        return await conn.fetchrow("SELECT url, params::text AS params FROM connections WHERE id = $1", connection_id)
+        return await conn.fetchrow("SELECT url, params::text AS params, secrets FROM connections WHERE id = $1",
+                                   connection_id)
     finally:
         await conn.close()
 
 
 async def test_create_get_and_list_never_show_secrets(client, state_dsn) -> None:
-    name = unique("pg")
-    created = await create_connection(client, name=name, params={"headers": {"Authorization": API_TOKEN}},
-                                      options={"sslmode": "prefer"})
-    assert created["url"] == f"postgresql://app:{MASK}@127.0.0.1:5432/nowhere"
-    assert created["params"] == {"headers": {"Authorization": MASK}}
-    assert created["options"] == {"sslmode": "prefer"}
-    assert created["createdAt"].endswith("Z") and created["type"] == "postgresql"
+    name = unique("api")
+    created = await create_connection(client, name=name, type="http", url=f"https://app:{DB_PASSWORD}@api.example/v1",
+                                      params={"headers": {"Authorization": API_TOKEN}, "recordsPath": "data"})
+    assert created["url"] == f"https://app:{MASK}@api.example/v1"
+    assert created["params"] == {"headers": {"Authorization": MASK}, "recordsPath": "data"}
+    assert created["options"] == {}
+    assert created["createdAt"].endswith("Z") and created["type"] == "http"
 
     detail = (await client.get(f"/integration/connection/{created['id']}")).json()
     assert detail == {"code": 200, "message": "操作成功", "data": created}
@@ -46,25 +47,25 @@ async def test_create_get_and_list_never_show_secrets(client, state_dsn) -> None
     assert listed == {"total": 1, "rows": [created]}
 
     row = await stored(state_dsn, created["id"])
-    assert DB_PASSWORD in row["url"] and API_TOKEN in row["params"]
+    assert row["url"] == created["url"] and DB_PASSWORD not in row["secrets"] and API_TOKEN not in row["params"]
 
 
 async def test_update_keeps_masked_secrets_and_replaces_new_ones(client, state_dsn) -> None:
-    created = await create_connection(client, params={"token": API_TOKEN, "page": 1})
-    body = {"name": created["name"], "type": "postgresql", "url": created["url"].replace("127.0.0.1", "localhost"),
-            "params": {"token": MASK, "page": 2}}
+    created = await create_connection(client, type="http", url="https://api.example/v1",
+                                      params={"headers": {"X-Token": API_TOKEN}, "timeout": 5})
+    body = {"name": created["name"], "type": "http", "url": "https://api.example/v2",
+            "params": {"headers": {"X-Token": MASK}, "timeout": 9}}
 
     response = await client.put(f"/integration/connection/{created['id']}", json=body)
 
     assert response.status_code == 200, response.text
-    assert response.json()["data"]["params"] == {"token": MASK, "page": 2}
-    row = await stored(state_dsn, created["id"])
-    assert row["url"] == f"postgresql://app:{DB_PASSWORD}@localhost:5432/nowhere"
-    assert API_TOKEN in row["params"]
+    assert response.json()["data"]["params"] == {"headers": {"X-Token": MASK}, "timeout": 9}
+    assert (await stored(state_dsn, created["id"]))["url"] == "https://api.example/v2"
 
-    body["url"] = "postgresql://app:rotated@localhost:5432/nowhere"
+    body["params"] = {"headers": {"X-Token": "rotated-token"}}
     await client.put(f"/integration/connection/{created['id']}", json=body)
-    assert (await stored(state_dsn, created["id"]))["url"] == "postgresql://app:rotated@localhost:5432/nowhere"
+    assert (await client.get(f"/integration/connection/{created['id']}")).json()["data"]["params"] == {
+        "headers": {"X-Token": MASK}}
 
 
 async def test_duplicate_name_is_409(client) -> None:

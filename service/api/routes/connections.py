@@ -16,9 +16,9 @@ CONNECTED = "连接成功"
 
 
 @router.post("", response_model=Envelope[ConnectionOut])
-async def create_connection(body: ConnectionIn, session: SessionDep,
+async def create_connection(body: ConnectionIn, session: SessionDep, state: StateDep,
                             _: Principal = Depends(require("integration:connection:add"))) -> Envelope:
-    return Envelope(data=await connections.create(session, body))
+    return Envelope(data=await connections.create(session, body, state.policy))
 
 
 @router.get("/list", response_model=Envelope[Page[ConnectionOut]])
@@ -37,9 +37,9 @@ async def get_connection(id: IdDep, session: SessionDep,
 
 
 @router.put("/{id}", response_model=Envelope[ConnectionOut])
-async def update_connection(id: IdDep, body: ConnectionIn, session: SessionDep,
+async def update_connection(id: IdDep, body: ConnectionIn, session: SessionDep, state: StateDep,
                             _: Principal = Depends(require("integration:connection:edit"))) -> Envelope:
-    return Envelope(data=await connections.update(session, id, body))
+    return Envelope(data=await connections.update(session, id, body, state.policy))
 
 
 @router.delete("/{id}", response_model=Envelope[None])
