@@ -9,6 +9,11 @@ Clients follow `producers/clients.py`: idempotence off (the test broker refuses 
 transactions are never relied on), `acks=all`, earliest offsets and our own checkpoints. A topic is
 never auto-created by looking at it: existence is read from full-cluster metadata, which asks for no
 topic by name.
+
+Every client a run or a connection test opens is built by `client_config` from one `Access` that
+`cleared` computed first (see `kafka_access.py`): the bootstrap servers and every advertised broker
+checked by the access policy for the topics and the group the run names, so no connection reaches a
+denied address or the service's own topics on the service's own bus.
 """
 
 import asyncio
@@ -18,10 +23,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from service.connectors.errors import failed, transient
+from service.connectors.kafka_access import Access, Server, clear, confine, pinned, security_config
+from service.security.network import NetworkPolicy
 from service.sync.errors import ConfigInvalid, ConnectRefused, ConnectTimeout, Side, SyncError, TableMissing
 from service.sync.model import Endpoint
 
@@ -40,10 +48,17 @@ class KafkaSettings:
     group_id: str | None
     key: list[str]
     client_id: str
+    security: dict[str, Any]
+    """aiokafka's security arguments (protocol, SASL, SSL context); never logged."""
+    network: NetworkPolicy
+
+    def __repr__(self) -> str:
+        return f"KafkaSettings(bootstrap={self.bootstrap!r}, topic={self.topic!r})"
 
 
 def settings_of(endpoint: Endpoint) -> KafkaSettings:
-    """`params.bootstrap` (`host:port[,host:port…]`), `params.topic`, `params.groupId`, `params.key`."""
+    """`params.bootstrap` (`host:port[,host:port…]`), `params.topic`, `params.groupId`, `params.key`, and
+    the security keys (`kafka_access.security_config`)."""
     params = endpoint.params or {}
     bootstrap = str(params.get("bootstrap") or endpoint.url or "").removeprefix("kafka://").strip()
     if not bootstrap:
@@ -52,8 +67,10 @@ def settings_of(endpoint: Endpoint) -> KafkaSettings:
     keys = [key] if isinstance(key, str) else list(key)
     if not all(isinstance(k, str) and k for k in keys):
         raise ConfigInvalid("params.key 须为列名或列名数组")
+    _servers(bootstrap)
     return KafkaSettings(bootstrap=bootstrap, topic=params.get("topic") or None, group_id=params.get("groupId"),
-                         key=keys, client_id=str(params.get("clientId") or "batchsync-connector"))
+                         key=keys, client_id=str(params.get("clientId") or "batchsync-connector"),
+                         security=security_config(params, endpoint.policy.files), network=endpoint.policy.network)
 
 
 def topic_of(settings: KafkaSettings, table: str) -> str:
@@ -62,7 +79,7 @@ def topic_of(settings: KafkaSettings, table: str) -> str:
     return settings.topic or table
 
 
-def _servers(bootstrap: str) -> list[tuple[str, int]]:
+def _servers(bootstrap: str) -> list[Server]:
     servers = []
     for item in bootstrap.split(","):
         host, _, port = item.strip().rpartition(":")
@@ -73,11 +90,32 @@ def _servers(bootstrap: str) -> list[tuple[str, int]]:
     return servers
 
 
-async def probe(bootstrap: str, side: Side, connect_timeout: float) -> None:
-    """A TCP connect to the bootstrap servers, so an unreachable cluster is told apart as refused or
-    timed out (aiokafka reports both as "unable to bootstrap") within the connect timeout."""
+async def cleared(settings: KafkaSettings, names: list[str], side: Side, connect_timeout: float) -> Access:
+    """The policy's clearance for a run (or a test) that uses the topics and group in `names`, before
+    any client connects: AccessDenied, or the refused/timed-out reasons of an unreachable cluster."""
+    seeds = await pinned(_servers(settings.bootstrap), names, settings.security, settings.network)
+    await probe(seeds, side, connect_timeout)
+    try:
+        return await clear(seeds, names, settings.security, settings.network, connect_timeout)
+    except SyncError:
+        raise
+    except TimeoutError as exc:
+        raise ConnectTimeout(side) from exc
+    except KafkaConnectionError as exc:
+        raise ConnectRefused(side, detail=type(exc).__name__) from exc
+    except (KafkaError, OSError) as exc:
+        raise map_error(exc, side) from exc
+
+
+def client_config(settings: KafkaSettings, access: Access) -> dict[str, Any]:
+    """What every aiokafka client of the connection is built with: the cleared bootstrap and security."""
+    return {"bootstrap_servers": access.bootstrap, "client_id": settings.client_id, **settings.security}
+
+
+async def probe(servers: list[Server], side: Side, connect_timeout: float) -> None:
+    """A TCP connect to the (checked) bootstrap servers, so an unreachable cluster is told apart as
+    refused or timed out (aiokafka reports both as "unable to bootstrap") within the connect timeout."""
     refused = 0
-    servers = _servers(bootstrap)
     for host, port in servers:
         try:
             async with asyncio.timeout(connect_timeout):
@@ -96,9 +134,11 @@ async def probe(bootstrap: str, side: Side, connect_timeout: float) -> None:
     raise ConnectTimeout(side)
 
 
-async def started(client: Any, side: Side, connect_timeout: float) -> Any:
-    """Start an aiokafka client within the connect timeout (a host that accepts and never answers is
-    连接超时, not a hang); a client that fails to start is closed again."""
+async def started(client: Any, access: Access, side: Side, connect_timeout: float) -> Any:
+    """Start an aiokafka client, confined to the cleared brokers, within the connect timeout (a host
+    that accepts and never answers is 连接超时, not a hang); a client that fails to start is closed again."""
+    inner = client.client if isinstance(client, AIOKafkaProducer) else client._client
+    confine(inner.cluster, access)
     try:
         async with asyncio.timeout(connect_timeout):
             await client.start()
@@ -136,20 +176,18 @@ async def bounded(operation: Awaitable[T], side: Side, seconds: float) -> T:
         raise map_error(exc, side) from exc
 
 
-def admin_for(settings: KafkaSettings, connect_timeout: float) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=settings.client_id,
-                               request_timeout_ms=max(int(connect_timeout * 1000), 1000))
+async def open_admin(settings: KafkaSettings, access: Access, side: Side,
+                     connect_timeout: float) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(**client_config(settings, access),
+                                request_timeout_ms=max(int(connect_timeout * 1000), 1000))
+    return await started(admin, access, side, connect_timeout)
 
 
-async def open_admin(settings: KafkaSettings, side: Side, connect_timeout: float) -> AIOKafkaAdminClient:
-    await probe(settings.bootstrap, side, connect_timeout)
-    return await started(admin_for(settings, connect_timeout), side, connect_timeout)
-
-
-async def partitions_of(settings: KafkaSettings, topic: str, side: Side, connect_timeout: float) -> list[int]:
+async def partitions_of(settings: KafkaSettings, access: Access, topic: str, side: Side,
+                        connect_timeout: float) -> list[int]:
     """The topic's partitions from full-cluster metadata (asking for no topic by name, so nothing is
     auto-created); TableMissing when the topic does not exist."""
-    admin = await open_admin(settings, side, connect_timeout)
+    admin = await open_admin(settings, access, side, connect_timeout)
     try:
         topics = await bounded(admin.describe_topics(), side, connect_timeout)
     finally:
@@ -172,12 +210,15 @@ async def wait_for(condition: Callable[[], bool], poll: Callable[[], Awaitable[A
 
 
 async def check_connection(endpoint: Endpoint, connect_timeout: float) -> None:
-    """Cluster metadata within the connect timeout, and the pinned topic's existence (when pinned)."""
+    """Cluster metadata within the connect timeout, and the pinned topic's existence (when pinned); a
+    pinned topic or group the policy refuses is refused here as it would be by a run."""
     settings = settings_of(endpoint)
+    names = [name for name in (settings.topic, settings.group_id) if name]
+    access = await cleared(settings, names, "source", connect_timeout)
     if settings.topic is not None:
-        await partitions_of(settings, settings.topic, "source", connect_timeout)
+        await partitions_of(settings, access, settings.topic, "source", connect_timeout)
         return
-    admin = await open_admin(settings, "source", connect_timeout)
+    admin = await open_admin(settings, access, "source", connect_timeout)
     try:
         await bounded(admin.list_topics(), "source", connect_timeout)
     finally:

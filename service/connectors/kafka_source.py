@@ -33,13 +33,15 @@ from service.connectors.kafka import (
     METADATA_MAX_AGE_MS,
     REQUEST_TIMEOUT_MS,
     bounded,
+    cleared,
+    client_config,
     partitions_of,
-    probe,
     settings_of,
     started,
     topic_of,
     wait_for,
 )
+from service.connectors.kafka_access import Access
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
 
@@ -67,20 +69,20 @@ class KafkaSource:
         self._declared = params.get("columns")
         self._skip_invalid = params.get("onInvalid", "fail") == "skip"
         self._consumer: AIOKafkaConsumer | None = None
+        self._access: Access | None = None
         self._partitions: list[TopicPartition] = []
         self._columns: list[str] = []
         self._final: dict[str, int | None] | None = None
         self.skipped = 0
 
     async def __aenter__(self) -> Self:
-        await probe(self._settings.bootstrap, "source", self._timeout)
+        self._access = await cleared(self._settings, [self.topic, self._group], "source", self._timeout)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.bootstrap, client_id=self._settings.client_id, group_id=self._group,
-            enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100,
-            request_timeout_ms=REQUEST_TIMEOUT_MS, metadata_max_age_ms=METADATA_MAX_AGE_MS,
-            max_partition_fetch_bytes=2 * 1024 * 1024,
+            **client_config(self._settings, self._access), group_id=self._group, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=100, request_timeout_ms=REQUEST_TIMEOUT_MS,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS, max_partition_fetch_bytes=2 * 1024 * 1024,
         )
-        self._consumer = await started(consumer, "source", self._timeout)
+        self._consumer = await started(consumer, self._access, "source", self._timeout)
         return self
 
     async def __aexit__(self, exc_type: object, *_: object) -> None:
@@ -112,7 +114,8 @@ class KafkaSource:
     async def describe(self) -> list[Column]:
         if self._spec.cursor_column is not None:
             raise ConfigInvalid("Kafka 源不支持 cursorColumn：主题按偏移量增量读取")
-        partitions = await partitions_of(self._settings, self.topic, "source", self._timeout)
+        assert self._access is not None, "source used outside its context"
+        partitions = await partitions_of(self._settings, self._access, self.topic, "source", self._timeout)
         self._partitions = [TopicPartition(self.topic, p) for p in partitions]
         self.consumer.assign(self._partitions)
         if self._declared:

@@ -32,15 +32,17 @@ from service.connectors.kafka import (
     METADATA_MAX_AGE_MS,
     REQUEST_TIMEOUT_MS,
     bounded,
+    cleared,
+    client_config,
     map_error,
     open_admin,
     partitions_of,
-    probe,
     settings_of,
     started,
     topic_of,
     wait_for,
 )
+from service.connectors.kafka_access import Access
 from service.sync.errors import ConfigInvalid, TargetFailed
 from service.sync.model import Endpoint
 
@@ -95,19 +97,19 @@ class KafkaTarget:
         self.topic = topic_of(self._settings, spec.table)
         self._key_columns = self._settings.key or list(spec.key_columns or [])
         self._producer: AIOKafkaProducer | None = None
+        self._access: Access | None = None
         self._json_columns: set[str] = set()
         self._key_indexes: list[int] = []
         self._saved: Checkpoint | None = None
 
     async def __aenter__(self) -> Self:
-        await probe(self._settings.bootstrap, "target", self._timeout)
+        self._access = await cleared(self._settings, [self.topic, CHECKPOINTS], "target", self._timeout)
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.bootstrap, client_id=self._settings.client_id, acks="all",
-            enable_idempotence=False, linger_ms=5, max_batch_size=256 * 1024,
-            max_request_size=MAX_RECORD_BYTES + 64 * 1024, request_timeout_ms=REQUEST_TIMEOUT_MS,
-            metadata_max_age_ms=METADATA_MAX_AGE_MS, retry_backoff_ms=100,
+            **client_config(self._settings, self._access), acks="all", enable_idempotence=False, linger_ms=5,
+            max_batch_size=256 * 1024, max_request_size=MAX_RECORD_BYTES + 64 * 1024,
+            request_timeout_ms=REQUEST_TIMEOUT_MS, metadata_max_age_ms=METADATA_MAX_AGE_MS, retry_backoff_ms=100,
         )
-        self._producer = await started(producer, "target", self._timeout)
+        self._producer = await started(producer, self._access, "target", self._timeout)
         return self
 
     async def __aexit__(self, exc_type: object, *_: object) -> None:
@@ -120,9 +122,14 @@ class KafkaTarget:
         assert self._producer is not None, "target used outside its context"
         return self._producer
 
+    @property
+    def access(self) -> Access:
+        assert self._access is not None, "target used outside its context"
+        return self._access
+
     async def describe(self) -> list[Column]:
         """The topic must exist (TableMissing otherwise); it has no columns of its own."""
-        await partitions_of(self._settings, self.topic, "target", self._timeout)
+        await partitions_of(self._settings, self.access, self.topic, "target", self._timeout)
         await self._ensure_checkpoints()
         return []
 
@@ -131,7 +138,7 @@ class KafkaTarget:
         return [Column(c.name, c.kind or c.sql_type or "string", c.kind) for c in columns]
 
     async def _ensure_checkpoints(self) -> None:
-        admin = await open_admin(self._settings, "target", self._timeout)
+        admin = await open_admin(self._settings, self.access, "target", self._timeout)
         try:
             if CHECKPOINTS in await bounded(admin.list_topics(), "target", self._timeout):
                 return
@@ -145,11 +152,10 @@ class KafkaTarget:
     async def read_checkpoint(self, key: str) -> Checkpoint | None:
         """The newest checkpoint record of `key`, reading the compacted topic up to its high-water mark."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.bootstrap, client_id=self._settings.client_id, group_id=None,
-            enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=50,
-            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            **client_config(self._settings, self.access), group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=50, request_timeout_ms=REQUEST_TIMEOUT_MS,
         )
-        await started(consumer, "target", self._timeout)
+        await started(consumer, self.access, "target", self._timeout)
         tp = TopicPartition(CHECKPOINTS, 0)
         latest: dict[str, Any] | None = None
         try:
