@@ -22,6 +22,7 @@ from bench.pg_to_pg import FILL, SOURCE, TABLE_DDL, TARGET, _Quiet, peak_rss_mb,
 from schemas.api import MappingEntry, SourceSpec, TargetSpec, WriteMode
 from service.sync.engine import execute
 from service.sync.model import Endpoint, RunSpec
+from tests.support.policy import policy_for
 
 PATHS: dict[str, list[MappingEntry] | None] = {
     "execute() csv → postgresql, COPY csv stream": None,
@@ -59,7 +60,8 @@ async def count(target_dsn: str) -> int:
 async def time_engine(folder: Path, target_dsn: str, chunk_size: int, mapping: list[MappingEntry] | None) -> float:
     run_id = uuid.uuid4()
     spec = RunSpec(run_id=run_id, checkpoint_key=run_id, batch_id=0,
-                   source_endpoint=Endpoint("csv", params={"path": str(folder)}), source=SourceSpec(table="bench"),
+                   source_endpoint=Endpoint("csv", params={"path": str(folder)}, policy=policy_for(folder)),
+                   source=SourceSpec(table="bench"),
                    target_endpoint=Endpoint("postgresql", url=target_dsn),
                    target=TargetSpec(table=TARGET, mode=WriteMode.APPEND), mapping=mapping, chunk_size=chunk_size)
     started = time.perf_counter()

@@ -36,6 +36,7 @@ import psutil
 from aiokafka.admin import AIOKafkaAdminClient
 
 from service.config import Settings
+from service.security.files import STATE_FILES_FOLDER as FILES_FOLDER
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +278,18 @@ def with_running_endpoints(settings: Settings) -> Settings:
     update = {name: found[name] for name in ("database_url", "kafka_bootstrap")
               if not getattr(settings, name) and found.get(name)}
     return settings.model_copy(update=update) if update else settings
+
+
+def with_default_file_root(settings: Settings) -> Settings:
+    """`up`'s file root when BATCHSYNC_FILE_ROOTS is unset: `<data_dir>/files/`, created 0700 (SPEC §7).
+
+    The only folder of the state directory the file policy opens; outside `up` no default applies.
+    """
+    if settings.file_root_paths:
+        return settings
+    folder = Path(settings.data_dir) / FILES_FOLDER
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return settings.model_copy(update={"file_roots": str(folder.resolve())})
 
 
 @contextlib.contextmanager

@@ -9,16 +9,16 @@ multi-byte character); UTF-16/32 are refused for that reason.
 import codecs
 import glob
 import gzip
-import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from service.connectors.base import KINDS, Column
 from service.connectors.errors import failed
 from service.connectors.files_values import SQL_OF_KIND
+from service.security.files import FilePolicy
 from service.sync.errors import ConfigInvalid, Side, SourceFailed, SyncError, TableMissing
 from service.sync.model import Endpoint
 
@@ -31,7 +31,10 @@ class FileOptions:
     """`params` of a csv/jsonl connection, validated once (SPEC §3)."""
 
     path: Path
+    """The connection's file, glob or folder, resolved by the policy when the connection is opened."""
     suffix: str
+    files: FilePolicy
+    """The policy every file is opened through (`open_read`, the target's writes)."""
     encoding: str = "utf-8"
     compression: str | None = None
     header: bool = True
@@ -72,12 +75,25 @@ def _columns(raw: Any) -> tuple[tuple[str, str | None], ...] | None:
     return tuple(items)
 
 
+def declared_path(endpoint: Endpoint) -> str | None:
+    """The file, glob or folder a csv/jsonl connection names (`params.path`, else its url)."""
+    raw_path = (endpoint.params or {}).get("path") or endpoint.url
+    if not isinstance(raw_path, str) or not raw_path:
+        return None
+    return raw_path.removeprefix("file://")
+
+
+def declared_paths(endpoint: Endpoint) -> list[str]:
+    """What the file policy must allow before a csv/jsonl connection is stored (registry hook);
+    a connection without a path is refused like one outside the roots."""
+    return [declared_path(endpoint) or ""]
+
+
 def options_of(endpoint: Endpoint, suffix: str) -> FileOptions:
     params = endpoint.params or {}
-    raw_path = params.get("path") or endpoint.url
-    if not isinstance(raw_path, str) or not raw_path:
+    raw_path = declared_path(endpoint)
+    if raw_path is None:
         raise ConfigInvalid(f"{suffix} 连接缺少 params.path")
-    raw_path = raw_path.removeprefix("file://")
     encoding = str(params.get("encoding") or "utf-8").strip()
     try:
         name = codecs.lookup(encoding).name
@@ -93,8 +109,9 @@ def options_of(endpoint: Endpoint, suffix: str) -> FileOptions:
         raise ConfigInvalid("params.delimiter 与 params.quote 须为单个字符")
     null_value = params.get("nullValue", "")
     return FileOptions(
-        path=Path(raw_path).expanduser(),
+        path=endpoint.policy.files.resolve(raw_path),
         suffix=suffix,
+        files=endpoint.policy.files,
         encoding=name,
         compression=None if compression == "none" else compression,
         header=bool(params.get("header", True)),
@@ -142,16 +159,19 @@ def display_name(options: FileOptions, path: Path) -> str:
         return path.name
 
 
-def open_read(options: FileOptions, path: Path, offset: int) -> gzip.GzipFile | io.BufferedReader:
-    """The file as decompressed bytes positioned at `offset` (gzip seeks by decompressing up to it)."""
-    raw = gzip.GzipFile(path, "rb") if is_gzip(options, path) else open(path, "rb")  # noqa: SIM115
+def open_read(options: FileOptions, path: Path, offset: int) -> tuple[IO[bytes], IO[bytes]]:
+    """The file through the policy (resolved again, no symlink followed out of the roots), and its
+    decompressed bytes positioned at `offset` (gzip seeks by decompressing up to it); close both."""
+    file = options.files.open(path, "rb")
+    raw: IO[bytes] = gzip.GzipFile(fileobj=file, mode="rb") if is_gzip(options, path) else file
     try:
         if offset:
             raw.seek(offset)
     except (OSError, EOFError) as exc:
         raw.close()
+        file.close()
         raise SourceFailed(f"文件读取失败：{display_name(options, path)}", detail=type(exc).__name__) from exc
-    return raw
+    return file, raw
 
 
 class LineReader:
@@ -161,10 +181,11 @@ class LineReader:
     def __init__(self, options: FileOptions, path: Path, offset: int = 0, line: int = 0) -> None:
         self.options, self.path = options, path
         self.offset, self.line = offset, line
-        self._file = open_read(options, path, offset)
+        self._raw, self._file = open_read(options, path, offset)
 
     def close(self) -> None:
         self._file.close()
+        self._raw.close()
 
     def raw_lines(self) -> Iterator[bytes]:
         """Undecoded lines (a leading UTF-8 BOM removed), keeping `offset` and `line` current."""

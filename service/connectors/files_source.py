@@ -7,6 +7,7 @@ decoded lines; streaming, resume, and converting values to the target's column t
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Generator, Iterator
 from itertools import islice
 from pathlib import Path
@@ -73,11 +74,15 @@ class FileSource:
         remaining = self.files[int(position.get("file", 0)):]
         if not remaining or any(is_gzip(self.options, f) for f in remaining):
             return None if remaining else 0
-        size = sum(f.stat().st_size for f in remaining) - int(position.get("offset", 0))
-        with remaining[0].open("rb") as sample_file:
+        size = sum(map(self._size, remaining)) - int(position.get("offset", 0))
+        with self.options.files.open(remaining[0]) as sample_file:
             sample = sample_file.read(ESTIMATE_SAMPLE_BYTES)
         lines = sample.count(b"\n") or 1
         return max(0, round(size * lines / max(len(sample), 1)) - (1 if self.options.header else 0))
+
+    def _size(self, path: Path) -> int:
+        with self.options.files.open(path) as file:
+            return os.fstat(file.fileno()).st_size
 
     def high_water_mark(self, position: Position, previous: Any | None) -> Any | None:
         return None

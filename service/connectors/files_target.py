@@ -8,24 +8,28 @@ it is about to publish in the sidecar first; a retried finish that finds that in
 cleans up, so a crash after the rename never appends the parts twice. Work files live in a hidden
 `.batchsync/` folder beside the target file; a lock file there serialises finishes of runs that write
 the same file.
+
+Every file and folder is reached through the connection's file policy (resolved, confined to the roots,
+no symlink followed): the target file, its temp file, parts, sidecar and lock. Files it creates are
+0600; the published file keeps the mode of the one it replaces.
 """
 
 import asyncio
 import contextlib
 import fcntl
 import gzip
-import io
 import json
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Self
+from typing import IO, Any, Self
 
 from schemas.api import TargetSpec, WriteMode
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
 from service.connectors.files import BOM, FileOptions, io_failed, is_gzip, options_of
+from service.security.files import FilePolicy
 from service.sync.errors import ConfigInvalid, TableMissing, TargetFailed
 from service.sync.model import Endpoint
 
@@ -33,23 +37,15 @@ WORK_DIR = ".batchsync"
 SIDECAR = "checkpoint.json"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(files: FilePolicy, path: Path, data: bytes) -> None:
     """Write `path` so that it holds the old bytes or all of `data`, never part of it."""
     temp = path.with_name(path.name + ".tmp")
-    with temp.open("wb") as out:
+    with files.create(temp) as out:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
-    os.replace(temp, path)
-    fsync_dir(path.parent)
+    files.replace(temp, path)
+    files.fsync_dir(path.parent)
 
 
 class FileTarget:
@@ -62,8 +58,9 @@ class FileTarget:
         if spec.mode is WriteMode.UPSERT:
             raise ConfigInvalid(f"目标类型 {self.suffix} 不支持 upsert 模式")
         self.options: FileOptions = options_of(endpoint, self.suffix)
+        self.files = self.options.files
         self._spec = spec
-        self.path = self._final_path()
+        self.path = self.files.resolve(self._final_path())
         self.columns: list[Column] = []
 
     async def __aenter__(self) -> Self:
@@ -117,14 +114,15 @@ class FileTarget:
 
     def _create(self) -> None:
         head = (BOM if self.options.bom else b"") + self.header(self.names)
-        atomic_write(self.path, gzip.compress(head) if is_gzip(self.options, self.path) and head else head)
+        atomic_write(self.files, self.path, gzip.compress(head) if is_gzip(self.options, self.path) and head else head)
 
     def _work(self, key: str) -> Path:
         return self.path.parent / WORK_DIR / f"{self.path.name}.{key}"
 
     def _sidecar(self, key: str) -> dict[str, Any] | None:
         try:
-            return json.loads((self._work(key) / SIDECAR).read_text("utf-8"))
+            with self.files.open(self._work(key) / SIDECAR) as sidecar:
+                return json.loads(sidecar.read().decode("utf-8"))
         except FileNotFoundError:
             return None
 
@@ -137,7 +135,7 @@ class FileTarget:
 
     async def prepare(self, key: str, columns: list[str]) -> None:
         try:
-            await asyncio.to_thread(self._work(key).mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(self.files.mkdirs, self._work(key))
         except OSError as exc:
             raise io_failed("target", self.path, exc) from exc
 
@@ -153,9 +151,9 @@ class FileTarget:
             return None
         rows = chunk.rows or []
         work = self._work(key)
-        atomic_write(work / f"part-{chunk.number:08d}", self.encode(self.names, chunk.columns, rows))
+        atomic_write(self.files, work / f"part-{chunk.number:08d}", self.encode(self.names, chunk.columns, rows))
         checkpoint = previous.after(chunk, len(rows), len(rows))
-        atomic_write(work / SIDECAR, json.dumps(asdict(checkpoint)).encode("utf-8"))
+        atomic_write(self.files, work / SIDECAR, json.dumps(asdict(checkpoint)).encode("utf-8"))
         return checkpoint
 
     async def finish(self, key: str, columns: list[str], last: Checkpoint) -> None:
@@ -166,9 +164,8 @@ class FileTarget:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        lock_dir = self.path.parent / WORK_DIR
-        lock_dir.mkdir(exist_ok=True)
-        with (lock_dir / f"{self.path.name}.lock").open("ab") as lock:
+        lock_dir = self.files.mkdirs(self.path.parent / WORK_DIR)
+        with self.files.open(lock_dir / f"{self.path.name}.lock", "ab") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -180,54 +177,60 @@ class FileTarget:
         with self._locked():
             state = self._sidecar(key) or {"chunk": 0}
             published = state.get("published")
-            already = published is not None and self.path.exists() and self.path.stat().st_ino == published
-            nothing = not state["chunk"] and self._spec.mode is WriteMode.APPEND and self.path.exists()
+            current = self.files.stat(self.path)
+            already = published is not None and current is not None and current.st_ino == published
+            nothing = not state["chunk"] and self._spec.mode is WriteMode.APPEND and current is not None
             if not (already or nothing):
                 temp = self.path.with_name(f".{self.path.name}.{key}.tmp")
-                self._assemble(temp, work, int(state["chunk"]))
-                state["published"] = temp.stat().st_ino
-                work.mkdir(parents=True, exist_ok=True)
-                atomic_write(work / SIDECAR, json.dumps(state).encode("utf-8"))
-                os.replace(temp, self.path)
-                fsync_dir(self.path.parent)
+                state["published"] = self._assemble(temp, work, int(state["chunk"]))
+                self.files.mkdirs(work)
+                atomic_write(self.files, work / SIDECAR, json.dumps(state).encode("utf-8"))
+                self.files.replace(temp, self.path)
+                self.files.fsync_dir(self.path.parent)
             self._keep_only_finished(work, last)
 
     def _keep_only_finished(self, work: Path, last: Checkpoint) -> None:
         """Drop the parts, keep a finished sidecar: a re-run of this chain then writes nothing again."""
-        for part in work.glob("part-*"):
-            part.unlink(missing_ok=True)
-        work.mkdir(parents=True, exist_ok=True)
-        atomic_write(work / SIDECAR, json.dumps(asdict(last.as_finished())).encode("utf-8"))
+        real = self.files.mkdirs(work)
+        for part in real.glob("part-*"):
+            self.files.unlink(part)
+        atomic_write(self.files, work / SIDECAR, json.dumps(asdict(last.as_finished())).encode("utf-8"))
 
-    def _assemble(self, temp: Path, work: Path, chunks: int) -> None:
-        """Old rows (append), a header when the file starts afresh, then parts 1..chunks, fsynced."""
-        keep = self._spec.mode is WriteMode.APPEND and self.path.exists() and self.path.stat().st_size > 0
-        if keep:
-            shutil.copyfile(self.path, temp)
-        with temp.open("ab" if keep else "wb") as raw:
-            if keep and not is_gzip(self.options, self.path):
-                with self.path.open("rb") as old:
-                    old.seek(-1, os.SEEK_END)
-                    if old.read(1) != b"\n":
-                        raw.write(b"\n")
-            out: gzip.GzipFile | io.BufferedWriter = (
-                gzip.GzipFile(fileobj=raw, mode="wb") if is_gzip(self.options, self.path) else raw)
+    def _assemble(self, temp: Path, work: Path, chunks: int) -> int:
+        """Old rows (append), a header when the file starts afresh, then parts 1..chunks, fsynced; the
+        inode of the assembled temp file."""
+        current = self.files.stat(self.path)
+        keep = self._spec.mode is WriteMode.APPEND and current is not None and current.st_size > 0
+        with self.files.create(temp) as raw:
+            if keep:
+                self._copy_old(raw)
+            out: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb") if is_gzip(self.options, self.path) else raw
             try:
                 if not keep:
                     out.write((BOM if self.options.bom else b"") + self.header(self.names))
                 for number in range(1, chunks + 1):
-                    with (work / f"part-{number:08d}").open("rb") as part:
+                    with self.files.open(work / f"part-{number:08d}") as part:
                         shutil.copyfileobj(part, out, 1 << 20)
             finally:
                 if out is not raw:
                     out.close()
             raw.flush()
             os.fsync(raw.fileno())
+            return os.fstat(raw.fileno()).st_ino
+
+    def _copy_old(self, raw: IO[bytes]) -> None:
+        """The current file's bytes (append), with a line end added after a last line that lacks one."""
+        with self.files.open(self.path) as old:
+            shutil.copyfileobj(old, raw, 1 << 20)
+            if not is_gzip(self.options, self.path):
+                old.seek(-1, os.SEEK_END)
+                if old.read(1) != b"\n":
+                    raw.write(b"\n")
 
     async def abandon(self, key: str) -> None:
         def drop() -> None:
-            shutil.rmtree(self._work(key), ignore_errors=True)
-            self.path.with_name(f".{self.path.name}.{key}.tmp").unlink(missing_ok=True)
+            self.files.remove_tree(self._work(key))
+            self.files.unlink(self.path.with_name(f".{self.path.name}.{key}.tmp"))
         await asyncio.to_thread(drop)
 
 

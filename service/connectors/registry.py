@@ -1,16 +1,19 @@
 """Builds a source or target for an Endpoint; the one place that knows which connection types exist.
 
 Each kind registers its source and target classes (either may be None: not supported), the write
-modes its target supports, and its connectivity check. Adding a system is one entry here.
+modes its target supports, its connectivity check, and (file kinds) the local paths a connection names,
+which the file policy must allow before the connection is stored. Adding a system is one entry here.
 """
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from schemas.api import SourceSpec, TargetSpec
 from service.connectors.base import Source, Target
 from service.connectors.csv_files import CsvSource, CsvTarget
 from service.connectors.csv_files import check_connection as csv_check
+from service.connectors.files import declared_paths as file_paths
 from service.connectors.http import check_connection as http_check
 from service.connectors.http_source import HttpSource
 from service.connectors.jsonl_files import JsonlSource, JsonlTarget
@@ -25,9 +28,11 @@ from service.connectors.pg_source import PostgresSource
 from service.connectors.pg_target import PostgresTarget
 from service.connectors.postgresql import check_connection as postgres_check
 from service.connectors.sqlite import check_connection as sqlite_check
+from service.connectors.sqlite import declared_paths as sqlite_paths
 from service.connectors.sqlite_source import SQLiteSource
 from service.connectors.sqlite_target import SQLiteTarget
-from service.sync.errors import ConfigInvalid
+from service.security.policy import AccessPolicy
+from service.sync.errors import AccessDenied, ConfigInvalid
 from service.sync.model import Endpoint
 
 
@@ -37,16 +42,19 @@ class Kind:
     target: Callable[[Endpoint, TargetSpec, float], Target] | None
     target_modes: frozenset[str]
     check: Callable[[Endpoint, float], Awaitable[None]]
+    paths: Callable[[Endpoint], list[str]] | None = None
+    """The local files a connection of this kind names (None: it names none)."""
 
 
 KINDS: dict[str, Kind] = {
     "postgresql": Kind(PostgresSource, PostgresTarget, frozenset({"append", "overwrite", "upsert"}), postgres_check),
-    "sqlite": Kind(SQLiteSource, SQLiteTarget, frozenset({"append", "overwrite", "upsert"}), sqlite_check),
+    "sqlite": Kind(SQLiteSource, SQLiteTarget, frozenset({"append", "overwrite", "upsert"}), sqlite_check,
+                   sqlite_paths),
     "mysql": Kind(MySQLSource, MySQLTarget, frozenset({"append", "overwrite", "upsert"}), mysql_check),
     "http": Kind(HttpSource, None, frozenset(), http_check),
     "kafka": Kind(KafkaSource, KafkaTarget, frozenset({"append"}), kafka_check),
-    "csv": Kind(CsvSource, CsvTarget, frozenset({"append", "overwrite"}), csv_check),
-    "jsonl": Kind(JsonlSource, JsonlTarget, frozenset({"append", "overwrite"}), jsonl_check),
+    "csv": Kind(CsvSource, CsvTarget, frozenset({"append", "overwrite"}), csv_check, file_paths),
+    "jsonl": Kind(JsonlSource, JsonlTarget, frozenset({"append", "overwrite"}), jsonl_check, file_paths),
 }
 
 
@@ -90,6 +98,23 @@ def check_batch(source_type: str, target_type: str, mode: str, *, cursor: bool =
     capabilities = getattr(source.source, "capabilities", None)
     if cursor and (capabilities is None or not capabilities.cursor):
         return f"源类型 {source_type} 不支持增量同步（cursorColumn）"
+    return None
+
+
+def check_paths(kind: str, url: str | None, params: dict[str, Any] | None, policy: AccessPolicy) -> str | None:
+    """Why the file policy refuses a connection of `kind` to be stored (`文件路径不在允许的目录中`), or None.
+
+    The same paths are resolved again whenever a run opens them; this check refuses them up front.
+    """
+    known = KINDS.get(kind)
+    if known is None or known.paths is None:
+        return None
+    endpoint = Endpoint(type=kind, url=url, params=dict(params or {}), policy=policy)
+    try:
+        for path in known.paths(endpoint):
+            policy.files.resolve(path)
+    except AccessDenied as refused:
+        return refused.reason
     return None
 
 

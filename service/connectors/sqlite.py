@@ -3,7 +3,13 @@
 `sqlite:///path/to/file.db` names a local file (`sqlite:///data/x.db` is `/data/x.db`); there is no
 network, so no connect timeout or refusal: the connect timeout is the wait for a lock instead. A
 source opens the file read-only and never creates it: a missing file fails the run with
-`源表不存在：<file>` (the table cannot exist when its file does not). A target creates the file.
+`源表不存在：<file>` (the table cannot exist when its file does not). A target creates the file (0600).
+
+The path is confined by the connection's file policy like a csv file's (resolved when the connection
+is stored and again at every connect; the journal, WAL and shared-memory files beside it too), and
+opened by a URI built from the resolved path, so nothing in the url adds URI parameters. A source
+connection is read-only twice over: `mode=ro`, and an authorizer that allows only reading (no ATTACH,
+no write, no state-changing PRAGMA) whatever SQL a query source sends.
 
 Storage per kind (SQLite has no such types, only affinities): booleans 0/1, dates `YYYY-MM-DD`,
 datetimes UTC text `YYYY-MM-DD HH:MM:SS.ffffff+00:00` (sorts in time order), decimals as text in a
@@ -13,15 +19,25 @@ datetimes UTC text `YYYY-MM-DD HH:MM:SS.ffffff+00:00` (sorts in time order), dec
 import contextlib
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 import aiosqlite
 
 from service.connectors.base import Column
 from service.connectors.errors import failed, mapped, transient
-from service.sync.errors import ConfigInvalid, Side, SyncError, TableMissing
+from service.security.files import FilePolicy
+from service.sync.errors import AccessDenied, ConfigInvalid, Side, SyncError, TableMissing
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident
 from service.sync.types import kind_of_sqlite
+
+SIDE_FILES = ("-journal", "-wal", "-shm")
+"""Files SQLite opens beside the database; a symlink planted under one of these names is refused too."""
+READ_ONLY = "SQLite 源只能读取数据：不允许 ATTACH、写入或修改状态"
+READ_PRAGMAS = frozenset({"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo"})
+"""What a source's own describe asks; every other PRAGMA (they can change state) is denied."""
+_READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
+                           sqlite3.SQLITE_RECURSIVE})
 
 
 def path_of(endpoint: Endpoint) -> Path:
@@ -31,11 +47,42 @@ def path_of(endpoint: Endpoint) -> Path:
     return Path("/" + url.removeprefix("sqlite://").lstrip("/"))
 
 
+def declared_paths(endpoint: Endpoint) -> list[str]:
+    """What the file policy must allow before a sqlite connection is stored (registry hook); a url
+    without a path is refused like one outside the roots."""
+    try:
+        return [str(path_of(endpoint))]
+    except ConfigInvalid:
+        return [""]
+
+
+def confined_path(files: FilePolicy, endpoint: Endpoint, side: Side) -> Path:
+    """The database's real path, allowed by the policy with its side files; a new target file is
+    created here 0600 so SQLite (which would make it 0644) only opens it."""
+    path = files.resolve(path_of(endpoint))
+    for suffix in SIDE_FILES:
+        files.resolve(f"{path}{suffix}")
+    if side == "target" and files.stat(path) is None and path.parent.is_dir():
+        with contextlib.suppress(FileExistsError):
+            files.open(path, "xb").close()
+    return path
+
+
+def read_only(action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None) -> int:
+    """sqlite3's authorizer on a source connection: reading only, checked as each statement is prepared."""
+    if action in _READ_ACTIONS or (action == sqlite3.SQLITE_PRAGMA and arg1 in READ_PRAGMAS):
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
 def map_error(exc: BaseException, side: Side) -> SyncError:
-    """Translate an sqlite3 error: a busy database is worth a retry, a missing table is named."""
+    """Translate an sqlite3 error: a busy database is worth a retry, a missing table is named, what the
+    read-only authorizer denied is an AccessDenied naming the action."""
     if isinstance(exc, SyncError):
         return exc
     message = str(exc)
+    if isinstance(exc, sqlite3.DatabaseError) and message == "not authorized":
+        return AccessDenied(READ_ONLY)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
         return transient(side, "database is locked")
     if message.startswith("no such table: "):
@@ -50,10 +97,13 @@ def boundary(side: Side) -> contextlib.AbstractContextManager[None]:
 
 async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> aiosqlite.Connection:
     """Open the file (read-only for a source) in autocommit mode; transactions are explicit."""
-    path = path_of(endpoint)
+    try:
+        path = confined_path(endpoint.policy.files, endpoint, side)
+    except OSError as exc:
+        raise failed(side, "无法打开数据库文件", detail=type(exc).__name__) from exc
     if side == "source" and not path.is_file():
-        raise TableMissing(str(path), side)
-    uri = f"file:{path}?mode=ro" if side == "source" else f"file:{path}?mode=rwc"
+        raise TableMissing(str(path_of(endpoint)), side)
+    uri = f"file:{quote(str(path))}?mode=" + ("ro" if side == "source" else "rw")
     try:
         conn = await aiosqlite.connect(uri, uri=True, timeout=connect_timeout, isolation_level=None)
     except sqlite3.Error as exc:
@@ -62,6 +112,8 @@ async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> aio
         await conn.execute("PRAGMA foreign_keys = OFF")
         if side == "target":
             await conn.execute("PRAGMA journal_mode = WAL")
+        else:
+            await conn.set_authorizer(read_only)
     return conn
 
 

@@ -1,4 +1,5 @@
-"""SQLite source: one SELECT per attempt on a read-only connection, cut into chunks.
+"""SQLite source: one SELECT per attempt on a read-only connection (`mode=ro` and a read-only
+authorizer, `sqlite.py`), cut into chunks.
 
 A table with a single-column primary key is read in key order and resumed after the last key written; a
 query (or a key-less table) is resumed by skipping the rows already written (`sql_source.SQLSource`).
@@ -41,6 +42,9 @@ class SQLiteSource(SQLSource):
             self._key = keys[0] if len(keys) == 1 else None
         else:
             with boundary("source"):
+                # Prepared alone, the query meets the read-only authorizer as written: an ATTACH, a write
+                # or a PRAGMA fails here as AccessDenied instead of as a syntax error of the wrapper.
+                await self.conn.execute_fetchall(f"EXPLAIN {self._query_text()}")
                 cursor = await self.conn.execute(f"SELECT * FROM {self._relation} LIMIT 0")
                 names = [d[0] for d in cursor.description or ()]
                 await cursor.close()

@@ -20,6 +20,7 @@ from tests.contract.cases.jsonl import read_jsonl
 from tests.contract.cases.postgresql import PostgresCase
 from tests.contract.harness import FIELDS, Context, Crash, Recorder, make_rows, normalized, spec_for, sync
 from tests.support.builders import create_empty_like_orders, create_orders, table_fingerprint, unique
+from tests.support.policy import policy_for
 from tests.support.stack import create_batch, create_connection, running_stack, stack_settings
 
 ROWS = 3000
@@ -50,8 +51,12 @@ async def orders(source_dsn) -> str:
     return table
 
 
+def csv_folder(path: Path, **params: object) -> Endpoint:
+    return Endpoint(type="csv", params={"path": str(path), **params}, policy=policy_for())
+
+
 def csv_endpoint(path: Path, **params: object) -> Endpoint:
-    return Endpoint(type="csv", params={"path": str(path), "nullValue": NULL, **params})
+    return Endpoint(type="csv", params={"path": str(path), "nullValue": NULL, **params}, policy=policy_for())
 
 
 @pytest.mark.parametrize(("encoding", "data"), [
@@ -92,13 +97,13 @@ async def test_postgresql_into_csv_reads_back_every_type(tmp_path, reference_cas
     source = await reference_case.seed(table, rows)
     (tmp_path / f"{table}.csv").write_text(",".join(f.name for f in FIELDS) + "\n", encoding="utf-8")
 
-    await sync(spec_for(source, Endpoint(type="csv", params={"path": str(tmp_path)}), table, chunk_size=600))
+    await sync(spec_for(source, csv_folder(tmp_path), table, chunk_size=600))
 
     back = (tmp_path / f"{table}.csv").read_text(encoding="utf-8")
     sink = PostgresCase(Context(pg_dsn=reference_case.dsn, tmp_dir=tmp_path, kafka_bootstrap=""))
     copy = unique("back")
     await sink.create(copy)
-    await sync(spec_for((Endpoint(type="csv", params={"path": str(tmp_path)}), SourceSpec(table=table)),
+    await sync(spec_for((csv_folder(tmp_path), SourceSpec(table=table)),
                         sink.endpoint, copy, chunk_size=600))
     assert back.count("\n") == 2001
     assert normalized(await sink.read(sink.endpoint, copy), FIELDS) == normalized(rows, FIELDS)
@@ -121,7 +126,7 @@ async def test_csv_copy_stream_into_postgresql_resumes_after_a_crash(tmp_path, o
             await conn.close()
         (tmp_path / f"orders_{part}.csv").write_bytes(b"".join(chunks).decode().encode("gbk"))
     await create_empty_like_orders(target_dsn, orders)
-    source = (Endpoint(type="csv", params={"path": str(tmp_path / "orders_*.csv"), "encoding": "gbk"}),
+    source = (csv_folder(tmp_path / "orders_*.csv", encoding="gbk"),
               SourceSpec(table="orders"))
     target = Endpoint(type="postgresql", url=target_dsn)
     async with PostgresTarget(target, TargetSpec(table=orders), 2) as sink, CsvSource(*source, 2) as reader:

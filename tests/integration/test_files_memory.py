@@ -24,6 +24,7 @@ CHILD = textwrap.dedent("""
     from schemas.api import SourceSpec, TargetSpec
     from service.sync.engine import execute
     from service.sync.model import Endpoint, RunSpec
+    from tests.support.policy import policy_for
 
     class Quiet:
         async def on_start(self, *_): pass
@@ -31,7 +32,8 @@ CHILD = textwrap.dedent("""
         def cancel_requested(self): return False
 
     kind, folder, dsn, table, extra = sys.argv[1:6]
-    run, source = uuid.uuid4(), Endpoint(kind, params={"path": folder, **json.loads(extra)})
+    run, source = uuid.uuid4(), Endpoint(kind, params={"path": folder, **json.loads(extra)},
+                                         policy=policy_for(folder))
     spec = RunSpec(run_id=run, checkpoint_key=run, batch_id=0, source_endpoint=source,
                    source=SourceSpec(table="big"), target_endpoint=Endpoint("postgresql", url=dsn),
                    target=TargetSpec(table=table), mapping=None, chunk_size=20000)

@@ -12,6 +12,7 @@ from schemas.api import SourceSpec
 from service.sync.errors import ConfigInvalid, RunCancelled
 from service.sync.model import Endpoint
 from tests.contract.harness import Crash, Recorder, spec_for, sync
+from tests.support.policy import policy_for
 
 
 def write_csv(path: Path, rows: range) -> None:
@@ -22,7 +23,8 @@ def write_csv(path: Path, rows: range) -> None:
 
 
 def csv_source(folder: Path, table: str = "orders") -> tuple[Endpoint, SourceSpec]:
-    return Endpoint(type="csv", params={"path": str(folder), "encoding": "gbk"}), SourceSpec(table=table)
+    endpoint = Endpoint(type="csv", params={"path": str(folder), "encoding": "gbk"}, policy=policy_for())
+    return endpoint, SourceSpec(table=table)
 
 
 async def test_csv_into_jsonl_resumes_after_a_crash_with_every_row_once(tmp_path: Path):
@@ -30,7 +32,7 @@ async def test_csv_into_jsonl_resumes_after_a_crash_with_every_row_once(tmp_path
     (tmp_path / "out").mkdir()
     write_csv(tmp_path / "in" / "orders.csv", range(1, 2501))
     (tmp_path / "out" / "orders.jsonl").write_text('{"编号": "0", "城市": "旧", "金额": "0"}\n', encoding="utf-8")
-    target = Endpoint(type="jsonl", params={"path": str(tmp_path / "out")})
+    target = Endpoint(type="jsonl", params={"path": str(tmp_path / "out")}, policy=policy_for())
     spec = spec_for(csv_source(tmp_path / "in"), target, "orders", chunk_size=1000)
 
     with pytest.raises(Crash):
@@ -55,7 +57,7 @@ class CancelAfter(Recorder):
 async def test_a_cancelled_overwrite_leaves_the_old_file(tmp_path: Path):
     write_csv(tmp_path / "orders.csv", range(1, 3001))
     (tmp_path / "copy.csv").write_bytes("编号,城市,金额\n1,旧,0\n".encode("gbk"))
-    target = Endpoint(type="csv", params={"path": str(tmp_path), "encoding": "gbk"})
+    target = Endpoint(type="csv", params={"path": str(tmp_path), "encoding": "gbk"}, policy=policy_for())
 
     with pytest.raises(RunCancelled):
         await sync(spec_for(csv_source(tmp_path), target, "copy", mode="overwrite", chunk_size=1000), CancelAfter())
@@ -66,7 +68,7 @@ async def test_a_cancelled_overwrite_leaves_the_old_file(tmp_path: Path):
 
 async def test_file_sources_refuse_a_cursor_column_or_a_query(tmp_path: Path):
     write_csv(tmp_path / "orders.csv", range(1, 3))
-    target = Endpoint(type="jsonl", params={"path": str(tmp_path)})
+    target = Endpoint(type="jsonl", params={"path": str(tmp_path)}, policy=policy_for())
     endpoint = csv_source(tmp_path)[0]
     with pytest.raises(ConfigInvalid) as error:
         await sync(spec_for((endpoint, SourceSpec(table="orders", cursor_column="id")), target, "orders"))

@@ -13,6 +13,7 @@ from tests.contract.cases.sqlite import SQLiteCase, sqlite_rows
 from tests.contract.harness import FIELDS, Context, make_rows, normalized, spec_for, sync
 from tests.support.api import api_client, api_settings, asyncpg_url, create_connection
 from tests.support.builders import unique
+from tests.support.policy import policy_for
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,8 @@ async def test_a_missing_file_as_source_is_named_and_not_created(reference, tmp_
     table = unique("t")
     target = await reference.create(table)
     with pytest.raises(TableMissing) as error:
-        await sync(spec_for((Endpoint("sqlite", url=f"sqlite://{path}"), SourceSpec(table=table)), target, table))
+        source = Endpoint("sqlite", url=f"sqlite://{path}", policy=policy_for())
+        await sync(spec_for((source, SourceSpec(table=table)), target, table))
     assert error.value.reason == f"源表不存在：{path}"
     assert not path.exists()
 
@@ -42,7 +44,7 @@ async def test_a_target_creates_its_file_and_table(reference, tmp_path: Path) ->
     source = await reference.seed(table, rows)
     path = tmp_path / "new" / "made.db"
     path.parent.mkdir()
-    target = Endpoint("sqlite", url=f"sqlite://{path}")
+    target = Endpoint("sqlite", url=f"sqlite://{path}", policy=policy_for())
     await sync(spec_for(source, target, table, create=True, chunk_size=100))
     assert normalized(sqlite_rows(path, f'SELECT * FROM "{table}"'), FIELDS) == normalized(rows, FIELDS)
 
@@ -51,7 +53,8 @@ async def test_a_target_in_a_missing_folder_fails_on_the_target_side(reference, 
     table = unique("t")
     source = await reference.seed(table, make_rows(3))
     with pytest.raises(TargetFailed) as error:
-        await sync(spec_for(source, Endpoint("sqlite", url=f"sqlite://{tmp_path}/no/such/dir.db"), table))
+        target = Endpoint("sqlite", url=f"sqlite://{tmp_path}/no/such/dir.db", policy=policy_for())
+        await sync(spec_for(source, target, table))
     assert error.value.reason == "无法打开数据库文件"
 
 

@@ -11,12 +11,13 @@ from service.connectors.csv_stream import streamable
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
 from service.sync.transforms import plan_columns
+from tests.support.policy import policy_for
 
 TEXT = {"id": "bigint", "note": "text"}
 
 
 async def stream(params: dict, *, size: int, position=None, types=TEXT, table="t"):
-    source = CsvSource(Endpoint(type="csv", params=params), SourceSpec(table=table), 1.0)
+    source = CsvSource(Endpoint(type="csv", params=params, policy=policy_for()), SourceSpec(table=table), 1.0)
     async with source:
         columns = await source.describe()
         plan = plan_columns([c.name for c in columns], None)
@@ -59,7 +60,8 @@ async def test_a_second_file_with_another_header_is_refused(tmp_path: Path):
 
 async def test_only_plain_pass_through_runs_take_the_stream(tmp_path: Path):
     (tmp_path / "t.csv").write_bytes(b"id,note\n1,x\n")
-    source = CsvSource(Endpoint(type="csv", params={"path": str(tmp_path)}), SourceSpec(table="t"), 1.0)
+    source = CsvSource(Endpoint(type="csv", params={"path": str(tmp_path)}, policy=policy_for()), SourceSpec(table="t"),
+                       1.0)
     columns = await source.describe()
     plain = plan_columns(["id", "note"], None)
     assert streamable(source.options, columns, plain, TEXT)
@@ -71,5 +73,6 @@ async def test_only_plain_pass_through_runs_take_the_stream(tmp_path: Path):
     assert not streamable(source.options, columns, plan_columns(["id", "note"], [MappingEntry(**{"from": "id",
                                                                                                "type": "int"})]), TEXT)
     for params in ({"delimiter": ";"}, {"nullValue": "NA"}, {"columns": {"id": "int", "note": "string"}}):
-        other = CsvSource(Endpoint(type="csv", params={"path": str(tmp_path), **params}), SourceSpec(table="t"), 1)
+        other = CsvSource(Endpoint(type="csv", params={"path": str(tmp_path), **params}, policy=policy_for()),
+                          SourceSpec(table="t"), 1)
         assert not streamable(other.options, await other.describe(), plain, TEXT)

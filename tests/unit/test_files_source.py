@@ -13,10 +13,12 @@ from service.connectors.jsonl_files import JsonlSource
 from service.sync.errors import ConfigInvalid, SourceFailed, TableMissing
 from service.sync.model import Endpoint
 from service.sync.transforms import plan_columns
+from tests.support.policy import policy_for
 
 
 async def read(source_class, params, table="t", *, size=2, types=None, position=None):
-    source = source_class(Endpoint(type=source_class.suffix, params=params), SourceSpec(table=table), 1.0)
+    endpoint = Endpoint(type=source_class.suffix, params=params, policy=policy_for())
+    source = source_class(endpoint, SourceSpec(table=table), 1.0)
     async with source:
         columns = await source.describe()
         plan = plan_columns([c.name for c in columns], None)
@@ -149,9 +151,11 @@ async def test_jsonl_errors_name_file_and_line(tmp_path: Path):
 
 async def test_cursor_columns_and_unsupported_encodings_are_refused(tmp_path: Path):
     with pytest.raises(ConfigInvalid, match="cursorColumn"):
-        CsvSource(Endpoint(type="csv", params={"path": str(tmp_path)}), SourceSpec(table="t", cursor_column="id"), 1)
+        CsvSource(Endpoint(type="csv", params={"path": str(tmp_path)}, policy=policy_for()),
+                  SourceSpec(table="t", cursor_column="id"), 1)
     with pytest.raises(ConfigInvalid, match="utf-16"):
-        CsvSource(Endpoint(type="csv", params={"path": str(tmp_path), "encoding": "utf-16"}), SourceSpec(table="t"), 1)
+        CsvSource(Endpoint(type="csv", params={"path": str(tmp_path), "encoding": "utf-16"}, policy=policy_for()),
+                  SourceSpec(table="t"), 1)
 
 
 async def test_a_batch_table_may_be_a_glob_or_a_chinese_file_name_inside_the_folder(tmp_path: Path):

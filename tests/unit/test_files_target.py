@@ -15,13 +15,15 @@ from service.connectors.csv_files import CsvTarget
 from service.connectors.jsonl_files import JsonlTarget
 from service.sync.errors import TableMissing, TargetFailed
 from service.sync.model import Endpoint
+from tests.support.policy import policy_for
 
 KEY = "3f2b3c1e-0000-4000-8000-000000000001"
 EMPTY = Checkpoint(chunk=0, position={}, records_read=0, records_written=0)
 
 
 def target(cls, folder: Path, mode="append", **params):
-    return cls(Endpoint(type=cls.suffix, params={"path": str(folder), **params}), TargetSpec(table="t", mode=mode), 1)
+    endpoint = Endpoint(type=cls.suffix, params={"path": str(folder), **params}, policy=policy_for())
+    return cls(endpoint, TargetSpec(table="t", mode=mode), 1)
 
 
 def chunk(number: int, rows, columns=("id", "name")) -> Chunk:
@@ -83,7 +85,7 @@ async def test_overwrite_replaces_the_file_and_keeps_its_header_order(tmp_path: 
 
 async def test_gbk_bom_and_gzip_targets(tmp_path: Path):
     (tmp_path / "t.csv").write_bytes("编号,名称\n".encode("gbk"))
-    sink = CsvTarget(Endpoint(type="csv", params={"path": str(tmp_path), "encoding": "gbk"}),
+    sink = CsvTarget(Endpoint(type="csv", params={"path": str(tmp_path), "encoding": "gbk"}, policy=policy_for()),
                      TargetSpec(table="t", mode="overwrite"), 1)
     await sink.describe()
     await sink.prepare(KEY, ["编号", "名称"])

@@ -12,6 +12,7 @@ from schemas.api import SourceSpec
 from service.connectors.files_values import to_text
 from service.sync.model import Endpoint
 from tests.contract.harness import FIELDS, Context
+from tests.support.policy import policy_for
 
 
 def csv_text(rows: list[dict[str, Any]], names: list[str]) -> str:
@@ -41,7 +42,7 @@ class CsvCase:
 
     @property
     def endpoint(self) -> Endpoint:
-        return Endpoint(type="csv", params={"path": str(self.folder)})
+        return Endpoint(type="csv", params={"path": str(self.folder)}, policy=policy_for())
 
     async def seed(self, table: str, rows: list[dict[str, Any]]) -> tuple[Endpoint, SourceSpec]:
         (self.folder / f"{table}.csv").write_text(csv_text(rows, [f.name for f in self.fields]), encoding="utf-8")

@@ -10,6 +10,7 @@ from schemas.api import SourceSpec
 from service.connectors.files_values import json_ready
 from service.sync.model import Endpoint
 from tests.contract.harness import FIELDS, Context
+from tests.support.policy import policy_for
 
 
 def jsonl_text(rows: list[dict[str, Any]]) -> str:
@@ -36,7 +37,7 @@ class JsonlCase:
         params: dict[str, Any] = {"path": str(self.folder)}
         if declared:
             params["columns"] = {f.name: f.kind for f in self.fields}
-        return Endpoint(type="jsonl", params=params)
+        return Endpoint(type="jsonl", params=params, policy=policy_for())
 
     async def seed(self, table: str, rows: list[dict[str, Any]]) -> tuple[Endpoint, SourceSpec]:
         (self.folder / f"{table}.jsonl").write_text(jsonl_text(rows), encoding="utf-8")

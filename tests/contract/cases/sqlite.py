@@ -12,6 +12,7 @@ from typing import Any
 from schemas.api import SourceSpec
 from service.sync.model import Endpoint
 from tests.contract.harness import FIELDS, Context, Field
+from tests.support.policy import policy_for
 
 COLUMN_TYPES = {"int": "INTEGER", "string": "TEXT", "decimal": "DECIMAL(14,2)", "float": "REAL", "bool": "BOOLEAN",
                 "date": "DATE", "datetime": "DATETIME", "json": "JSON", "binary": "BLOB"}
@@ -66,7 +67,7 @@ class SQLiteCase:
 
     @property
     def endpoint(self) -> Endpoint:
-        return Endpoint(type="sqlite", url=f"sqlite://{self.path}")
+        return Endpoint(type="sqlite", url=f"sqlite://{self.path}", policy=policy_for())
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         names = ", ".join(f'"{f.name}"' for f in self.fields)
