@@ -4,6 +4,9 @@ is a 400 envelope (never a 500), tokens live at most BATCHSYNC_JWT_MAX_TTL_SECON
 
 import contextlib
 import json
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +25,7 @@ from service.cli import app as cli_app
 from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
 from tests.support.api import SECRET, NoRequester, api_settings, asyncpg_url, bearer, unique
+from tests.support.brokers import free_port
 
 LIMIT = 64 * 1024
 BIG = 100 * 1024 * 1024
@@ -137,6 +141,72 @@ async def test_invalid_content_length_is_400(metered) -> None:
                                  headers={**bearer(), "content-length": "12abc"})
     assert response.status_code == 400
     assert response.json()["message"].startswith("参数错误：")
+
+
+SERVE = """
+import sys, uvicorn
+from service.api.app import AppState, create_app
+from service.db.engine import make_engine, make_sessionmaker
+from tests.support.api import NoRequester, api_settings
+settings = api_settings(sys.argv[1])
+app = create_app(AppState(settings, make_sessionmaker(make_engine(settings.database_url)), NoRequester()))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+
+
+def peak_rss_mib(pid: int) -> int:
+    """VmHWM: the most memory the process ever held, so a spike between two samples is not missed."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) // 1024
+
+
+def push(port: int, authorization: str | None, chunked: bool, total: int = BIG) -> str:
+    """POST `total` bytes over a real socket while reading the answer; returns the status line."""
+    head = "POST /integration/connection HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+    head += f"Authorization: {authorization}\r\n" if authorization else ""
+    head += "Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {total}\r\n"
+    chunk = b"x" * CHUNK
+    frame = b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        def send_body() -> None:
+            with contextlib.suppress(OSError):
+                sock.sendall(head.encode() + b"\r\n")
+                for _ in range(total // CHUNK):
+                    sock.sendall(frame)
+
+        sender = threading.Thread(target=send_body, daemon=True)
+        sender.start()
+        answer = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n" not in answer and (part := sock.recv(4096)):
+                answer += part
+            sock.shutdown(socket.SHUT_RDWR)
+        sender.join(timeout=30)
+    return answer.split(b"\r\n")[0].decode()
+
+
+def test_a_real_server_holds_its_memory_under_100_mb_bodies(state_dsn) -> None:
+    """Before the guard, each 100 MB body grew the API by about 200 MiB, anonymous or not."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", SERVE, asyncpg_url(state_dsn), str(port)],
+                              cwd=Path(__file__).parents[2])
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            time.sleep(0.05)
+        token = bearer()["Authorization"]
+        for _ in range(3):
+            httpx.get(f"http://127.0.0.1:{port}/integration/connection/list", headers={"Authorization": token})
+        before = peak_rss_mib(server.pid)
+        answers = [push(port, auth, chunked) for auth in (None, token) for chunked in (False, True)]
+        grown = peak_rss_mib(server.pid) - before
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert [a.split(" ", 2)[1] for a in answers] == ["401", "401", "413", "413"], answers
+    assert grown <= 8, f"the API grew by {grown} MiB"
 
 
 # --- every bad input is a 400 envelope ----------------------------------------------------------------
