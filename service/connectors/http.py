@@ -65,8 +65,9 @@ class HttpSettings:
 def settings_of(endpoint: Endpoint) -> HttpSettings:
     """The connection's `url` and `params` (headers, auth, query, timeout, maxRetries), validated."""
     url = (endpoint.url or "").strip()
-    if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+    if not url.startswith(("http://", "https://")):
         raise ConfigInvalid("HTTP 连接的 url 须以 http:// 或 https:// 开头")
+    _check_url(url)
     params = endpoint.params or {}
     headers = {str(k): str(v) for k, v in (params.get("headers") or {}).items()}
     auth: httpx.Auth | None = None
@@ -91,6 +92,16 @@ def settings_of(endpoint: Endpoint) -> HttpSettings:
         )
     except (TypeError, ValueError) as exc:
         raise ConfigInvalid("HTTP 连接的 timeout/maxRetries/maxRetryAfter 须为数字") from exc
+
+
+def _check_url(url: str) -> None:
+    """A URL httpx can send: a host, and a port in range (httpx itself accepts 99999 and fails later)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ConfigInvalid("HTTP 连接的 url 无效") from exc
+    if not parsed.host or (parsed.port is not None and not 0 < parsed.port < 65536):
+        raise ConfigInvalid("HTTP 连接的 url 无效")
 
 
 def client_for(settings: HttpSettings, connect_timeout: float) -> httpx.AsyncClient:

@@ -33,6 +33,8 @@ class PolicyBackend(httpcore.AsyncNetworkBackend):
         self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        if not 0 < port < 65536:
+            raise httpcore.ConnectError("port out of range")
         try:
             async with asyncio.timeout(timeout):
                 addresses = await self._network.addresses(host, port)

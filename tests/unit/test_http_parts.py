@@ -87,6 +87,12 @@ def test_auth_settings_and_their_validation():
         settings_of(Endpoint(type="http", url=BASE, params={"auth": {"type": "digest"}}))
 
 
+@pytest.mark.parametrize("url", ["http://[::1", "http://host:99999/", "http://host:-1/", "http:///path", "http://\x00h/"])
+def test_urls_httpx_cannot_send_are_configuration_errors(url):
+    with pytest.raises(ConfigInvalid):
+        settings_of(Endpoint(type="http", url=url))
+
+
 def test_json_paths():
     doc = {"data": {"items": [1, 2]}, "list": [{"a": 1}]}
     assert at_path(doc, "data.items") == [1, 2]
