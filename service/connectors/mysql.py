@@ -7,6 +7,7 @@ UTC and read back marked UTC. Nothing here logs the URL, so a password never rea
 
 import asyncio
 import contextlib
+import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -15,7 +16,17 @@ import asyncmy.errors as myerr
 
 from service.connectors.base import Column
 from service.connectors.errors import failed, mapped, transient
-from service.sync.errors import AuthFailed, ConfigInvalid, ConnectRefused, ConnectTimeout, Side, SyncError, TableMissing
+from service.security.network import IPAddress
+from service.sync.errors import (
+    AccessDenied,
+    AuthFailed,
+    ConfigInvalid,
+    ConnectRefused,
+    ConnectTimeout,
+    Side,
+    SyncError,
+    TableMissing,
+)
 from service.sync.model import Endpoint
 from service.sync.types import kind_of_mysql
 
@@ -23,6 +34,8 @@ _AUTH = {1044, 1045, 1698}
 _MISSING_TABLE = {1146}
 _TRANSIENT = {1205, 1213, 2006, 2013, 2014, 1053, 1927}
 """Lock wait timeout, deadlock, server gone away, lost connection, shutdown, connection killed."""
+_READ_ONLY_TRANSACTION = 1792
+WRITE_REFUSED = "源查询试图写入（源端只读）"
 _DRIVER_ERRORS = (myerr.MySQLError, OSError, TimeoutError, asyncio.IncompleteReadError)
 
 
@@ -31,19 +44,33 @@ def quote_ident(name: str) -> str:
     return ".".join("`" + part.replace("`", "``") + "`" for part in name.split("."))
 
 
+PARAMETERS_REFUSED = "MySQL 连接 url 不允许参数（如 unix_socket）"
+_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")
+
+
 def params_of(endpoint: Endpoint) -> dict[str, Any]:
-    """asyncmy keyword arguments from `mysql://user:pw@host:port/db`."""
+    """asyncmy keyword arguments from `mysql://user:pw@host:port/db`: one TCP server (no host means this
+    machine, over TCP), no query parameters (`unix_socket` and the like are refused)."""
     url = endpoint.url or ""
     scheme = url.split("://", 1)[0]
     if scheme not in ("mysql", "mariadb", "mysql+asyncmy", "mysql+aiomysql"):
         raise ConfigInvalid("MySQL 连接 url 须以 mysql:// 开头")
     parts = urlsplit(url)
+    if parts.query:
+        raise AccessDenied(PARAMETERS_REFUSED)
+    host = parts.hostname or "127.0.0.1"
+    if not _HOST.fullmatch(host):
+        raise ConfigInvalid("MySQL 连接 url 的主机无效")
+    try:
+        port = parts.port or 3306
+    except ValueError as exc:
+        raise ConfigInvalid("MySQL 连接 url 的端口无效") from exc
     database = parts.path.lstrip("/")
     if not database:
         raise ConfigInvalid("MySQL 连接 url 须指定数据库")
     return {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 3306,
+        "host": host,
+        "port": port,
         "user": unquote(parts.username or "root"),
         "password": unquote(parts.password or ""),
         "database": unquote(database),
@@ -66,6 +93,8 @@ def map_error(exc: BaseException, side: Side, table: str | None = None) -> SyncE
         return TableMissing(table or "?", side)
     if code in _AUTH:
         return AuthFailed(side)
+    if side == "source" and code == _READ_ONLY_TRANSACTION:
+        return AccessDenied(WRITE_REFUSED, detail=str(exc.args[1]) if len(exc.args) > 1 else None)
     if isinstance(exc, myerr.MySQLError) and code is not None:
         return failed(side, detail=f"{code}: {exc.args[1] if len(exc.args) > 1 else ''}")
     return failed(side, detail=type(exc).__name__)
@@ -77,18 +106,22 @@ def boundary(side: Side, table: str | None = None) -> contextlib.AbstractContext
 
 
 async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> asyncmy.Connection:
-    """Open a UTC, utf8mb4 session within `connect_timeout` seconds or raise the matching ConnectError.
-    A source session is READ ONLY, so every statement it runs is in a read-only transaction."""
+    """Open a new UTC, utf8mb4 session within `connect_timeout` seconds or raise the matching ConnectError.
+
+    The policy is asked first (denied ranges; the state store is PostgreSQL, so no state database here)
+    and the session goes to the first checked address that answers, not to the name again. A source
+    session is READ ONLY and then opens one READ ONLY transaction (READ COMMITTED: no snapshot held
+    between the chunks of a long read) that is never committed: its statements cannot write, and
+    nothing they change outlives the connection, which is never reused."""
     params = params_of(endpoint)
+    addresses = await endpoint.policy.network.addresses(params["host"], params["port"])
     init = ["SET time_zone = '+00:00', net_write_timeout = 600, net_read_timeout = 600"]
     if side == "source":
-        init.append("SET SESSION TRANSACTION READ ONLY")
+        init += ["SET SESSION TRANSACTION READ ONLY", "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                 "START TRANSACTION READ ONLY"]
     try:
         async with asyncio.timeout(connect_timeout):
-            conn = await asyncmy.connect(
-                **params, charset="utf8mb4", autocommit=True, binary_prefix=True,
-                connect_timeout=max(1, int(connect_timeout)),
-            )
+            conn = await _first_answering(addresses, params, connect_timeout)
             async with conn.cursor() as cur:
                 for statement in init:
                     await cur.execute(statement)
@@ -110,6 +143,22 @@ async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> asy
         raise ConnectRefused(side) from exc
     except OSError as exc:
         raise ConnectRefused(side, detail=exc.strerror or type(exc).__name__) from exc
+
+
+async def _first_answering(addresses: list[IPAddress], params: dict[str, Any],
+                           connect_timeout: float) -> asyncmy.Connection:
+    """A connection to the first of the checked addresses that accepts one (as a client tries each
+    address a name resolves to); the last refusal otherwise."""
+    for index, address in enumerate(addresses):
+        try:
+            return await asyncmy.connect(
+                **(params | {"host": str(address)}), charset="utf8mb4", autocommit=True, binary_prefix=True,
+                connect_timeout=max(1, int(connect_timeout)),
+            )
+        except (myerr.MySQLError, OSError):
+            if index == len(addresses) - 1:
+                raise
+    raise ConnectionRefusedError("no address")
 
 
 async def close(conn: asyncmy.Connection | None, *, clean: bool) -> None:

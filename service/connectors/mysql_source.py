@@ -2,19 +2,21 @@
 
 A table with a single-column primary key is read in key order, each chunk's position being its last
 key, so a resumed run restarts with `key > last`. A query (or a key-less table) is streamed as is and
-resumed by skipping the rows already written. The session is READ ONLY, so every statement runs in a
-read-only transaction. Values are decoded in Python (the mapping plan and the target's kinds); what all
-SQL sources share is `sql_source.SQLSource`.
+resumed by skipping the rows already written. Every run reads on a new connection inside one READ ONLY
+transaction that is never committed (`mysql.connect`), after `query_guard` passed its query's text
+(no `INTO OUTFILE`, `SET`, `:=` or second statement). Values are decoded in Python (the mapping plan
+and the target's kinds); what all SQL sources share is `sql_source.SQLSource`.
 """
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from asyncmy.cursors import SSCursor
 
 from service.connectors.base import Column, Position
 from service.connectors.mysql import boundary, close, connect, fetch, quote_ident, table_columns
+from service.connectors.query_guard import Dialect
 from service.connectors.sql_source import Page, SQLSource, where_clause
 from service.sync.types import kind_of_mysql
 
@@ -52,8 +54,10 @@ class MySQLSource(SQLSource):
     """Kinds whose asyncmy value is already the canonical Python value (DATETIME is naive, BOOL an int)."""
     quote = staticmethod(quote_ident)
     kind_of = staticmethod(kind_of_mysql)
+    query_dialect: ClassVar[Dialect | None] = "mysql"
 
     async def __aenter__(self) -> Self:
+        self._check_query()
         self._conn = await connect(self._endpoint, "source", self._timeout)
         return self
 

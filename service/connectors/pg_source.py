@@ -1,15 +1,22 @@
 """PostgreSQL source: a table read in keyset ranges of its primary key (raw binary COPY or decoded rows),
-or a read-only query (or key-less table) read through a server-side cursor in a READ ONLY transaction.
+or a read-only query (or key-less table) read through a server-side cursor.
+
+Every run reads on a connection of its own, opened for it and closed after it, inside one READ ONLY
+transaction that is never committed (SPEC §7 "Query sources"): a function that writes fails, and a
+setting a query changes (`set_config(…, false)`) dies with the transaction instead of reaching a later
+run. A query's text is checked first (`query_guard`), and before each chunk is handed over, the session
+is checked unchanged (`check_session`), so such a query fails its run. A query runs in REPEATABLE READ, so
+the window fixed at the start and the rows read see one snapshot; a table in READ COMMITTED, so a long
+keyset read holds no snapshot between chunks.
 
 The mapping runs in SQL here (`select_expressions`), so only the window, the estimate and the resume
 positions are shared with the other SQL sources (`sql_source.SQLSource`).
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import asyncpg
 
@@ -18,6 +25,7 @@ from service.connectors.base import Capabilities, Chunk, Column, Position, Selec
 from service.connectors.postgresql import (
     COPY_FORMAT,
     boundary,
+    check_session,
     close,
     connect,
     json_value,
@@ -25,6 +33,7 @@ from service.connectors.postgresql import (
     relation_columns,
     single_primary_key,
 )
+from service.connectors.query_guard import Dialect
 from service.connectors.sql_source import SQLSource, where_clause
 from service.sync import incremental
 from service.sync.errors import SyncError
@@ -64,6 +73,7 @@ class PostgresSource(SQLSource):
     capabilities = Capabilities(copy_format=COPY_FORMAT, cursor=True)
     quote = staticmethod(quote_ident)
     kind_of = staticmethod(kind_of_postgresql)
+    query_dialect: ClassVar[Dialect | None] = "postgresql"
 
     def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:
         super().__init__(endpoint, spec, connect_timeout)
@@ -72,7 +82,15 @@ class PostgresSource(SQLSource):
         self._stream: _CopyStream | None = None
 
     async def __aenter__(self) -> Self:
+        self._check_query()
         self._conn = await connect(self._endpoint, "source", self._timeout)
+        isolation = "read_committed" if self._spec.table is not None else "repeatable_read"
+        try:
+            with boundary("source"):
+                await self._conn.transaction(isolation=isolation, readonly=True).start()
+        except BaseException:
+            await close(self._conn, clean=False)
+            raise
         return self
 
     async def __aexit__(self, exc_type: object, *_: object) -> None:
@@ -87,14 +105,13 @@ class PostgresSource(SQLSource):
             self._key, self._key_type = (key.name, key.sql_type) if key is not None else (None, "")
         else:
             with boundary("source"):
-                async with self.conn.transaction(readonly=True):
-                    stmt = await self.conn.prepare(f"SELECT * FROM {self._relation}")
-                    attrs = stmt.get_attributes()
-                    types = await self.conn.fetch(
-                        "SELECT format_type(t, NULL) AS sql_type FROM unnest($1::oid[]) WITH ORDINALITY AS u(t, n)"
-                        " ORDER BY n",
-                        [a.type.oid for a in attrs],
-                    )
+                stmt = await self.conn.prepare(f"SELECT * FROM {self._relation}")
+                attrs = stmt.get_attributes()
+                types = await self.conn.fetch(
+                    "SELECT format_type(t, NULL) AS sql_type FROM unnest($1::oid[]) WITH ORDINALITY AS u(t, n)"
+                    " ORDER BY n",
+                    [a.type.oid for a in attrs],
+                )
             columns = [
                 Column(a.name, t["sql_type"], kind_of_postgresql(t["sql_type"]))
                 for a, t in zip(attrs, types, strict=True)
@@ -148,7 +165,10 @@ class PostgresSource(SQLSource):
         else:
             reader = self._cursor_rows(select, columns, position, size)
         async for chunk in reader:
+            if chunk.rows is not None:
+                await check_session(self.conn)
             yield chunk
+        await check_session(self.conn)
 
     def _after(self, position: Position, args: list[Any]) -> list[str]:
         """The window's terms and, once a chunk is written, `key > after` (the key bound as text)."""
@@ -201,6 +221,7 @@ class PostgresSource(SQLSource):
                 raise
             except Exception as exc:
                 raise map_error(exc, "source") from exc
+            await check_session(self.conn)
 
     async def _cursor_rows(
         self, select: str, columns: list[str], position: Position, size: int
@@ -210,25 +231,18 @@ class PostgresSource(SQLSource):
         where = where_clause(terms)
         offset = int(position.get("offset") or 0)
         with boundary("source"):
-            transaction = self.conn.transaction(isolation="repeatable_read", readonly=True)
-            await transaction.start()
-        try:
+            cursor = await self.conn.cursor(f"SELECT {select} FROM {self._relation} {where}", *args)
+            if offset:
+                log.debug("source cursor skips %d rows already written", offset)
+                await cursor.forward(offset)
+        while True:
             with boundary("source"):
-                cursor = await self.conn.cursor(f"SELECT {select} FROM {self._relation} {where}", *args)
-                if offset:
-                    log.debug("source cursor skips %d rows already written", offset)
-                    await cursor.forward(offset)
-            while True:
-                with boundary("source"):
-                    rows = await cursor.fetch(size)
-                if not rows:
-                    break
-                offset += len(rows)
-                position = position | {"offset": offset}
-                yield Chunk(number=0, position=position, columns=columns, rows=[tuple(r) for r in rows])
-                if len(rows) < size:
-                    break
-        finally:
-            with contextlib.suppress(Exception):
-                await transaction.rollback()
+                rows = await cursor.fetch(size)
+            if not rows:
+                break
+            offset += len(rows)
+            position = position | {"offset": offset}
+            yield Chunk(number=0, position=position, columns=columns, rows=[tuple(r) for r in rows])
+            if len(rows) < size:
+                break
 

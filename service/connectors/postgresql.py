@@ -6,16 +6,29 @@ so a password inside a connection URL never reaches a log line or an error messa
 
 import asyncio
 import contextlib
+import getpass
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 import asyncpg.exceptions as pgerr
 
 from service.connectors.base import Column
 from service.connectors.errors import failed, mapped, transient
-from service.sync.errors import AuthFailed, ConfigInvalid, ConnectRefused, ConnectTimeout, Side, SyncError, TableMissing
+from service.security.network import IPAddress
+from service.sync.errors import (
+    AccessDenied,
+    AuthFailed,
+    ConfigInvalid,
+    ConnectRefused,
+    ConnectTimeout,
+    Side,
+    SyncError,
+    TableMissing,
+)
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident
 from service.sync.types import kind_of_postgresql
@@ -35,6 +48,7 @@ _TRANSIENT = (
 )
 _DRIVER_ERRORS = (pgerr.PostgresError, pgerr.InterfaceError, pgerr.InternalClientError, OSError, TimeoutError)
 _MISSING_RELATION = re.compile(r'relation "([^"]+)" does not exist')
+WRITE_REFUSED = "源查询试图写入（源端只读）"
 
 
 def dsn_of(endpoint: Endpoint) -> str:
@@ -50,16 +64,67 @@ def dsn_of(endpoint: Endpoint) -> str:
     return url
 
 
+@dataclass(frozen=True)
+class Server:
+    """Where a connection URL points, parsed here rather than by the driver, so the policy sees exactly
+    the one TCP host, port and database the connection will use (no socket, host list, service file or
+    startup option left for the driver to find)."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    ssl: str | None
+
+
+SSL_MODES = frozenset({"disable", "allow", "prefer", "require"})
+"""sslmode values that need no host name check: the connection goes to the checked IP address."""
+_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")
+HOSTS_REFUSED = "PostgreSQL 连接只允许一个 TCP 主机（不允许 unix 套接字或多个主机）"
+PARAMETERS_REFUSED = "PostgreSQL 连接 url 不允许这些参数"
+
+
+def server_of(endpoint: Endpoint) -> Server:
+    """The one TCP server of a libpq URL, or AccessDenied for a unix socket, several hosts or a parameter
+    that would reach something else (`host`, `hostaddr`, `port`, `service`, `passfile`, `options`, files)."""
+    parts = urlsplit(dsn_of(endpoint))
+    if "," in parts.netloc.rpartition("@")[2]:
+        raise AccessDenied(HOSTS_REFUSED)
+    host = parts.hostname or ""
+    if "%" in host or "/" in host:
+        raise AccessDenied(HOSTS_REFUSED)
+    if host and not _HOST.fullmatch(host):
+        raise ConfigInvalid("PostgreSQL 连接 url 的主机无效")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"sslmode"})
+    if unknown:
+        raise AccessDenied(f"{PARAMETERS_REFUSED}：{', '.join(unknown)}")
+    ssl = query.get("sslmode", [None])[-1]
+    if ssl is not None and ssl not in SSL_MODES:
+        raise ConfigInvalid(f"PostgreSQL 连接 sslmode 只支持 {', '.join(sorted(SSL_MODES))}")
+    try:
+        port = parts.port or 5432
+    except ValueError as exc:
+        raise ConfigInvalid("PostgreSQL 连接 url 的端口无效") from exc
+    user = unquote(parts.username or "") or getpass.getuser()
+    database = unquote(parts.path.lstrip("/")) or user
+    return Server(host=host or "localhost", port=port, user=user,
+                  password=unquote(parts.password or ""), database=database, ssl=ssl)
+
+
 IDLE_PER_KEY = 8
 IDLE_SECONDS = 30.0
-_idle: dict[tuple[str, str], list[tuple[float, asyncpg.Connection]]] = {}
-_keys: dict[int, tuple[str, str]] = {}
+_idle: dict[str, list[tuple[float, asyncpg.Connection]]] = {}
+_keys: dict[int, str] = {}
+"""Target connections that may be parked when closed, by the URL they were opened for."""
 
 
-def _reuse(key: tuple[str, str]) -> asyncpg.Connection | None:
-    """A parked connection to the same database for the same side, if one is still fresh.
+def _reuse(key: str) -> asyncpg.Connection | None:
+    """A parked target connection to the same database, if one is still fresh.
 
-    Opening a connection costs ~7 ms here, more than a whole small chunk; runs of small batches reuse them.
+    Opening a connection costs ~5 ms here, more than a whole small chunk; runs of small batches reuse
+    them. Only targets: a source connection is never parked (SPEC §7 "Query sources").
     """
     idle = _idle.get(key)
     loop = asyncio.get_running_loop()
@@ -72,27 +137,37 @@ def _reuse(key: tuple[str, str]) -> asyncpg.Connection | None:
 
 
 async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> asyncpg.Connection:
-    """Open a connection within `connect_timeout` seconds or raise the matching ConnectError."""
-    key = (dsn_of(endpoint), side)
+    """Open a connection within `connect_timeout` seconds or raise the matching ConnectError.
+
+    The policy is asked first, every time (a parked target connection included): the URL's host is
+    resolved, denied ranges and the service's own state database are refused, and the connection goes to
+    the addresses that were checked, not to the name again. A source connection is always new.
+    """
+    server = server_of(endpoint)
+    addresses = await endpoint.policy.network.database_addresses(server.host, server.port, server.database)
+    if side == "source":
+        return await _open(server, addresses, side, connect_timeout)
+    key = dsn_of(endpoint)
     conn = _reuse(key)
     if conn is None:
-        conn = await _open(endpoint, side, connect_timeout)
+        conn = await _open(server, addresses, side, connect_timeout)
     _keys[id(conn)] = key
     return conn
 
 
-async def _open(endpoint: Endpoint, side: Side, connect_timeout: float) -> asyncpg.Connection:
+async def _open(server: Server, addresses: list[IPAddress], side: Side, connect_timeout: float) -> asyncpg.Connection:
     settings = {"application_name": f"batchsync:{side}", "standard_conforming_strings": "on"}
     if side == "source":
         settings["default_transaction_read_only"] = "on"
         settings["synchronize_seqscans"] = "off"
     else:
         settings["temp_buffers"] = "64MB"  # upsert staging of a default 50k-row chunk stays in memory
-    dsn = dsn_of(endpoint)
     try:
         async with asyncio.timeout(connect_timeout):
             return await asyncpg.connect(
-                dsn, timeout=connect_timeout, server_settings=settings, statement_cache_size=0
+                host=[str(address) for address in addresses], port=server.port, user=server.user,
+                password=server.password, database=server.database, ssl=server.ssl or "prefer",
+                timeout=connect_timeout, server_settings=settings, statement_cache_size=0,
             )
     except TimeoutError as exc:
         raise ConnectTimeout(side) from exc
@@ -116,6 +191,8 @@ def map_error(exc: BaseException, side: Side) -> SyncError:
         isinstance(exc, pgerr.InterfaceError) and "connection is closed" in str(exc)
     ):
         return transient(side, type(exc).__name__)
+    if side == "source" and isinstance(exc, pgerr.ReadOnlySQLTransactionError):
+        return AccessDenied(WRITE_REFUSED, detail=str(exc))
     if isinstance(exc, pgerr.UndefinedTableError):
         match = _MISSING_RELATION.search(str(exc))
         return TableMissing(match.group(1) if match else "?", side)
@@ -130,25 +207,45 @@ def boundary(side: Side) -> contextlib.AbstractContextManager[None]:
 
 
 async def close(conn: asyncpg.Connection | None, *, clean: bool) -> None:
-    """Park a clean connection for reuse (temp tables discarded); terminate after a failure so no
-    half-done COPY can block us."""
+    """Park a clean target connection for reuse, its session reset to how it was opened (`DISCARD ALL`:
+    temp tables, settings a trigger may have changed, role); close a source connection; terminate after
+    a failure so no half-done COPY can block us."""
     if conn is None:
         return
     key = _keys.pop(id(conn), None)
     if conn.is_closed():
         return
-    if not clean or conn.is_in_transaction():
+    if not clean or (key is not None and conn.is_in_transaction()):
         conn.terminate()
         return
     try:
         idle = _idle.setdefault(key, []) if key is not None else None
         if idle is not None and len(idle) < IDLE_PER_KEY:
-            await conn.execute("DISCARD TEMP", timeout=5)
+            await conn.execute("DISCARD ALL", timeout=5)
             idle.append((time.monotonic(), conn))
         else:
             await conn.close(timeout=5)
     except Exception:
         conn.terminate()
+
+
+SESSION_CHANGED = "源查询修改了会话设置"
+_SESSION_CHANGES = """
+SELECT pg_catalog.current_setting('transaction_read_only') = 'on' AS read_only,
+       coalesce(pg_catalog.string_agg(name, ', ' ORDER BY name), '') AS changed
+  FROM pg_catalog.pg_settings
+ WHERE source = 'session' AND name NOT IN ('transaction_read_only', 'transaction_isolation', 'transaction_deferrable')
+"""
+
+
+async def check_session(conn: asyncpg.Connection) -> None:
+    """AccessDenied when the source session is no longer what it was opened as: still in its READ ONLY
+    transaction, and no setting changed by SET or `set_config` (a query's functions can do either,
+    whatever the guard saw in its text). Costs about 0.8 ms (`pg_settings` lists every setting)."""
+    with boundary("source"):
+        row = await conn.fetchrow(_SESSION_CHANGES)
+    if row is None or not row["read_only"] or row["changed"]:
+        raise AccessDenied(SESSION_CHANGED, detail=row["changed"] if row is not None else None)
 
 
 async def relation_columns(conn: asyncpg.Connection, table: str, side: Side) -> list[Column]:

@@ -8,10 +8,11 @@ for the window's terms.
 """
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from schemas.api import SourceSpec
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
+from service.connectors.query_guard import Dialect, checked_query
 from service.sync import incremental
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint
@@ -38,6 +39,8 @@ class SQLSource:
     """How a parameter is written in this dialect's SQL (`_binders` of the placeholder style)."""
     canonical: frozenset[str] = frozenset()
     """Kinds whose driver value is already the canonical Python value (see `row_converter`)."""
+    query_dialect: ClassVar[Dialect | None] = None
+    """How `query_guard` reads this dialect's queries; None: the dialect checks its queries itself."""
 
     def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:
         self._endpoint, self._spec, self._timeout = endpoint, spec, connect_timeout
@@ -45,6 +48,8 @@ class SQLSource:
         self._columns: list[Column] = []
         self._key: str | None = None
         """The single-column primary key of a table: keyset paging and `after` positions; None otherwise."""
+        self._query: str | None = None
+        """The query as `query_guard` let it through (see `_check_query`)."""
 
     @property
     def conn(self) -> Any:
@@ -84,14 +89,23 @@ class SQLSource:
 
     # Shared behaviour.
 
+    def _check_query(self) -> None:
+        """Refuse a query that writes, changes the session or is more than one statement (QueryRefused),
+        before anything connects; run first by the sources of a `query_dialect`."""
+        if self._spec.query is not None and self.query_dialect is not None:
+            self._query = checked_query(self._spec.query, self.query_dialect)
+
     def _query_text(self) -> str:
+        if self._query is not None:
+            return self._query
         return (self._spec.query or "").strip().rstrip(";")
 
     @property
     def _relation(self) -> str:
+        """The table, or the query as a subquery (on lines of its own, so a last `--` comment ends)."""
         if self._spec.table is not None:
             return self.quote(self._spec.table)
-        return f"({self._query_text()}) AS q"
+        return f"(\n{self._query_text()}\n) AS q"
 
     def _check_cursor(self, columns: Sequence[str]) -> None:
         cursor = self._spec.cursor_column
