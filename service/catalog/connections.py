@@ -170,9 +170,10 @@ async def check(session: AsyncSession, connection_id: int, connect_timeout: floa
     """Live connectivity check; a failure is `连接失败：<reason>` with the reason a sync would give."""
     from service.connectors.registry import test_connection
 
-    endpoint = endpoint_of(await load(session, connection_id), policy)
+    row = await load(session, connection_id)
     await session.close()
     try:
+        endpoint = endpoint_of(row, policy)
         async with asyncio.timeout(connect_timeout + TEST_MARGIN_SECONDS):
             await test_connection(endpoint, connect_timeout)
     except TimeoutError as error:
