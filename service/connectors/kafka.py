@@ -80,13 +80,15 @@ def topic_of(settings: KafkaSettings, table: str) -> str:
 
 
 def _servers(bootstrap: str) -> list[Server]:
+    """`host:port` pairs; a host with spaces or control characters, or a port out of range, is refused
+    here rather than by the resolver or the socket with errors of their own."""
     servers = []
     for item in bootstrap.split(","):
         host, _, port = item.strip().rpartition(":")
-        try:
-            servers.append((host.strip("[]") or "localhost", int(port)))
-        except ValueError as exc:
-            raise ConfigInvalid("params.bootstrap 须为 host:port 列表") from exc
+        host = host.strip("[]") or "localhost"
+        if not port.isdigit() or not 0 < int(port) < 65536 or not host.isprintable() or " " in host:
+            raise ConfigInvalid("params.bootstrap 须为 host:port 列表")
+        servers.append((host, int(port)))
     return servers
 
 

@@ -38,3 +38,9 @@ def test_a_pinned_topic_wins_and_the_table_names_it_otherwise():
     assert topic_of(open_, "orders") == "orders" and open_.key == ["a", "b"]
     with pytest.raises(ConfigInvalid):
         settings_of(Endpoint(type="kafka", params={}))
+
+
+@pytest.mark.parametrize("bootstrap", ["h", "h:x", "h:0", "h:99999", "h:-1", "a b:9092", "h\x00:9092", "h:9092,"])
+def test_a_bootstrap_list_that_cannot_be_connected_to_is_a_configuration_error(bootstrap):
+    with pytest.raises(ConfigInvalid):
+        settings_of(Endpoint(type="kafka", params={"bootstrap": bootstrap}))
