@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import asyncpg
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import make_url
 
+from service.catalog.connections import put_named
 from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
-from service.db.models import Batch, Connection
+from service.db.models import Batch
+from service.security.policy import AccessPolicy
 
 SOURCE_DB = "demo_source"
 TARGET_DB = "demo_target"
@@ -89,9 +90,7 @@ async def _ensure_catalog(settings: Settings, source_url: str, target_url: str) 
         async with make_sessionmaker(engine)() as session, session.begin():
             ids = {}
             for name, url in ((SOURCE_CONNECTION, source_url), (TARGET_CONNECTION, target_url)):
-                stmt = insert(Connection).values(name=name, type="postgresql", url=url)
-                stmt = stmt.on_conflict_do_update(index_elements=[Connection.name], set_={"url": url})
-                ids[name] = (await session.execute(stmt.returning(Connection.id))).scalar_one()
+                ids[name] = await put_named(session, name, "postgresql", url, AccessPolicy.from_settings(settings))
             batch_id = await session.scalar(
                 select(Batch.id).where(Batch.name == BATCH_NAME,
                                        Batch.source_connection_id == ids[SOURCE_CONNECTION]).limit(1)

@@ -194,3 +194,16 @@ async def reseal_all(session: AsyncSession, policy: AccessPolicy) -> int:
         _store(row, clear.url, clear.params, policy.secrets, clear.options)
     await session.commit()
     return len(rows)
+
+
+async def put_named(session: AsyncSession, name: str, kind: str, url: str, policy: AccessPolicy) -> int:
+    """Create or re-point a connection by name outside the API (the demo); sealed like any other. Its id."""
+    row = await session.scalar(select(Connection).where(Connection.name == name))
+    if row is None:
+        row = Connection(name=name, type=kind, url=None, params={}, options={})
+        session.add(row)
+        await session.flush()
+    row.type = kind
+    _store(row, url, {}, policy.secrets)
+    await session.flush()
+    return row.id
