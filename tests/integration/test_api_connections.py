@@ -117,8 +117,8 @@ async def test_unknown_type_is_400_naming_the_field(client) -> None:
     assert response.json()["message"].startswith("参数错误：type：")
 
 
-async def test_live_test_succeeds_on_a_reachable_database(client, state_dsn) -> None:
-    reachable = await create_connection(client, url=state_dsn)
+async def test_live_test_succeeds_on_a_reachable_database(client, source_dsn) -> None:
+    reachable = await create_connection(client, url=source_dsn)
     response = await client.post(f"/integration/connection/{reachable['id']}/test")
     assert response.json() == {"code": 200, "message": "连接成功", "data": None}
 
