@@ -14,12 +14,11 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from producers.clients import admin_config, consumer_config
+from producers.clients import consumer_config, new_admin, new_consumer
 from service.audit.replay import LogUnavailable
 from service.config import Settings
 
@@ -44,9 +43,9 @@ class EventLogReader:
         self.topic_exists = True
 
     async def __aenter__(self) -> "EventLogReader":
-        config = consumer_config(self._settings, group_id=None, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
-        config["max_partition_fetch_bytes"] = max(config["max_partition_fetch_bytes"], 8 * 1024 * 1024)
-        consumer = AIOKafkaConsumer(**config)
+        usual = consumer_config(self._settings, group_id=None, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+        consumer = new_consumer(self._settings, group_id=None, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+                                max_partition_fetch_bytes=max(usual["max_partition_fetch_bytes"], 8 * 1024 * 1024))
         try:
             async with asyncio.timeout(2 * self._settings.kafka_request_timeout_ms / 1000):
                 await consumer.start()
@@ -78,8 +77,9 @@ class EventLogReader:
                 starts[tp] = at.offset
         return starts
 
-    async def batches(self) -> AsyncIterator[list[bytes]]:
-        """Record values in batches, per partition in offset order, up to the end seen at the start."""
+    async def batches(self) -> AsyncIterator[list[ConsumerRecord]]:
+        """Records (with their keys and signature headers) in batches, per partition in offset order, up to
+        the end seen at the start."""
         consumer = self._consumer
         if consumer is None or not self.topic_exists:
             self.total = 0
@@ -90,7 +90,7 @@ class EventLogReader:
         except KafkaError as exc:
             raise LogUnavailable(f"reading {self._topic} failed: {exc!r}") from exc
 
-    async def _read(self, consumer: AIOKafkaConsumer) -> AsyncIterator[list[bytes]]:
+    async def _read(self, consumer: AIOKafkaConsumer) -> AsyncIterator[list[ConsumerRecord]]:
         partitions = consumer.partitions_for_topic(self._topic) or set()
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
@@ -104,7 +104,7 @@ class EventLogReader:
         began = last_record = time.monotonic()
         while pending:
             fetched = await consumer.getmany(*pending, timeout_ms=200, max_records=MAX_RECORDS)
-            values: list[bytes] = []
+            values: list[ConsumerRecord] = []
             for tp in list(pending):
                 if tp not in ends and (hw := consumer.highwater(tp)) is not None:
                     ends[tp] = hw
@@ -113,7 +113,7 @@ class EventLogReader:
                 end = ends.get(tp)
                 for record in fetched.get(tp, ()):
                     if end is None or record.offset < end:
-                        values.append(record.value or b"")
+                        values.append(record)
                 if end is not None and (await consumer.position(tp) >= end or starts[tp] >= end):
                     pending.discard(tp)
                     consumer.pause(tp)
@@ -135,7 +135,7 @@ class EventLogReader:
 
 async def events_retention(settings: Settings) -> dict[str, str]:
     """The events topic's finite retention settings (`retention.ms`/`retention.bytes` not -1), if any."""
-    admin = AIOKafkaAdminClient(**admin_config(settings))
+    admin = new_admin(settings)
     finite: dict[str, str] = {}
     try:
         async with asyncio.timeout(2 * settings.kafka_request_timeout_ms / 1000):

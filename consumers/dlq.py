@@ -1,12 +1,22 @@
-"""Park a message that cannot be processed, with its reason and origin, so the consumer can go on."""
+"""Park a message that cannot be processed, with its reason and origin, so the consumer can go on.
+
+The copy is signed by the publisher like everything the service writes; a signature the original
+carried is kept as `dlqSourceSignature` for the investigation, never passed on as the copy's own.
+"""
 
 from typing import Any
 
 from producers.publisher import Publisher
+from schemas.signing import SIGNATURE_HEADER
+
+SOURCE_SIGNATURE_HEADER = "dlqSourceSignature"
 
 
 def dlq_headers(record: Any, reason: str) -> dict[str, str]:
-    headers = {name: value.decode(errors="replace") for name, value in (record.headers or ())}
+    headers: dict[str, str] = {}
+    for name, value in record.headers or ():
+        text = value.decode(errors="replace") if value is not None else ""
+        headers[SOURCE_SIGNATURE_HEADER if name == SIGNATURE_HEADER else name] = text
     headers.update({
         "dlqReason": reason[:1000],
         "dlqSourceTopic": record.topic,

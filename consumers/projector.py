@@ -3,6 +3,9 @@
 PostgreSQL is the transaction boundary (BROKERS.md): on assignment each partition is sought to the
 offset stored with the projection, so a crash neither loses nor doubles an event. Kafka commits are
 sent only as a lag hint, and bounded, because they can hang on a restarted test broker.
+
+Only events the service signed are projected (SPEC §7): an unsigned or forged record goes to the DLQ
+with that reason, so whoever can write to the topic still cannot change history or statistics.
 """
 
 import asyncio
@@ -16,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from consumers.dlq import send_to_dlq
-from producers.clients import consumer_config
+from producers.clients import new_consumer
 from producers.pacing import pace_empty_fetches
 from producers.publisher import Publisher
 from producers.topics import ensure_topics
@@ -25,6 +28,7 @@ from service.config import Settings
 from service.history.offsets import load_offsets, store_offsets
 from service.history.projection import project, projector_group
 from service.ports import BrokerUnavailable
+from service.security.event_signing import EventKeys
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ class Projector:
         self._sessions = sessions
         self._topic = settings.topics.events
         self._group = projector_group(settings.topic_prefix)
+        self._keys = EventKeys.from_settings(settings)
         self._own_publisher = publisher is None
         self._publisher = publisher or Publisher(settings)
         self._consumer: AIOKafkaConsumer | None = None
@@ -76,8 +81,7 @@ class Projector:
                 backoff = min(backoff * 2, MAX_BACKOFF)
         if self._own_publisher:
             await self._publisher.start()
-        consumer = AIOKafkaConsumer(**consumer_config(
-            self._settings, group_id=self._group, fetch_max_wait_ms=FETCH_MAX_WAIT_MS))
+        consumer = new_consumer(self._settings, group_id=self._group, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
         consumer.subscribe([self._topic], listener=_SeekToStored(self))
         self._consumer = consumer
         try:
@@ -125,12 +129,18 @@ class Projector:
             await self._commit_hint(consumer, offsets)
 
     async def apply(self, batch: dict) -> dict[TopicPartition, int]:
-        """Project one fetched batch and store its next offsets, all in one transaction; DLQ invalid records."""
+        """Project one fetched batch and store its next offsets, all in one transaction; DLQ records that are
+        not ours or not valid."""
         offsets: dict[TopicPartition, int] = {}
         projected = skipped = 0
         async with self._sessions.begin() as session:
             for tp, records in batch.items():
                 for record in records:
+                    if (refusal := self._keys.refusal(record)) is not None:
+                        log.warning("refused the event at %s[%s]@%s: %s", record.topic, record.partition,
+                                    record.offset, refusal)
+                        await send_to_dlq(self._publisher, self._settings.topics.dlq, record, refusal)
+                        continue
                     try:
                         event = lifecycle_event_adapter.validate_json(record.value or b"")
                     except ValidationError as exc:

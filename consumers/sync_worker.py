@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from consumers.dlq import send_to_dlq
 from consumers.parsing import InvalidRequest, parse_request
-from producers.clients import consumer_config
+from producers.clients import new_consumer
 from producers.outbox_relay import OutboxRelay
 from producers.pacing import pace_empty_fetches
 from producers.publisher import Publisher
@@ -66,10 +66,8 @@ class SyncWorker:
 
     async def run(self) -> None:
         await ensure_topics(self.settings)
-        consumer = AIOKafkaConsumer(**consumer_config(
-            self.settings, group_id=f"{self.settings.topic_prefix}.worker",
-            fetch_max_wait_ms=self.settings.request_fetch_max_wait_ms,
-        ))
+        consumer = new_consumer(self.settings, group_id=f"{self.settings.topic_prefix}.worker",
+                                fetch_max_wait_ms=self.settings.request_fetch_max_wait_ms)
         consumer.subscribe([self.topics.requested], listener=_Rebalance(self))
         await consumer.start()
         pace_empty_fetches(consumer, self.settings.request_fetch_max_wait_ms)

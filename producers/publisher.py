@@ -1,7 +1,9 @@
 """The one producer of a process: every send awaits its ack within the request timeout.
 
 A broker that is down must turn into `BrokerUnavailable` in seconds (the API answers 503), so
-starting never blocks for long and a failed start is retried on the next send.
+starting never blocks for long and a failed start is retried on the next send. Every record leaves
+with the service's `batchsync-signature` (SPEC §7), added here and nowhere else: events, replies,
+requests and DLQ copies alike.
 """
 
 import asyncio
@@ -12,10 +14,11 @@ import re
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
-from producers.clients import producer_config
+from producers.clients import new_producer
 from producers.topics import create_missing_topics, ensure_topics
 from service.config import Settings
 from service.ports import BrokerUnavailable
+from service.security.event_signing import EventKeys
 
 log = logging.getLogger(__name__)
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -25,10 +28,10 @@ Message = tuple[str, bytes, bytes | None, dict[str, str] | None]
 """topic, value, key, headers"""
 
 
-
 class Publisher:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._keys = EventKeys.from_settings(settings)
         self._timeout = settings.kafka_request_timeout_ms / 1000
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
@@ -57,7 +60,7 @@ class Publisher:
         """Publish and await the broker's ack; BrokerUnavailable on failure or after the request timeout."""
         if len(value) > self._settings.max_message_bytes:
             raise ValueError(f"message of {len(value)} bytes exceeds {self._settings.max_message_bytes}")
-        wire_headers = [(k, v.encode()) for k, v in (headers or {}).items()]
+        wire_headers = self._keys.signed_headers(topic, key, value, headers)
         producer = await self._ready()
         try:
             await self._send_once(producer, topic, value, key, wire_headers)
@@ -133,10 +136,9 @@ class Publisher:
                 results[index] = BrokerUnavailable(repr(outcome))
         return results
 
-    @staticmethod
-    async def _enqueue(producer: AIOKafkaProducer, message: Message) -> asyncio.Future:
+    async def _enqueue(self, producer: AIOKafkaProducer, message: Message) -> asyncio.Future:
         topic, value, key, headers = message
-        wire_headers = [(k, v.encode()) for k, v in (headers or {}).items()]
+        wire_headers = self._keys.signed_headers(topic, key, value, headers)
         return await producer.send(topic, value, key=key, headers=wire_headers)
 
     async def _recreate_unknown(self, producer: AIOKafkaProducer, topics: set[str]) -> None:
@@ -160,7 +162,7 @@ class Publisher:
         async with self._lock:
             if self._producer is None:
                 await ensure_topics(self._settings)
-                producer = AIOKafkaProducer(**producer_config(self._settings))
+                producer = new_producer(self._settings)
                 try:
                     async with asyncio.timeout(self._timeout):
                         await producer.start()

@@ -1,7 +1,9 @@
 """Request-reply over Kafka: a map of correlationId → Future, resolved by a dedicated reply consumer.
 
 The reply consumer has no group and reads every partition of `P.replies` from the end, so any number
-of API instances run side by side and each picks out its own replies; unknown ids are ignored.
+of API instances run side by side and each picks out its own replies; unknown ids are ignored, and so
+is (with a warning) a reply without the service's signature, so nobody who can write to the topic can
+answer a sync in the worker's name.
 """
 
 import asyncio
@@ -12,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from producers.clients import consumer_config
+from producers.clients import new_consumer
 from producers.pacing import pace_empty_fetches
 from producers.publisher import Publisher
 from producers.topics import ensure_topics
@@ -20,6 +22,7 @@ from schemas.events import BatchSyncCompleted, BatchSyncRequested
 from service.config import Settings
 from service.ports import BrokerUnavailable
 from service.runs.outbox import encode, event_headers
+from service.security.event_signing import EventKeys
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ class RequestReplyClient:
     def __init__(self, settings: Settings, publisher: Publisher) -> None:
         self._settings = settings
         self._publisher = publisher
+        self._keys = EventKeys.from_settings(settings)
         self._pending: dict[str, asyncio.Future[BatchSyncCompleted | None]] = {}
         self._listening = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -78,8 +82,8 @@ class RequestReplyClient:
     async def _listen(self) -> None:
         backoff = 0.2
         while True:
-            consumer = AIOKafkaConsumer(**consumer_config(
-                self._settings, group_id=None, fetch_max_wait_ms=self._settings.reply_fetch_max_wait_ms))
+            consumer = new_consumer(self._settings, group_id=None,
+                                    fetch_max_wait_ms=self._settings.reply_fetch_max_wait_ms)
             try:
                 await self._connect(consumer)
                 backoff = 0.2
@@ -115,6 +119,9 @@ class RequestReplyClient:
                 await consumer.position(tp)
 
     def _resolve(self, record) -> None:
+        if (refusal := self._keys.refusal(record)) is not None:
+            log.warning("ignoring a reply at %s[%s]@%s: %s", record.topic, record.partition, record.offset, refusal)
+            return
         if not self._pending:
             return
         try:

@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from producers.clients import admin_config
+from producers.clients import new_admin
 from service.config import Settings
 from service.ports import BrokerUnavailable
 
@@ -41,7 +41,7 @@ async def ensure_topics(settings: Settings) -> None:
 async def create_missing_topics(settings: Settings) -> list[str]:
     """`ensure_topics` that says which topics it had to create (after a broker restart: all of them)."""
     timeout = 2 * settings.kafka_request_timeout_ms / 1000
-    admin = AIOKafkaAdminClient(**admin_config(settings))
+    admin = new_admin(settings)
     try:
         async with asyncio.timeout(timeout):
             await admin.start()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.events import ALL_EVENTS, Event
+from schemas.signing import SIGNATURE_HEADER
 from schemas.topics import DEFAULT_PREFIX, Topics
 
 GENERATED = Path(__file__).parent / "generated"
@@ -128,6 +129,11 @@ def asyncapi(events: tuple[type[Event], ...] = ALL_EVENTS, prefix: str = DEFAULT
                                "bindingVersion": KAFKA_BINDING}},
     }
     header = {"type": "string"}
+    signature = {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                 "description": "Set by batchsync on every record it writes: hex HMAC-SHA256 (keyed from "
+                                "BATCHSYNC_SECRET_KEY) over the topic, key and value, framed as in "
+                                "schemas/signing.py. The projector and audit replay refuse events without a "
+                                "valid one; requests from other services need none."}
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -197,13 +203,15 @@ def asyncapi(events: tuple[type[Event], ...] = ALL_EVENTS, prefix: str = DEFAULT
                     "description": "Kafka record headers (UTF-8 strings) copied from the event for routing "
                                    "without parsing the body.",
                     "properties": {"eventType": header, "schemaVersion": header, "correlationId": header,
-                                   "eventId": header},
+                                   "eventId": header, SIGNATURE_HEADER: signature},
                 },
                 "DeadLetterHeaders": {
                     "type": "object",
                     "description": "The original headers plus where the message came from and why it was parked.",
                     "properties": {"dlqReason": header, "dlqSourceTopic": header, "dlqSourcePartition": header,
-                                   "dlqSourceOffset": header},
+                                   "dlqSourceOffset": header, SIGNATURE_HEADER: signature,
+                                   "dlqSourceSignature": {**header, "description": "the original's signature "
+                                                          "header, if it had one (the copy is signed anew)"}},
                     "required": ["dlqReason", "dlqSourceTopic", "dlqSourcePartition", "dlqSourceOffset"],
                 },
             },

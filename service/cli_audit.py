@@ -1,7 +1,7 @@
 """`batchsync audit replay`: the audit of the run history against the events log (SPEC §6).
 
 A Typer sub-app, registered by `service/cli.py` as `app.add_typer(audit_app, name="audit")`. Exit codes:
-0 everything matches, 1 mismatches, 2 the log or the database could not be read.
+0 everything matches, 1 mismatches (a `forged` event is one), 2 the log or the database could not be read.
 """
 
 import asyncio
@@ -19,6 +19,8 @@ from service.audit.replay import LogUnavailable, ReplayOptions, replay, summary_
 from service.config import Settings
 from service.embedded import with_running_endpoints
 from service.history.projection import projector_group
+from service.security.event_signing import EventKeys
+from service.security.secrets import SecretKeyMissing
 
 EXIT_MATCH, EXIT_MISMATCH, EXIT_UNREADABLE = 0, 1, 2
 
@@ -73,6 +75,10 @@ async def run_replay(settings: Settings, options: ReplayOptions, output: Path | 
 
     console = Console(stderr=False)
     try:
+        keys = EventKeys.from_settings(settings)
+    except SecretKeyMissing as exc:
+        return _unreadable(f"{exc} (the key the service runs with is needed to tell its events from forgeries)")
+    try:
         for name, value in (await events_retention(settings)).items():
             typer.echo(f"warning: {settings.topics.events} has {name}={value}: old lifecycle events are deleted "
                        "and this audit cannot see them; set it to -1", err=True)
@@ -95,7 +101,7 @@ async def run_replay(settings: Settings, options: ReplayOptions, output: Path | 
                 async with EventLogReader(settings, options.since) as source:
                     if not source.topic_exists:
                         typer.echo(f"warning: {settings.topics.events} does not exist: the log is empty", err=True)
-                    report = await replay(conn, source, options, sink, advance)
+                    report = await replay(conn, source, options, keys, sink, advance)
     except LogUnavailable as exc:
         return _unreadable(f"the events log could not be read: {exc}")
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -26,16 +26,17 @@ ACTIVE = ("PENDING", "RUNNING")
 class Mismatch:
     """One difference, named so an auditor can find the run: where it is, and what differs."""
 
-    run_id: uuid.UUID
+    run_id: uuid.UUID | None
     batch_id: int | None
-    kind: str  # missing-in-history | missing-in-runs | missing-in-log | history-differs | runs-differs
+    kind: str  # missing-in-history | missing-in-runs | missing-in-log | history-differs | runs-differs | forged
     detail: str
 
     def line(self) -> str:
         return f"{self.kind} run={self.run_id} batch={self.batch_id}: {self.detail}"
 
     def record(self) -> dict[str, Any]:
-        return {"runId": str(self.run_id), "batchId": self.batch_id, "kind": self.kind, "detail": self.detail}
+        return {"runId": str(self.run_id) if self.run_id is not None else None, "batchId": self.batch_id,
+                "kind": self.kind, "detail": self.detail}
 
 
 def _norm(value: Any) -> Any:

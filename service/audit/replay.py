@@ -4,6 +4,10 @@ from them, then compare them with `run_history` and `runs` page by page.
 The log is read through the `EventSource` port (the Kafka reader lives in `consumers/`). Differences on
 runs whose latest event is younger than `settle_seconds` before the read began are counted as
 unsettled, not as mismatches: the outbox relay and the projector may simply not have caught up.
+
+Every record must carry the service's signature (SPEC §7). One that does not is a `forged` mismatch
+wherever it lies in what was read (the filters choose what to compare, but they read the forger's own
+claims, so they cannot excuse a forgery), and it is never folded, so `--rebuild` never projects it.
 """
 
 import uuid
@@ -18,9 +22,11 @@ from pydantic import ValidationError
 from schemas.events import BatchSyncStarted, lifecycle_event_adapter
 from service.audit import store
 from service.audit.compare import Mismatch, compare_history, compare_runs, runs_status_agrees
+from service.audit.forged import LogRecord, forged_mismatch
 from service.audit.jsonl import TrailWriter
 from service.audit.trail import RunTrail, to_millis
 from service.history.projection import TERMINAL
+from service.security.event_signing import EventKeys
 
 DEFAULT_SETTLE_SECONDS = 5.0
 
@@ -30,12 +36,13 @@ class LogUnavailable(Exception):
 
 
 class EventSource(Protocol):
-    """The events topic from a start point to the end observed when reading began."""
+    """The events topic from a start point to the end observed when reading began, as whole records
+    (the signature is in the headers)."""
 
     total: int | None
     end_offsets: dict[int, int]
 
-    def batches(self) -> AsyncIterator[list[bytes]]: ...
+    def batches(self) -> AsyncIterator[list[LogRecord]]: ...
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class ReplayReport:
     events_read: int = 0
     events_skipped: int = 0
     invalid_events: int = 0
+    forged_events: int = 0
     runs_checked: int = 0
     runs_in_progress: int = 0
     runs_of_deleted_batches: int = 0
@@ -69,9 +77,11 @@ class ReplayReport:
 Progress = Callable[[int, int | None], None]
 
 
-async def replay(conn: asyncpg.Connection, source: EventSource, options: ReplayOptions,
+async def replay(conn: asyncpg.Connection, source: EventSource, options: ReplayOptions, keys: EventKeys,
                  output: IO[str] | None = None, progress: Progress | None = None) -> ReplayReport:
-    """Read, rebuild if asked (one transaction), compare; the caller owns the connection and the source."""
+    """Read, rebuild if asked (one transaction), compare; the caller owns the connection and the source.
+
+    `keys` check every record's signature: only genuine events are folded."""
     report = ReplayReport()
     began = datetime.now(UTC)
     writer = TrailWriter(output, options.since) if output is not None else None
@@ -80,7 +90,7 @@ async def replay(conn: asyncpg.Connection, source: EventSource, options: ReplayO
         await transaction.start()
         try:
             await store.begin_rebuild(conn)
-            trails = await _fold(source, options, report, writer, progress, conn)
+            trails = await _fold(source, options, keys, report, writer, progress, conn)
             await store.finish_rebuild(conn, _in_scope(trails, options), batch_id=options.batch_id,
                                        group_id=options.projector_group, topic=options.topic,
                                        end_offsets=source.end_offsets)
@@ -90,7 +100,7 @@ async def replay(conn: asyncpg.Connection, source: EventSource, options: ReplayO
         await transaction.commit()
         report.rebuilt_runs = sum(1 for _ in _in_scope(trails, options))
     else:
-        trails = await _fold(source, options, report, writer, progress, None)
+        trails = await _fold(source, options, keys, report, writer, progress, None)
     if writer is not None:
         writer.finish(trails.values())
     report.end_offsets = dict(source.end_offsets)
@@ -99,17 +109,22 @@ async def replay(conn: asyncpg.Connection, source: EventSource, options: ReplayO
     return report
 
 
-async def _fold(source: EventSource, options: ReplayOptions, report: ReplayReport, writer: "TrailWriter | None",
-                progress: Progress | None, staging: asyncpg.Connection | None) -> dict[uuid.UUID, RunTrail]:
+async def _fold(source: EventSource, options: ReplayOptions, keys: EventKeys, report: ReplayReport,
+                writer: "TrailWriter | None", progress: Progress | None,
+                staging: asyncpg.Connection | None) -> dict[uuid.UUID, RunTrail]:
     trails: dict[uuid.UUID, RunTrail] = {}
     since = to_millis(options.since)
     keep_steps = writer is not None
-    async for values in source.batches():
+    async for records in source.batches():
         staged: list[tuple[uuid.UUID, uuid.UUID | None]] = []
-        for value in values:
+        for record in records:
             report.events_read += 1
+            if (refusal := keys.refusal(record)) is not None:
+                report.forged_events += 1
+                report.mismatches.append(forged_mismatch(record, refusal))
+                continue
             try:
-                event = lifecycle_event_adapter.validate_json(value)
+                event = lifecycle_event_adapter.validate_json(record.value or b"")
             except ValidationError:
                 report.invalid_events += 1
                 continue
@@ -133,7 +148,7 @@ async def _fold(source: EventSource, options: ReplayOptions, report: ReplayRepor
         if staging is not None:
             await store.stage_events(staging, staged)
         if progress is not None:
-            progress(len(values), source.total)
+            progress(len(records), source.total)
     return trails
 
 
@@ -217,7 +232,8 @@ async def _compare(conn: asyncpg.Connection, trails: dict[uuid.UUID, RunTrail], 
 def summary_lines(report: ReplayReport) -> list[str]:
     """The human summary: counts first, then each mismatch on its own line."""
     lines = [
-        f"events read: {report.events_read} (skipped {report.events_skipped}, invalid {report.invalid_events})",
+        f"events read: {report.events_read} (skipped {report.events_skipped}, invalid {report.invalid_events}, "
+        f"forged {report.forged_events})",
         f"runs checked: {report.runs_checked} (in progress {report.runs_in_progress}, "
         f"of deleted batches {report.runs_of_deleted_batches}, unsettled {report.unsettled})",
     ]
@@ -229,6 +245,7 @@ def summary_lines(report: ReplayReport) -> list[str]:
 
 
 def report_record(report: ReplayReport) -> dict[str, Any]:
-    return {"eventsRead": report.events_read, "runsChecked": report.runs_checked,
+    return {"eventsRead": report.events_read, "forgedEvents": report.forged_events,
+            "runsChecked": report.runs_checked,
             "mismatches": [m.record() for m in report.mismatches]}
 

@@ -15,6 +15,7 @@ from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
 from service.db.models import RunHistory
 from service.runs.outbox import encode
+from tests.support.signing import SIGNATURE_HEADER, signed_by, signed_headers
 
 
 @pytest.fixture
@@ -55,11 +56,14 @@ async def test_send_to_dlq_keeps_bytes_key_and_headers(broker) -> None:
     assert (parked.value, parked.key) == (b"\xffnot json", b"42")
     assert headers == {
         "traceId": "t-1",
+        "dlqSourceSignature": dict(original.headers)[SIGNATURE_HEADER].decode(),
         "dlqReason": "invalid event: bad json",
         "dlqSourceTopic": settings.topics.requested,
         "dlqSourcePartition": str(original.partition),
         "dlqSourceOffset": str(original.offset),
+        SIGNATURE_HEADER: signed_headers(settings, settings.topics.dlq, b"42", b"\xffnot json")[-1][1].decode(),
     }
+    assert signed_by(settings, parked)
 
 
 async def test_projector_parks_invalid_events_and_goes_on(broker, state_dsn, sessions) -> None:

@@ -14,6 +14,7 @@ from producers.publisher import Publisher
 from service.config import Settings
 from service.ports import BrokerUnavailable
 from tests.support.brokers import free_port, tansu_binary, wait_ready
+from tests.support.signing import signed_headers
 
 
 async def test_send_is_acked_with_key_and_headers(broker) -> None:
@@ -32,7 +33,8 @@ async def test_send_is_acked_with_key_and_headers(broker) -> None:
     finally:
         await consumer.stop()
     records = [r for rs in batch.values() for r in rs]
-    assert [(r.key, r.value, r.headers) for r in records] == [(b"42", b'{"x":1}', (("eventType", b"T"),))]
+    assert [(r.key, r.value, r.headers) for r in records] == [(b"42", b'{"x":1}', (
+        ("eventType", b"T"), *signed_headers(settings, settings.topics.events, b"42", b'{"x":1}')))]
 
 
 async def test_closed_port_gives_broker_unavailable_within_seconds() -> None:
