@@ -39,19 +39,20 @@ async def pg(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-async def run_query(source: Endpoint, query: str, target_dsn: str) -> tuple[int, list]:
-    """Sync `query` into a new PostgreSQL table; the rows written and what the target holds."""
+async def run_query(source: Endpoint, query: str, target_dsn: str, cursor: str | None = None) -> tuple[int, list]:
+    """Sync `query` into a new PostgreSQL table; the rows written and what the target holds. With a
+    `cursor` column the run is incremental, so it also runs statements outside the cursor (its window)."""
     table = _name("q")
-    result = await sync(spec_for((source, SourceSpec(query=query)), Endpoint("postgresql", url=target_dsn),
-                                 table, create=True))
+    result = await sync(spec_for((source, SourceSpec(query=query, cursor_column=cursor)),
+                                 Endpoint("postgresql", url=target_dsn), table, create=True))
     async with pg(target_dsn) as conn:
         rows = [tuple(r) for r in await conn.fetch(f'SELECT * FROM "{table}"')]
     return result.records_written, rows
 
 
-async def refused(source: Endpoint, query: str, target_dsn: str) -> SyncError:
+async def refused(source: Endpoint, query: str, target_dsn: str, cursor: str | None = None) -> SyncError:
     with pytest.raises(SyncError) as failed:
-        await run_query(source, query, target_dsn)
+        await run_query(source, query, target_dsn, cursor)
     assert failed.value.code == ErrorCode.ACCESS_DENIED, failed.value
     return failed.value
 
@@ -83,11 +84,11 @@ async def count(source_dsn: str, table: str) -> int:
 async def test_a_session_made_writable_in_one_run_cannot_delete_in_the_next(source_dsn, target_dsn, victims):
     source = Endpoint("postgresql", url=source_dsn)
     # Through a function, so the text guard sees nothing: the session check fails the run.
-    first = await refused(source, f"SELECT {victims}_writable() AS x", target_dsn)
+    first = await refused(source, f"SELECT {victims}_writable() AS x", target_dsn, cursor="x")
     assert first.reason == SESSION_CHANGED
     # Directly: the guard refuses it before anything connects.
     await refused(source, "SELECT set_config('default_transaction_read_only', 'off', false) AS x", target_dsn)
-    second = await refused(source, f"SELECT {victims}_wipe() AS n", target_dsn)
+    second = await refused(source, f"SELECT {victims}_wipe() AS n", target_dsn, cursor="n")
     assert second.reason == WRITE_REFUSED
     assert await count(source_dsn, victims) == 5
 
@@ -103,8 +104,9 @@ async def test_every_run_reads_on_a_connection_of_its_own(source_dsn, target_dsn
     assert alive == 0, "a source connection outlived its run"
 
 
-async def test_a_function_that_writes_fails_on_the_read_only_transaction(source_dsn, target_dsn, victims):
-    error = await refused(Endpoint("postgresql", url=source_dsn), f"SELECT {victims}_wipe() AS n", target_dsn)
+@pytest.mark.parametrize("cursor", [None, "n"])
+async def test_a_function_that_writes_fails_on_the_read_only_transaction(source_dsn, target_dsn, victims, cursor):
+    error = await refused(Endpoint("postgresql", url=source_dsn), f"SELECT {victims}_wipe() AS n", target_dsn, cursor)
     assert error.reason == WRITE_REFUSED
     assert await count(source_dsn, victims) == 5
 
