@@ -127,7 +127,12 @@ class FilePolicy:
         candidate = Path(text).expanduser() if text.startswith("~") else Path(text)
         if not candidate.is_absolute():
             candidate = self.roots[0] / candidate
-        real = _real(candidate)
+        if any(_inside(Path(os.path.normpath(candidate)), never) for never in NEVER_ALLOWED):
+            raise PathRefused()  # before resolving: /proc's links are not to be followed, even to check them
+        try:
+            real = _real(candidate)
+        except OSError as exc:
+            raise PathRefused(detail=exc.strerror) from exc
         if not self.allows(real):
             raise PathRefused()
         return real
