@@ -156,6 +156,14 @@ async def test_sync_command_reports_runs_by_exit_code(state_dsn, source_dsn, tar
 
         code, out, err = await cli("sync", str(batch), "--wait", "30")
         assert code == 0 and "SUCCESS: 3000 records" in out, out + err
+        token_file = tmp_path / "token"
+        token_file.write_text(stack.token + "\n")
+        token_file.chmod(0o600)
+        code, out, err = await cli("sync", str(batch), "--wait", "30", "--token-file", str(token_file),
+                                   BATCHSYNC_TOKEN="")
+        assert code == 0 and "SUCCESS: 3000 records" in out, out + err
+        code, _, err = await cli("sync", str(batch), "--token", stack.token)
+        assert code == 2 and "BATCHSYNC_TOKEN" in err
         started = time.monotonic()
         code, out, err = await cli("sync", str(batch), "--follow", BATCHSYNC_KAFKA_BOOTSTRAP=broker.bootstrap)
         assert code == 0 and "SUCCESS: 3000 records" in out, out + err

@@ -1,4 +1,5 @@
-"""Token verification: the key pins the algorithm, `exp` is required, permissions match with wildcards."""
+"""Token verification: the key pins the algorithm, `iat` and `exp` are required and at most
+BATCHSYNC_JWT_MAX_TTL_SECONDS apart, permissions match with wildcards."""
 
 import base64
 import hashlib
@@ -11,7 +12,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from service.auth import AuthFailed, Principal, TokenConfigError, mint_token, permission_matches, verify_token
+from service.auth import (
+    AuthFailed,
+    Principal,
+    TokenConfigError,
+    TokenTtlTooLong,
+    mint_token,
+    permission_matches,
+    verify_token,
+)
 from service.config import Settings
 
 SECRET = "unit-test-secret-0123456789-abcdef"
@@ -68,6 +77,39 @@ def test_minting_with_only_a_public_key_explains_why(rsa_pair) -> None:
 def test_bad_tokens_are_refused(token: str) -> None:
     with pytest.raises(AuthFailed):
         verify_token(hs_settings(), token)
+
+
+def test_lifetime_up_to_the_maximum_is_accepted_and_beyond_it_refused() -> None:
+    settings = hs_settings(jwt_max_ttl_seconds=3600)
+    now = int(time.time())
+    assert verify_token(settings, jwt.encode(claims(iat=now, exp=now + 3600), SECRET, "HS256")).sub == "alice"
+    for bad in (claims(iat=now, exp=now + 3601), claims(iat=now - 7200, exp=now + 60)):
+        with pytest.raises(AuthFailed):
+            verify_token(settings, jwt.encode(bad, SECRET, "HS256"))
+
+
+@pytest.mark.parametrize("missing", ["iat", "exp"])
+def test_a_token_without_iat_or_exp_is_refused(missing: str) -> None:
+    token = {key: value for key, value in claims().items() if key != missing}
+    with pytest.raises(AuthFailed):
+        verify_token(hs_settings(), jwt.encode(token, SECRET, "HS256"))
+
+
+def test_an_rs256_token_from_an_identity_provider_is_bounded_too(rsa_pair) -> None:
+    private, public = rsa_pair
+    now = int(time.time())
+    long_lived = jwt.encode(claims(iat=now, exp=now + 90_000), private, algorithm="RS256")
+    with pytest.raises(AuthFailed):
+        verify_token(Settings(_env_file=None, jwt_public_key=public), long_lived)
+
+
+def test_minting_refuses_a_lifetime_the_api_would_refuse() -> None:
+    settings = hs_settings(jwt_max_ttl_seconds=600)
+    claims_ = jwt.decode(mint_token(settings, "alice", [], ttl_seconds=600), SECRET, algorithms=["HS256"])
+    assert claims_["exp"] - claims_["iat"] == 600
+    for ttl in (601, 0, -5):
+        with pytest.raises(TokenTtlTooLong, match="BATCHSYNC_JWT_MAX_TTL_SECONDS"):
+            mint_token(settings, "alice", [], ttl_seconds=ttl)
 
 
 def test_rs256_token_is_accepted_with_public_key_and_refused_with_secret(rsa_pair) -> None:
