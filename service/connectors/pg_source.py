@@ -4,10 +4,10 @@ or a read-only query (or key-less table) read through a server-side cursor.
 Every run reads on a connection of its own, opened for it and closed after it, inside one READ ONLY
 transaction that is never committed (SPEC §7 "Query sources"): a function that writes fails, and a
 setting a query changes (`set_config(…, false)`) dies with the transaction instead of reaching a later
-run. A query's text is checked first (`query_guard`), and before each chunk is handed over, the session
-is checked unchanged (`check_session`), so such a query fails its run. A query runs in REPEATABLE READ, so
-the window fixed at the start and the rows read see one snapshot; a table in READ COMMITTED, so a long
-keyset read holds no snapshot between chunks.
+run. A query's text is checked first (`query_guard`), and after each read of it, before its rows are
+handed over, the session is checked unchanged (`check_session`), so such a query fails its run. A query
+runs in REPEATABLE READ, so the window fixed at the start and the rows read see one snapshot; a table in
+READ COMMITTED, so a long keyset read holds no snapshot between chunks.
 
 The mapping runs in SQL here (`select_expressions`), so only the window, the estimate and the resume
 positions are shared with the other SQL sources (`sql_source.SQLSource`).
@@ -165,10 +165,7 @@ class PostgresSource(SQLSource):
         else:
             reader = self._cursor_rows(select, columns, position, size)
         async for chunk in reader:
-            if chunk.rows is not None:
-                await check_session(self.conn)
             yield chunk
-        await check_session(self.conn)
 
     def _after(self, position: Position, args: list[Any]) -> list[str]:
         """The window's terms and, once a chunk is written, `key > after` (the key bound as text)."""
@@ -221,7 +218,6 @@ class PostgresSource(SQLSource):
                 raise
             except Exception as exc:
                 raise map_error(exc, "source") from exc
-            await check_session(self.conn)
 
     async def _cursor_rows(
         self, select: str, columns: list[str], position: Position, size: int
@@ -238,6 +234,7 @@ class PostgresSource(SQLSource):
         while True:
             with boundary("source"):
                 rows = await cursor.fetch(size)
+            await self._check_session()
             if not rows:
                 break
             offset += len(rows)
@@ -245,4 +242,10 @@ class PostgresSource(SQLSource):
             yield Chunk(number=0, position=position, columns=columns, rows=[tuple(r) for r in rows])
             if len(rows) < size:
                 break
+
+    async def _check_session(self) -> None:
+        """After every read of a query, before its rows are handed over: the session is unchanged. A table
+        source runs no SQL of the operator's, so it skips the check (~0.8 ms); its transaction still holds."""
+        if self._spec.query is not None:
+            await check_session(self.conn)
 
