@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from service.connectors.sqlite import close, connect
+from service.sync.model import Endpoint
 from tests.support.api import api_client, api_settings, asyncpg_url
 from tests.support.builders import unique
+from tests.support.policy import policy_for
 from tests.support.stack import Stack, create_batch, running_stack, stack_settings, wait_for_run
 
 REFUSED = "文件路径不在允许的目录中"
@@ -271,3 +274,16 @@ async def test_without_file_roots_every_file_connection_is_refused(state_dsn, tm
                      {"type": "csv", "params": {}}):
             response = await client.post("/integration/connection", json={"name": unique("f"), **body})
             assert (response.status_code, response.json()["message"]) == (400, REFUSED), body
+
+
+async def test_a_sqlite_url_cannot_add_uri_parameters(tmp_path):
+    """The URI is built from the resolved path: `?mode=…`, `&vfs=…` in a url name a file, not options."""
+    path = tmp_path / "a.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (id INTEGER)")
+    db.close()
+    before = path.read_bytes()
+    target = Endpoint("sqlite", url=f"sqlite://{path}?mode=rw&cache=shared", policy=policy_for(tmp_path))
+    conn = await connect(target, "target", 1)
+    await close(conn)
+    assert (tmp_path / "a.db?mode=rw&cache=shared").is_file() and path.read_bytes() == before
