@@ -159,11 +159,11 @@ def display_name(options: FileOptions, path: Path) -> str:
         return path.name
 
 
-def open_read(options: FileOptions, path: Path, offset: int) -> tuple[IO[bytes], IO[bytes]]:
+def open_read(options: FileOptions, path: Path, offset: int) -> tuple[IO[bytes], gzip.GzipFile | IO[bytes]]:
     """The file through the policy (resolved again, no symlink followed out of the roots), and its
     decompressed bytes positioned at `offset` (gzip seeks by decompressing up to it); close both."""
     file = options.files.open(path, "rb")
-    raw: IO[bytes] = gzip.GzipFile(fileobj=file, mode="rb") if is_gzip(options, path) else file
+    raw: gzip.GzipFile | IO[bytes] = gzip.GzipFile(fileobj=file, mode="rb") if is_gzip(options, path) else file
     try:
         if offset:
             raw.seek(offset)

@@ -204,7 +204,8 @@ class FileTarget:
         with self.files.create(temp) as raw:
             if keep:
                 self._copy_old(raw)
-            out: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb") if is_gzip(self.options, self.path) else raw
+            out: gzip.GzipFile | IO[bytes] = (
+                gzip.GzipFile(fileobj=raw, mode="wb") if is_gzip(self.options, self.path) else raw)
             try:
                 if not keep:
                     out.write((BOM if self.options.bom else b"") + self.header(self.names))
