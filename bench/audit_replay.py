@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from service.runs.outbox import encode
 from service.runs.snapshot import config_hash
 from tests.support.brokers import tansu
 from tests.support.databases import fresh_database
+from tests.support.signing import signed_headers
 
 NS = uuid.UUID("0b9d2e4c-7d8f-4a51-9e3a-2c6b1f0d5e77")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -89,8 +91,10 @@ async def seed_state(dsn: str, rows: list[tuple]) -> None:
         await conn.close()
 
 
-def produce(bootstrap: str, topic: str, runs: int, steps: int) -> tuple[int, list[tuple]]:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000,
+def produce(settings: Settings, runs: int, steps: int) -> tuple[int, list[tuple]]:
+    """Events signed as the service signs them, so the audit verifies every one."""
+    topic = settings.topics.events
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20, "batch.num.messages": 10000,
                          "queue.buffering.max.messages": 500000, "acks": "all"})
     count, rows = 0, []
     for i in range(runs):
@@ -99,7 +103,9 @@ def produce(bootstrap: str, topic: str, runs: int, steps: int) -> tuple[int, lis
         for event in events:
             while True:
                 try:
-                    producer.produce(topic, key=str(event.batch_id), value=encode(event))
+                    key, value = str(event.batch_id).encode(), encode(event)
+                    producer.produce(topic, key=key, value=value,
+                                     headers=signed_headers(settings, topic, key, value))
                     break
                 except BufferError:
                     producer.poll(0.1)
@@ -133,15 +139,17 @@ def main() -> None:
     args = parser.parse_args()
     with tansu() as broker, fresh_database("bs_bench_audit") as dsn:
         upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
-        settings = Settings(kafka_bootstrap=broker.bootstrap, database_url=dsn, topic_prefix="bench.audit")
+        secret = os.environ.get("BATCHSYNC_SECRET_KEY") or secrets.token_urlsafe(32)
+        settings = Settings(kafka_bootstrap=broker.bootstrap, database_url=dsn, topic_prefix="bench.audit",
+                            secret_key=secret)
         asyncio.run(ensure_topics(settings))
         t = time.perf_counter()
-        events, rows = produce(broker.bootstrap, settings.topics.events, args.runs, args.steps)
+        events, rows = produce(settings, args.runs, args.steps)
         print(f"produced {events:,} events of {args.runs:,} runs in {time.perf_counter() - t:.1f}s")
         asyncio.run(seed_state(dsn, rows))
         del rows
         env = {**os.environ, "BATCHSYNC_DATABASE_URL": dsn, "BATCHSYNC_KAFKA_BOOTSTRAP": broker.bootstrap,
-               "BATCHSYNC_TOPIC_PREFIX": settings.topic_prefix}
+               "BATCHSYNC_TOPIC_PREFIX": settings.topic_prefix, "BATCHSYNC_SECRET_KEY": secret}
         for label, extra in (("replay --rebuild", ["--rebuild"]), ("replay (verify)", [])):
             seconds, code, peak, out = timed_cli([*extra, "--settle-seconds", "0"], env)
             summary = " | ".join(line for line in out.splitlines() if not line.startswith(("missing", "history",
