@@ -11,9 +11,10 @@ import math
 import re
 from enum import StrEnum
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 from uuid import UUID
 
+import idna
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from schemas.base import UtcTime, WireModel
@@ -70,16 +71,30 @@ def check_json(value: Any) -> Any:
     return value
 
 
+def _check_host(host: str) -> None:
+    """Label lengths (stdlib IDNA), and IDNA 2008 for any label that is not plain ASCII or is already an
+    A-label (`xn--…`): HTTP clients decode those, and a label that does not decode must fail here."""
+    host.encode("idna")
+    for label in host.split("."):
+        if not label.isascii() or label.lower().startswith("xn--"):
+            idna.decode(idna.encode(label))
+
+
 def check_url(value: str) -> str:
-    """A URL urllib can split, with a port in 1–65535 and a host IDNA can encode; the URL itself is never
-    echoed, since it may carry a password."""
+    """A URL urllib can split, with a port in 1–65535, a host IDNA can encode, user and password that
+    percent-decode to UTF-8 text and a path without an encoded NUL. The URL itself is never echoed,
+    since it may carry a password."""
     try:
         parts = urlsplit(value)
         port = parts.port
         if parts.hostname:
-            parts.hostname.encode("idna")
+            _check_host(parts.hostname)
+        for part in (parts.username, parts.password):
+            check_text(unquote(part or "", errors="strict"))
+        if b"\x00" in unquote_to_bytes(parts.path):
+            raise ValueError("NUL in path")
     except (ValueError, UnicodeError):
-        raise ValueError("URL 无法解析（主机或端口无效）") from None
+        raise ValueError("URL 无法解析（主机、端口、用户名、密码或路径无效）") from None
     if port == 0:
         raise ValueError("URL 端口须在 1–65535 之间")
     return value

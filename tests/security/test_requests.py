@@ -249,6 +249,12 @@ BAD_BODIES: dict[str, tuple[str, bytes]] = {
     "url-port-zero": ("/integration/connection", json.dumps(connection(url="http://127.0.0.1:0/")).encode()),
     "url-host-not-idna": ("/integration/connection",
                           json.dumps(connection(type="http", url=f"http://{'a' * 64}.example/")).encode()),
+    "url-punycode-that-does-not-decode": ("/integration/connection",
+                                          json.dumps(connection(type="http", url="http://xn--a.example:1/")).encode()),
+    "url-password-not-utf8": ("/integration/connection",
+                              json.dumps(connection(type="mysql", url="mysql://u:%ff@127.0.0.1:1/db")).encode()),
+    "url-encoded-nul-in-password": ("/integration/connection",
+                                    json.dumps(connection(url="postgresql://u:a%00b@127.0.0.1:1/db")).encode()),
     "batch-id-beyond-32-bits": ("/integration/batch", json.dumps({
         "name": "b", "sourceConnectionId": 2**31, "source": {"table": "t"},
         "targetConnectionId": 1, "target": {"table": "t"}}).encode()),
