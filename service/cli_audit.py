@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from service.audit.replay import LogUnavailable, ReplayOptions, replay, summary_lines
+from service.cli_secrets import dev_secret_key
 from service.config import Settings
 from service.embedded import with_running_endpoints
 from service.history.projection import projector_group
@@ -56,7 +57,7 @@ def replay_command(
     since_time = parse_since(since)
     if rebuild and since_time is not None:
         _fail("--rebuild rewrites the projection from the whole log; it cannot be combined with --since")
-    settings = with_running_endpoints(Settings())
+    settings = dev_secret_key(with_running_endpoints(Settings()), create=False)
     if not settings.database_url or not settings.kafka_bootstrap:
         _fail("BATCHSYNC_DATABASE_URL and BATCHSYNC_KAFKA_BOOTSTRAP must both be set (or run `batchsync up` here)")
     options = ReplayOptions(since=since_time, batch_id=batch, rebuild=rebuild, settle_seconds=settle_seconds,

@@ -61,7 +61,8 @@ class Scene:
         history = (await self.stack.client.get(f"{base}/history", headers=self.stack.headers())).json()["data"]
         return stats, history["rows"]
 
-    async def replay(self, *args: str, **env: str) -> tuple[int, str]:
+    async def replay(self, *args: str, **env: str | None) -> tuple[int, str]:
+        """The real CLI; an environment value of None unsets that variable."""
         env = {"BATCHSYNC_DATABASE_URL": self.settings.database_url or "",
                "BATCHSYNC_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap or "",
                "BATCHSYNC_TOPIC_PREFIX": self.settings.topic_prefix, **env}
@@ -124,6 +125,14 @@ async def test_a_genuine_runs_events_and_reply_are_signed_and_verify_after_rotat
     code, out = await scene.replay(BATCHSYNC_SECRET_KEY=rotated.secret_key.get_secret_value(),
                                    BATCHSYNC_SECRET_KEY_PREVIOUS="")
     assert code == 1 and f"forged run={scene.run_id}" in out, out
+
+
+async def test_audit_replay_uses_the_key_up_keeps_and_refuses_to_run_without_one(scene: Scene, tmp_path) -> None:
+    (tmp_path / "secret_key").write_text(scene.settings.secret_key.get_secret_value() + "\n")
+    code, out = await scene.replay(BATCHSYNC_SECRET_KEY=None, BATCHSYNC_DATA_DIR=str(tmp_path))
+    assert code == 0 and "forged 0" in out, out
+    code, out = await scene.replay(BATCHSYNC_SECRET_KEY=None, BATCHSYNC_DATA_DIR=str(tmp_path / "none"))
+    assert code == 2 and "BATCHSYNC_SECRET_KEY is not set" in out, out
 
 
 async def test_forged_events_go_to_the_dlq_and_never_into_history_or_statistics(scene: Scene) -> None:
