@@ -11,8 +11,9 @@ import pytest
 
 from schemas.api import MappingEntry, SourceSpec, TargetSpec, WriteMode
 from service.connectors.pg_target import CHECKPOINTS
+from service.connectors.postgresql import WRITE_REFUSED
 from service.sync.engine import execute
-from service.sync.errors import SourceFailed
+from service.sync.errors import AccessDenied
 from service.sync.model import Endpoint, ProgressUpdate, RunSpec
 
 SOURCE_DDL = """CREATE TABLE {t} (id bigint PRIMARY KEY, name text, amount numeric(12,2),
@@ -220,10 +221,12 @@ async def test_query_runs_read_only(source_dsn: str, target_dsn: str) -> None:
     seq = unique("seq")
     async with pg(source_dsn) as conn:
         await conn.execute(f"CREATE SEQUENCE {seq}")
+        # nextval behind a function: the query guard does not see it, the read-only transaction refuses it
+        await conn.execute(f"CREATE FUNCTION {seq}_next() RETURNS bigint LANGUAGE sql AS $$ SELECT nextval('{seq}') $$")
     tgt = await target_like(target_dsn)
-    spec = spec_for(source_dsn, target_dsn, tgt, query=f"SELECT nextval('{seq}') AS id")
+    spec = spec_for(source_dsn, target_dsn, tgt, query=f"SELECT {seq}_next() AS id")
 
-    with pytest.raises(SourceFailed, match="25006"):
+    with pytest.raises(AccessDenied, match=WRITE_REFUSED):
         await execute(spec, Recorder(), connect_timeout=5)
 
 
