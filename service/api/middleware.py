@@ -11,7 +11,9 @@ pure ASGI middleware therefore, in order and without touching the body:
 3. answers 413 when `Content-Length` exceeds `max_body_bytes`, and counts the bytes of a chunked
    body as the app receives them, stopping at the limit.
 
-It is not a `BaseHTTPMiddleware`, which would buffer and run the app in another task.
+It is not a `BaseHTTPMiddleware`, which would buffer and run the app in another task. Other scope
+types (lifespan, websocket) pass through untouched; a route there that uses `require` still fails
+closed, since only this guard puts a Principal in the state.
 """
 
 from collections.abc import MutableMapping
@@ -80,6 +82,15 @@ def _declared_length(scope: Scope) -> int | None:
     return int(value) if value.isascii() and value.isdigit() else -1
 
 
+def _refuse(scope: Scope, status: int, message: str, headers: dict[str, str] | None = None) -> ASGIApp:
+    """An envelope answer sent without reading the body; when a body is on its way the connection is
+    closed after the answer, so the server need not drain it to find the next request."""
+    headers = dict(headers or {})
+    if _header(scope, b"transfer-encoding") is not None or (_declared_length(scope) or 0) != 0:
+        headers["Connection"] = "close"
+    return envelope(status, message, headers=headers)
+
+
 class RequestGuard:
     """Pure ASGI: NUL check, authentication, body limit; see the module docstring for why here."""
 
@@ -91,24 +102,27 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if _has_nul(scope):
-            await envelope(400, f"{BAD_REQUEST}请求地址含有非法字符")(scope, receive, send)
+        refusal = self._check(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
+        await self._limited(scope, receive, send, self.settings.max_body_bytes)
+
+    def _check(self, scope: Scope) -> ASGIApp | None:
+        """The refusal for this request, or None to let it through (with its Principal in the state)."""
+        if _has_nul(scope):
+            return _refuse(scope, 400, f"{BAD_REQUEST}请求地址含有非法字符")
         if not is_open(_route_path(scope)):
             principal = self._authenticate(scope)
             if principal is None:
-                await envelope(401, AUTH_FAILED, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
-                return
+                return _refuse(scope, 401, AUTH_FAILED, {"WWW-Authenticate": "Bearer"})
             scope.setdefault("state", {})[PRINCIPAL] = principal
-        limit = self.settings.max_body_bytes
         length = _declared_length(scope)
         if length is not None and length < 0:
-            await envelope(400, f"{BAD_REQUEST}Content-Length 无效")(scope, receive, send)
-            return
-        if length is not None and length > limit:
-            await envelope(413, BODY_TOO_LARGE, headers={"Connection": "close"})(scope, receive, send)
-            return
-        await self._limited(scope, receive, send, limit)
+            return _refuse(scope, 400, f"{BAD_REQUEST}Content-Length 无效")
+        if length is not None and length > self.settings.max_body_bytes:
+            return _refuse(scope, 413, BODY_TOO_LARGE)
+        return None
 
     def _authenticate(self, scope: Scope) -> Principal | None:
         token = _bearer(scope)
@@ -143,5 +157,5 @@ class RequestGuard:
         except BodyTooLarge:
             if started:
                 raise
-            await envelope(413, BODY_TOO_LARGE, headers={"Connection": "close"})(scope, receive, send)
+            await _refuse(scope, 413, BODY_TOO_LARGE)(scope, receive, send)
 
