@@ -195,3 +195,23 @@ async def test_mysql_quotes_and_comments_do_not_fool_the_guard(target_dsn):
     source = Endpoint("mysql", url=MYSQL_URL)
     assert await run_query(source, "SELECT 'INTO OUTFILE' AS x # a trailing comment", target_dsn) == (
         1, [("INTO OUTFILE",)])
+
+
+async def test_a_reused_target_connection_starts_from_a_clean_session(target_dsn):
+    """Targets still park connections (a source never does): a setting a trigger or function changed in one
+    run is reset before the next run gets the connection (`DISCARD ALL`), startup settings kept."""
+    from service.connectors.postgresql import close, connect
+
+    endpoint = Endpoint("postgresql", url=target_dsn)
+    conn = await connect(endpoint, "target", 5)
+    pid = conn.get_server_pid()
+    await conn.execute("SELECT set_config('search_path', 'elsewhere', false); CREATE TEMP TABLE leftover (a int)")
+    await close(conn, clean=True)
+    conn = await connect(endpoint, "target", 5)
+    try:
+        assert conn.get_server_pid() == pid
+        assert await conn.fetchval("SHOW search_path") == '"$user", public'
+        assert await conn.fetchval("SELECT to_regclass('pg_temp.leftover')") is None
+        assert await conn.fetchval("SHOW temp_buffers") == "64MB"
+    finally:
+        await close(conn, clean=False)
