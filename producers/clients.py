@@ -40,6 +40,9 @@ def bus_security(settings: Settings) -> dict[str, Any]:
         config["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile)
     if protocol in SASL_PROTOCOLS:
         password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        if not settings.kafka_sasl_username or not password:
+            raise ValueError(f"BATCHSYNC_KAFKA_SECURITY_PROTOCOL={protocol} needs BATCHSYNC_KAFKA_SASL_USERNAME "
+                             "and BATCHSYNC_KAFKA_SASL_PASSWORD")
         config.update({"sasl_mechanism": settings.kafka_sasl_mechanism or "PLAIN",
                        "sasl_plain_username": settings.kafka_sasl_username,
                        "sasl_plain_password": password})

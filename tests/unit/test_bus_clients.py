@@ -70,6 +70,12 @@ async def test_every_factory_builds_a_client_with_the_bus_security(tmp_path) -> 
         assert client._bootstrap_servers == "kafka.internal:9093"
 
 
+def test_sasl_without_credentials_is_refused_naming_the_settings() -> None:
+    with pytest.raises(ValueError, match="BATCHSYNC_KAFKA_SASL_PASSWORD"):
+        bus_security(Settings(kafka_bootstrap="b:9092", kafka_security_protocol="SASL_PLAINTEXT",
+                              kafka_sasl_username="batchsync"))
+
+
 def test_a_consumer_cannot_override_the_bus_security(tmp_path) -> None:
     with pytest.raises(ValueError, match="security_protocol"):
         new_consumer(Settings(kafka_bootstrap="b:9092"), group_id=None, fetch_max_wait_ms=20,
