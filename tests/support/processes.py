@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+from pydantic import SecretStr
+
 from service.config import Settings
 
 WORKER_MAIN = "import asyncio; from service.bootstrap import run_worker; from service.config import Settings; " \
@@ -12,11 +14,11 @@ WORKER_MAIN = "import asyncio; from service.bootstrap import run_worker; from se
 
 def settings_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHSYNC_")}
-    for name, value in settings.model_dump(exclude={"jwt_secret", "jwt_public_key", "data_dir"}).items():
+    for name, value in settings.model_dump(exclude={"jwt_public_key", "data_dir"}).items():
+        if isinstance(value, SecretStr):  # the secret key, the JWT secret, the bus password: the value, not '****'
+            value = value.get_secret_value()
         if value is not None:
             env[f"BATCHSYNC_{name.upper()}"] = str(value)
-    if settings.jwt_secret is not None:
-        env["BATCHSYNC_JWT_SECRET"] = settings.jwt_secret.get_secret_value()
     return env
 
 
