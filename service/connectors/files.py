@@ -223,8 +223,14 @@ def io_failed(side: Side, path: Path, exc: OSError) -> SyncError:
 
 def check_path(endpoint: Endpoint, suffix: str) -> None:
     """The connection test: the file, glob or folder exists and is readable; a folder is writable too."""
-    options = options_of(endpoint, suffix)
-    path = options.path
+    path = options_of(endpoint, suffix).path
+    try:
+        _check_existing(path)
+    except OSError as exc:  # a name too long, a folder that vanished: the file's problem, never a 500/503
+        raise io_failed("source", path, exc) from exc
+
+
+def _check_existing(path: Path) -> None:
     if _GLOB_CHARS & set(str(path)):
         if not glob.glob(str(path)):
             raise TableMissing(str(path.name), "source")

@@ -114,7 +114,7 @@ async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> asy
     between the chunks of a long read) that is never committed: its statements cannot write, and
     nothing they change outlives the connection, which is never reused."""
     params = params_of(endpoint)
-    addresses = await endpoint.policy.network.addresses(params["host"], params["port"])
+    addresses = await endpoint.policy.network.addresses(params["host"], params["port"], side)
     init = ["SET time_zone = '+00:00', net_write_timeout = 600, net_read_timeout = 600"]
     if side == "source":
         init += ["SET SESSION TRANSACTION READ ONLY", "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",

@@ -13,10 +13,10 @@ credentials. `destination()` names where a connection's secrets are sent, so an 
 connection elsewhere must supply them again.
 """
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 SECRET: dict[str, Any] = {"secret": True}
 """The schema mark of a secret-bearing field."""
@@ -108,9 +108,16 @@ class HttpPagination(BaseModel):
     nextLinkPath: str | None = None
 
 
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")]
+"""An RFC 9110 token: a header name that cannot smuggle a second header or a line break."""
+HeaderValue = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e\t]{0,8192}$")]
+"""Visible ASCII, spaces and tabs: what every HTTP/1.1 stack sends as-is (no CR/LF, no raw UTF-8)."""
+
+
 class HttpParams(ParamsModel):
     kind: ClassVar[str] = "http"
-    headers: dict[str, str] | None = secret("Request headers; every value is a secret (custom auth headers)")
+    headers: dict[HeaderName, HeaderValue] | None = secret(
+        "Request headers; every value is a secret (custom auth headers)")
     auth: HttpAuth | None = None
     query: dict[str, Any] | None = secret("Query parameters added to every request; every value is a secret")
     timeout: float | None = Field(default=None, gt=0)

@@ -144,7 +144,7 @@ async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> asy
     the addresses that were checked, not to the name again. A source connection is always new.
     """
     server = server_of(endpoint)
-    addresses = await endpoint.policy.network.database_addresses(server.host, server.port, server.database)
+    addresses = await endpoint.policy.network.database_addresses(server.host, server.port, server.database, side)
     if side == "source":
         return await _open(server, addresses, side, connect_timeout)
     key = dsn_of(endpoint)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from urllib.parse import unquote, urlsplit
 
-from service.sync.errors import AccessDenied
+from service.sync.errors import AccessDenied, ConnectRefused, ConnectTimeout, Side
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -27,6 +27,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 EGRESS_REFUSED = "目标地址被安全策略禁止"
 STATE_DATABASE_REFUSED = "不允许连接服务自身的状态数据库"
 OWN_TOPICS_REFUSED = "不允许读写服务自身的主题"
+RESOLVE_TIMEOUT_SECONDS = 10.0
 
 
 class EgressRefused(AccessDenied):
@@ -117,27 +118,35 @@ class NetworkPolicy:
                    state_database=_database_of(database_url), bus=_servers_of(bootstrap),
                    topic_prefix=topic_prefix)
 
-    async def addresses(self, host: str, port: int) -> list[IPAddress]:
-        """The addresses of `host` a connection may use, or EgressRefused. Connect to these, not the name."""
+    async def addresses(self, host: str, port: int, side: Side = "source") -> list[IPAddress]:
+        """The addresses of `host` a connection may use, or EgressRefused. Connect to these, not the name.
+
+        A name that does not resolve (or not within `RESOLVE_TIMEOUT_SECONDS`) is a connection failure of
+        `side`, not a refusal: a passing DNS fault must stay retryable and read as what it is.
+        """
         name = host.strip("[]").lower().rstrip(".")
         if not name:
             raise EgressRefused(detail="empty host")
         if name in self.deny_hosts:
             raise EgressRefused()
         try:
-            found = await resolve(name, port)
-        except OSError as error:
-            raise EgressRefused(detail=f"cannot resolve {host}") from error
+            async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
+                found = await resolve(name, port)
+        except TimeoutError as error:
+            raise ConnectTimeout(side, detail=f"resolving {host}") from error
+        except (OSError, UnicodeError) as error:
+            raise ConnectRefused(side, detail=f"cannot resolve {host}") from error
         if not found:
-            raise EgressRefused(detail=f"cannot resolve {host}")
+            raise ConnectRefused(side, detail=f"cannot resolve {host}")
         for address in found:
             if any(address in network for network in self.deny_networks if network.version == address.version):
                 raise EgressRefused()
         return found
 
-    async def database_addresses(self, host: str, port: int, database: str) -> list[IPAddress]:
+    async def database_addresses(self, host: str, port: int, database: str,
+                                 side: Side = "source") -> list[IPAddress]:
         """`addresses`, also refusing the service's own state database."""
-        found = await self.addresses(host, port)
+        found = await self.addresses(host, port, side)
         if self.state_database is not None:
             state_host, state_port, state_name = self.state_database
             if port == state_port and database == state_name:

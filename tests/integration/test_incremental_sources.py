@@ -17,6 +17,7 @@ from service.sync.model import Endpoint, RunResult, RunSpec
 from tests.contract.cases.mysql import mysql_execute
 from tests.contract.harness import Recorder
 from tests.support.builders import unique
+from tests.support.policy import policy_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
@@ -32,7 +33,7 @@ class Table:
     @property
     def endpoint(self) -> Endpoint:
         url = {"postgresql": self.pg_dsn, "mysql": MYSQL_URL, "sqlite": f"sqlite://{self.path}"}[self.system]
-        return Endpoint(type=self.system, url=url)
+        return Endpoint(type=self.system, url=url, policy=policy_for())
 
     async def create(self) -> None:
         ddl = {"postgresql": "id bigint PRIMARY KEY, ts timestamptz NOT NULL, name text",
