@@ -82,11 +82,11 @@ def test_db_upgrade_migrates_a_fresh_database() -> None:
         assert _invoke(["db", "upgrade"], BATCHSYNC_DATABASE_URL=dsn)[0] == 0
 
 
-def test_demo_data_is_created_once() -> None:
+def test_demo_data_is_created_once(tmp_path: Path) -> None:
     source_db, target_db = unique("bs_demo_src"), unique("bs_demo_tgt")
     with fresh_database("bs_cli_state") as dsn:
         upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
-        settings = Settings(database_url=dsn)
+        settings = Settings(database_url=dsn, data_dir=tmp_path)  # the demo role's password file goes there
         try:
             first = asyncio.run(seed_demo(settings, rows=5000, source_db=source_db, target_db=target_db))
             again = asyncio.run(seed_demo(settings, rows=5000, source_db=source_db, target_db=target_db))
