@@ -20,7 +20,7 @@ from schemas.events import ErrorCode
 from service.connectors.postgresql import HOSTS_REFUSED, PARAMETERS_REFUSED
 from service.security.network import EGRESS_REFUSED, STATE_DATABASE_REFUSED, IPAddress, NetworkPolicy, _ip
 from service.security.policy import AccessPolicy
-from service.sync.errors import SyncError
+from service.sync.errors import Side, SyncError
 from service.sync.model import Endpoint
 from tests.contract.harness import spec_for, sync
 from tests.support.api import api_client, api_settings, asyncpg_url, create_connection
@@ -142,7 +142,7 @@ async def test_the_egress_deny_list_holds_for_postgresql_and_mysql(state_dsn, so
 class Resolved(NetworkPolicy):
     """A policy whose resolver answers 127.0.0.1 for every name: what a name resolved to at check time."""
 
-    async def addresses(self, host: str, port: int) -> list[IPAddress]:
+    async def addresses(self, host: str, port: int, side: Side = "source") -> list[IPAddress]:
         return [_ip("127.0.0.1")]
 
 
