@@ -11,26 +11,26 @@ from typing import Any
 
 from schemas.api import SourceSpec, TargetSpec
 from service.connectors.base import Source, Target
-from service.connectors.csv_files import CsvSource, CsvTarget
-from service.connectors.csv_files import check_connection as csv_check
-from service.connectors.files import declared_paths as file_paths
-from service.connectors.http import check_connection as http_check
-from service.connectors.http_source import HttpSource
-from service.connectors.jsonl_files import JsonlSource, JsonlTarget
-from service.connectors.jsonl_files import check_connection as jsonl_check
-from service.connectors.kafka import check_connection as kafka_check
-from service.connectors.kafka_source import KafkaSource
-from service.connectors.kafka_target import KafkaTarget
-from service.connectors.mysql import check_connection as mysql_check
-from service.connectors.mysql_source import MySQLSource
-from service.connectors.mysql_target import MySQLTarget
-from service.connectors.pg_source import PostgresSource
-from service.connectors.pg_target import PostgresTarget
-from service.connectors.postgresql import check_connection as postgres_check
-from service.connectors.sqlite import check_connection as sqlite_check
-from service.connectors.sqlite import declared_paths as sqlite_paths
-from service.connectors.sqlite_source import SQLiteSource
-from service.connectors.sqlite_target import SQLiteTarget
+from service.connectors.csv.source import CsvSource, CsvTarget
+from service.connectors.csv.source import check_connection as csv_check
+from service.connectors.files.options import declared_paths as file_paths
+from service.connectors.http.client import check_connection as http_check
+from service.connectors.http.source import HttpSource
+from service.connectors.jsonl.source import JsonlSource, JsonlTarget
+from service.connectors.jsonl.source import check_connection as jsonl_check
+from service.connectors.kafka.client import check_connection as kafka_check
+from service.connectors.kafka.source import KafkaSource
+from service.connectors.kafka.target import KafkaTarget
+from service.connectors.mysql.connection import check_connection as mysql_check
+from service.connectors.mysql.source import MySQLSource
+from service.connectors.mysql.target import MySQLTarget
+from service.connectors.postgresql.source import PostgresSource
+from service.connectors.postgresql.target import PostgresTarget
+from service.connectors.postgresql.connection import check_connection as postgres_check
+from service.connectors.sqlite.connection import check_connection as sqlite_check
+from service.connectors.sqlite.connection import declared_paths as sqlite_paths
+from service.connectors.sqlite.source import SQLiteSource
+from service.connectors.sqlite.target import SQLiteTarget
 from service.security.policy import AccessPolicy
 from service.sync.errors import AccessDenied, ConfigInvalid
 from service.sync.model import Endpoint

@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 
 from schemas.api import SourceSpec, TargetSpec
-from service.connectors.csv_files import CsvSource
-from service.connectors.csv_stream import COPY_CSV, streamable
-from service.connectors.pg_target import PostgresTarget
+from service.connectors.csv.source import CsvSource
+from service.connectors.csv.stream import COPY_CSV, streamable
+from service.connectors.postgresql.target import PostgresTarget
 from service.sync.model import Endpoint
 from service.sync.transforms import plan_columns
 from tests.contract.cases.jsonl import read_jsonl

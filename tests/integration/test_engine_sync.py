@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 
 from schemas.api import MappingEntry, SourceSpec, TargetSpec, WriteMode
-from service.connectors.pg_target import CHECKPOINTS
-from service.connectors.postgresql import WRITE_REFUSED
+from service.connectors.postgresql.target import CHECKPOINTS
+from service.connectors.postgresql.connection import WRITE_REFUSED
 from service.sync.engine import execute
 from service.sync.errors import AccessDenied
 from service.sync.model import Endpoint, ProgressUpdate, RunSpec

@@ -8,7 +8,7 @@ import asyncmy
 import asyncpg
 import pytest
 
-from service.connectors.sql_target import CHECKPOINTS, FINISHED_KEPT_DAYS
+from service.connectors.sql.target import CHECKPOINTS, FINISHED_KEPT_DAYS
 from tests.contract.cases.mysql import MySQLCase
 from tests.contract.cases.postgresql import PostgresCase
 from tests.contract.cases.sqlite import SQLiteCase

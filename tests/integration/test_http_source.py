@@ -8,7 +8,7 @@ from email.utils import formatdate
 import pytest
 
 from schemas.api import SourceSpec
-from service.connectors.http import check_connection
+from service.connectors.http.client import check_connection
 from service.sync.errors import AuthFailed, ConnectRefused, ConnectTimeout, SourceFailed, TableMissing
 from service.sync.model import Endpoint
 from tests.contract.cases.postgresql import PostgresCase

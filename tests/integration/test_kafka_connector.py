@@ -10,9 +10,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.api import SourceSpec
-from service.connectors.kafka import check_connection
-from service.connectors.kafka_source import KafkaSource
-from service.connectors.kafka_target import KafkaTarget
+from service.connectors.kafka.client import check_connection
+from service.connectors.kafka.source import KafkaSource
+from service.connectors.kafka.target import KafkaTarget
 from service.sync.errors import ConfigInvalid, ConnectRefused, ConnectTimeout, SourceFailed, TableMissing
 from service.sync.model import Endpoint
 from tests.contract.cases.kafka import create_topic, produce, read_topic

@@ -5,7 +5,7 @@ session that refuses writes."""
 import pytest
 
 from schemas.api import SourceSpec
-from service.connectors.mysql import connect, fetch
+from service.connectors.mysql.connection import connect, fetch
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
 from tests.contract.cases.mysql import MySQLCase, mysql_execute

@@ -2,7 +2,7 @@
 will use, estimates, and positions that resume exactly after the last row handed out."""
 
 from schemas.api import SourceSpec
-from service.connectors.pg_source import PostgresSource
+from service.connectors.postgresql.source import PostgresSource
 from service.sync.model import Endpoint
 from service.sync.transforms import plan_columns
 from tests.integration.test_engine_sync import pg, source_table

@@ -17,7 +17,7 @@ import pytest
 
 from schemas.api import SourceSpec
 from schemas.events import ErrorCode
-from service.connectors.postgresql import HOSTS_REFUSED, PARAMETERS_REFUSED
+from service.connectors.postgresql.connection import HOSTS_REFUSED, PARAMETERS_REFUSED
 from service.security.network import EGRESS_REFUSED, STATE_DATABASE_REFUSED, IPAddress, NetworkPolicy, _ip
 from service.security.policy import AccessPolicy
 from service.sync.errors import Side, SyncError

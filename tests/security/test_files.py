@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from service.connectors.sqlite import close, connect
+from service.connectors.sqlite.connection import close, connect
 from service.sync.model import Endpoint
 from tests.support.api import api_client, api_settings, asyncpg_url
 from tests.support.builders import unique

@@ -11,7 +11,7 @@ import pytest
 
 from schemas.api import SourceSpec
 from schemas.events import ErrorCode
-from service.connectors.http import check_connection
+from service.connectors.http.client import check_connection
 from service.security.network import IPAddress, NetworkPolicy
 from service.security.policy import AccessPolicy
 from service.sync.errors import AccessDenied

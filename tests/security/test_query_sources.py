@@ -17,7 +17,7 @@ import pytest
 
 from schemas.api import SourceSpec
 from schemas.events import ErrorCode
-from service.connectors.postgresql import SESSION_CHANGED, WRITE_REFUSED
+from service.connectors.postgresql.connection import SESSION_CHANGED, WRITE_REFUSED
 from service.sync.errors import SyncError
 from service.sync.model import Endpoint
 from tests.contract.cases.mysql import mysql_execute, mysql_fetch
@@ -200,7 +200,7 @@ async def test_mysql_quotes_and_comments_do_not_fool_the_guard(target_dsn):
 async def test_a_reused_target_connection_starts_from_a_clean_session(target_dsn):
     """Targets still park connections (a source never does): a setting a trigger or function changed in one
     run is reset before the next run gets the connection (`DISCARD ALL`), startup settings kept."""
-    from service.connectors.postgresql import close, connect
+    from service.connectors.postgresql.connection import close, connect
 
     endpoint = Endpoint("postgresql", url=target_dsn)
     conn = await connect(endpoint, "target", 5)

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from schemas.api import MappingEntry, SourceSpec
-from service.connectors.csv_files import CsvSource
-from service.connectors.csv_stream import streamable
+from service.connectors.csv.source import CsvSource
+from service.connectors.csv.stream import streamable
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
 from service.sync.transforms import plan_columns

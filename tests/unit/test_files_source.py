@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from schemas.api import SourceSpec
-from service.connectors.csv_files import CsvSource
-from service.connectors.jsonl_files import JsonlSource
+from service.connectors.csv.source import CsvSource
+from service.connectors.jsonl.source import JsonlSource
 from service.sync.errors import ConfigInvalid, SourceFailed, TableMissing
 from service.sync.model import Endpoint
 from service.sync.transforms import plan_columns

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from service.connectors.files_values import base_type, converter, json_ready, to_text
+from service.connectors.files.values import base_type, converter, json_ready, to_text
 from service.sync.types import kind_of_json
 
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from service.connectors.base import SelectItem
-from service.connectors.http import retry_after, settings_of
-from service.connectors.http_paging import paging_of
+from service.connectors.http.client import retry_after, settings_of
+from service.connectors.http.paging import paging_of
 from service.connectors.json_records import at_path, is_missing, learned_columns, row_decoder
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from service.connectors.kafka import settings_of, topic_of
-from service.connectors.kafka_target import encode, key_of
+from service.connectors.kafka.client import settings_of, topic_of
+from service.connectors.kafka.target import encode, key_of
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from service.connectors.query_guard import QueryRefused, checked_query
+from service.connectors.sql.query_guard import QueryRefused, checked_query
 from service.sync.errors import ErrorCode
 
 ALLOWED = [

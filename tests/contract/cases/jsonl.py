@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.api import SourceSpec
-from service.connectors.files_values import json_ready
+from service.connectors.files.values import json_ready
 from service.sync.model import Endpoint
 from tests.contract.harness import FIELDS, Context
 from tests.support.policy import policy_for

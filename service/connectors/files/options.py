@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from service.connectors.base import KINDS, Column
 from service.connectors.errors import failed
-from service.connectors.files_values import SQL_OF_KIND
+from service.connectors.files.values import SQL_OF_KIND
 from service.security.files import FilePolicy
 from service.sync.errors import ConfigInvalid, Side, SourceFailed, SyncError, TableMissing
 from service.sync.model import Endpoint

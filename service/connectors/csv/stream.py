@@ -10,8 +10,8 @@ import csv
 from collections.abc import Iterator, Sequence
 
 from service.connectors.base import Column, SelectItem
-from service.connectors.files import FileOptions, LineReader
-from service.connectors.files_values import base_type
+from service.connectors.files.options import FileOptions, LineReader
+from service.connectors.files.values import base_type
 
 COPY_CSV = "csv"
 """A chunk stream of this copy format is RFC 4180 CSV in UTF-8: `,` and `"`, an empty field (quoted or

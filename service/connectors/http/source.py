@@ -20,8 +20,8 @@ import httpx
 
 from schemas.api import SourceSpec
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
-from service.connectors.http import client_for, get, json_body, path_of, settings_of
-from service.connectors.http_paging import State, paging_of
+from service.connectors.http.client import client_for, get, json_body, path_of, settings_of
+from service.connectors.http.paging import State, paging_of
 from service.connectors.json_records import at_path, declared_columns, is_missing, learned_columns, row_decoder
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint

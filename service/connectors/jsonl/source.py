@@ -13,10 +13,10 @@ from itertools import islice
 from typing import Any
 
 from service.connectors.base import Column
-from service.connectors.files import LineReader, check_path, declared_columns, display_name
-from service.connectors.files_source import FileSource
-from service.connectors.files_target import FileTarget, encoded
-from service.connectors.files_values import SQL_OF_KIND, json_ready
+from service.connectors.files.options import LineReader, check_path, declared_columns, display_name
+from service.connectors.files.source import FileSource
+from service.connectors.files.target import FileTarget, encoded
+from service.connectors.files.values import SQL_OF_KIND, json_ready
 from service.sync.errors import SourceFailed
 from service.sync.model import Endpoint
 from service.sync.types import kind_of_json

@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
-from service.connectors.csv_stream import COPY_CSV, header_of, streamable, take_records, utf8
-from service.connectors.files import LineReader, check_path, declared_columns, display_name
-from service.connectors.files_source import FileSource
-from service.connectors.files_target import FileTarget, encoded
-from service.connectors.files_values import Converter, converter, to_text
+from service.connectors.csv.stream import COPY_CSV, header_of, streamable, take_records, utf8
+from service.connectors.files.options import LineReader, check_path, declared_columns, display_name
+from service.connectors.files.source import FileSource
+from service.connectors.files.target import FileTarget, encoded
+from service.connectors.files.values import Converter, converter, to_text
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
 

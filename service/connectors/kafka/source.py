@@ -29,7 +29,7 @@ from aiokafka.structs import OffsetAndMetadata
 from schemas.api import SourceSpec
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
 from service.connectors.json_records import declared_columns, learned_columns, row_decoder
-from service.connectors.kafka import (
+from service.connectors.kafka.client import (
     METADATA_MAX_AGE_MS,
     REQUEST_TIMEOUT_MS,
     bounded,
@@ -41,7 +41,7 @@ from service.connectors.kafka import (
     topic_of,
     wait_for,
 )
-from service.connectors.kafka_access import Access
+from service.connectors.kafka.access import Access
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
 

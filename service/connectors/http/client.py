@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from service.connectors.http_transport import PolicyTransport
+from service.connectors.http.transport import PolicyTransport
 from service.security.network import NetworkPolicy
 from service.sync.errors import (
     AccessDenied,

@@ -13,9 +13,9 @@ import asyncpg.exceptions as pgerr
 
 from schemas.api import TargetSpec, WriteMode
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
-from service.connectors.csv_stream import COPY_CSV
-from service.connectors.postgresql import COPY_FORMAT, boundary, close, connect, dsn_of, relation_columns
-from service.connectors.sql_target import (
+from service.connectors.csv.stream import COPY_CSV
+from service.connectors.postgresql.connection import COPY_FORMAT, boundary, close, connect, dsn_of, relation_columns
+from service.connectors.sql.target import (
     CHECKPOINTS,
     FINISHED_KEPT_DAYS,
     checkpoint_args,

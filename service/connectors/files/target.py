@@ -28,7 +28,7 @@ from typing import IO, Any, Self
 
 from schemas.api import TargetSpec, WriteMode
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
-from service.connectors.files import BOM, FileOptions, io_failed, is_gzip, options_of
+from service.connectors.files.options import BOM, FileOptions, io_failed, is_gzip, options_of
 from service.security.files import FilePolicy
 from service.sync.errors import ConfigInvalid, TableMissing, TargetFailed
 from service.sync.model import Endpoint

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
 from service.connectors.base import Column, Position
-from service.connectors.sql_source import Page, SQLSource, where_clause
-from service.connectors.sqlite import boundary, close, connect, table_columns
+from service.connectors.sql.source import Page, SQLSource, where_clause
+from service.connectors.sqlite.connection import boundary, close, connect, table_columns
 from service.sync.transforms import quote_ident
 from service.sync.types import kind_of_sqlite
 

@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any, Self
 
 from service.connectors.base import Column
-from service.connectors.mysql import boundary, close, connect, fetch, quote_ident, table_columns
-from service.connectors.sql_target import (
+from service.connectors.mysql.connection import boundary, close, connect, fetch, quote_ident, table_columns
+from service.connectors.sql.target import (
     CHECKPOINTS,
     FINISHED_KEPT_DAYS,
     SQLTarget,

@@ -15,8 +15,8 @@ from typing import Any, Self
 
 from schemas.api import SourceSpec
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
-from service.connectors.files import FileOptions, LineReader, display_name, is_gzip, options_of, source_files
-from service.connectors.files_convert import BadValue, ChunkConverter
+from service.connectors.files.options import FileOptions, LineReader, display_name, is_gzip, options_of, source_files
+from service.connectors.files.convert import BadValue, ChunkConverter
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
 

@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from service.connectors.errors import failed, transient
-from service.connectors.kafka_access import Access, Server, clear, confine, pinned, security_config
+from service.connectors.kafka.access import Access, Server, clear, confine, pinned, security_config
 from service.security.network import NetworkPolicy
 from service.sync.errors import ConfigInvalid, ConnectRefused, ConnectTimeout, Side, SyncError, TableMissing
 from service.sync.model import Endpoint

@@ -15,9 +15,9 @@ from typing import Any, ClassVar, Self
 from asyncmy.cursors import SSCursor
 
 from service.connectors.base import Column, Position
-from service.connectors.mysql import boundary, close, connect, fetch, quote_ident, table_columns
-from service.connectors.query_guard import Dialect
-from service.connectors.sql_source import Page, SQLSource, where_clause
+from service.connectors.mysql.connection import boundary, close, connect, fetch, quote_ident, table_columns
+from service.connectors.sql.query_guard import Dialect
+from service.connectors.sql.source import Page, SQLSource, where_clause
 from service.sync.types import kind_of_mysql
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas.api import TargetSpec, WriteMode
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
-from service.connectors.kafka import (
+from service.connectors.kafka.client import (
     MAX_RECORD_BYTES,
     METADATA_MAX_AGE_MS,
     REQUEST_TIMEOUT_MS,
@@ -42,7 +42,7 @@ from service.connectors.kafka import (
     topic_of,
     wait_for,
 )
-from service.connectors.kafka_access import Access
+from service.connectors.kafka.access import Access
 from service.sync.errors import ConfigInvalid, TargetFailed
 from service.sync.model import Endpoint
 

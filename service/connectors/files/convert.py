@@ -12,7 +12,7 @@ from decimal import InvalidOperation
 from typing import Any
 
 from service.connectors.base import Column, SelectItem
-from service.connectors.files_values import Converter, converter, fast_text_converter
+from service.connectors.files.values import Converter, converter, fast_text_converter
 from service.sync.errors import SourceFailed
 from service.sync.transforms import row_transform
 

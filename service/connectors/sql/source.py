@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from schemas.api import SourceSpec
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
-from service.connectors.query_guard import Dialect, checked_query
+from service.connectors.sql.query_guard import Dialect, checked_query
 from service.sync import incremental
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint

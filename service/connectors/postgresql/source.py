@@ -22,7 +22,7 @@ import asyncpg
 
 from schemas.api import SourceSpec
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
-from service.connectors.postgresql import (
+from service.connectors.postgresql.connection import (
     COPY_FORMAT,
     boundary,
     check_session,
@@ -33,8 +33,8 @@ from service.connectors.postgresql import (
     relation_columns,
     single_primary_key,
 )
-from service.connectors.query_guard import Dialect
-from service.connectors.sql_source import SQLSource, where_clause
+from service.connectors.sql.query_guard import Dialect
+from service.connectors.sql.source import SQLSource, where_clause
 from service.sync import incremental
 from service.sync.errors import SyncError
 from service.sync.model import Endpoint

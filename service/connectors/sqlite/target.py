@@ -12,14 +12,14 @@ from datetime import UTC
 from typing import Any, Self
 
 from service.connectors.base import Column
-from service.connectors.sql_target import (
+from service.connectors.sql.target import (
     CHECKPOINTS,
     FINISHED_KEPT_DAYS,
     SQLTarget,
     checkpoints_ddl,
     forget_finished_sql,
 )
-from service.connectors.sqlite import boundary, close, connect, table_columns
+from service.connectors.sqlite.connection import boundary, close, connect, table_columns
 from service.sync.transforms import quote_ident
 from service.sync.types import TO_PYTHON, native_type
 
@@ -54,7 +54,7 @@ def _flag(value: Any) -> int:
 
 _ADAPT: dict[str, Callable[[Any], Any]] = {"datetime": _datetime_text, "date": _date_text, "decimal": _decimal_text,
                                            "bool": _flag, "json": TO_PYTHON["json"], "binary": TO_PYTHON["binary"]}
-"""How a canonical value is stored (see `service.connectors.sqlite`)."""
+"""How a canonical value is stored (see `service.connectors.sqlite.connection`)."""
 
 
 class SQLiteTarget(SQLTarget):
