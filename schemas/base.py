@@ -1,7 +1,7 @@
 """camelCase on the wire, snake_case in Python; times are RFC 3339 UTC."""
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
@@ -31,5 +31,5 @@ class WireModel(BaseModel):
         use_enum_values=False,
     )
 
-    def dump(self) -> dict:
+    def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

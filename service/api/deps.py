@@ -14,7 +14,10 @@ from service.catalog.paging import MAX_PAGE_NUM, MAX_PAGE_SIZE, PageRequest
 
 
 def get_state(request: Request) -> AppState:
-    return request.app.state.batchsync
+    state = request.app.state.batchsync
+    if not isinstance(state, AppState):  # Starlette's State is untyped: only create_app() sets this attribute
+        raise TypeError("app.state.batchsync is not an AppState; build the app with service.api.app.create_app")
+    return state
 
 
 StateDep = Annotated[AppState, Depends(get_state)]

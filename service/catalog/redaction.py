@@ -60,7 +60,9 @@ def _leaves(value: Any, path: Path, found: list[tuple[Path, Any]]) -> Any:
     return MASK
 
 
-def _mask(model: type[BaseModel] | None, value: dict[str, Any], path: Path, found: list[tuple[Path, Any]]) -> dict:
+def _mask(
+    model: type[BaseModel] | None, value: dict[str, Any], path: Path, found: list[tuple[Path, Any]]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, item in value.items():
         field = model.model_fields.get(key) if model is not None else None

@@ -1,6 +1,7 @@
 """Liveness and readiness probes, open to all: `/healthz` always answers; `/readyz` checks the database."""
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -15,12 +16,12 @@ router = APIRouter(tags=["health"])
 READY_TIMEOUT_SECONDS = 2.0
 
 
-@router.get("/healthz", response_model=Envelope[dict])
-async def healthz() -> Envelope:
+@router.get("/healthz", response_model=Envelope[dict[str, Any]])
+async def healthz() -> Envelope[dict[str, Any]]:
     return Envelope(data={"status": "UP"})
 
 
-@router.get("/readyz", response_model=Envelope[dict])
+@router.get("/readyz", response_model=Envelope[dict[str, Any]])
 async def readyz(state: StateDep) -> JSONResponse:
     """503 within the timeout when the database does not answer, so an orchestrator can route around us."""
     try:
