@@ -76,7 +76,7 @@ def test_sasl_without_credentials_is_refused_naming_the_settings() -> None:
                               kafka_sasl_username="batchsync"))
 
 
-def test_a_consumer_cannot_override_the_bus_security(tmp_path) -> None:
+def test_a_consumer_cannot_override_the_bus_security() -> None:
     with pytest.raises(ValueError, match="security_protocol"):
         new_consumer(Settings(kafka_bootstrap="b:9092"), group_id=None, fetch_max_wait_ms=20,
                      security_protocol="PLAINTEXT")

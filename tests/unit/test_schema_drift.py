@@ -20,7 +20,7 @@ def test_every_event_has_a_camel_case_schema() -> None:
         assert schema["properties"]["eventType"]["const"] == event.__name__
 
 
-def test_an_added_field_is_drift(tmp_path: Path) -> None:
+def test_an_added_field_is_drift() -> None:
     class BatchSyncProgress(events.BatchSyncProgress):
         rows_skipped: int = 0
 
