@@ -10,7 +10,6 @@ where every local user could read it in `ps` or `/proc/<pid>/cmdline`.
 
 import asyncio
 import contextlib
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,9 +27,6 @@ POLL_SECONDS = 0.5
 CLIENT_PERMS = ["integration:batch:sync", "integration:batch:query"]
 console = Console(stderr=True)
 
-
-TOKEN_ENV = "BATCHSYNC_TOKEN"
-"""The client's own credential, read here rather than from Settings: the service never needs it."""
 TOKEN_ON_COMMAND_LINE = ("error: --token is refused: a token on the command line is visible to every local user "
                          "(ps, /proc/<pid>/cmdline). Set BATCHSYNC_TOKEN or use --token-file PATH.")
 
@@ -208,9 +204,11 @@ def sync(
     if token is not None:
         typer.echo(TOKEN_ON_COMMAND_LINE, err=True)
         raise typer.Exit(2)
-    token = _token_from_file(token_file) if token_file is not None else os.environ.get(TOKEN_ENV)
-
     settings = with_running_endpoints(Settings())
+    if token_file is not None:
+        token = _token_from_file(token_file)
+    elif settings.token is not None:
+        token = settings.token.get_secret_value()
     bootstrap = settings.kafka_bootstrap
     url = api_url or f"http://127.0.0.1:{settings.http_port}"
     try:

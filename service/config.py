@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: str | None = None
+    token: SecretStr | None = None
+    """The bearer token the `batchsync sync` client sends when no `--token-file` is given; the service ignores it."""
 
     # --- tuning ---
     http_host: str = "127.0.0.1"
