@@ -83,7 +83,7 @@ def run_until_stopped(main: Callable[[], Awaitable[None]]) -> None:
 def _terminate_on_sigterm() -> None:
     """Before the event loop runs, turn SIGTERM into SystemExit so context managers stop the children."""
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)

@@ -32,8 +32,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import asyncpg
@@ -95,7 +96,7 @@ def _sticky_port(path: Path) -> int:
     return port
 
 
-def _stop(process: subprocess.Popen, sig: int, timeout: float) -> None:
+def _stop(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
     if process.poll() is not None:
         return
     process.send_signal(sig)
@@ -107,7 +108,8 @@ def _stop(process: subprocess.Popen, sig: int, timeout: float) -> None:
         process.wait()
 
 
-def _wait(check, process: subprocess.Popen, what: str, log_path: Path, timeout: float) -> None:
+def _wait(check: Callable[[], Coroutine[Any, Any, bool]], process: subprocess.Popen[bytes], what: str,
+          log_path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -127,7 +129,7 @@ class EmbeddedPostgres:
         self.log_path = data_dir.resolve() / "pg.log"
         self.port_file = data_dir / "pg.port"
         self.password_file = data_dir.resolve() / PG_PASSWORD_FILE
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.password = ""
 
@@ -277,7 +279,7 @@ class EmbeddedBroker:
         self.dir = (data_dir / "broker").resolve()
         self.log_path = data_dir.resolve() / "broker.log"
         self.port_file = data_dir / "broker.port"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
     @property
