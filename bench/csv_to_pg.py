@@ -20,6 +20,7 @@ import asyncpg
 
 from bench.pg_to_pg import FILL, SOURCE, TABLE_DDL, TARGET, _Quiet, peak_rss_mb, scratch_databases, truncate_target
 from schemas.api import MappingEntry, SourceSpec, TargetSpec, WriteMode
+from service.connectors.registry import REGISTRY
 from service.sync.engine import execute
 from service.sync.model import Endpoint, RunSpec
 from tests.support.policy import policy_for
@@ -65,7 +66,7 @@ async def time_engine(folder: Path, target_dsn: str, chunk_size: int, mapping: l
                    target_endpoint=Endpoint("postgresql", url=target_dsn),
                    target=TargetSpec(table=TARGET, mode=WriteMode.APPEND), mapping=mapping, chunk_size=chunk_size)
     started = time.perf_counter()
-    await execute(spec, _Quiet(), connect_timeout=5)
+    await execute(spec, _Quiet(), connectors=REGISTRY, connect_timeout=5)
     return time.perf_counter() - started
 
 

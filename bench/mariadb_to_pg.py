@@ -24,6 +24,7 @@ import asyncpg
 
 from bench.pg_to_pg import _Quiet
 from schemas.api import SourceSpec, TargetSpec, WriteMode
+from service.connectors.registry import REGISTRY
 from service.sync.engine import execute
 from service.sync.model import Endpoint, RunSpec
 from tests.support.databases import fresh_database
@@ -107,7 +108,7 @@ async def time_engine(table: str, dsn: str, chunk_size: int) -> tuple[float, int
                    source=SourceSpec(table=table), target_endpoint=Endpoint("postgresql", url=dsn),
                    target=TargetSpec(table="bench_dst", mode=WriteMode.APPEND), mapping=None, chunk_size=chunk_size)
     started = time.perf_counter()
-    result = await execute(spec, _Quiet(), connect_timeout=5)
+    result = await execute(spec, _Quiet(), connectors=REGISTRY, connect_timeout=5)
     return time.perf_counter() - started, result.records_written
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from schemas.api import SourceSpec, TargetSpec, WriteMode
+from service.connectors.registry import REGISTRY
 from service.sync.engine import execute
 from service.sync.model import Endpoint, ProgressUpdate, RunResult, RunSpec
 from tests.support.databases import fresh_database
@@ -125,7 +126,7 @@ def bench_spec(source_dsn: str, target_dsn: str, mode: WriteMode, chunk_size: in
 async def time_execute(spec: RunSpec) -> tuple[float, RunResult]:
     """Seconds for one engine run of `spec`."""
     started = time.perf_counter()
-    result = await execute(spec, _Quiet(), connect_timeout=5)
+    result = await execute(spec, _Quiet(), connectors=REGISTRY, connect_timeout=5)
     return time.perf_counter() - started, result
 
 

@@ -25,6 +25,7 @@ from producers.pacing import pace_empty_fetches
 from producers.publisher import Publisher
 from producers.topics import ensure_topics
 from service.config import Settings
+from service.connectors.base import Connectors
 from service.ports import BrokerUnavailable
 from service.runs.executor import RunExecutor
 from service.runs.lifecycle import admit_request
@@ -52,6 +53,7 @@ class SyncWorker:
         sessions: async_sessionmaker[AsyncSession],
         publisher: Publisher,
         relay: OutboxRelay,
+        connectors: Connectors,
         executor: RunExecutor | None = None,
     ) -> None:
         self.settings = settings
@@ -60,7 +62,7 @@ class SyncWorker:
         self.publisher = publisher
         self.relay = relay
         self.worker_id = settings.worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-        self.executor = executor or RunExecutor(settings, sessions, relay, self.worker_id)
+        self.executor = executor or RunExecutor(settings, sessions, relay, self.worker_id, connectors)
         self._consumer: AIOKafkaConsumer | None = None
         self._done: dict[TopicPartition, int] = {}
 

@@ -112,11 +112,12 @@ async def run_api(settings: Settings) -> None:
 
 async def run_worker(settings: Settings) -> None:
     from consumers.sync_worker import SyncWorker
+    from service.connectors.registry import REGISTRY
 
     _require(settings)
     async with database(settings, pool_size=settings.worker_concurrency + 5) as db:
         async with publishing(settings, db) as (publisher, relay):
-            await SyncWorker(settings, db.sessions, publisher, relay).run()  # type: ignore[arg-type]
+            await SyncWorker(settings, db.sessions, publisher, relay, REGISTRY).run()  # type: ignore[arg-type]
 
 
 async def run_projector(settings: Settings) -> None:

@@ -1,6 +1,6 @@
 """Connections: create, read (secrets masked), update (keeping secrets sent back masked), delete, test.
 
-Params are checked against their type's schema (`service/connectors/params.py`). At rest a connection is
+Params are checked against their type's schema (`service/connectors/<kind>/params.py`). At rest a connection is
 its public form (every secret masked, `redaction.split`) plus its secrets sealed with the secret key
 (`service/security/secrets.py`). `endpoint_of` is the one place they are opened again.
 """
@@ -18,7 +18,7 @@ from service.catalog.errors import CONNECTION_IN_USE, CONNECTION_NOT_FOUND, Conf
 from service.catalog.paging import PageRequest, fetch_page
 from service.catalog.redaction import merge, restore, secret_values, split
 from service.connectors import registry
-from service.connectors.params import ParamsInvalid, model_of, validate
+from service.connectors.params import ParamsInvalid
 from service.db.models import Batch, Connection
 from service.logging_filters import remember
 from service.security.policy import AccessPolicy
@@ -71,7 +71,7 @@ def _store(row: Connection, url: str | None, params: dict[str, Any], keys: Keyri
 def _checked(body: ConnectionIn) -> dict[str, Any]:
     """The params as the type's schema has them, or 400 naming the unknown or invalid key."""
     try:
-        return validate(body.type.value, body.params, body.options).model_dump(exclude_unset=True)
+        return registry.validate_params(body.type.value, body.params, body.options).model_dump(exclude_unset=True)
     except ParamsInvalid as error:
         raise Invalid(f"参数错误：{error}") from error
 
@@ -134,7 +134,7 @@ async def update(session: AsyncSession, connection_id: int, body: ConnectionIn, 
 
 def _destination(kind: str, url: str | None, params: dict[str, Any]) -> tuple[Any, ...]:
     """Where a connection's secrets are sent (type, host, port, user…), per its type's schema."""
-    return model_of(kind).model_construct(**params).destination(url)
+    return registry.params_model(kind).model_construct(**params).destination(url)
 
 
 async def _written(session: AsyncSession, row: Connection, *, flush: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""Which parts of a connection are secret, derived from its type's schema (`service/connectors/params.py`).
+"""Which parts of a connection are secret, derived from its type's schema (`service/connectors/<kind>/params.py`).
 
 `split` cuts a connection into its public form, every secret replaced by `******` (what the
 `connections` table stores in clear and what the API shows), and the secrets themselves (what is
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from service.connectors.params import PARAMS
+from service.connectors.registry import PARAMS
 
 MASK = "******"
 Path = tuple[str | int, ...]

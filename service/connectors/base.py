@@ -1,29 +1,100 @@
 """The connector protocol: a source yields chunks that carry their resume position, a target writes a
 chunk together with its checkpoint. Capabilities are data, so the engine picks a path without knowing
 which system it talks to (Kafka Connect's poll/put split; dlt's destination capabilities).
+
+This module is all the engine knows of connectors: the protocols (`Source`, `Target`, the optional
+`TableCreator`, `SchemalessTarget`, `StreamTarget`), the data they exchange, each side's type map, and
+`Connectors`, the factory the composition root hands the engine (`service.connectors.registry`).
 """
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+
+if TYPE_CHECKING:
+    from schemas.api import SourceSpec, TargetSpec
+    from service.sync.model import Endpoint
 
 Position = dict[str, Any]
 """A source's resume position: JSON-serialisable, opaque to the engine."""
 
+KINDS = ("int", "float", "decimal", "string", "bool", "date", "datetime", "json", "binary")
+"""Canonical column kinds: the common language of the type mapping table (docs/types.md)."""
+
+FORMS = (*KINDS, "timestamp", "time", "uuid")
+"""Value forms: the Python value a target's driver takes for a column. A kind's canonical value
+(docs/types.md), or a refinement of one: `timestamp` is a naive datetime holding UTC wall-clock time,
+`time` a `datetime.time`, `uuid` a `uuid.UUID`. Sources that convert values themselves (files) produce
+them."""
+
+_MODIFIERS = re.compile(r"\(.*?\)")
+_DECIMAL_SHAPE = re.compile(r"\((\d+)\s*,\s*(\d+)\)")
+
+
+def base_type(sql_type: str) -> str:
+    """`numeric(14,2)` → `numeric`, `character varying(20)` → `character varying`; arrays stay marked."""
+    return _MODIFIERS.sub("", sql_type).strip().lower()
+
+
+@dataclass(frozen=True)
+class TypeMap:
+    """How one system spells column types, declared as data by its connector (`<kind>/types.py`; dlt's
+    type mapper capability): the engine spells a target's types in a SQL source's dialect with it, and a
+    source that converts values itself reads the target's spellings with the target's map."""
+
+    native: Mapping[str, str]
+    """The column type a created column of each kind gets."""
+    kinds: Callable[[str], str | None]
+    """A type as the system spells it → its canonical kind (None: no kind, values pass unchanged)."""
+    forms: Mapping[str, str] = field(default_factory=dict)
+    """A base type (`base_type`) → the value form (`FORMS`) the system's driver takes for it."""
+
+    def kind_of(self, native: str) -> str | None:
+        return self.kinds(native)
+
+    def form_of(self, native: str) -> str | None:
+        return self.forms.get(base_type(native))
+
+    def spell(self, kind: str, like: str | None = None) -> str:
+        """The column type for `kind`; a decimal keeps the (precision, scale) of `like`."""
+        spelled = self.native[kind]
+        if kind == "decimal" and like and (shape := _DECIMAL_SHAPE.search(like)):
+            return f"{spelled.split('(')[0]}({shape.group(1)},{shape.group(2)})"
+        return spelled
+
 
 @dataclass(frozen=True)
 class Capabilities:
-    upsert: bool = False
     transactional_checkpoint: bool = False
     """Rows and checkpoint commit together, so a replayed chunk never duplicates rows."""
     copy_format: str | None = None
     """Raw-bytes fast path; a source and a target that name the same format can stream undecoded."""
     cursor: bool = False
     """Incremental reads beyond a high-water mark on a cursor column."""
+    types: TypeMap | None = None
+    """How this side spells column types. A source with a map casts in SQL, so it is handed the target's
+    types in its own dialect; every target has one, which reads its spellings for the other sources."""
 
 
-KINDS = ("int", "float", "decimal", "string", "bool", "date", "datetime", "json", "binary")
-"""Canonical column kinds: the common language of the type mapping table (docs/types.md)."""
+@dataclass(frozen=True)
+class TargetTypes:
+    """The target's column types as a source should produce them: `spelled` in the source's own dialect
+    when the source has a type map (it casts in SQL), else as the target spells them; `types` is the map
+    that reads `spelled` (None: nothing is known of them, values pass unchanged)."""
+
+    spelled: dict[str, str]
+    types: TypeMap | None = None
+
+    def kind(self, column: str) -> str | None:
+        """The canonical kind of a target column (None: unknown)."""
+        native = self.spelled.get(column)
+        return self.types.kind_of(native) if self.types is not None and native is not None else None
+
+    def form(self, column: str) -> str | None:
+        """The value form (`FORMS`) a target column takes (None: its values pass as they are)."""
+        native = self.spelled.get(column)
+        return self.types.form_of(native) if self.types is not None and native is not None else None
 
 
 @dataclass(frozen=True)
@@ -107,7 +178,7 @@ class Source(Protocol):
     async def estimate(self, position: Position) -> int | None: ...
 
     def chunks(
-        self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
+        self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:
         """Chunks of about `size` rows after `position`; `raw` asks for the copy stream, not rows."""
         ...
@@ -147,4 +218,41 @@ class Target(Protocol):
 
     async def abandon(self, key: str) -> None:
         """Drop staging and checkpoint of a cancelled run; the target table stays as it was."""
+        ...
+
+
+@runtime_checkable
+class TableCreator(Protocol):
+    """A target that can create its table from planned columns (keys: the batch's `keyColumns`)."""
+
+    async def create_table(self, columns: list[Column]) -> None: ...
+
+
+@runtime_checkable
+class SchemalessTarget(Protocol):
+    """A target without columns of its own (a Kafka topic of JSON records): it takes the planned columns
+    and their kinds, and answers with the columns it will carry, so nothing is checked or cast against
+    a schema that does not exist."""
+
+    async def accept_columns(self, columns: list[Column]) -> list[Column]: ...
+
+
+@runtime_checkable
+class StreamTarget(Protocol):
+    """A target that takes chunk streams in copy formats besides its own (PostgreSQL: CSV text, which a
+    CSV source hands over undecoded); it answers whether it takes `copy_format` for this run."""
+
+    def accept_stream(self, copy_format: str) -> bool: ...
+
+
+class Connectors(Protocol):
+    """Builds the source and target of a run: what the engine is handed by the composition root instead
+    of knowing which systems exist (`service.connectors.registry.REGISTRY`)."""
+
+    def source_for(self, endpoint: "Endpoint", spec: "SourceSpec", connect_timeout: float) -> Source:
+        """An unopened source (enter it with `async with`); ConfigInvalid when the kind cannot be one."""
+        ...
+
+    def target_for(self, endpoint: "Endpoint", spec: "TargetSpec", connect_timeout: float) -> Target:
+        """An unopened target; ConfigInvalid when the kind cannot be one or lacks the spec's write mode."""
         ...

@@ -3,7 +3,9 @@ into what the target column's type wants (JSON carries int, float, string, bool 
 decimals, dates, datetimes and binary travel as strings: decimal text, RFC 3339, base64).
 
 Shared by the JSON-speaking sources (HTTP APIs, Kafka topics), which cannot push the mapping into SQL and
-so apply it here in Python, then decode each value by the kind of the target column it lands in.
+so apply it here in Python, then decode each value by the kind of the target column it lands in (read
+with the target's own type map). `RECORD_TYPES` is the type map of the connectors without a type system
+of their own (files, Kafka topics): how they spell a kind, and how they read what they spelled.
 """
 
 import binascii
@@ -12,10 +14,10 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import InvalidOperation
 from typing import Any
 
-from service.connectors.base import KINDS, Column, SelectItem
+from service.connectors.base import KINDS, Column, SelectItem, TargetTypes, TypeMap, base_type
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.transforms import row_transform
-from service.sync.types import kind_of_json, kind_of_mysql, kind_of_postgresql, kind_of_sqlite, to_python
+from service.sync.types import kind_of_json, to_python
 
 _MISSING = object()
 
@@ -63,12 +65,31 @@ def learned_columns(records: Iterable[dict[str, Any]]) -> list[Column]:
     return [Column(k, _JSON_TYPE.get(kind or "", "string"), kind) for k, kind in kinds.items()]
 
 
-def target_kind(sql_type: str) -> str | None:
-    """The canonical kind of a target column, read as PostgreSQL, MySQL or SQLite spell their types (the
-    engine hands over the target's spelling without naming the system); None leaves the value as it is."""
-    if sql_type in KINDS:
-        return sql_type
-    return kind_of_postgresql(sql_type) or kind_of_mysql(sql_type) or kind_of_sqlite(sql_type)
+_SPELLED = {
+    "int": "bigint", "float": "double precision", "decimal": "numeric", "string": "text", "bool": "boolean",
+    "date": "date", "datetime": "timestamp with time zone", "json": "jsonb", "binary": "bytea",
+}
+"""A kind spelled as a SQL type (the widely read spelling PostgreSQL uses): how a file connector types a
+column it knows the kind of."""
+
+_READ: dict[str, tuple[str, str]] = {
+    **{spelled: (kind, kind) for kind, spelled in _SPELLED.items()},
+    **{kind: (kind, kind) for kind in KINDS},
+    "datetime": ("datetime", "timestamp"),
+    "integer": ("int", "int"),
+    "text": ("string", "string"),
+}
+"""What the record connectors' spellings read as: (kind, value form). They spell columns as `_SPELLED`
+does, as kinds (Kafka), as JSON Schema names (`_JSON_TYPE`), or `text` (CSV); a column spelled as the
+kind `datetime` takes a datetime without its offset, as it always has."""
+
+
+def _record_kind(native: str) -> str | None:
+    read = _READ.get(base_type(native))
+    return read[0] if read else None
+
+
+RECORD_TYPES = TypeMap(native=_SPELLED, kinds=_record_kind, forms={name: form for name, (_, form) in _READ.items()})
 
 
 def _as_json_text(value: Any) -> Any:
@@ -77,13 +98,13 @@ def _as_json_text(value: Any) -> Any:
 
 
 def row_decoder(
-    columns: Sequence[str], plan: Sequence[SelectItem], target_types: dict[str, str]
+    columns: Sequence[str], plan: Sequence[SelectItem], target_types: TargetTypes
 ) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """A function from one JSON record to a target row: the mapping first, then each value decoded to
     its target column's kind. A value that will not convert fails the run naming the column."""
     transform = row_transform(columns, plan)
     names = [item.target for item in plan]
-    kinds = [target_kind(target_types[name]) if name in target_types else None for name in names]
+    kinds = [target_types.kind(name) for name in names]
 
     def decode(record: dict[str, Any]) -> tuple[Any, ...]:
         values = transform([record.get(name) for name in columns])

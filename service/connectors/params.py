@@ -1,6 +1,8 @@
-"""The `params` each connection type accepts, declared once as pydantic models (SPEC §3, §7).
+"""What every connection's `params` model shares: unknown keys refused, secrets marked, and where a
+connection's secrets are sent. Each kind declares its own model in `<kind>/params.py` (docs/spec.md §3,
+§7); the registry lists them (`service.connectors.registry.PARAMS`).
 
-Every key a connector reads is declared here, and nothing else is accepted: a misspelt key
+Every key a connector reads is declared in its model, and nothing else is accepted: a misspelt key
 (`delimeter`) is refused when the connection is created or edited, instead of silently falling back
 to a default. Fields that carry secrets are marked in the schema (`json_schema_extra={"secret": True}`,
 like Airbyte's `airbyte_secret`); masking on the way out and the encrypted split at rest are derived
@@ -13,15 +15,14 @@ credentials. `destination()` names where a connection's secrets are sent, so an 
 connection elsewhere must supply them again.
 """
 
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SECRET: dict[str, Any] = {"secret": True}
 """The schema mark of a secret-bearing field."""
-
-_DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mariadb": 3306, "http": 80, "https": 443}
 
 
 def secret(description: str) -> Any:
@@ -34,146 +35,29 @@ class ParamsModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: ClassVar[str]
+    """The connection type's name (`Endpoint.type`), spelt here once for the whole package."""
+    default_ports: ClassVar[Mapping[str, int]] = {}
+    """The port a URL of each scheme means when it names none (so `host` and `host:5432` are one place)."""
 
     def destination(self, url: str | None) -> tuple[Any, ...]:
         """Where this connection's secrets go: type, host, port and user of its URL."""
-        return (self.kind, *url_destination(url))
+        return (self.kind, *url_destination(url, self.default_ports))
 
 
 Columns = list[str | dict[str, Any]] | dict[str, Any] | None
-
-
-class _FileParams(ParamsModel):
-    path: str | None = Field(default=None, description="A file, a folder of files or a glob")
-    encoding: str | None = Field(default=None, description="utf-8 (default), utf-8-sig, gbk…")
-    compression: Literal["gzip", "none"] | None = None
-    columns: Columns = Field(default=None, description="Declared columns: names, {name, kind} or {name: kind}")
-
-    def destination(self, url: str | None) -> tuple[Any, ...]:
-        return (self.kind, self.path or url)
-
-
-class CsvParams(_FileParams):
-    kind: ClassVar[str] = "csv"
-    delimiter: str | None = Field(default=None, description="One character; default `,`")
-    quote: str | None = Field(default=None, description='One character; default `"`')
-    header: bool | None = Field(default=None, description="Whether the first line names the columns (default true)")
-    nullValue: str | None = Field(default=None, description="The text that stands for NULL (default empty)")
-
-
-class JsonlParams(_FileParams):
-    kind: ClassVar[str] = "jsonl"
-
-
-class PostgresqlParams(ParamsModel):
-    """Everything is in the URL (`postgresql://user:pw@host:port/db?sslmode=…`)."""
-
-    kind: ClassVar[str] = "postgresql"
-
-
-class MysqlParams(ParamsModel):
-    """Everything is in the URL (`mysql://user:pw@host:port/db`)."""
-
-    kind: ClassVar[str] = "mysql"
-
-
-class SqliteParams(ParamsModel):
-    """Everything is in the URL (`sqlite:///path/to/file.db`)."""
-
-    kind: ClassVar[str] = "sqlite"
-
-    def destination(self, url: str | None) -> tuple[Any, ...]:
-        return (self.kind, url)
-
-
-class HttpAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["bearer", "basic"]
-    token: str | None = secret("Bearer token")
-    username: str | None = None
-    password: str | None = secret("Basic auth password")
-
-
-class HttpPagination(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["page", "offset", "cursor", "link", "none"] = "none"
-    pageParam: str | None = None
-    offsetParam: str | None = None
-    limitParam: str | None = None
-    cursorParam: str | None = None
-    sizeParam: str | None = None
-    start: int | None = None
-    pageSize: int | None = None
-    nextCursorPath: str | None = None
-    nextLinkPath: str | None = None
-
-
-HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")]
-"""An RFC 9110 token: a header name that cannot smuggle a second header or a line break."""
-HeaderValue = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e\t]{0,8192}$")]
-"""Visible ASCII, spaces and tabs: what every HTTP/1.1 stack sends as-is (no CR/LF, no raw UTF-8)."""
-
-
-class HttpParams(ParamsModel):
-    kind: ClassVar[str] = "http"
-    headers: dict[HeaderName, HeaderValue] | None = secret(
-        "Request headers; every value is a secret (custom auth headers)")
-    auth: HttpAuth | None = None
-    query: dict[str, Any] | None = secret("Query parameters added to every request; every value is a secret")
-    timeout: float | None = Field(default=None, gt=0)
-    maxRetries: int | None = Field(default=None, ge=0)
-    maxRetryAfter: float | None = Field(default=None, ge=0)
-    pagination: HttpPagination | None = None
-    recordsPath: str | None = None
-    totalPath: str | None = None
-    columns: Columns = None
-    tableAsPath: bool | None = None
-
-    def destination(self, url: str | None) -> tuple[Any, ...]:
-        """Scheme too: a secret for `https://host` must not go to `http://host` in clear."""
-        return (self.kind, urlsplit(url or "").scheme.lower(), *url_destination(url))
-
-
-class KafkaParams(ParamsModel):
-    kind: ClassVar[str] = "kafka"
-    bootstrap: str | None = Field(default=None, description="host:port[,host:port…]")
-    topic: str | None = None
-    groupId: str | None = None
-    key: str | list[str] | None = None
-    clientId: str | None = None
-    columns: Columns = None
-    onInvalid: Literal["fail", "skip"] | None = None
-    securityProtocol: str | None = Field(default=None, description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-    saslMechanism: str | None = Field(default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-    saslUsername: str | None = None
-    saslPassword: str | None = secret("SASL password")
-    sslCafile: str | None = Field(default=None, description="CA bundle that signs the brokers' certificates")
-
-    def destination(self, url: str | None) -> tuple[Any, ...]:
-        servers = sorted(s.strip().lower() for s in (self.bootstrap or url or "").split(",") if s.strip())
-        return (self.kind, tuple(servers), self.saslUsername, (self.securityProtocol or "PLAINTEXT").upper())
-
-
-PARAMS: dict[str, type[ParamsModel]] = {
-    model.kind: model
-    for model in (PostgresqlParams, MysqlParams, SqliteParams, CsvParams, JsonlParams, HttpParams, KafkaParams)
-}
+"""Declared columns: names, `{name, kind}` objects or `{name: kind}` (files, HTTP, Kafka)."""
 
 
 class ParamsInvalid(ValueError):
     """A connection's params do not fit its type's schema; the message names the key (no `参数错误：`)."""
 
 
-def model_of(kind: str) -> type[ParamsModel]:
-    return PARAMS[kind]
-
-
-def validate(kind: str, params: dict[str, Any], options: dict[str, Any] | None = None) -> ParamsModel:
-    """The params as their type's model, or ParamsInvalid naming the first offending key.
+def validate(model: type[ParamsModel], params: dict[str, Any], options: dict[str, Any] | None = None) -> ParamsModel:
+    """The params as `model`, or ParamsInvalid naming the first offending key.
 
     No connector reads `options`, so any key there is unknown too.
     """
-    model = model_of(kind)
+    kind = model.kind
     for key in options or {}:
         raise ParamsInvalid(f"options.{key} 不是 {kind} 连接可用的参数")
     try:
@@ -196,16 +80,11 @@ def _problem(error: Any) -> str:
             "missing": "缺少必填字段"}.get(error["type"], str(error.get("msg", "无效")))
 
 
-def json_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schema of each type's params, secrets marked `"secret": true`, for the API to publish."""
-    return {kind: model.model_json_schema() for kind, model in PARAMS.items()}
-
-
-def url_destination(url: str | None) -> tuple[Any, ...]:
+def url_destination(url: str | None, default_ports: Mapping[str, int] | None = None) -> tuple[Any, ...]:
     """Host, port and user of a URL; a URL that cannot be parsed stands for itself."""
     try:
         parts = urlsplit(url or "")
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.split("+")[0].lower())
+        port = parts.port or (default_ports or {}).get(parts.scheme.split("+")[0].lower())
         return ((parts.hostname or "").lower(), port, parts.username)
     except ValueError:
         return (url,)

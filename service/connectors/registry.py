@@ -1,86 +1,63 @@
-"""Builds a source or target for an Endpoint; the one place that knows which connection types exist.
+"""The connection types that exist: one line per kind, each package's `KIND` (`service.connectors.kind`).
 
-Each kind registers its source and target classes (either may be None: not supported), the write
-modes its target supports, its connectivity check, and (file kinds) the local paths a connection names,
-which the file policy must allow before the connection is stored. Adding a system is one entry here.
+Everything else asks here: the catalog (params schemas, the file paths a connection names, whether a
+batch can run), and the engine through `REGISTRY`, the `Connectors` factory the composition root hands it.
+Adding a system is a new package and its line in `KINDS`.
 """
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from schemas.api import SourceSpec, TargetSpec
+from service.connectors import csv, http, jsonl, kafka, mysql, postgresql, sqlite
 from service.connectors.base import Source, Target
-from service.connectors.csv.source import CsvSource, CsvTarget
-from service.connectors.csv.source import check_connection as csv_check
-from service.connectors.files.options import declared_paths as file_paths
-from service.connectors.http.client import check_connection as http_check
-from service.connectors.http.source import HttpSource
-from service.connectors.jsonl.source import JsonlSource, JsonlTarget
-from service.connectors.jsonl.source import check_connection as jsonl_check
-from service.connectors.kafka.client import check_connection as kafka_check
-from service.connectors.kafka.source import KafkaSource
-from service.connectors.kafka.target import KafkaTarget
-from service.connectors.mysql.connection import check_connection as mysql_check
-from service.connectors.mysql.source import MySQLSource
-from service.connectors.mysql.target import MySQLTarget
-from service.connectors.postgresql.source import PostgresSource
-from service.connectors.postgresql.target import PostgresTarget
-from service.connectors.postgresql.connection import check_connection as postgres_check
-from service.connectors.sqlite.connection import check_connection as sqlite_check
-from service.connectors.sqlite.connection import declared_paths as sqlite_paths
-from service.connectors.sqlite.source import SQLiteSource
-from service.connectors.sqlite.target import SQLiteTarget
+from service.connectors.kind import ConnectorKind
+from service.connectors.params import ParamsModel
+from service.connectors.params import validate as validate_model
 from service.security.policy import AccessPolicy
 from service.sync.errors import AccessDenied, ConfigInvalid
 from service.sync.model import Endpoint
 
-
-@dataclass(frozen=True)
-class Kind:
-    source: Callable[[Endpoint, SourceSpec, float], Source] | None
-    target: Callable[[Endpoint, TargetSpec, float], Target] | None
-    target_modes: frozenset[str]
-    check: Callable[[Endpoint, float], Awaitable[None]]
-    paths: Callable[[Endpoint], list[str]] | None = None
-    """The local files a connection of this kind names (None: it names none)."""
-
-
-KINDS: dict[str, Kind] = {
-    "postgresql": Kind(PostgresSource, PostgresTarget, frozenset({"append", "overwrite", "upsert"}), postgres_check),
-    "sqlite": Kind(SQLiteSource, SQLiteTarget, frozenset({"append", "overwrite", "upsert"}), sqlite_check,
-                   sqlite_paths),
-    "mysql": Kind(MySQLSource, MySQLTarget, frozenset({"append", "overwrite", "upsert"}), mysql_check),
-    "http": Kind(HttpSource, None, frozenset(), http_check),
-    "kafka": Kind(KafkaSource, KafkaTarget, frozenset({"append"}), kafka_check),
-    "csv": Kind(CsvSource, CsvTarget, frozenset({"append", "overwrite"}), csv_check, file_paths),
-    "jsonl": Kind(JsonlSource, JsonlTarget, frozenset({"append", "overwrite"}), jsonl_check, file_paths),
+KINDS: dict[str, ConnectorKind] = {
+    k.name: k for k in (postgresql.KIND, mysql.KIND, sqlite.KIND, csv.KIND, jsonl.KIND, http.KIND, kafka.KIND)
 }
 
-
-def _kind(endpoint: Endpoint) -> Kind:
-    kind = KINDS.get(endpoint.type)
-    if kind is None:
-        raise ConfigInvalid(f"暂不支持的连接类型：{endpoint.type}")
-    return kind
+PARAMS: dict[str, type[ParamsModel]] = {name: kind.params for name, kind in KINDS.items()}
+"""Each type's params model (the catalog masks and encrypts secrets by their marks)."""
 
 
-def source_for(endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> Source:
-    """An unopened source; enter it (`async with`) to connect."""
-    factory = _kind(endpoint).source
-    if factory is None:
-        raise ConfigInvalid(f"连接类型不能作为源：{endpoint.type}")
-    return factory(endpoint, spec, connect_timeout)
+@dataclass(frozen=True)
+class Registry:
+    """The `Connectors` factory over a set of kinds: builds sources and targets, refusing what a kind
+    cannot be or do."""
+
+    kinds: dict[str, ConnectorKind]
+
+    def kind(self, name: str) -> ConnectorKind:
+        kind = self.kinds.get(name)
+        if kind is None:
+            raise ConfigInvalid(f"暂不支持的连接类型：{name}")
+        return kind
+
+    def source_for(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> Source:
+        """An unopened source; enter it (`async with`) to connect."""
+        factory = self.kind(endpoint.type).source
+        if factory is None:
+            raise ConfigInvalid(f"连接类型不能作为源：{endpoint.type}")
+        return factory(endpoint, spec, connect_timeout)
+
+    def target_for(self, endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> Target:
+        """An unopened target; enter it (`async with`) to connect."""
+        kind = self.kind(endpoint.type)
+        if kind.target is None:
+            raise ConfigInvalid(f"连接类型不能作为目标：{endpoint.type}")
+        if spec.mode.value not in kind.modes:
+            raise ConfigInvalid(f"目标类型 {endpoint.type} 不支持 {spec.mode.value} 模式")
+        return kind.target(endpoint, spec, connect_timeout)
 
 
-def target_for(endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> Target:
-    """An unopened target; enter it (`async with`) to connect."""
-    kind = _kind(endpoint)
-    if kind.target is None:
-        raise ConfigInvalid(f"连接类型不能作为目标：{endpoint.type}")
-    if spec.mode.value not in kind.target_modes:
-        raise ConfigInvalid(f"目标类型 {endpoint.type} 不支持 {spec.mode.value} 模式")
-    return kind.target(endpoint, spec, connect_timeout)
+REGISTRY = Registry(KINDS)
+"""The built-in kinds as the engine's connector factory (`service.bootstrap` hands it over)."""
 
 
 def check_batch(source_type: str, target_type: str, mode: str, *, cursor: bool = False) -> str | None:
@@ -93,10 +70,9 @@ def check_batch(source_type: str, target_type: str, mode: str, *, cursor: bool =
         return f"连接类型不能作为源：{source_type}"
     if target.target is None:
         return f"连接类型不能作为目标：{target_type}"
-    if mode not in target.target_modes:
+    if mode not in target.modes:
         return f"目标类型 {target_type} 不支持 {mode} 模式"
-    capabilities = getattr(source.source, "capabilities", None)
-    if cursor and (capabilities is None or not capabilities.cursor):
+    if cursor and not source.cursor:
         return f"源类型 {source_type} 不支持增量同步（cursorColumn）"
     return None
 
@@ -118,6 +94,20 @@ def check_paths(kind: str, url: str | None, params: dict[str, Any] | None, polic
     return None
 
 
+def params_model(kind: str) -> type[ParamsModel]:
+    return PARAMS[kind]
+
+
+def validate_params(kind: str, params: dict[str, Any], options: dict[str, Any] | None = None) -> ParamsModel:
+    """The params as their type's model, or ParamsInvalid naming the first offending key."""
+    return validate_model(params_model(kind), params, options)
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each type's params, secrets marked `"secret": true`, for the API to publish."""
+    return {kind: model.model_json_schema() for kind, model in PARAMS.items()}
+
+
 async def test_connection(endpoint: Endpoint, connect_timeout: float) -> None:
     """Connect and run a trivial request, raising the same SyncErrors a sync would."""
-    await _kind(endpoint).check(endpoint, connect_timeout)
+    await REGISTRY.kind(endpoint.type).check(endpoint, connect_timeout)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.events import ErrorCode
 from service.config import Settings
+from service.connectors.base import Connectors
 from service.db.models import Run
 from service.ports import OutboxNotifier
 from service.runs import lifecycle
@@ -39,12 +40,16 @@ class RunExecutor:
         sessions: async_sessionmaker[AsyncSession],
         notifier: OutboxNotifier,
         worker_id: str,
+        connectors: Connectors,
         execute: Execute | None = None,
     ) -> None:
+        """`connectors` builds each run's source and target (the composition root passes the registry's);
+        `execute` stands in for the engine in tests."""
         if execute is None:
             from service.sync.engine import execute as engine_execute
 
             execute = engine_execute
+        self._connectors = connectors
         self._settings = settings
         self._policy = AccessPolicy.from_settings(settings)
         self._sessions = sessions
@@ -141,7 +146,8 @@ class RunExecutor:
             if isinstance(spec, SyncError):
                 raise spec
             observer: RunObserver = recorder
-            result = await self._execute(spec, observer, connect_timeout=self._settings.connect_timeout_seconds)
+            result = await self._execute(spec, observer, connectors=self._connectors,
+                                         connect_timeout=self._settings.connect_timeout_seconds)
         except LeaseLost:
             log.warning("run %s was taken over by another worker", run_id)
         except RunCancelled as cancelled:

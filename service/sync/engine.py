@@ -4,6 +4,9 @@ The engine owns checkpoints and retries, connectors own their systems. Each atte
 checkpoint the target keeps beside its rows, so a retry after a transient error (or a new run in
 the same retry chain) continues after the last durable chunk and never reads it again. Reading the
 next chunk overlaps writing the current one through a one-chunk prefetch.
+
+The engine knows no system: it is handed a `Connectors` factory (the composition root passes the
+registry's) and talks to what it builds through `service.connectors.base` alone.
 """
 
 import asyncio
@@ -11,44 +14,30 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
 
-from schemas.api import WriteMode
-from service.connectors import registry
-from service.connectors.base import Checkpoint, Chunk, Column, SelectItem, Source, Target
+from service.connectors.base import (
+    Checkpoint,
+    Chunk,
+    Column,
+    Connectors,
+    SchemalessTarget,
+    SelectItem,
+    Source,
+    StreamTarget,
+    TableCreator,
+    Target,
+    TargetTypes,
+    TypeMap,
+)
 from service.sync.errors import CheckpointTaken, ConfigInvalid, RunCancelled, TableMissing
 from service.sync.model import ProgressUpdate, RunObserver, RunResult, RunSpec
 from service.sync.retry import RetryPolicy, retry_transient
 from service.sync.transforms import check_target, plan_columns
-from service.sync.types import SQL_SYSTEMS, compatible, kind_of_value, native_type
+from service.sync.types import compatible, kind_of_value
 
 log = logging.getLogger(__name__)
 
 _EMPTY = Checkpoint(chunk=0, position={}, records_read=0, records_written=0)
-
-
-@runtime_checkable
-class TableCreator(Protocol):
-    """A target that can create its table from planned columns (keys: the batch's `keyColumns`)."""
-
-    async def create_table(self, columns: list[Column]) -> None: ...
-
-
-@runtime_checkable
-class SchemalessTarget(Protocol):
-    """A target without columns of its own (a Kafka topic of JSON records): it takes the planned columns
-    and their kinds, and answers with the columns it will carry, so nothing is checked or cast against
-    a schema that does not exist."""
-
-    async def accept_columns(self, columns: list[Column]) -> list[Column]: ...
-
-
-@runtime_checkable
-class StreamTarget(Protocol):
-    """A target that takes chunk streams in copy formats besides its own (PostgreSQL: CSV text, which a
-    CSV source hands over undecoded); it answers whether it takes `copy_format` for this run."""
-
-    def accept_stream(self, copy_format: str) -> bool: ...
 
 
 def planned_columns(plan: list[SelectItem], source_columns: list[Column]) -> list[Column]:
@@ -77,25 +66,30 @@ def check_compatible(wanted: list[Column], target_columns: list[Column], table: 
             raise ConfigInvalid(f"目标表 {table} 的列 {column.name} 类型不兼容：{column.kind} → {have.sql_type}")
 
 
-def source_side_types(source: str, target: str, wanted: list[Column], target_columns: list[Column]) -> dict[str, str]:
-    """The target's types spelled in the source's dialect, so a SQL source casts to what the target
-    takes; the same system (or a non-SQL source) gets the target's own spelling."""
+def source_side_types(
+    source: TypeMap | None, target: TypeMap | None, wanted: list[Column], target_columns: list[Column]
+) -> TargetTypes:
+    """The target's types as the source should produce them. A source with a type map casts in SQL, so
+    it gets them spelled in its own dialect (the target's own spelling when both are one system); any
+    other source gets the target's spelling and the target's map to read it."""
     own = {c.name: c.sql_type for c in target_columns}
-    if source == target or source not in SQL_SYSTEMS:
-        return own
+    if source is None or source == target:
+        return TargetTypes(own, target)
     planned = {c.name: c for c in wanted}
     out = {}
     for column in target_columns:
         kind = column.kind or (planned[column.name].kind if column.name in planned else None)
-        out[column.name] = native_type(source, kind) if kind else own[column.name]
-    return out
+        out[column.name] = source.spell(kind) if kind else own[column.name]
+    return TargetTypes(out, source)
 
 
 async def execute(
-    spec: RunSpec, observer: RunObserver, *, connect_timeout: float, policy: RetryPolicy | None = None
+    spec: RunSpec, observer: RunObserver, *, connectors: Connectors, connect_timeout: float,
+    policy: RetryPolicy | None = None,
 ) -> RunResult:
-    """Run `spec` to the end; terminal SyncErrors surface, transient ones are retried first."""
-    run = _Run(spec, observer, connect_timeout)
+    """Run `spec` to the end with the sources and targets `connectors` builds; terminal SyncErrors
+    surface, transient ones are retried first."""
+    run = _Run(spec, observer, connectors, connect_timeout)
     return await retry_transient(run.attempt, policy or RetryPolicy())
 
 
@@ -137,20 +131,21 @@ async def _prefetched(chunks: AsyncIterator[Chunk]) -> AsyncIterator[AsyncIterat
 class _Run:
     """State that survives retries of one run: whether on_start was told, and from which chunk."""
 
-    def __init__(self, spec: RunSpec, observer: RunObserver, connect_timeout: float) -> None:
+    def __init__(self, spec: RunSpec, observer: RunObserver, connectors: Connectors, connect_timeout: float) -> None:
         self.spec, self.observer, self.connect_timeout = spec, observer, connect_timeout
+        self.connectors = connectors
         self.started = False
         self.resumed_from = 0
         self.estimate: int | None = None
 
     async def attempt(self, number: int) -> RunResult:
         spec = self.spec
-        source = registry.source_for(spec.source_endpoint, spec.source, self.connect_timeout)
-        target = registry.target_for(spec.target_endpoint, spec.target, self.connect_timeout)
+        source = self.connectors.source_for(spec.source_endpoint, spec.source, self.connect_timeout)
+        target = self.connectors.target_for(spec.target_endpoint, spec.target, self.connect_timeout)
         async with source, target:
             return await self._sync(source, target, number)
 
-    async def _prepare_columns(self, source: Source, target: Target) -> tuple[list[SelectItem], dict[str, str]]:
+    async def _prepare_columns(self, source: Source, target: Target) -> tuple[list[SelectItem], TargetTypes]:
         """The mapping plan and the target's types as the source should produce them. Creates a missing
         target table when the batch opts in (`target.create`), and refuses incompatible columns before
         anything is written."""
@@ -177,7 +172,7 @@ class _Run:
             target_columns = await target.accept_columns(wanted)
         check_target(plan, {c.name: c.sql_type for c in target_columns}, spec.target.table)
         check_compatible(wanted, target_columns, spec.target.table)
-        return plan, source_side_types(spec.source_endpoint.type, spec.target_endpoint.type, wanted, target_columns)
+        return plan, source_side_types(source.capabilities.types, target.capabilities.types, wanted, target_columns)
 
     async def _already_finished(self, source: Source, checkpoint: Checkpoint) -> RunResult:
         """The target published this chain's rows before the outcome was recorded: report, write nothing."""
@@ -193,8 +188,6 @@ class _Run:
 
     async def _sync(self, source: Source, target: Target, attempt: int) -> RunResult:
         spec, key = self.spec, str(self.spec.checkpoint_key)
-        if spec.target.mode is WriteMode.UPSERT and not target.capabilities.upsert:
-            raise ConfigInvalid("目标系统不支持 upsert")
         plan, target_types = await self._prepare_columns(source, target)
         columns = [item.target for item in plan]
 

@@ -1,16 +1,14 @@
-"""The canonical type mapping: every system's native column types to the kinds of
-`service.connectors.base.KINDS` and back, and how a value of each kind travels in Python.
+"""The canonical kinds of `service.connectors.base.KINDS` in Python: which kinds widen to which, the
+kind of a JSON value or a constant, and how a value of any system becomes the Python value of a kind.
 
-Import-free of drivers, so file, HTTP and Kafka connectors can use it too; docs/types.md is the table
-in prose. `kind_of_<system>(native) -> kind | None` reads a type as the system spells it;
-`native_type(system, kind, like=None) -> str` spells a kind for a created column (keeping a decimal's
-precision and scale when `like` has them).
+Nothing here knows a system: each connector reads and spells its own types (`TypeMap` in
+`service/connectors/<kind>/types.py`); docs/types.md is the table in prose. Import-free of drivers, so
+every connector can use it.
 """
 
 import base64
 import functools
 import json
-import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -19,105 +17,6 @@ from typing import Any
 from service.connectors.base import Column, SelectItem
 from service.sync.errors import SourceFailed
 from service.sync.transforms import cast_value
-
-SQL_SYSTEMS = ("postgresql", "mysql", "sqlite")
-
-NATIVE: dict[str, dict[str, str]] = {
-    "postgresql": {
-        "int": "bigint", "float": "double precision", "decimal": "numeric", "string": "text", "bool": "boolean",
-        "date": "date", "datetime": "timestamp with time zone", "json": "jsonb", "binary": "bytea",
-    },
-    "mysql": {
-        "int": "bigint", "float": "double", "decimal": "decimal(38,10)", "string": "longtext", "bool": "tinyint(1)",
-        "date": "date", "datetime": "datetime(6)", "json": "json", "binary": "longblob",
-    },
-    "sqlite": {
-        "int": "INTEGER", "float": "REAL", "decimal": "DECIMAL_TEXT", "string": "TEXT", "bool": "BOOLEAN",
-        "date": "DATE", "datetime": "DATETIME", "json": "JSON", "binary": "BLOB",
-    },
-}
-"""What a created column is called, per system and kind."""
-
-_DECIMAL_SHAPE = re.compile(r"\((\d+)\s*,\s*(\d+)\)")
-
-
-def _base(native: str) -> str:
-    return native.strip().lower().split("(")[0].replace(" unsigned", "").strip()
-
-
-_PG: dict[str, str] = {
-    "smallint": "int", "integer": "int", "bigint": "int", "int2": "int", "int4": "int", "int8": "int",
-    "real": "float", "double precision": "float", "float4": "float", "float8": "float",
-    "numeric": "decimal", "decimal": "decimal", "money": "decimal",
-    "text": "string", "character varying": "string", "character": "string", "varchar": "string",
-    "char": "string", "name": "string", "uuid": "string", "citext": "string",
-    "boolean": "bool", "bool": "bool", "date": "date",
-    "timestamp with time zone": "datetime", "timestamp without time zone": "datetime", "timestamptz": "datetime",
-    "timestamp": "datetime", "json": "json", "jsonb": "json", "bytea": "binary",
-}
-
-_MYSQL: dict[str, str] = {
-    "tinyint": "int", "smallint": "int", "mediumint": "int", "int": "int", "integer": "int", "bigint": "int",
-    "year": "int", "float": "float", "double": "float", "real": "float", "decimal": "decimal",
-    "numeric": "decimal", "char": "string", "varchar": "string", "tinytext": "string", "text": "string",
-    "mediumtext": "string", "longtext": "string", "enum": "string", "set": "string", "time": "string",
-    "bool": "bool", "boolean": "bool", "bit": "bool", "date": "date", "datetime": "datetime",
-    "timestamp": "datetime", "json": "json", "binary": "binary", "varbinary": "binary", "tinyblob": "binary",
-    "blob": "binary", "mediumblob": "binary", "longblob": "binary",
-}
-
-
-def kind_of_postgresql(native: str) -> str | None:
-    """`format_type` spelling → kind; arrays and unknown types have none."""
-    if native.endswith("[]"):
-        return None
-    return _PG.get(_base(native))
-
-
-def kind_of_mysql(native: str) -> str | None:
-    """COLUMN_TYPE spelling → kind; `tinyint(1)` is MySQL's boolean, `bit(1)` too."""
-    text = native.strip().lower()
-    if text.startswith("tinyint(1)") or text == "bit(1)":
-        return "bool"
-    if text.startswith("bit"):
-        return "int"
-    return _MYSQL.get(_base(text))
-
-
-def kind_of_sqlite(native: str) -> str | None:
-    """A declared type → kind: the names we create first, then SQLite's affinity rules."""
-    text = native.strip().upper()
-    base = text.split("(")[0].strip()
-    named = {"BOOLEAN": "bool", "BOOL": "bool", "DATE": "date", "DATETIME": "datetime", "TIMESTAMP": "datetime",
-             "JSON": "json", "DECIMAL": "decimal", "NUMERIC": "decimal", "DECIMAL_TEXT": "decimal"}
-    if base in named:
-        return named[base]
-    if "INT" in base:
-        return "int"
-    if any(word in base for word in ("CHAR", "CLOB", "TEXT")):
-        return "string"
-    if base == "BLOB" or not base:
-        return "binary" if base == "BLOB" else None
-    if any(word in base for word in ("REAL", "FLOA", "DOUB")):
-        return "float"
-    return None
-
-
-KIND_OF = {"postgresql": kind_of_postgresql, "mysql": kind_of_mysql, "sqlite": kind_of_sqlite}
-
-
-def kind_of(system: str, native: str) -> str | None:
-    reader = KIND_OF.get(system)
-    return reader(native) if reader else None
-
-
-def native_type(system: str, kind: str, like: str | None = None) -> str:
-    """The column type `system` gets for `kind`; a decimal keeps the (precision, scale) of `like`."""
-    spelled = NATIVE[system][kind]
-    if kind == "decimal" and like and (shape := _DECIMAL_SHAPE.search(like)):
-        return f"{spelled.split('(')[0]}({shape.group(1)},{shape.group(2)})"
-    return spelled
-
 
 _WIDENS = {
     "int": {"float", "decimal", "string", "bool"},

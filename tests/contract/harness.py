@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from schemas.api import MappingEntry, SourceSpec, TargetSpec
+from service.connectors.registry import REGISTRY
 from service.sync.engine import execute
 from service.sync.model import Endpoint, ProgressUpdate, RunResult, RunSpec
 
@@ -164,4 +165,4 @@ def spec_for(source: tuple[Endpoint, SourceSpec], target: Endpoint, table: str, 
 
 
 async def sync(spec: RunSpec, observer: Recorder | None = None, connect_timeout: float = 2.0) -> RunResult:
-    return await execute(spec, observer or Recorder(), connect_timeout=connect_timeout)
+    return await execute(spec, observer or Recorder(), connectors=REGISTRY, connect_timeout=connect_timeout)

@@ -153,11 +153,17 @@ async def test_delete_then_404_and_refused_while_a_run_is_active(client, pair, s
 
 
 async def test_a_mode_the_target_kind_cannot_do_is_refused_naming_it(client, pair, state_dsn) -> None:
-    from service.connectors.registry import KINDS, Kind
+    from service.connectors.kind import ConnectorKind
+    from service.connectors.params import ParamsModel
+    from service.connectors.registry import KINDS
+
+    class AppendOnlyParams(ParamsModel):
+        kind = "appendonly"
 
     source_id, sink_id = pair[0], (await create_connection(client))["id"]
     await sql(state_dsn, "UPDATE connections SET type = 'appendonly' WHERE id = $1", sink_id)
-    KINDS["appendonly"] = Kind(None, object, frozenset({"append"}), KINDS["postgresql"].check)  # type: ignore[arg-type]
+    KINDS["appendonly"] = ConnectorKind(params=AppendOnlyParams, target=object, modes=frozenset({"append"}),  # type: ignore[arg-type]
+                                        check=KINDS["postgresql"].check)
     try:
         body = batch_body(source_id, sink_id, target={"table": "t", "mode": "upsert", "keyColumns": ["id"]})
         refused = await client.post("/integration/batch", json=body)

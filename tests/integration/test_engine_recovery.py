@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from schemas.api import WriteMode
+from service.connectors.registry import REGISTRY
 from service.sync.engine import execute
 from service.sync.errors import RunCancelled
 from service.sync.model import ProgressUpdate
@@ -34,7 +35,7 @@ async def _crash_after(chunk: int, spec, observer: Recorder) -> None:
             await asyncio.Event().wait()
 
     observer.hook = stall
-    task = asyncio.create_task(execute(spec, observer, connect_timeout=5))
+    task = asyncio.create_task(execute(spec, observer, connectors=REGISTRY, connect_timeout=5))
     await asyncio.wait_for(reached.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -51,7 +52,7 @@ async def test_rerun_after_a_crash_resumes_from_the_checkpoint(
     await _crash_after(3, spec, Recorder())
 
     observer = Recorder()
-    result = await execute(spec, observer, connect_timeout=5)
+    result = await execute(spec, observer, connectors=REGISTRY, connect_timeout=5)
 
     await same_rows(source_dsn, src, target_dsn, tgt)
     assert observer.starts[0][0] == 3
@@ -68,7 +69,7 @@ async def test_retry_run_continues_its_predecessors_checkpoint(source_dsn: str, 
     retry = replace(failed, run_id=uuid.uuid4())
 
     observer = Recorder()
-    result = await execute(retry, observer, connect_timeout=5)
+    result = await execute(retry, observer, connectors=REGISTRY, connect_timeout=5)
 
     await same_rows(source_dsn, src, target_dsn, tgt)
     assert observer.starts[0][0] == 2
@@ -98,7 +99,7 @@ async def test_dropped_connection_is_retried_without_rereading(
 
     observer = Recorder(kill_backend)
     with caplog.at_level(logging.DEBUG, logger="service"):
-        result = await execute(spec, observer, connect_timeout=5)
+        result = await execute(spec, observer, connectors=REGISTRY, connect_timeout=5)
 
     await same_rows(source_dsn, src, target_dsn, tgt)
     assert killed == [1]
@@ -126,7 +127,7 @@ async def test_cancel_leaves_an_overwritten_target_untouched(source_dsn: str, ta
 
     observer.hook = cancel_at_two
     with pytest.raises(RunCancelled):
-        await execute(spec, observer, connect_timeout=5)
+        await execute(spec, observer, connectors=REGISTRY, connect_timeout=5)
 
     assert [u.chunk for u in observer.updates] == [1, 2]
     async with pg(target_dsn) as conn:
@@ -156,7 +157,7 @@ async def test_overwrite_readers_see_the_old_or_the_new_rows(source_dsn: str, ta
 
     polling = asyncio.create_task(reader())
     try:
-        await execute(spec, Recorder(pause), connect_timeout=5)
+        await execute(spec, Recorder(pause), connectors=REGISTRY, connect_timeout=5)
     finally:
         done.set()
         await polling
@@ -186,8 +187,8 @@ async def test_an_execution_that_finds_its_chunk_already_written_stops_without_p
             await _crash_after(4, spec, Recorder())
 
     with pytest.raises(CheckpointTaken):
-        await execute(spec, Racer(), connect_timeout=5)
+        await execute(spec, Racer(), connectors=REGISTRY, connect_timeout=5)
     async with pg(target_dsn) as conn:
         assert await conn.fetchval(f"SELECT count(*) FROM {tgt}") == 0, "nothing may be published"
-    await execute(spec, Recorder(), connect_timeout=5)
+    await execute(spec, Recorder(), connectors=REGISTRY, connect_timeout=5)
     await same_rows(source_dsn, src, target_dsn, tgt)

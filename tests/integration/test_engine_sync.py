@@ -10,8 +10,9 @@ import asyncpg
 import pytest
 
 from schemas.api import MappingEntry, SourceSpec, TargetSpec, WriteMode
-from service.connectors.postgresql.target import CHECKPOINTS
 from service.connectors.postgresql.connection import WRITE_REFUSED
+from service.connectors.postgresql.target import CHECKPOINTS
+from service.connectors.registry import REGISTRY
 from service.sync.engine import execute
 from service.sync.errors import AccessDenied
 from service.sync.model import Endpoint, ProgressUpdate, RunSpec
@@ -129,7 +130,7 @@ async def test_append_copies_every_row_in_chunks(source_dsn: str, target_dsn: st
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, chunk_size=300)
     observer = Recorder()
 
-    result = await execute(spec, observer, connect_timeout=5)
+    result = await execute(spec, observer, connectors=REGISTRY, connect_timeout=5)
 
     assert (await same_rows(source_dsn, src, target_dsn, tgt))[0] == 1000
     assert observer.starts == [(0, 1000)]
@@ -147,7 +148,7 @@ async def test_overwrite_replaces_the_target_rows(source_dsn: str, target_dsn: s
         await conn.execute(SOURCE_FILL.format(t=tgt, lo=5000, hi=5099))
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, mode=WriteMode.OVERWRITE, chunk_size=100)
 
-    result = await execute(spec, Recorder(), connect_timeout=5)
+    result = await execute(spec, Recorder(), connectors=REGISTRY, connect_timeout=5)
 
     await same_rows(source_dsn, src, target_dsn, tgt)
     assert result.records_written == 250
@@ -165,7 +166,7 @@ async def test_upsert_merges_on_key_columns(source_dsn: str, target_dsn: str) ->
         untouched = await conn.fetchval(f"SELECT xmin::text FROM {tgt} WHERE id = 280")
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, mode=WriteMode.UPSERT, keys=["id"], chunk_size=70)
 
-    await execute(spec, Recorder(), connect_timeout=5)
+    await execute(spec, Recorder(), connectors=REGISTRY, connect_timeout=5)
 
     want = await digest(source_dsn, f"SELECT * FROM {src} ORDER BY id")
     assert await digest(target_dsn, f"SELECT * FROM {tgt} WHERE id <= 300 ORDER BY id") == want
@@ -194,7 +195,7 @@ async def test_mapping_is_pushed_into_the_source_select(source_dsn: str, target_
     ]
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, mapping=mapping, chunk_size=20)
 
-    await execute(spec, Recorder(), connect_timeout=5)
+    await execute(spec, Recorder(), connectors=REGISTRY, connect_timeout=5)
 
     async with pg(target_dsn) as conn:
         rows = await conn.fetch(f'SELECT id, "Code", note, origin, batch FROM {tgt} ORDER BY id')
@@ -209,7 +210,7 @@ async def test_query_source_streams_through_a_cursor(source_dsn: str, target_dsn
     spec = spec_for(source_dsn, target_dsn, tgt, query=query, chunk_size=40)
     observer = Recorder()
 
-    result = await execute(spec, observer, connect_timeout=5)
+    result = await execute(spec, observer, connectors=REGISTRY, connect_timeout=5)
 
     want = await digest(source_dsn, f"SELECT * FROM {src} WHERE id % 3 = 0 ORDER BY id")
     assert await digest(target_dsn, f"SELECT * FROM {tgt} ORDER BY id") == want
@@ -227,7 +228,7 @@ async def test_query_runs_read_only(source_dsn: str, target_dsn: str) -> None:
     spec = spec_for(source_dsn, target_dsn, tgt, query=f"SELECT {seq}_next() AS id")
 
     with pytest.raises(AccessDenied, match=WRITE_REFUSED):
-        await execute(spec, Recorder(), connect_timeout=5)
+        await execute(spec, Recorder(), connectors=REGISTRY, connect_timeout=5)
 
 
 async def test_table_without_primary_key_uses_the_cursor_path(source_dsn: str, target_dsn: str) -> None:
@@ -238,7 +239,7 @@ async def test_table_without_primary_key_uses_the_cursor_path(source_dsn: str, t
 
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, chunk_size=100)
 
-    result = await execute(spec, Recorder(), connect_timeout=5)
+    result = await execute(spec, Recorder(), connectors=REGISTRY, connect_timeout=5)
 
     await same_rows(source_dsn, src, target_dsn, tgt)
     assert [result.chunks, result.records_read] == [3, 230]
@@ -253,7 +254,7 @@ async def test_incremental_sync_reads_beyond_the_high_water_mark(source_dsn: str
             source_dsn, target_dsn, tgt, table=src, cursor="updated_at", mode=WriteMode.UPSERT, keys=["id"],
             chunk_size=50, high_water_mark=hwm,
         )
-        return await execute(spec, Recorder(), connect_timeout=5)
+        return await execute(spec, Recorder(), connectors=REGISTRY, connect_timeout=5)
 
     async def newest() -> str:
         async with pg(source_dsn) as conn:

@@ -12,6 +12,7 @@ from schemas.events import BatchSyncRequested, Trigger
 from schemas.topics import Topics
 from service.bootstrap import database
 from service.config import Settings
+from service.connectors.registry import REGISTRY
 from service.db.models import Run
 from service.runs import lifecycle
 from service.runs.executor import RunExecutor
@@ -26,7 +27,7 @@ class Notifier:
         pass
 
 
-async def engine_stand_in(spec, observer, *, connect_timeout):  # the engine is not under test here
+async def engine_stand_in(spec, observer, *, connectors, connect_timeout):  # the engine is not under test here
     await observer.on_start(0, None)
     return RunResult(records_read=0, records_written=0, chunks=0, resumed_from_chunk=0)
 
@@ -56,7 +57,7 @@ async def test_a_queued_run_lets_the_orphaned_running_run_of_its_batch_finish_fi
 
     executor = RunExecutor(Settings(database_url=state_dsn, lease_seconds=2, worker_concurrency=1,
                                     topic_prefix="takeover.test"),
-                           db.sessions, Notifier(), "w", execute=engine_stand_in)
+                           db.sessions, Notifier(), "w", REGISTRY, execute=engine_stand_in)
     executor.start()
     executor.submit(queued, batch_id)
     try:

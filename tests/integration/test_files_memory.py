@@ -22,6 +22,7 @@ PEAK_LIMIT_MB = 150
 CHILD = textwrap.dedent("""
     import asyncio, json, sys, uuid
     from schemas.api import SourceSpec, TargetSpec
+    from service.connectors.registry import REGISTRY
     from service.sync.engine import execute
     from service.sync.model import Endpoint, RunSpec
     from tests.support.policy import policy_for
@@ -37,7 +38,7 @@ CHILD = textwrap.dedent("""
     spec = RunSpec(run_id=run, checkpoint_key=run, batch_id=0, source_endpoint=source,
                    source=SourceSpec(table="big"), target_endpoint=Endpoint("postgresql", url=dsn),
                    target=TargetSpec(table=table), mapping=None, chunk_size=20000)
-    result = asyncio.run(execute(spec, Quiet(), connect_timeout=5))
+    result = asyncio.run(execute(spec, Quiet(), connectors=REGISTRY, connect_timeout=5))
     peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
     print(result.records_written, int(peak.split()[1]) // 1024)
 """)

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from schemas.api import SourceSpec, TargetSpec
+from service.connectors.registry import REGISTRY
 from service.sync.engine import execute
 from service.sync.model import Endpoint, RunResult, RunSpec
 from tests.contract.cases.mysql import mysql_execute
@@ -88,7 +89,7 @@ async def run(table: Table, target: tuple[str, str], mark: Any, chunk_size: int 
                    target_endpoint=Endpoint("postgresql", url=target[0]),
                    target=TargetSpec(table=target[1], mode="append"), mapping=None, chunk_size=chunk_size,
                    high_water_mark=mark)
-    return await execute(spec, Recorder(), connect_timeout=5)
+    return await execute(spec, Recorder(), connectors=REGISTRY, connect_timeout=5)
 
 
 async def target_ids(target: tuple[str, str]) -> list[int]:

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from service.connectors import registry
+from service.connectors.registry import REGISTRY
 from service.sync.engine import execute
 from service.sync.errors import (
     AuthFailed,
@@ -29,7 +30,7 @@ async def test_silent_source_times_out_within_the_connect_timeout(target_dsn: st
         spec = spec_for(f"postgresql://u:pw@127.0.0.1:{port}/db", target_dsn, tgt, table="anything")
         started = time.monotonic()
         with pytest.raises(ConnectTimeout) as caught:
-            await execute(spec, Recorder(), connect_timeout=TIMEOUT)
+            await execute(spec, Recorder(), connectors=REGISTRY, connect_timeout=TIMEOUT)
         elapsed = time.monotonic() - started
 
     assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + MARGIN
@@ -41,7 +42,7 @@ async def test_silent_target_times_out_as_the_target(source_dsn: str) -> None:
     with silent_server() as port:
         spec = spec_for(source_dsn, f"postgresql://127.0.0.1:{port}/db", "t", table=src)
         with pytest.raises(ConnectTimeout) as caught:
-            await execute(spec, Recorder(), connect_timeout=TIMEOUT)
+            await execute(spec, Recorder(), connectors=REGISTRY, connect_timeout=TIMEOUT)
     assert (caught.value.reason, caught.value.code) == ("目标库连接超时", "TARGET_TIMEOUT")
 
 
@@ -65,16 +66,19 @@ async def test_connection_test_maps_timeout_refusal_and_unknown_user() -> None:
 async def test_missing_tables_name_the_table_and_the_side(source_dsn: str, target_dsn: str) -> None:
     tgt = await target_like(target_dsn)
     with pytest.raises(TableMissing) as caught:
-        await execute(spec_for(source_dsn, target_dsn, tgt, table="no_such_source"), Recorder(), connect_timeout=2)
+        await execute(spec_for(source_dsn, target_dsn, tgt, table="no_such_source"), Recorder(),
+                      connectors=REGISTRY, connect_timeout=2)
     assert (caught.value.reason, caught.value.code) == ("源表不存在：no_such_source", "SOURCE_NOT_FOUND")
 
     src = await source_table(source_dsn, 5)
     with pytest.raises(TableMissing) as caught:
-        await execute(spec_for(source_dsn, target_dsn, "no_such_target", table=src), Recorder(), connect_timeout=2)
+        await execute(spec_for(source_dsn, target_dsn, "no_such_target", table=src), Recorder(),
+                      connectors=REGISTRY, connect_timeout=2)
     assert (caught.value.reason, caught.value.code) == ("目标表不存在：no_such_target", "TARGET_ERROR")
 
     with pytest.raises(TableMissing, match="源表不存在：ghost"):
-        await execute(spec_for(source_dsn, target_dsn, tgt, query="SELECT * FROM ghost"), Recorder(), connect_timeout=2)
+        await execute(spec_for(source_dsn, target_dsn, tgt, query="SELECT * FROM ghost"), Recorder(),
+                      connectors=REGISTRY, connect_timeout=2)
 
 
 async def test_unsupported_type_and_unknown_mapped_column_are_config_errors(
@@ -86,7 +90,8 @@ async def test_unsupported_type_and_unknown_mapped_column_are_config_errors(
     tgt = await target_like(target_dsn)
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, mapping=[{"from": "name", "to": "nickname"}])
     with pytest.raises(ConfigInvalid, match="缺少列：nickname"):
-        await execute(spec, Recorder(), connect_timeout=2)
+        await execute(spec, Recorder(),
+                      connectors=REGISTRY, connect_timeout=2)
 
 
 async def test_terminal_target_error_is_not_retried(
@@ -98,6 +103,7 @@ async def test_terminal_target_error_is_not_retried(
     async with pg(target_dsn) as conn:
         await conn.execute(f"ALTER TABLE {tgt} ADD CONSTRAINT small CHECK (id < 3)")
     with pytest.raises(SyncError) as caught:
-        await execute(spec, Recorder(), connect_timeout=2)
+        await execute(spec, Recorder(),
+                      connectors=REGISTRY, connect_timeout=2)
     assert caught.value.code == "TARGET_ERROR" and "23514" in str(caught.value)
     assert not [r for r in caplog.records if "transient error" in r.getMessage()]

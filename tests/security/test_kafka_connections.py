@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.api import SourceSpec
 from schemas.events import ErrorCode
-from service.connectors.kafka.client import check_connection, client_config, settings_of
 from service.connectors.kafka.access import Access, security_config
+from service.connectors.kafka.client import check_connection, client_config, settings_of
 from service.security.files import FilePolicy, PathRefused
 from service.security.network import NetworkPolicy
 from service.security.policy import AccessPolicy

@@ -6,14 +6,16 @@ from pathlib import Path
 import pytest
 
 from schemas.api import MappingEntry, SourceSpec
+from service.connectors.base import TargetTypes
 from service.connectors.csv.source import CsvSource
 from service.connectors.csv.stream import streamable
+from service.connectors.postgresql.types import TYPES
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
 from service.sync.transforms import plan_columns
 from tests.support.policy import policy_for
 
-TEXT = {"id": "bigint", "note": "text"}
+TEXT = TargetTypes({"id": "bigint", "note": "text"}, TYPES)
 
 
 async def stream(params: dict, *, size: int, position=None, types=TEXT, table="t"):
@@ -66,8 +68,8 @@ async def test_only_plain_pass_through_runs_take_the_stream(tmp_path: Path):
     plain = plan_columns(["id", "note"], None)
     assert streamable(source.options, columns, plain, TEXT)
     renamed = plan_columns(["id", "note"], [MappingEntry(**{"from": "note", "to": "n"})])
-    assert streamable(source.options, columns, renamed, {"id": "bigint", "n": "text"})
-    assert not streamable(source.options, columns, plain, {"id": "bigint", "note": "bytea"})
+    assert streamable(source.options, columns, renamed, TargetTypes({"id": "bigint", "n": "text"}, TYPES))
+    assert not streamable(source.options, columns, plain, TargetTypes({"id": "bigint", "note": "bytea"}, TYPES))
     assert not streamable(source.options, columns, plan_columns(["id", "note"], [MappingEntry(**{"from": "note",
                                                                                                "drop": True})]), TEXT)
     assert not streamable(source.options, columns, plan_columns(["id", "note"], [MappingEntry(**{"from": "id",

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from schemas.api import SourceSpec
+from service.connectors.base import TargetTypes
 from service.connectors.csv.source import CsvSource
 from service.connectors.jsonl.source import JsonlSource
+from service.connectors.postgresql.types import TYPES
 from service.sync.errors import ConfigInvalid, SourceFailed, TableMissing
 from service.sync.model import Endpoint
 from service.sync.transforms import plan_columns
@@ -24,7 +26,7 @@ async def read(source_class, params, table="t", *, size=2, types=None, position=
         plan = plan_columns([c.name for c in columns], None)
         wanted = {c.name: "text" for c in columns} | (types or {})
         start = position or await source.start(None)
-        chunks = [c async for c in source.chunks(plan, wanted, start, size=size, raw=False)]
+        chunks = [c async for c in source.chunks(plan, TargetTypes(wanted, TYPES), start, size=size, raw=False)]
     return columns, chunks
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from schemas.api import TargetSpec
 from service.connectors.base import Checkpoint, Chunk, Column
-from service.connectors.csv.source import CsvTarget
-from service.connectors.jsonl.source import JsonlTarget
+from service.connectors.csv.target import CsvTarget
+from service.connectors.jsonl.target import JsonlTarget
 from service.sync.errors import TableMissing, TargetFailed
 from service.sync.model import Endpoint
 from tests.support.policy import policy_for

@@ -1,12 +1,20 @@
-"""File values converted by the target column's type, and Python values written back as file text."""
+"""File values converted to the value form of the target column (read from PostgreSQL's spelling by its type
+map), and Python values written back as file text."""
 
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
-from service.connectors.files.values import base_type, converter, json_ready, to_text
+from service.connectors.base import base_type
+from service.connectors.files.values import Converter, json_ready, to_text
+from service.connectors.files.values import converter as form_converter
+from service.connectors.postgresql.types import TYPES
 from service.sync.types import kind_of_json
+
+
+def converter(sql_type: str, *, from_text: bool) -> Converter | None:
+    return form_converter(TYPES.form_of(sql_type), from_text=from_text)
 
 
 @pytest.mark.parametrize(("sql_type", "text", "expected"), [

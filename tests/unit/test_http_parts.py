@@ -9,10 +9,11 @@ from email.utils import formatdate
 import httpx
 import pytest
 
-from service.connectors.base import SelectItem
+from service.connectors.base import SelectItem, TargetTypes
 from service.connectors.http.client import retry_after, settings_of
 from service.connectors.http.paging import paging_of
 from service.connectors.json_records import at_path, is_missing, learned_columns, row_decoder
+from service.connectors.postgresql.types import TYPES as POSTGRESQL
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
 
@@ -112,7 +113,7 @@ def test_values_are_decoded_by_the_target_columns_type():
     plan = [SelectItem(target=n, source=n, cast=None) for n in names]
     types = {"id": "bigint", "amount": "numeric(14,2)", "at": "timestamp with time zone", "day": "date",
              "blob": "bytea", "doc": "jsonb", "paid": "boolean", "text": "text"}
-    decode = row_decoder(names, plan, types)
+    decode = row_decoder(names, plan, TargetTypes(types, POSTGRESQL))
     row = decode({"id": 7, "amount": "-12.50", "at": "2026-01-01T08:30:00+08:00", "day": "2026-02-03",
                   "blob": "AAH/Cg==", "doc": {"n": 1}, "paid": True, "text": {"k": "中"}})
     assert row == (7, Decimal("-12.50"), datetime(2026, 1, 1, 0, 30, tzinfo=UTC), date(2026, 2, 3),

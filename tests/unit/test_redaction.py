@@ -3,7 +3,9 @@
 import pytest
 
 from service.catalog.redaction import MASK, merge, restore, secret_field_names, secret_values, split
-from service.connectors.params import ParamsInvalid, json_schemas, validate
+from service.connectors.params import ParamsInvalid
+from service.connectors.registry import json_schemas
+from service.connectors.registry import validate_params as validate
 
 
 @pytest.mark.parametrize(("url", "expected"), [

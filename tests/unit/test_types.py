@@ -1,31 +1,24 @@
-"""The canonical type mapping: native types to kinds and back, compatibility, and value conversion."""
+"""The canonical type mapping: each SQL connector's type map (native types to kinds and back), compatibility,
+and value conversion."""
 
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
-from service.connectors.base import KINDS, Column, SelectItem
+from service.connectors.base import KINDS, Column, SelectItem, TypeMap
+from service.connectors.mysql.types import TYPES as MYSQL
+from service.connectors.postgresql.types import TYPES as POSTGRESQL
+from service.connectors.sqlite.types import TYPES as SQLITE
 from service.sync.errors import SourceFailed
-from service.sync.types import (
-    NATIVE,
-    compatible,
-    kind_of,
-    kind_of_mysql,
-    kind_of_postgresql,
-    kind_of_sqlite,
-    native_type,
-    row_converter,
-    to_python,
-    value_converter,
-)
+from service.sync.types import compatible, row_converter, to_python, value_converter
 
 
-@pytest.mark.parametrize("system", ["postgresql", "mysql", "sqlite"])
-def test_every_kind_round_trips_through_each_systems_spelling(system: str) -> None:
-    assert set(NATIVE[system]) == set(KINDS)
+@pytest.mark.parametrize("types", [POSTGRESQL, MYSQL, SQLITE], ids=["postgresql", "mysql", "sqlite"])
+def test_every_kind_round_trips_through_each_systems_spelling(types: TypeMap) -> None:
+    assert set(types.native) == set(KINDS)
     for kind in KINDS:
-        assert kind_of(system, native_type(system, kind)) == kind
+        assert types.kind_of(types.spell(kind)) == kind
 
 
 @pytest.mark.parametrize(("native", "kind"), [
@@ -34,7 +27,7 @@ def test_every_kind_round_trips_through_each_systems_spelling(system: str) -> No
     ("bytea", "binary"), ("integer[]", None), ("tsvector", None),
 ])
 def test_postgresql_types(native: str, kind: str | None) -> None:
-    assert kind_of_postgresql(native) == kind
+    assert POSTGRESQL.kind_of(native) == kind
 
 
 @pytest.mark.parametrize(("native", "kind"), [
@@ -43,7 +36,7 @@ def test_postgresql_types(native: str, kind: str | None) -> None:
     ("longblob", "binary"), ("json", "json"), ("bit(1)", "bool"), ("bit(8)", "int"), ("geometry", None),
 ])
 def test_mysql_types(native: str, kind: str | None) -> None:
-    assert kind_of_mysql(native) == kind
+    assert MYSQL.kind_of(native) == kind
 
 
 @pytest.mark.parametrize(("native", "kind"), [
@@ -52,14 +45,14 @@ def test_mysql_types(native: str, kind: str | None) -> None:
     ("BLOB", "binary"), ("", None),
 ])
 def test_sqlite_declared_types(native: str, kind: str | None) -> None:
-    assert kind_of_sqlite(native) == kind
+    assert SQLITE.kind_of(native) == kind
 
 
 def test_a_created_decimal_keeps_the_source_precision_and_scale() -> None:
-    assert native_type("mysql", "decimal", "numeric(14,2)") == "decimal(14,2)"
-    assert native_type("postgresql", "decimal", "decimal(10,3)") == "numeric(10,3)"
-    assert native_type("sqlite", "decimal", "numeric(14,2)") == "DECIMAL_TEXT(14,2)"
-    assert native_type("mysql", "decimal") == "decimal(38,10)"
+    assert MYSQL.spell("decimal", "numeric(14,2)") == "decimal(14,2)"
+    assert POSTGRESQL.spell("decimal", "decimal(10,3)") == "numeric(10,3)"
+    assert SQLITE.spell("decimal", "numeric(14,2)") == "DECIMAL_TEXT(14,2)"
+    assert MYSQL.spell("decimal") == "decimal(38,10)"
 
 
 def test_compatibility_refuses_text_into_integer_but_widens() -> None:

@@ -1,34 +1,32 @@
-"""CSV files as a source and a target (stdlib `csv`): header or `column_1…` names, delimiter, quote,
-encoding (UTF-8, UTF-8 with BOM, GBK), gzip, and an empty field as NULL (`params.nullValue`).
+"""CSV files as a source (stdlib `csv`): header or `column_1…` names, delimiter, quote, encoding (UTF-8,
+UTF-8 with BOM, GBK), gzip, and an empty field as NULL (`params.nullValue`).
 
 Values are text of no declared kind (so any target column type is judged compatible) unless
-`params.columns` declares kinds; a source converts them by the target column's type (`files_values.py`).
-An empty string and NULL are the same field in CSV, so an empty string reads back as NULL under the
-default `nullValue`.
+`params.columns` declares kinds; the source converts them to the value form of the target column
+(`files/values.py`). An empty string and NULL are the same field in CSV, so an empty string reads back
+as NULL under the default `nullValue`.
 """
 
 import asyncio
 import contextlib
 import csv
-import io
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
-from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, TargetTypes
 from service.connectors.csv.stream import COPY_CSV, header_of, streamable, take_records, utf8
-from service.connectors.files.options import LineReader, check_path, declared_columns, display_name
+from service.connectors.files.options import LineReader, declared_columns, display_name
 from service.connectors.files.source import FileSource
-from service.connectors.files.target import FileTarget, encoded
-from service.connectors.files.values import Converter, converter, to_text
+from service.connectors.files.values import Converter, converter
+from service.connectors.json_records import RECORD_TYPES
 from service.sync.errors import ConfigInvalid, SourceFailed
-from service.sync.model import Endpoint
 
 FIELD_SIZE_LIMIT = 1 << 30
 """Long text fields (the stdlib's default limit is 128 KiB) must not fail a sync."""
 csv.field_size_limit(FIELD_SIZE_LIMIT)
 
 
-def _names(record: list[str]) -> list[str]:
+def names_of(record: list[str]) -> list[str]:
     names = [name.strip() or f"column_{i}" for i, name in enumerate(record, 1)]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -38,7 +36,7 @@ def _names(record: list[str]) -> list[str]:
 
 class CsvSource(FileSource):
     """Decoded rows, or (when the target parses CSV itself and nothing needs converting) the records'
-    bytes as a `csv` copy stream (`csv_stream.py`)."""
+    bytes as a `csv` copy stream (`csv/stream.py`)."""
 
     capabilities = Capabilities(copy_format=COPY_CSV)
     suffix = "csv"
@@ -74,11 +72,11 @@ class CsvSource(FileSource):
         elif first is None:
             columns = []
         elif self.options.header:
-            columns = [Column(name, "text") for name in _names(first)]
+            columns = [Column(name, "text") for name in names_of(first)]
         else:
             columns = [Column(f"column_{i}", "text") for i in range(1, len(first) + 1)]
-        self._kinds = [None if c.kind in (None, "string") else converter(c.sql_type, from_text=True)
-                       for c in columns]
+        self._kinds = [None if c.kind in (None, "string") else converter(RECORD_TYPES.form_of(c.sql_type),
+                                                                        from_text=True) for c in columns]
         return columns
 
     def parse(self, reader: LineReader, first: bool) -> Iterator[list[Any]]:
@@ -106,7 +104,7 @@ class CsvSource(FileSource):
             raise SourceFailed(f"CSV 格式错误：{name} 第 {reader.line} 行", detail=str(exc)[:120]) from exc
 
     async def chunks(
-        self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
+        self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:
         if not (raw and streamable(self.options, self.columns, plan, target_types)):
             async for chunk in super().chunks(plan, target_types, position, size=size, raw=False):
@@ -167,48 +165,3 @@ class CsvSource(FileSource):
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
-
-
-class CsvTarget(FileTarget):
-    suffix = "csv"
-
-    def read_schema(self) -> list[Column]:
-        if self.options.columns is not None:
-            return declared_columns(self.options.columns)
-        if not self.options.header:
-            raise ConfigInvalid("无表头的 CSV 目标须在 params.columns 中声明列")
-        reader = LineReader(self.options, self.path)
-        try:
-            first = next((r for r in csv.reader(reader, delimiter=self.options.delimiter,
-                                                quotechar=self.options.quote) if r), None)
-        finally:
-            reader.close()
-        if first is None:
-            raise ConfigInvalid(f"目标 CSV 文件没有表头：{self.path.name}")
-        return [Column(name, "text") for name in _names(first)]
-
-    def _writer(self, buffer: io.StringIO) -> Any:
-        return csv.writer(buffer, delimiter=self.options.delimiter, quotechar=self.options.quote,
-                          lineterminator="\n")
-
-    def header(self, names: list[str]) -> bytes:
-        if not self.options.header:
-            return b""
-        buffer = io.StringIO()
-        self._writer(buffer).writerow(names)
-        return encoded(self.options, self.path, buffer.getvalue())
-
-    def encode(self, names: list[str], columns: list[str], rows: list[tuple[Any, ...]]) -> bytes:
-        buffer = io.StringIO()
-        writer, null = self._writer(buffer), self.options.null_value
-        index = {c: i for i, c in enumerate(columns)}
-        picks = None if columns == names else [index.get(n) for n in names]
-        for row in rows:
-            values = row if picks is None else [None if i is None else row[i] for i in picks]
-            writer.writerow([null if v is None else v if type(v) is str else to_text(v) for v in values])
-        return encoded(self.options, self.path, buffer.getvalue())
-
-
-async def check_connection(endpoint: Endpoint, connect_timeout: float) -> None:
-    """The file, glob or folder exists and is readable (a folder also writable)."""
-    await asyncio.to_thread(check_path, endpoint, "csv")

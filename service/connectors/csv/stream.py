@@ -9,9 +9,8 @@ chunk's end is a resume position just as on the decoded path. Bytes are checked 
 import csv
 from collections.abc import Iterator, Sequence
 
-from service.connectors.base import Column, SelectItem
+from service.connectors.base import Column, SelectItem, TargetTypes
 from service.connectors.files.options import FileOptions, LineReader
-from service.connectors.files.values import base_type
 
 COPY_CSV = "csv"
 """A chunk stream of this copy format is RFC 4180 CSV in UTF-8: `,` and `"`, an empty field (quoted or
@@ -19,17 +18,14 @@ not) is NULL, no header; times without an offset are UTC."""
 
 QUOTE = b'"'
 
-STREAMABLE_TYPES = frozenset({
-    "bigint", "integer", "smallint", "int2", "int4", "int8", "numeric", "decimal", "double precision", "real",
-    "float4", "float8", "boolean", "bool", "date", "timestamp with time zone", "timestamptz", "text",
-    "character varying", "varchar", "character", "char", "bpchar", "citext", "json", "jsonb",
-})
-"""Target types whose text input reads our CSV encodings as the decoded path would. Not bytea (base64
-would be taken as escape-format bytes) nor `timestamp` (PostgreSQL drops an offset, we convert to UTC)."""
+STREAMABLE_FORMS = frozenset({"int", "float", "decimal", "bool", "date", "datetime", "string", "json"})
+"""Value forms of target columns whose text input reads our CSV encodings as the decoded path would
+(PostgreSQL's COPY, the one target that takes CSV streams). Not binary (base64 would be taken as
+escape-format bytes), nor `timestamp` (PostgreSQL drops an offset, we convert to UTC), `time` or `uuid`."""
 
 
 def streamable(options: FileOptions, columns: Sequence[Column], plan: Sequence[SelectItem],
-               target_types: dict[str, str]) -> bool:
+               target_types: TargetTypes) -> bool:
     """Whether the file's bytes can go to the target as they are: the canonical dialect (any encoding),
     every column passed through in order (renames allowed), no cast, and target types that parse alike."""
     return (
@@ -38,7 +34,7 @@ def streamable(options: FileOptions, columns: Sequence[Column], plan: Sequence[S
         and len(plan) == len(columns)
         and all(item.source == column.name and item.cast is None and not item.is_constant
                 for item, column in zip(plan, columns, strict=True))
-        and all(base_type(target_types[item.target]) in STREAMABLE_TYPES for item in plan)
+        and all(target_types.form(item.target) in STREAMABLE_FORMS for item in plan)
     )
 
 

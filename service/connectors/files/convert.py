@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from decimal import InvalidOperation
 from typing import Any
 
-from service.connectors.base import Column, SelectItem
+from service.connectors.base import Column, SelectItem, TargetTypes
 from service.connectors.files.values import Converter, converter, fast_text_converter
 from service.sync.errors import SourceFailed
 from service.sync.transforms import row_transform
@@ -28,7 +28,7 @@ class BadValue(Exception):
 
 
 class ChunkConverter:
-    def __init__(self, columns: Sequence[Column], plan: Sequence[SelectItem], target_types: dict[str, str], *,
+    def __init__(self, columns: Sequence[Column], plan: Sequence[SelectItem], target_types: TargetTypes, *,
                  from_text: bool, null_text: str | None) -> None:
         names = [c.name for c in columns]
         typed = {c.name for c in columns if c.kind not in (None, "string")}
@@ -39,9 +39,9 @@ class ChunkConverter:
         self._steps: list[tuple[str, Converter | None, Converter | None]] = []
         for item in plan:
             text = from_text and item.cast is None and not item.is_constant and item.source not in typed
-            sql_type = target_types[item.target]
-            self._steps.append((item.target, fast_text_converter(sql_type) if text else None,
-                                converter(sql_type, from_text=text)))
+            form = target_types.form(item.target)
+            self._steps.append((item.target, fast_text_converter(form) if text else None,
+                                converter(form, from_text=text)))
 
     def __call__(self, records: list[list[Any]]) -> list[tuple[Any, ...]]:
         if not records:

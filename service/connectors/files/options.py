@@ -1,7 +1,7 @@
 """Local files as a system: the options of a file connection, which files a batch's `table` names, and
 reading them as decoded lines whose byte offsets are known, so a resumed run seeks instead of re-reading.
 
-Shared by the CSV and JSON Lines sources and targets (`files_source.py`, `files_target.py`). Lines are
+Shared by the CSV and JSON Lines sources and targets (`files/source.py`, `files/target.py`). Lines are
 split on `\\n` in bytes before decoding, which is sound for UTF-8 and GBK (neither puts 0x0A inside a
 multi-byte character); UTF-16/32 are refused for that reason.
 """
@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from service.connectors.base import KINDS, Column
 from service.connectors.errors import failed
-from service.connectors.files.values import SQL_OF_KIND
+from service.connectors.json_records import RECORD_TYPES
 from service.security.files import FilePolicy
 from service.sync.errors import ConfigInvalid, Side, SourceFailed, SyncError, TableMissing
 from service.sync.model import Endpoint
@@ -28,7 +28,7 @@ _GLOB_CHARS = frozenset("*?[")
 
 @dataclass(frozen=True)
 class FileOptions:
-    """`params` of a csv/jsonl connection, validated once (SPEC §3)."""
+    """`params` of a csv/jsonl connection, validated once (docs/spec.md §3)."""
 
     path: Path
     """The connection's file, glob or folder, resolved by the policy when the connection is opened."""
@@ -245,4 +245,4 @@ def _check_existing(path: Path) -> None:
 
 def declared_columns(columns: tuple[tuple[str, str | None], ...]) -> list[Column]:
     """`params.columns` as Columns; a column declared without a kind is text of no known kind."""
-    return [Column(name, SQL_OF_KIND[kind or "string"], kind) for name, kind in columns]
+    return [Column(name, RECORD_TYPES.spell(kind or "string"), kind) for name, kind in columns]

@@ -1,7 +1,7 @@
 """A file source: the sorted files of a batch read record by record in a worker thread, chunk by chunk,
 each chunk carrying the resume position (file index, byte offset, line) of the record after it.
 
-The formats (`csv_files.py`, `jsonl_files.py`) only describe their columns and parse records from
+The formats (`csv/source.py`, `jsonl/source.py`) only describe their columns and parse records from
 decoded lines; streaming, resume, and converting values to the target's column types live here.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Self
 
 from schemas.api import SourceSpec
-from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
-from service.connectors.files.options import FileOptions, LineReader, display_name, is_gzip, options_of, source_files
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, TargetTypes
 from service.connectors.files.convert import BadValue, ChunkConverter
+from service.connectors.files.options import FileOptions, LineReader, display_name, is_gzip, options_of, source_files
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
 
@@ -115,7 +115,9 @@ class FileSource:
         """The field text that stands for NULL when the chunk is converted (None: parse already did)."""
         return None
 
-    def _read_chunk(self, records: Generator[list[Any]], size: int, convert: ChunkConverter) -> tuple[list, Position]:
+    def _read_chunk(
+        self, records: Generator[list[Any]], size: int, convert: ChunkConverter
+    ) -> tuple[list[tuple[Any, ...]], Position]:
         start = self._position()
         raw = list(islice(records, size))
         try:
@@ -136,7 +138,7 @@ class FileSource:
             records.close()
 
     async def chunks(
-        self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
+        self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:
         convert = ChunkConverter(self.columns, plan, target_types, from_text=self.from_text, null_text=self.null_text)
         columns = [item.target for item in plan]

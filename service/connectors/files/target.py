@@ -29,8 +29,9 @@ from typing import IO, Any, Self
 from schemas.api import TargetSpec, WriteMode
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
 from service.connectors.files.options import BOM, FileOptions, io_failed, is_gzip, options_of
+from service.connectors.json_records import RECORD_TYPES
 from service.security.files import FilePolicy
-from service.sync.errors import ConfigInvalid, TableMissing, TargetFailed
+from service.sync.errors import TableMissing, TargetFailed
 from service.sync.model import Endpoint
 
 WORK_DIR = ".batchsync"
@@ -51,12 +52,10 @@ def atomic_write(files: FilePolicy, path: Path, data: bytes) -> None:
 class FileTarget:
     """Base of the CSV and JSON Lines targets; subclasses set `suffix` and the schema/encoding hooks."""
 
-    capabilities = Capabilities(transactional_checkpoint=True)
+    capabilities = Capabilities(transactional_checkpoint=True, types=RECORD_TYPES)
     suffix = ""
 
     def __init__(self, endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> None:
-        if spec.mode is WriteMode.UPSERT:
-            raise ConfigInvalid(f"目标类型 {self.suffix} 不支持 upsert 模式")
         self.options: FileOptions = options_of(endpoint, self.suffix)
         self.files = self.options.files
         self._spec = spec
@@ -122,7 +121,8 @@ class FileTarget:
     def _sidecar(self, key: str) -> dict[str, Any] | None:
         try:
             with self.files.open(self._work(key) / SIDECAR) as sidecar:
-                return json.loads(sidecar.read().decode("utf-8"))
+                state: dict[str, Any] = json.loads(sidecar.read().decode("utf-8"))
+                return state
         except FileNotFoundError:
             return None
 

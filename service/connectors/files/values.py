@@ -1,8 +1,8 @@
-"""Values read from files, converted to the Python type a target column wants (by its `sql_type`), and
-Python values written back as file text.
+"""Values read from files, converted to the value form a target column takes (`base.FORMS`, which the
+target's type map reads from its spelling), and Python values written back as file text.
 
 Binary drivers (asyncpg's `copy_records_to_table`) need `int`, `Decimal`, `date`, `bytes`… not text, so a
-file source converts each value by the target column's type. The file encodings of each canonical kind:
+file source converts each value by the target column's form. The file encodings of each canonical kind:
 
     int, float     decimal digits (JSON: numbers)
     decimal        its exact digits as text, never a float (JSON: a string)
@@ -17,25 +17,16 @@ file source converts each value by the target column's type. The file encodings 
 
 import base64
 import json
-import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from service.sync.types import NATIVE
-
 Converter = Callable[[Any], Any]
 
 _TRUE = frozenset({"true", "t", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "f", "0", "no", "n", "off"})
-_MODIFIERS = re.compile(r"\(.*?\)")
-
-
-def base_type(sql_type: str) -> str:
-    """`numeric(14,2)` → `numeric`, `character varying(20)` → `character varying`; arrays stay marked."""
-    return _MODIFIERS.sub("", sql_type).strip().lower()
 
 
 def _int(value: Any) -> int:
@@ -131,35 +122,24 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
-_BY_TYPE: dict[str, Converter] = {
-    **dict.fromkeys(("bigint", "integer", "smallint", "int", "int2", "int4", "int8", "tinyint", "mediumint",
-                     "serial", "bigserial"), _int),
-    **dict.fromkeys(("double precision", "real", "float", "float4", "float8", "double"), _float),
-    **dict.fromkeys(("numeric", "decimal"), _decimal),
-    **dict.fromkeys(("boolean", "bool"), _bool),
-    "date": _date,
-    **dict.fromkeys(("timestamp with time zone", "timestamptz"), _aware),
-    **dict.fromkeys(("timestamp without time zone", "timestamp", "datetime"), _naive),
-    **dict.fromkeys(("time", "time without time zone"), _time),
-    **dict.fromkeys(("bytea", "blob", "binary", "varbinary", "longblob", "mediumblob", "tinyblob"), _bytes),
-    "uuid": _uuid,
+_BY_FORM: dict[str, Converter] = {
+    "int": _int, "float": _float, "decimal": _decimal, "bool": _bool, "date": _date, "datetime": _aware,
+    "timestamp": _naive, "time": _time, "binary": _bytes, "uuid": _uuid,
 }
-_TEXT = frozenset({"text", "character varying", "varchar", "character", "char", "bpchar", "name", "citext",
-                   "string", "longtext", "mediumtext", "tinytext", "enum"})
 
 
-def converter(sql_type: str, *, from_text: bool) -> Converter | None:
-    """The conversion a value of a file needs for a column of `sql_type`, or None when it passes as is.
+def converter(form: str | None, *, from_text: bool) -> Converter | None:
+    """The conversion a value of a file needs for a column of value form `form`, or None when it passes
+    as is (an unknown form: the target takes the value as the file has it).
 
     `from_text` says the file carries text (CSV), so a JSON column takes the text as the document; JSON
     Lines carries JSON values, so its strings, numbers and objects are all re-encoded for a JSON column.
     """
-    kind = base_type(sql_type)
-    if kind in ("json", "jsonb"):
+    if form == "json":
         return None if from_text else _json_value
-    if kind in _TEXT:
+    if form == "string":
         return None if from_text else _text_or_none
-    return _BY_TYPE.get(kind)
+    return _BY_FORM.get(form or "")
 
 
 def _text_or_none(value: Any) -> Any:
@@ -177,11 +157,6 @@ def json_ready(value: Any) -> Any:
     return str(value)
 
 
-SQL_OF_KIND: dict[str, str] = NATIVE["postgresql"]
-"""A canonical kind spelled as a SQL type (PostgreSQL's spelling, which every kind reader understands): how a
-file connector types a column it knows the kind of, so a database source hands over values of that kind."""
-
-
 _BOOL_TEXT = {**dict.fromkeys(("t", "true", "TRUE", "True", "1"), True),
               **dict.fromkeys(("f", "false", "FALSE", "False", "0"), False)}
 
@@ -192,16 +167,13 @@ def _aware_text(text: str) -> datetime:
 
 
 _FAST_TEXT: dict[str, Converter] = {
-    **dict.fromkeys(("bigint", "integer", "smallint", "int", "int2", "int4", "int8", "tinyint", "mediumint"), int),
-    **dict.fromkeys(("double precision", "real", "float", "float4", "float8", "double"), float),
-    **dict.fromkeys(("numeric", "decimal"), Decimal),
-    **dict.fromkeys(("boolean", "bool"), _BOOL_TEXT.__getitem__),
-    "date": date.fromisoformat,
-    **dict.fromkeys(("timestamp with time zone", "timestamptz"), _aware_text),
+    "int": int, "float": float, "decimal": Decimal, "bool": _BOOL_TEXT.__getitem__, "date": date.fromisoformat,
+    "datetime": _aware_text,
 }
 
 
-def fast_text_converter(sql_type: str) -> Converter | None:
+def fast_text_converter(form: str | None) -> Converter | None:
     """A C-speed conversion of well-formed text (`int`, `Decimal`, `date.fromisoformat`…) for a column of
-    `sql_type`, tried first on a whole column; `converter` is the lenient fallback that names bad values."""
-    return _FAST_TEXT.get(base_type(sql_type))
+    value form `form`, tried first on a whole column; `converter` is the lenient fallback that names bad
+    values."""
+    return _FAST_TEXT.get(form or "")

@@ -19,7 +19,7 @@ from typing import Any, Self
 import httpx
 
 from schemas.api import SourceSpec
-from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, TargetTypes
 from service.connectors.http.client import client_for, get, json_body, path_of, settings_of
 from service.connectors.http.paging import State, paging_of
 from service.connectors.json_records import at_path, declared_columns, is_missing, learned_columns, row_decoder
@@ -107,7 +107,7 @@ class HttpSource:
         return None
 
     async def chunks(
-        self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
+        self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:
         decode = row_decoder(self._columns, plan, target_types)
         columns = [item.target for item in plan]

@@ -150,4 +150,4 @@ def confine(cluster: ClusterMetadata, access: Access) -> None:
             return None
         return broker._replace(host=host)
 
-    cluster.broker_metadata = broker_metadata  # type: ignore[method-assign]
+    cluster.broker_metadata = broker_metadata

@@ -27,8 +27,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from schemas.api import SourceSpec
-from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, TargetTypes
 from service.connectors.json_records import declared_columns, learned_columns, row_decoder
+from service.connectors.kafka.access import Access
 from service.connectors.kafka.client import (
     METADATA_MAX_AGE_MS,
     REQUEST_TIMEOUT_MS,
@@ -41,7 +42,6 @@ from service.connectors.kafka.client import (
     topic_of,
     wait_for,
 )
-from service.connectors.kafka.access import Access
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
 
@@ -209,7 +209,7 @@ class KafkaSource:
         return {"topic": self.topic, "offsets": offsets}
 
     async def chunks(
-        self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
+        self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:
         decode = row_decoder(self._columns, plan, target_types)
         columns = [item.target for item in plan]

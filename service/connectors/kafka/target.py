@@ -25,8 +25,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from schemas.api import TargetSpec, WriteMode
+from schemas.api import TargetSpec
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
+from service.connectors.json_records import RECORD_TYPES
+from service.connectors.kafka.access import Access
 from service.connectors.kafka.client import (
     MAX_RECORD_BYTES,
     METADATA_MAX_AGE_MS,
@@ -42,7 +44,6 @@ from service.connectors.kafka.client import (
     topic_of,
     wait_for,
 )
-from service.connectors.kafka.access import Access
 from service.sync.errors import ConfigInvalid, TargetFailed
 from service.sync.model import Endpoint
 
@@ -87,11 +88,9 @@ def key_of(indexes: list[int], row: tuple[Any, ...]) -> bytes | None:
 
 
 class KafkaTarget:
-    capabilities = Capabilities(transactional_checkpoint=False)
+    capabilities = Capabilities(transactional_checkpoint=False, types=RECORD_TYPES)
 
     def __init__(self, endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> None:
-        if spec.mode is not WriteMode.APPEND:
-            raise ConfigInvalid(f"目标类型 kafka 不支持 {spec.mode.value} 模式")
         self._spec, self._timeout = spec, connect_timeout
         self._settings = settings_of(endpoint)
         self.topic = topic_of(self._settings, spec.table)

@@ -16,6 +16,7 @@ import asyncmy.errors as myerr
 
 from service.connectors.base import Column
 from service.connectors.errors import failed, mapped, transient
+from service.connectors.mysql.types import kind_of
 from service.security.network import IPAddress
 from service.sync.errors import (
     AccessDenied,
@@ -28,7 +29,6 @@ from service.sync.errors import (
     TableMissing,
 )
 from service.sync.model import Endpoint
-from service.sync.types import kind_of_mysql
 
 _AUTH = {1044, 1045, 1698}
 _MISSING_TABLE = {1146}
@@ -205,7 +205,7 @@ async def table_columns(conn: asyncmy.Connection, table: str, side: Side) -> tup
         native = native.decode() if isinstance(native, bytes) else str(native)
         json_checked = f"json_valid(`{column.lower()}`)" in clauses
         columns.append(Column(column, "json" if json_checked else native, "json" if json_checked else
-                              kind_of_mysql(native)))
+                              kind_of(native)))
     return columns, [r[0] for r in rows if r[2] == "PRI"]
 
 

@@ -14,11 +14,11 @@ from typing import Any, ClassVar, Self
 
 from asyncmy.cursors import SSCursor
 
-from service.connectors.base import Column, Position
+from service.connectors.base import Capabilities, Column, Position
 from service.connectors.mysql.connection import boundary, close, connect, fetch, quote_ident, table_columns
+from service.connectors.mysql.types import TYPES, kind_of
 from service.connectors.sql.query_guard import Dialect
 from service.connectors.sql.source import Page, SQLSource, where_clause
-from service.sync.types import kind_of_mysql
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,11 @@ def json_value(native: Any) -> Any:
 
 
 class MySQLSource(SQLSource):
+    capabilities = Capabilities(cursor=True, types=TYPES)
     placeholder = "%s"
     canonical = frozenset({"int", "float", "decimal", "string", "date", "binary", "json"})
     """Kinds whose asyncmy value is already the canonical Python value (DATETIME is naive, BOOL an int)."""
     quote = staticmethod(quote_ident)
-    kind_of = staticmethod(kind_of_mysql)
     query_dialect: ClassVar[Dialect | None] = "mysql"
 
     async def __aenter__(self) -> Self:
@@ -77,7 +77,7 @@ class MySQLSource(SQLSource):
                     await cur.execute(f"SELECT * FROM {self._relation} LIMIT 0", ())
                     fields = getattr(getattr(cur, "_result", None), "fields", None) or []
             types = [_query_type(f.type_code, f.charsetnr == BINARY_CHARSET) for f in fields]
-            self._columns = [Column(f.name, t, kind_of_mysql(t)) for f, t in zip(fields, types, strict=True)]
+            self._columns = [Column(f.name, t, kind_of(t)) for f, t in zip(fields, types, strict=True)]
         self._check_cursor([c.name for c in self._columns])
         return self._columns
 

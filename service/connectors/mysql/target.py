@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Self
 
-from service.connectors.base import Column
+from service.connectors.base import Capabilities, Column
 from service.connectors.mysql.connection import boundary, close, connect, fetch, quote_ident, table_columns
+from service.connectors.mysql.types import TYPES
 from service.connectors.sql.target import (
     CHECKPOINTS,
     FINISHED_KEPT_DAYS,
@@ -22,7 +23,7 @@ from service.connectors.sql.target import (
     checkpoints_ddl,
     forget_finished_sql,
 )
-from service.sync.types import TO_PYTHON, native_type
+from service.sync.types import TO_PYTHON
 
 _CHECKPOINTS_DDL = checkpoints_ddl(
     ("CHAR(36) NOT NULL PRIMARY KEY", "VARCHAR(200) NOT NULL", "INT NOT NULL", "LONGTEXT NOT NULL", "BIGINT NOT NULL",
@@ -69,6 +70,7 @@ value already has the stored type) costs one type check."""
 
 
 class MySQLTarget(SQLTarget):
+    capabilities = Capabilities(transactional_checkpoint=True, types=TYPES)
     system = "MySQL"
     placeholder = "%s"
     row_lock = " FOR UPDATE"
@@ -97,7 +99,7 @@ class MySQLTarget(SQLTarget):
     def _spell(self, column: Column, keys: list[str]) -> str:
         kind = column.kind or "string"
         spelled = _KEY_TYPES.get(kind) if column.name in keys else None
-        return spelled or native_type("mysql", kind, column.sql_type)
+        return spelled or TYPES.spell(kind, column.sql_type)
 
     def _upsert_clause(self, columns: list[str], keys: list[str]) -> str:
         others = [quote_ident(c) for c in columns if c not in keys] or [quote_ident(keys[0])]

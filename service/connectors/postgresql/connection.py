@@ -18,6 +18,7 @@ import asyncpg.exceptions as pgerr
 
 from service.connectors.base import Column
 from service.connectors.errors import failed, mapped, transient
+from service.connectors.postgresql.types import kind_of
 from service.security.network import IPAddress
 from service.sync.errors import (
     AccessDenied,
@@ -31,7 +32,6 @@ from service.sync.errors import (
 )
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident
-from service.sync.types import kind_of_postgresql
 
 COPY_FORMAT = "pgcopy-binary"
 
@@ -261,7 +261,7 @@ async def relation_columns(conn: asyncpg.Connection, table: str, side: Side) -> 
                 ORDER BY attnum""",
             oid,
         )
-    return [Column(r["attname"], r["sql_type"], kind_of_postgresql(r["sql_type"])) for r in rows]
+    return [Column(r["attname"], r["sql_type"], kind_of(r["sql_type"])) for r in rows]
 
 
 async def single_primary_key(conn: asyncpg.Connection, table: str) -> Column | None:

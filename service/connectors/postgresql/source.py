@@ -2,7 +2,7 @@
 or a read-only query (or key-less table) read through a server-side cursor.
 
 Every run reads on a connection of its own, opened for it and closed after it, inside one READ ONLY
-transaction that is never committed (SPEC §7 "Query sources"): a function that writes fails, and a
+transaction that is never committed (docs/spec.md §7, "Query sources"): a function that writes fails, and a
 setting a query changes (`set_config(…, false)`) dies with the transaction instead of reaching a later
 run. A query's text is checked first (`query_guard`), and after each read of it, before its rows are
 handed over, the session is checked unchanged (`check_session`), so such a query fails its run. A query
@@ -10,7 +10,7 @@ runs in REPEATABLE READ, so the window fixed at the start and the rows read see 
 READ COMMITTED, so a long keyset read holds no snapshot between chunks.
 
 The mapping runs in SQL here (`select_expressions`), so only the window, the estimate and the resume
-positions are shared with the other SQL sources (`sql_source.SQLSource`).
+positions are shared with the other SQL sources (`sql/source.py`).
 """
 
 import asyncio
@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Self
 import asyncpg
 
 from schemas.api import SourceSpec
-from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, TargetTypes
 from service.connectors.postgresql.connection import (
     COPY_FORMAT,
     boundary,
@@ -33,13 +33,13 @@ from service.connectors.postgresql.connection import (
     relation_columns,
     single_primary_key,
 )
+from service.connectors.postgresql.types import TYPES, kind_of
 from service.connectors.sql.query_guard import Dialect
 from service.connectors.sql.source import SQLSource, where_clause
 from service.sync import incremental
 from service.sync.errors import SyncError
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident, select_expressions
-from service.sync.types import kind_of_postgresql
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,8 @@ class _CopyStream:
 
 
 class PostgresSource(SQLSource):
-    capabilities = Capabilities(copy_format=COPY_FORMAT, cursor=True)
+    capabilities = Capabilities(copy_format=COPY_FORMAT, cursor=True, types=TYPES)
     quote = staticmethod(quote_ident)
-    kind_of = staticmethod(kind_of_postgresql)
     query_dialect: ClassVar[Dialect | None] = "postgresql"
 
     def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:
@@ -113,7 +112,7 @@ class PostgresSource(SQLSource):
                     [a.type.oid for a in attrs],
                 )
             columns = [
-                Column(a.name, t["sql_type"], kind_of_postgresql(t["sql_type"]))
+                Column(a.name, t["sql_type"], kind_of(t["sql_type"]))
                 for a, t in zip(attrs, types, strict=True)
             ]
         self._columns = columns
@@ -141,7 +140,8 @@ class PostgresSource(SQLSource):
 
     async def _fetch(self, sql: str, args: list[Any]) -> Sequence[Sequence[Any]]:
         with boundary("source"):
-            return await self.conn.fetch(sql, *args)
+            rows: list[asyncpg.Record] = await self.conn.fetch(sql, *args)
+        return rows
 
     def _json_select(self, expr: str) -> str:
         """The value and its text: integers travel as numbers, everything else as PostgreSQL spells it."""
@@ -156,9 +156,9 @@ class PostgresSource(SQLSource):
         return rows[0][0] if rows else None
 
     async def chunks(
-        self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
+        self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:
-        select = ", ".join(select_expressions(plan, self._types, target_types))
+        select = ", ".join(select_expressions(plan, self._types, target_types.spelled))
         columns = [item.target for item in plan]
         if self._key is not None:
             reader = self._keyset(select, columns, position, size, raw=raw)
@@ -182,7 +182,7 @@ class PostgresSource(SQLSource):
         args: list[Any] = []
         where = where_clause(self._after(position, args))
         with boundary("source"):
-            upper = await self.conn.fetchval(
+            upper: str | None = await self.conn.fetchval(
                 f"SELECT {key}::text AS k FROM {self._relation} {where} ORDER BY {key} OFFSET {size - 1} LIMIT 1",
                 *args,
             )

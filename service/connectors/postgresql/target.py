@@ -15,6 +15,7 @@ from schemas.api import TargetSpec, WriteMode
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
 from service.connectors.csv.stream import COPY_CSV
 from service.connectors.postgresql.connection import COPY_FORMAT, boundary, close, connect, dsn_of, relation_columns
+from service.connectors.postgresql.types import TYPES
 from service.connectors.sql.target import (
     CHECKPOINTS,
     FINISHED_KEPT_DAYS,
@@ -27,7 +28,6 @@ from service.connectors.sql.target import (
 )
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident
-from service.sync.types import native_type
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,11 @@ def _copied(status: str) -> int:
 
 
 def _spell(column: Column) -> str:
-    return native_type("postgresql", column.kind or "string", column.sql_type)
+    return TYPES.spell(column.kind or "string", column.sql_type)
 
 
 class PostgresTarget:
-    capabilities = Capabilities(upsert=True, transactional_checkpoint=True, copy_format=COPY_FORMAT)
+    capabilities = Capabilities(transactional_checkpoint=True, copy_format=COPY_FORMAT, types=TYPES)
 
     def __init__(self, endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> None:
         self._endpoint, self._spec, self._timeout = endpoint, spec, connect_timeout

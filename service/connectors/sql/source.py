@@ -3,7 +3,7 @@ fix the incremental window at the run's start, estimate the rows in it, and cut 
 that carry their resume position (the last key of a keyed table, the rows read so far otherwise).
 
 A dialect says how it binds parameters, fetches rows, counts approximately and pages through a table;
-`pg_source.py`, `mysql_source.py` and `sqlite_source.py` are those hooks. See `service.sync.incremental`
+`postgresql/source.py`, `mysql/source.py` and `sqlite/source.py` are those hooks. See `service.sync.incremental`
 for the window's terms.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
 from schemas.api import SourceSpec
-from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, TargetTypes
 from service.connectors.sql.query_guard import Dialect, checked_query
 from service.sync import incremental
 from service.sync.errors import ConfigInvalid
@@ -35,6 +35,7 @@ class SQLSource:
     """A source over one SQL connection; subclasses open it and supply the dialect's hooks below."""
 
     capabilities = Capabilities(cursor=True)
+    """Each dialect adds its type map (`<kind>/types.py`)."""
     placeholder = "?"
     """How a parameter is written in this dialect's SQL (`_binders` of the placeholder style)."""
     canonical: frozenset[str] = frozenset()
@@ -60,11 +61,6 @@ class SQLSource:
 
     @staticmethod
     def quote(name: str) -> str:
-        raise NotImplementedError
-
-    @staticmethod
-    def kind_of(native: str) -> str | None:
-        """The canonical kind of a target column as the target spells its type."""
         raise NotImplementedError
 
     async def _fetch(self, sql: str, args: list[Any]) -> Sequence[Sequence[Any]]:
@@ -186,11 +182,11 @@ class SQLSource:
         return position | {"offset": int(position.get("offset") or 0) + len(rows)}
 
     async def chunks(
-        self, plan: list[SelectItem], target_types: dict[str, str], position: Position, *, size: int, raw: bool
+        self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:
         """Decoded rows in Python: the key (when keyed) in front, then the columns, turned by the plan into
         the target's row with `row_converter`."""
-        target_kinds = {name: self.kind_of(native) for name, native in target_types.items()}
+        target_kinds = {name: target_types.kind(name) for name in target_types.spelled}
         keyed = self._key is not None
         read = [Column(KEY_SLOT, "", None), *self._columns] if keyed else self._columns
         convert = row_converter(read, plan, target_kinds, self.canonical)

@@ -3,8 +3,8 @@ table, created tables and key checks; and, for targets that insert decoded rows 
 write path: a chunk and its checkpoint in one transaction, a replayed chunk recognised and skipped, the
 staged rows swapped in with the checkpoint forgotten at the end.
 
-A dialect supplies its SQL spellings and transaction calls as hooks (`mysql_target.py`,
-`sqlite_target.py`); PostgreSQL COPYs instead of inserting and uses only the module functions.
+A dialect supplies its SQL spellings and transaction calls as hooks (`mysql/target.py`,
+`sqlite/target.py`); PostgreSQL COPYs instead of inserting and uses only the module functions.
 """
 
 import contextlib
@@ -96,7 +96,8 @@ def adapter(steps_by_kind: dict[str, Callable[[Any], Any]], kinds: Sequence[str 
 class SQLTarget:
     """A target that inserts decoded rows with `executemany`; subclasses connect and supply the hooks."""
 
-    capabilities = Capabilities(upsert=True, transactional_checkpoint=True)
+    capabilities = Capabilities(transactional_checkpoint=True)
+    """Each dialect adds its type map (`<kind>/types.py`)."""
     system = ""
     """The system's name in messages (`<system> 目标不接受原始 COPY 流`)."""
     placeholder = "?"

@@ -25,11 +25,11 @@ import aiosqlite
 
 from service.connectors.base import Column
 from service.connectors.errors import failed, mapped, transient
+from service.connectors.sqlite.types import kind_of
 from service.security.files import FilePolicy
 from service.sync.errors import AccessDenied, ConfigInvalid, Side, SyncError, TableMissing
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident
-from service.sync.types import kind_of_sqlite
 
 SIDE_FILES = ("-journal", "-wal", "-shm")
 """Files SQLite opens beside the database; a symlink planted under one of these names is refused too."""
@@ -132,7 +132,7 @@ async def table_columns(conn: aiosqlite.Connection, table: str, side: Side) -> t
         rows = list(await conn.execute_fetchall(pragma))
     if not rows:
         raise TableMissing(table, side)
-    columns = [Column(r[1], r[2] or "", kind_of_sqlite(r[2] or "")) for r in rows]
+    columns = [Column(r[1], r[2] or "", kind_of(r[2] or "")) for r in rows]
     keys = [r[1] for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
     return columns, keys
 

@@ -9,11 +9,11 @@ Values are decoded from SQLite's storage by the columns' declared kinds.
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
-from service.connectors.base import Column, Position
+from service.connectors.base import Capabilities, Column, Position
 from service.connectors.sql.source import Page, SQLSource, where_clause
 from service.connectors.sqlite.connection import boundary, close, connect, table_columns
+from service.connectors.sqlite.types import TYPES
 from service.sync.transforms import quote_ident
-from service.sync.types import kind_of_sqlite
 
 
 def json_value(native: Any) -> Any:
@@ -24,10 +24,10 @@ def json_value(native: Any) -> Any:
 
 
 class SQLiteSource(SQLSource):
+    capabilities = Capabilities(cursor=True, types=TYPES)
     canonical = frozenset({"int", "float", "string", "binary"})
     """Kinds whose sqlite3 value is already the canonical Python value; the rest are decoded from text/ints."""
     quote = staticmethod(quote_ident)
-    kind_of = staticmethod(kind_of_sqlite)
 
     async def __aenter__(self) -> Self:
         self._conn = await connect(self._endpoint, "source", self._timeout)

@@ -8,10 +8,10 @@ and, at the end, replaces the rows, drops the stage and forgets the checkpoint i
 
 import contextlib
 from collections.abc import Callable, Sequence
-from datetime import UTC
+from datetime import UTC, date, datetime
 from typing import Any, Self
 
-from service.connectors.base import Column
+from service.connectors.base import Capabilities, Column
 from service.connectors.sql.target import (
     CHECKPOINTS,
     FINISHED_KEPT_DAYS,
@@ -20,8 +20,9 @@ from service.connectors.sql.target import (
     forget_finished_sql,
 )
 from service.connectors.sqlite.connection import boundary, close, connect, table_columns
+from service.connectors.sqlite.types import TYPES
 from service.sync.transforms import quote_ident
-from service.sync.types import TO_PYTHON, native_type
+from service.sync.types import TO_PYTHON
 
 _CHECKPOINTS_DDL = checkpoints_ddl(
     ("TEXT PRIMARY KEY", "TEXT NOT NULL", "INTEGER NOT NULL", "TEXT NOT NULL", "INTEGER NOT NULL", "INTEGER NOT NULL",
@@ -37,11 +38,13 @@ ON CONFLICT (checkpoint_key) DO UPDATE SET chunk = excluded.chunk, position = ex
 
 
 def _datetime_text(value: Any) -> str:
-    return TO_PYTHON["datetime"](value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
+    moment: datetime = TO_PYTHON["datetime"](value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
 
 
 def _date_text(value: Any) -> str:
-    return TO_PYTHON["date"](value).isoformat()
+    day: date = TO_PYTHON["date"](value)
+    return day.isoformat()
 
 
 def _decimal_text(value: Any) -> str:
@@ -58,6 +61,7 @@ _ADAPT: dict[str, Callable[[Any], Any]] = {"datetime": _datetime_text, "date": _
 
 
 class SQLiteTarget(SQLTarget):
+    capabilities = Capabilities(transactional_checkpoint=True, types=TYPES)
     system = "SQLite"
     save_checkpoint_sql = _SAVE_CHECKPOINT
     forget_finished_sql = forget_finished_sql("?", f"datetime('now', '-{FINISHED_KEPT_DAYS} days')")
@@ -80,7 +84,7 @@ class SQLiteTarget(SQLTarget):
         return columns
 
     def _spell(self, column: Column, keys: list[str]) -> str:
-        return native_type("sqlite", column.kind or "string", column.sql_type)
+        return TYPES.spell(column.kind or "string", column.sql_type)
 
     def _upsert_clause(self, columns: list[str], keys: list[str]) -> str:
         others = [quote_ident(c) for c in columns if c not in keys]

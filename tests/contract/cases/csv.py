@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.api import SourceSpec
+from service.connectors.csv import KIND
 from service.connectors.files.values import to_text
 from service.sync.model import Endpoint
 from tests.contract.harness import FIELDS, Context
@@ -34,7 +35,7 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
 class CsvCase:
     name = "csv"
     fields = FIELDS
-    modes = frozenset({"append", "overwrite"})
+    modes = KIND.modes
 
     def __init__(self, ctx: Context) -> None:
         self.folder = ctx.tmp_dir / f"csv_{uuid.uuid4().hex[:6]}"

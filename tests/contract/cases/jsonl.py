@@ -8,6 +8,7 @@ from typing import Any
 
 from schemas.api import SourceSpec
 from service.connectors.files.values import json_ready
+from service.connectors.jsonl import KIND
 from service.sync.model import Endpoint
 from tests.contract.harness import FIELDS, Context
 from tests.support.policy import policy_for
@@ -26,7 +27,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 class JsonlCase:
     name = "jsonl"
     fields = FIELDS
-    modes = frozenset({"append", "overwrite"})
+    modes = KIND.modes
 
     def __init__(self, ctx: Context) -> None:
         self.folder = ctx.tmp_dir / f"jsonl_{uuid.uuid4().hex[:6]}"

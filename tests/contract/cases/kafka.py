@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.api import SourceSpec
+from service.connectors.kafka import KIND
 from service.sync.model import Endpoint
 from tests.contract.harness import FIELDS, Context
 from tests.support.http_api import json_record
@@ -73,7 +74,7 @@ async def partitions(bootstrap: str, topic: str) -> list[int]:
 class KafkaCase:
     name = "kafka"
     fields = FIELDS
-    modes = frozenset({"append"})
+    modes = KIND.modes
 
     def __init__(self, ctx: Context) -> None:
         self.bootstrap = ctx.kafka_bootstrap

@@ -9,6 +9,7 @@ from typing import Any
 import asyncmy
 
 from schemas.api import SourceSpec
+from service.connectors.mysql import KIND
 from service.sync.model import Endpoint
 from tests.contract.harness import FIELDS, Context, Field
 
@@ -72,7 +73,7 @@ async def mysql_fetch(url: str, sql: str) -> list[dict[str, Any]]:
 class MySQLCase:
     name = "mysql"
     fields = FIELDS
-    modes = frozenset({"append", "overwrite", "upsert"})
+    modes = KIND.modes
 
     def __init__(self, ctx: Context) -> None:
         self.url = ctx.mysql_url

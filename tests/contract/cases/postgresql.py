@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from schemas.api import SourceSpec
+from service.connectors.postgresql import KIND
 from service.sync.model import Endpoint
 from tests.contract.harness import FIELDS, Context, Field
 
@@ -23,7 +24,7 @@ def ddl(table: str, fields: list[Field]) -> str:
 class PostgresCase:
     name = "postgresql"
     fields = FIELDS
-    modes = frozenset({"append", "overwrite", "upsert"})
+    modes = KIND.modes
 
     def __init__(self, ctx: Context) -> None:
         self.dsn = ctx.pg_dsn

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.api import SourceSpec
+from service.connectors.sqlite import KIND
 from service.sync.model import Endpoint
 from tests.contract.harness import FIELDS, Context, Field
 from tests.support.policy import policy_for
@@ -60,7 +61,7 @@ def sqlite_rows(path: Path, sql: str) -> list[dict[str, Any]]:
 class SQLiteCase:
     name = "sqlite"
     fields = FIELDS
-    modes = frozenset({"append", "overwrite", "upsert"})
+    modes = KIND.modes
 
     def __init__(self, ctx: Context) -> None:
         self.path = ctx.tmp_dir / "contract.db"

@@ -1,0 +1,27 @@
+"""The params of a Kafka topic connection: brokers, topic, keys and the client's security settings."""
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from service.connectors.params import Columns, ParamsModel, secret
+
+
+class KafkaParams(ParamsModel):
+    kind: ClassVar[str] = "kafka"
+    bootstrap: str | None = Field(default=None, description="host:port[,host:port…]")
+    topic: str | None = None
+    groupId: str | None = None
+    key: str | list[str] | None = None
+    clientId: str | None = None
+    columns: Columns = None
+    onInvalid: Literal["fail", "skip"] | None = None
+    securityProtocol: str | None = Field(default=None, description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    saslMechanism: str | None = Field(default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    saslUsername: str | None = None
+    saslPassword: str | None = secret("SASL password")
+    sslCafile: str | None = Field(default=None, description="CA bundle that signs the brokers' certificates")
+
+    def destination(self, url: str | None) -> tuple[Any, ...]:
+        servers = sorted(s.strip().lower() for s in (self.bootstrap or url or "").split(",") if s.strip())
+        return (self.kind, tuple(servers), self.saslUsername, (self.securityProtocol or "PLAINTEXT").upper())

@@ -1,0 +1,13 @@
+"""The params of a PostgreSQL connection: none, everything is in the URL."""
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from service.connectors.params import ParamsModel
+
+
+class PostgresqlParams(ParamsModel):
+    """Everything is in the URL (`postgresql://user:pw@host:port/db?sslmode=…`)."""
+
+    kind: ClassVar[str] = "postgresql"
+    default_ports: ClassVar[Mapping[str, int]] = {"postgresql": 5432, "postgres": 5432}
