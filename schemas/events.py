@@ -1,18 +1,16 @@
-"""The lifecycle events of a batch sync (SPEC §4).
+"""The lifecycle events of a batch sync (docs/events.md).
 
 Every event shares the header fields of `Event`; the body fields follow per type.
 Readers ignore unknown fields, so additive changes keep `schemaVersion` at 1.
 """
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from uuid import UUID, uuid4
 
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 
 from schemas.base import UtcTime, WireModel, utcnow
-
-SCHEMA_VERSION = 1
 
 
 class Trigger(StrEnum):
@@ -106,16 +104,17 @@ class BatchSyncCompleted(Event):
     cancelled_by: str | None = None
 
 
-LifecycleEvent = Annotated[
-    BatchSyncStarted | BatchSyncProgress | BatchSyncCompleted, Field(discriminator="event_type")
-]
-lifecycle_event_adapter: TypeAdapter[BatchSyncStarted | BatchSyncProgress | BatchSyncCompleted] = (
-    TypeAdapter(LifecycleEvent)
-)
+LifecycleEvent = BatchSyncStarted | BatchSyncProgress | BatchSyncCompleted
+"""The events a run tells about itself on `P.events`: the one list of them. The parsers below, the
+history fold table (service/history/folds.py) and the generated schemas all derive from it, so adding an
+event is its model here, added to this union, and its fold entry (docs/events.md)."""
 
-ALL_EVENTS: tuple[type[Event], ...] = (
-    BatchSyncRequested,
-    BatchSyncStarted,
-    BatchSyncProgress,
-    BatchSyncCompleted,
+lifecycle_event_adapter: TypeAdapter[LifecycleEvent] = TypeAdapter(
+    Annotated[LifecycleEvent, Field(discriminator="event_type")]
 )
+"""Parses a lifecycle event by its `eventType`; any other type is a validation error (the DLQ's)."""
+
+LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = get_args(LifecycleEvent)
+
+ALL_EVENTS: tuple[type[Event], ...] = (BatchSyncRequested, *LIFECYCLE_EVENTS)
+"""Every message of the contract: the request (a command) and the lifecycle events."""

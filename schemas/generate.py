@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from schemas.events import ALL_EVENTS, Event
+from schemas.events import ALL_EVENTS, BatchSyncCompleted, BatchSyncRequested, Event
 from schemas.signing import SIGNATURE_HEADER
 from schemas.topics import DEFAULT_PREFIX, Topics
 
@@ -21,6 +21,8 @@ GENERATED = Path(__file__).parent / "generated"
 ASYNCAPI_FILE = "asyncapi.yaml"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 KAFKA_BINDING = "0.5.0"
+REPLY_MESSAGE = "BatchSyncReply"
+"""The reply channel's message: a BatchSyncCompleted keyed by the request's correlationId."""
 PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_.$-]*$")
 
 
@@ -112,12 +114,13 @@ def asyncapi(events: tuple[type[Event], ...] = ALL_EVENTS, prefix: str = DEFAULT
     """The four topics (`BATCHSYNC_TOPIC_PREFIX` at its default), their messages and who sends or receives."""
     by_name = {event.__name__: event for event in events}
     topics = Topics(prefix)
-    lifecycle = [name for name in by_name if name != "BatchSyncRequested"]
+    request, reply = BatchSyncRequested.__name__, BatchSyncCompleted.__name__
+    lifecycle = [name for name in by_name if name != request]
     messages = {name: _message(event, "batchId, as a decimal string") for name, event in by_name.items()}
-    messages["BatchSyncReply"] = {
-        **_message(by_name["BatchSyncCompleted"], "correlationId of the request"),
-        "name": "BatchSyncReply",
-        "title": "BatchSyncCompleted, as a reply",
+    messages[REPLY_MESSAGE] = {
+        **_message(by_name[reply], "correlationId of the request"),
+        "name": REPLY_MESSAGE,
+        "title": f"{reply}, as a reply",
     }
     messages["DeadLetter"] = {
         "name": "DeadLetter",
@@ -146,12 +149,12 @@ def asyncapi(events: tuple[type[Event], ...] = ALL_EVENTS, prefix: str = DEFAULT
         "defaultContentType": "application/json",
         "channels": {
             "requested": _channel(topics.requested, "Requests to run a batch, keyed by batchId. Retention: "
-                                  "BATCHSYNC_REQUESTS_RETENTION_MS.", ["BatchSyncRequested"], None),
+                                  "BATCHSYNC_REQUESTS_RETENTION_MS.", [request], None),
             "events": _channel(topics.events, "Every lifecycle event of every run, keyed by batchId: the audit "
                                "log, never deleted.", lifecycle, "-1"),
             "replies": _channel(topics.replies, "Outcomes for requesters that named this topic in replyTo, keyed "
                                 "by correlationId. Retention: BATCHSYNC_REPLIES_RETENTION_MS.",
-                                ["BatchSyncReply"], None),
+                                [REPLY_MESSAGE], None),
             "dlq": _channel(topics.dlq, "Messages that could not be parsed, validated or processed. Retention: "
                             "BATCHSYNC_DLQ_RETENTION_MS.", ["DeadLetter"], None),
         },
@@ -160,15 +163,15 @@ def asyncapi(events: tuple[type[Event], ...] = ALL_EVENTS, prefix: str = DEFAULT
                 "action": "send",
                 "channel": _ref("channels", "requested"),
                 "summary": "Ask for a run; the outcome arrives on the replyTo topic (or none).",
-                "messages": [_ref("channels", "requested", "messages", "BatchSyncRequested")],
+                "messages": [_ref("channels", "requested", "messages", request)],
                 "reply": {"channel": _ref("channels", "replies"),
-                          "messages": [_ref("channels", "replies", "messages", "BatchSyncReply")]},
+                          "messages": [_ref("channels", "replies", "messages", REPLY_MESSAGE)]},
             },
             "runRequests": {
                 "action": "receive",
                 "channel": _ref("channels", "requested"),
                 "summary": f"Sync workers (consumer group {prefix}.worker) run the requested batches.",
-                "messages": [_ref("channels", "requested", "messages", "BatchSyncRequested")],
+                "messages": [_ref("channels", "requested", "messages", request)],
             },
             "publishLifecycle": {
                 "action": "send",
@@ -186,7 +189,7 @@ def asyncapi(events: tuple[type[Event], ...] = ALL_EVENTS, prefix: str = DEFAULT
                 "action": "receive",
                 "channel": _ref("channels", "replies"),
                 "summary": "The HTTP service resolves its waiting requests by correlationId.",
-                "messages": [_ref("channels", "replies", "messages", "BatchSyncReply")],
+                "messages": [_ref("channels", "replies", "messages", REPLY_MESSAGE)],
             },
             "parkUnprocessable": {
                 "action": "send",

@@ -10,16 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.audit.trail import RunTrail, to_millis
-from service.history.projection import TERMINAL
+from schemas.status import ACTIVE, TERMINAL, RunStatus
+from service.audit.trail import HISTORY_FIELDS, RunTrail, to_millis
 from service.runs.snapshot import config_hash
-
-HISTORY_FIELDS = (
-    "batch_id", "status", "trigger", "requested_by", "started_at", "finished_at", "records_synced",
-    "records_read", "chunks", "duration_ms", "message", "error_code", "success", "resumed_from_run_id",
-    "config_hash", "cancelled_by",
-)
-ACTIVE = ("PENDING", "RUNNING")
 
 
 @dataclass(frozen=True)
@@ -81,7 +74,7 @@ def runs_view(row: dict[str, Any]) -> dict[str, Any]:
         "duration_ms": duration,
         "message": row.get("message") or "",
         "error_code": row.get("error_code"),
-        "cancelled_by": row.get("cancel_requested_by") if status == "CANCELLED" else None,
+        "cancelled_by": row.get("cancel_requested_by") if status == RunStatus.CANCELLED else None,
         "resumed_from_run_id": row.get("resumed_from_run_id"),
         "config_hash": row.get("config_hash"),
         "config_snapshot_hash": config_hash(snapshot) if snapshot is not None else None,
@@ -98,13 +91,13 @@ def compare_runs(trail: RunTrail, row: dict[str, Any]) -> list[str]:
     """A terminal run's record must tell the same outcome as its events, and its config snapshot must
     still hash to the configHash its Started event carried (so the config a run used is provable)."""
     view = runs_view(row)
-    expected = {**trail.history_fields(), "message": trail.message or ""}
-    if trail.duration_ms is None:
+    expected = {**trail.history_fields(), "message": trail.fields["message"] or ""}
+    if expected["duration_ms"] is None:
         expected["duration_ms"] = view["duration_ms"]
     differences = _diff(expected, view, RUNS_FIELDS)
-    if view["config_snapshot_hash"] is not None and view["config_snapshot_hash"] != trail.config_hash:
+    if view["config_snapshot_hash"] is not None and view["config_snapshot_hash"] != expected["config_hash"]:
         differences.append(f"config: snapshot hashes to {view['config_snapshot_hash']}, "
-                           f"log configHash={trail.config_hash!r}")
+                           f"log configHash={expected['config_hash']!r}")
     return differences
 
 

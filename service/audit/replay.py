@@ -1,17 +1,17 @@
-"""Audit replay (SPEC §6): fold the events topic into per-run trails, optionally rewrite the projection
+"""Audit replay (docs/spec.md §6): fold the events topic into per-run trails, optionally rewrite the projection
 from them, then compare them with `run_history` and `runs` page by page.
 
 The log is read through the `EventSource` port (the Kafka reader lives in `consumers/`). Differences on
 runs whose latest event is younger than `settle_seconds` before the read began are counted as
 unsettled, not as mismatches: the outbox relay and the projector may simply not have caught up.
 
-Every record must carry the service's signature (SPEC §7). One that does not is a `forged` mismatch
+Every record must carry the service's signature (docs/spec.md §7, trust boundaries). One that does not is a `forged` mismatch
 wherever it lies in what was read (the filters choose what to compare, but they read the forger's own
 claims, so they cannot excuse a forgery), and it is never folded, so `--rebuild` never projects it.
 """
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Protocol
@@ -19,13 +19,13 @@ from typing import IO, Any, Protocol
 import asyncpg
 from pydantic import ValidationError
 
-from schemas.events import BatchSyncStarted, lifecycle_event_adapter
+from schemas.events import LifecycleEvent, lifecycle_event_adapter
+from schemas.status import TERMINAL
 from service.audit import store
 from service.audit.compare import Mismatch, compare_history, compare_runs, runs_status_agrees
 from service.audit.forged import LogRecord, forged_mismatch
 from service.audit.jsonl import TrailWriter
 from service.audit.trail import RunTrail, to_millis
-from service.history.projection import TERMINAL
 from service.security.event_signing import EventKeys
 
 DEFAULT_SETTLE_SECONDS = 5.0
@@ -110,23 +110,15 @@ async def replay(conn: asyncpg.Connection, source: EventSource, options: ReplayO
 
 
 async def _fold(source: EventSource, options: ReplayOptions, keys: EventKeys, report: ReplayReport,
-                writer: "TrailWriter | None", progress: Progress | None,
+                writer: TrailWriter | None, progress: Progress | None,
                 staging: asyncpg.Connection | None) -> dict[uuid.UUID, RunTrail]:
     trails: dict[uuid.UUID, RunTrail] = {}
     since = to_millis(options.since)
-    keep_steps = writer is not None
     async for records in source.batches():
         staged: list[tuple[uuid.UUID, uuid.UUID | None]] = []
         for record in records:
-            report.events_read += 1
-            if (refusal := keys.refusal(record)) is not None:
-                report.forged_events += 1
-                report.mismatches.append(forged_mismatch(record, refusal))
-                continue
-            try:
-                event = lifecycle_event_adapter.validate_json(record.value or b"")
-            except ValidationError:
-                report.invalid_events += 1
+            event = _genuine_event(record, keys, report)
+            if event is None:
                 continue
             if (options.batch_id is not None and event.batch_id != options.batch_id) or (
                     since is not None and event.occurred_at < since):
@@ -134,17 +126,8 @@ async def _fold(source: EventSource, options: ReplayOptions, keys: EventKeys, re
                 continue
             if staging is not None:
                 staged.append((event.event_id, event.run_id))
-            if event.run_id is None:
-                continue
-            trail = trails.get(event.run_id)
-            if trail is None:
-                trail = trails[event.run_id] = RunTrail(event.run_id, event.batch_id, event.correlation_id, keep_steps)
-            was_terminal = trail.terminal
-            trail.apply(event)
-            if writer is not None and trail.terminal and not was_terminal:
-                writer.write(trail)
-            elif isinstance(event, BatchSyncStarted) and since is not None and not _started_in_scope(trail, since):
-                trail.steps = None
+            if event.run_id is not None:
+                _fold_event(trails, event.run_id, event, writer, since)
         if staging is not None:
             await store.stage_events(staging, staged)
         if progress is not None:
@@ -152,11 +135,38 @@ async def _fold(source: EventSource, options: ReplayOptions, keys: EventKeys, re
     return trails
 
 
+def _genuine_event(record: LogRecord, keys: EventKeys, report: ReplayReport) -> LifecycleEvent | None:
+    """The record's event, or None (counted) when it is forged or not a lifecycle event."""
+    report.events_read += 1
+    if (refusal := keys.refusal(record)) is not None:
+        report.forged_events += 1
+        report.mismatches.append(forged_mismatch(record, refusal))
+        return None
+    try:
+        return lifecycle_event_adapter.validate_json(record.value or b"")
+    except ValidationError:
+        report.invalid_events += 1
+        return None
+
+
+def _fold_event(trails: dict[uuid.UUID, RunTrail], run_id: uuid.UUID, event: LifecycleEvent,
+                writer: TrailWriter | None, since: datetime | None) -> None:
+    trail = trails.get(run_id)
+    if trail is None:
+        trail = trails[run_id] = RunTrail(run_id, keep_steps=writer is not None)
+    was_terminal = trail.terminal
+    trail.apply(event)
+    if writer is not None and trail.terminal and not was_terminal:
+        writer.write(trail)
+    elif since is not None and trail.started_at is not None and trail.started_at < since:
+        trail.steps = None  # started before the window: no line will be written for it
+
+
 def _started_in_scope(trail: RunTrail, since: datetime | None) -> bool:
     return since is None or (trail.started_at is not None and trail.started_at >= since)
 
 
-def _in_scope(trails: dict[uuid.UUID, RunTrail], options: ReplayOptions):
+def _in_scope(trails: dict[uuid.UUID, RunTrail], options: ReplayOptions) -> Iterator[RunTrail]:
     since = to_millis(options.since)
     return (t for t in trails.values() if _started_in_scope(t, since))
 
@@ -171,62 +181,85 @@ async def _compare(conn: asyncpg.Connection, trails: dict[uuid.UUID, RunTrail], 
     if since is not None:
         for run_id in [r for r, t in trails.items() if not _started_in_scope(t, since)]:
             del trails[run_id]
-    checked: set[uuid.UUID] = set()
-
-    def flag(run_id: uuid.UUID, batch_id: int | None, kind: str, detail: str, *times: datetime | None) -> None:
-        if _settled(cutoff, *times):
-            report.mismatches.append(Mismatch(run_id, batch_id, kind, detail))
-        else:
-            report.unsettled += 1
-
+    comparison = _Comparison(trails, report, cutoff)
     async for page in store.history_pages(conn, options.batch_id, since):
         for row in page:
-            trail = trails.get(row["run_id"])
-            if trail is None:
-                flag(row["run_id"], row["batch_id"], "missing-in-log",
-                     f"run_history has it ({row['status']}) but no event of it is in the log", row["last_event_at"])
-                checked.add(row["run_id"])
-                continue
-            trail.in_history = True
-            differences = compare_history(trail, row)
-            if differences:
-                flag(trail.run_id, trail.batch_id, "history-differs", "; ".join(differences),
-                     trail.last_event_at, row["last_event_at"])
+            comparison.history_row(row)
     existing_batches = await store.batch_ids(conn)
     async for page in store.runs_pages(conn, options.batch_id, since):
         for row in page:
-            trail = trails.get(row["id"])
-            if trail is None:
-                if row["status"] in TERMINAL:
-                    flag(row["id"], row["batch_id"], "missing-in-log",
-                         f"runs has it ({row['status']}) but no event of it is in the log", row["finished_at"])
-                    checked.add(row["id"])
-                continue
-            trail.in_runs = True
-            if trail.terminal:
-                differences = compare_runs(trail, row)
-            elif row["status"] in TERMINAL:
-                differences = [f"status: log=RUNNING (no outcome event) db={row['status']!r}"]
-                differences += runs_status_agrees(trail, row)
-            else:
-                differences = runs_status_agrees(trail, row)
-            if differences:
-                flag(trail.run_id, trail.batch_id, "runs-differs", "; ".join(differences),
-                     trail.last_event_at, row["finished_at"])
-    for trail in trails.values():
-        report.runs_checked += 1
-        if not trail.terminal:
-            report.runs_in_progress += 1
-        if not trail.in_history:
-            flag(trail.run_id, trail.batch_id, "missing-in-history",
-                 f"the log has it ({trail.status}) but run_history does not", trail.last_event_at)
-        if not trail.in_runs:
-            if trail.batch_id not in existing_batches:
-                report.runs_of_deleted_batches += 1
-            else:
-                flag(trail.run_id, trail.batch_id, "missing-in-runs",
-                     f"the log has it ({trail.status}) but runs does not", trail.last_event_at)
-    report.runs_checked += len(checked)
+            comparison.runs_row(row)
+    comparison.unmatched_trails(existing_batches)
+
+
+class _Comparison:
+    """The log's trails against the database's rows; differences on runs too young to have settled
+    are counted as unsettled rather than reported."""
+
+    def __init__(self, trails: dict[uuid.UUID, RunTrail], report: ReplayReport, cutoff: datetime) -> None:
+        self._trails = trails
+        self._report = report
+        self._cutoff = cutoff
+        self._rows_without_trail: set[uuid.UUID] = set()
+
+    def _flag(self, run_id: uuid.UUID, batch_id: int | None, kind: str, detail: str,
+              *times: datetime | None) -> None:
+        if _settled(self._cutoff, *times):
+            self._report.mismatches.append(Mismatch(run_id, batch_id, kind, detail))
+        else:
+            self._report.unsettled += 1
+
+    def history_row(self, row: dict[str, Any]) -> None:
+        trail = self._trails.get(row["run_id"])
+        if trail is None:
+            self._flag(row["run_id"], row["batch_id"], "missing-in-log",
+                       f"run_history has it ({row['status']}) but no event of it is in the log", row["last_event_at"])
+            self._rows_without_trail.add(row["run_id"])
+            return
+        trail.in_history = True
+        differences = compare_history(trail, row)
+        if differences:
+            self._flag(trail.run_id, trail.batch_id, "history-differs", "; ".join(differences),
+                       trail.last_event_at, row["last_event_at"])
+
+    def runs_row(self, row: dict[str, Any]) -> None:
+        trail = self._trails.get(row["id"])
+        if trail is None:
+            if row["status"] in TERMINAL:
+                self._flag(row["id"], row["batch_id"], "missing-in-log",
+                           f"runs has it ({row['status']}) but no event of it is in the log", row["finished_at"])
+                self._rows_without_trail.add(row["id"])
+            return
+        trail.in_runs = True
+        if trail.terminal:
+            differences = compare_runs(trail, row)
+        elif row["status"] in TERMINAL:
+            differences = [f"status: log=RUNNING (no outcome event) db={row['status']!r}"]
+            differences += runs_status_agrees(trail, row)
+        else:
+            differences = runs_status_agrees(trail, row)
+        if differences:
+            self._flag(trail.run_id, trail.batch_id, "runs-differs", "; ".join(differences),
+                       trail.last_event_at, row["finished_at"])
+
+    def unmatched_trails(self, existing_batches: set[int]) -> None:
+        """Count every run, and flag those the log has but a table lacks (runs of a deleted batch are
+        gone from `runs` by design)."""
+        report = self._report
+        for trail in self._trails.values():
+            report.runs_checked += 1
+            if not trail.terminal:
+                report.runs_in_progress += 1
+            if not trail.in_history:
+                self._flag(trail.run_id, trail.batch_id, "missing-in-history",
+                           f"the log has it ({trail.status}) but run_history does not", trail.last_event_at)
+            if not trail.in_runs:
+                if trail.batch_id not in existing_batches:
+                    report.runs_of_deleted_batches += 1
+                else:
+                    self._flag(trail.run_id, trail.batch_id, "missing-in-runs",
+                               f"the log has it ({trail.status}) but runs does not", trail.last_event_at)
+        report.runs_checked += len(self._rows_without_trail)
 
 
 def summary_lines(report: ReplayReport) -> list[str]:
@@ -242,10 +275,4 @@ def summary_lines(report: ReplayReport) -> list[str]:
     lines.append(f"mismatches: {len(report.mismatches)}")
     lines.extend(m.line() for m in report.mismatches)
     return lines
-
-
-def report_record(report: ReplayReport) -> dict[str, Any]:
-    return {"eventsRead": report.events_read, "forgedEvents": report.forged_events,
-            "runsChecked": report.runs_checked,
-            "mismatches": [m.record() for m in report.mismatches]}
 

@@ -14,22 +14,21 @@ from typing import Any
 import asyncpg
 
 from service.audit.trail import RunTrail
+from service.history import folds
 
 PAGE_SIZE = 5_000
 LOCK_TIMEOUT = "30s"
 
-HISTORY_COLUMNS = (
-    "run_id", "batch_id", "trigger", "requested_by", "status", "started_at", "finished_at", "records_synced",
-    "records_read", "chunks", "duration_ms", "message", "error_code", "success", "resumed_from_run_id",
-    "config_hash", "cancelled_by", "correlation_id", "last_event_at", "events",
-)
+HISTORY_COLUMNS = ("run_id", *folds.HISTORY_COLUMNS)
+REBUILT_COLUMNS = tuple(name for name in HISTORY_COLUMNS if name != "events")
+"""What a rebuild copies from the trails; `events` is counted from the staged event ids instead."""
 RUNS_COLUMNS = (
     "id", "batch_id", "status", "trigger", "requested_by", "started_at", "finished_at", "records_written",
     "message", "error_code", "cancel_requested_by", "resumed_from_run_id", "config_hash", "config",
 )
 
 
-def _scope(column_started: str, batch_id: int | None, since: datetime | None, start: int) -> tuple[str, list]:
+def _scope(column_started: str, batch_id: int | None, since: datetime | None, start: int) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
     if batch_id is not None:
@@ -79,12 +78,6 @@ async def batch_ids(conn: asyncpg.Connection) -> set[int]:
     return {r["id"] for r in await conn.fetch("SELECT id FROM batches")}
 
 
-async def projector_offsets(conn: asyncpg.Connection, group_id: str, topic: str) -> dict[int, int]:
-    rows = await conn.fetch("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2",
-                            group_id, topic)
-    return {r["partition"]: r["next_offset"] for r in rows}
-
-
 async def begin_rebuild(conn: asyncpg.Connection) -> None:
     """Inside the caller's transaction: stop the projector writing (readers go on seeing the old
     history until commit), and stage the event ids the log holds."""
@@ -98,13 +91,8 @@ async def stage_events(conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, uui
         await conn.copy_records_to_table("audit_staged_events", records=rows)
 
 
-def _history_record(trail: RunTrail) -> tuple:
-    return (
-        trail.run_id, trail.batch_id, trail.trigger, trail.requested_by, trail.status, trail.started_at,
-        trail.finished_at, trail.records_synced, trail.records_read, trail.chunks, trail.duration_ms, trail.message,
-        trail.error_code, trail.success, trail.resumed_from_run_id, trail.config_hash, trail.cancelled_by,
-        trail.correlation_id, trail.last_event_at, 0,
-    )
+def _history_record(trail: RunTrail) -> tuple[Any, ...]:
+    return (trail.run_id, *(trail.fields[name] for name in REBUILT_COLUMNS[1:]))
 
 
 async def finish_rebuild(conn: asyncpg.Connection, trails: Iterable[RunTrail], *, batch_id: int | None,
@@ -112,9 +100,9 @@ async def finish_rebuild(conn: asyncpg.Connection, trails: Iterable[RunTrail], *
     """Replace the projection (all of it, or one batch's) with the rebuilt runs; `events` counts distinct
     event ids as the projector does. A full rebuild also stores the projector's offsets at the end read,
     so it goes on from there instead of re-reading what was just rebuilt."""
-    await conn.execute("CREATE TEMP TABLE audit_rebuilt (LIKE run_history) ON COMMIT DROP")
+    await conn.execute("CREATE TEMP TABLE audit_rebuilt (LIKE run_history INCLUDING DEFAULTS) ON COMMIT DROP")
     await conn.copy_records_to_table("audit_rebuilt", records=(_history_record(t) for t in trails),
-                                     columns=HISTORY_COLUMNS)
+                                     columns=REBUILT_COLUMNS)
     if batch_id is None:
         await conn.execute("DELETE FROM run_history")
         await conn.execute("DELETE FROM projected_events")
@@ -126,9 +114,9 @@ async def finish_rebuild(conn: asyncpg.Connection, trails: Iterable[RunTrail], *
     await conn.execute(
         "INSERT INTO projected_events (event_id, run_id) SELECT DISTINCT ON (event_id) event_id, run_id "
         "FROM audit_staged_events ON CONFLICT DO NOTHING")
-    columns = ", ".join(HISTORY_COLUMNS[:-1])
+    columns = ", ".join(REBUILT_COLUMNS)
     await conn.execute(
-        f"INSERT INTO run_history ({columns}, events) SELECT {', '.join('r.' + c for c in HISTORY_COLUMNS[:-1])}, "
+        f"INSERT INTO run_history ({columns}, events) SELECT {', '.join('r.' + c for c in REBUILT_COLUMNS)}, "
         "coalesce(c.n, 0) FROM audit_rebuilt r LEFT JOIN (SELECT run_id, count(DISTINCT event_id) AS n "
         "FROM audit_staged_events GROUP BY run_id) c ON c.run_id = r.run_id")
     if batch_id is None and any(o > 0 for o in end_offsets.values()):

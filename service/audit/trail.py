@@ -1,10 +1,9 @@
-"""A run's history rebuilt from its lifecycle events alone, folded exactly as the projector folds them.
+"""A run's history rebuilt from its lifecycle events alone, by the projector's own fold table.
 
-The fold mirrors `service.history.projection`: the first Started names who asked and how, the earliest
-`startedAt` wins, progress only raises counts (and stops moving them once the run is terminal), the last
-Completed decides the outcome. It is idempotent, so duplicated events (at-least-once delivery) change
-nothing but the raw event count. Only this small summary is kept per run, never the events, so a log of
-millions of events replays in flat memory.
+`service.history.folds` says what each event sets and how; this applies it to a dict where the projector
+compiles it to SQL, so the two folds agree by construction. Times are kept to the millisecond, as the wire
+carries them. Only this small summary is kept per run, never the events, so a log of millions of events
+replays in flat memory; progress steps are kept only while a JSON Lines trail is being written.
 """
 
 import uuid
@@ -12,145 +11,107 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.base import format_time
-from schemas.events import BatchSyncCompleted, BatchSyncProgress, BatchSyncStarted
-from service.history.projection import TERMINAL, completed_status
+from schemas.events import LifecycleEvent
+from schemas.status import TERMINAL
+from service.history.folds import HISTORY_COLUMNS, UNSET, Step, fold_for
 
-LifecycleEvent = BatchSyncStarted | BatchSyncProgress | BatchSyncCompleted
+BOOKKEEPING = frozenset({"correlation_id", "last_event_at", "events"})
+"""Columns of `run_history` that are the projection's bookkeeping, not facts about the run (`events`
+counts distinct event ids there, every delivery here)."""
+HISTORY_FIELDS = tuple(name for name in HISTORY_COLUMNS if name not in BOOKKEEPING)
+"""What the projection and the trail must agree on, in the table's order."""
 
 
 def to_millis(value: datetime | None) -> datetime | None:
     """Times travel on the wire to the millisecond; compare everything at that precision, in UTC."""
     if value is None:
         return None
-    if value.tzinfo is UTC and value.microsecond % 1000 == 0:
-        return value
+    if value.microsecond % 1000 == 0 and (value.tzinfo is UTC or value.tzinfo == UTC):
+        return value  # what the wire gives (pydantic's own UTC zone): the hot path of a replay
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 class RunTrail:
-    """Everything the log says about one run, in the shape of a `run_history` row plus the audit extras."""
+    """Everything the log says about one run: the fields of its `run_history` row plus the audit extras
+    (`fields`), the steps it went through, and what the comparison found."""
 
-    __slots__ = (
-        "run_id", "batch_id", "correlation_id", "status", "trigger", "requested_by", "started_at",
-        "first_started_occurred_at", "finished_at", "records_synced", "records_read", "chunks", "duration_ms",
-        "message", "error_code", "success", "resumed_from_run_id", "resumed_from_chunk", "config_hash",
-        "cancelled_by", "events", "last_event_at", "steps", "written", "in_history", "in_runs",
-    )
+    __slots__ = ("run_id", "fields", "steps", "written", "in_history", "in_runs")
 
-    def __init__(self, run_id: uuid.UUID, batch_id: int, correlation_id: str, keep_steps: bool) -> None:
+    def __init__(self, run_id: uuid.UUID, keep_steps: bool) -> None:
         self.run_id = run_id
-        self.batch_id = batch_id
-        self.correlation_id = correlation_id
-        self.status = "RUNNING"
-        self.trigger: str | None = None
-        self.requested_by: str | None = None
-        self.started_at: datetime | None = None
-        self.first_started_occurred_at: datetime | None = None
-        self.finished_at: datetime | None = None
-        self.records_synced = 0
-        self.records_read = 0
-        self.chunks = 0
-        self.duration_ms: int | None = None
-        self.message: str | None = None
-        self.error_code: str | None = None
-        self.success: bool | None = None
-        self.resumed_from_run_id: uuid.UUID | None = None
-        self.resumed_from_chunk: int | None = None
-        self.config_hash: str | None = None
-        self.cancelled_by: str | None = None
-        self.events = 0
-        self.last_event_at: datetime | None = None
-        self.steps: list[tuple[int, int, int, int, datetime]] | None = [] if keep_steps else None
+        self.fields: dict[str, Any] = dict(UNSET)  # every field any fold sets, audit extras included
+        self.steps: list[Step] | None = [] if keep_steps else None
         self.written = False
         self.in_history = False
         self.in_runs = False
+
+    @property
+    def batch_id(self) -> int:
+        return int(self.fields["batch_id"])
+
+    @property
+    def status(self) -> str | None:
+        return self.fields["status"]  # type: ignore[no-any-return]
+
+    @property
+    def started_at(self) -> datetime | None:
+        return self.fields["started_at"]  # type: ignore[no-any-return]
+
+    @property
+    def last_event_at(self) -> datetime | None:
+        return self.fields["last_event_at"]  # type: ignore[no-any-return]
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
     def apply(self, event: LifecycleEvent) -> None:
-        self.events += 1
-        occurred = to_millis(event.occurred_at)
-        if self.last_event_at is None or (occurred is not None and occurred > self.last_event_at):
-            self.last_event_at = occurred
-        if isinstance(event, BatchSyncStarted):
-            self._started(event, occurred)
-        elif isinstance(event, BatchSyncProgress):
-            self._progress(event, occurred)
-        else:
-            self._completed(event)
-
-    def _started(self, event: BatchSyncStarted, occurred: datetime | None) -> None:
-        self.trigger = self.trigger or event.trigger.value
-        self.requested_by = self.requested_by or event.requested_by
-        started = to_millis(event.started_at)
-        if self.started_at is None or (started is not None and started < self.started_at):
-            self.started_at = started
-        if self.first_started_occurred_at is None:
-            self.first_started_occurred_at = occurred
-        self.resumed_from_run_id = event.resumed_from_run_id or self.resumed_from_run_id
-        self.config_hash = event.config_hash or self.config_hash
-        self.resumed_from_chunk = event.resumed_from_chunk if self.resumed_from_chunk is None else max(
-            self.resumed_from_chunk, event.resumed_from_chunk)
-
-    def _progress(self, event: BatchSyncProgress, occurred: datetime | None) -> None:
-        self.records_read = max(self.records_read, event.records_read)
-        if not self.terminal:
-            self.records_synced = max(self.records_synced, event.records_written)
-        self.chunks = max(self.chunks, event.chunk)
-        if self.steps is not None and occurred is not None:
-            step = (event.chunk, event.records_read, event.records_written, event.elapsed_ms, occurred)
-            if step not in self.steps[-3:]:
+        """Fold one event in, by the rules of its fold entry, each judged against the run as it was."""
+        fold = fold_for(event)
+        fields = self.fields
+        is_open = fields["status"] not in TERMINAL
+        for name, value, combine in fold.in_memory:
+            new = value(event)
+            if isinstance(new, datetime):
+                new = to_millis(new)
+            fields[name] = new if combine is None else combine(fields[name], new, is_open)
+        if fold.step is not None and self.steps is not None:
+            chunk, read, written, elapsed, occurred = fold.step(event)
+            step = (chunk, read, written, elapsed, to_millis(occurred) or occurred)
+            if step not in self.steps[-3:]:  # a redelivered step is kept once
                 self.steps.append(step)
-
-    def _completed(self, event: BatchSyncCompleted) -> None:
-        self.status = completed_status(event).value
-        self.finished_at = to_millis(event.sync_time)
-        self.records_synced = event.records_synced
-        self.duration_ms = event.duration_ms
-        self.message = event.message
-        self.error_code = event.error_code.value if event.error_code else None
-        self.cancelled_by = event.cancelled_by
-        self.success = event.success
 
     def history_fields(self) -> dict[str, Any]:
         """The columns `run_history` holds for this run (what the projection must equal)."""
-        return {
-            "batch_id": self.batch_id, "status": self.status, "trigger": self.trigger,
-            "requested_by": self.requested_by, "started_at": self.started_at, "finished_at": self.finished_at,
-            "records_synced": self.records_synced, "records_read": self.records_read, "chunks": self.chunks,
-            "duration_ms": self.duration_ms, "message": self.message, "error_code": self.error_code,
-            "success": self.success, "resumed_from_run_id": self.resumed_from_run_id,
-            "config_hash": self.config_hash, "cancelled_by": self.cancelled_by,
-        }
+        return {name: self.fields[name] for name in HISTORY_FIELDS}
 
     def record(self) -> dict[str, Any]:
         """The JSON Lines audit record: who asked, how, what, when, each step and the outcome (camelCase)."""
+        f = self.fields
         return {
             "runId": str(self.run_id),
-            "batchId": self.batch_id,
-            "correlationId": self.correlation_id,
-            "trigger": self.trigger,
-            "requestedBy": self.requested_by,
-            "resumedFromRunId": str(self.resumed_from_run_id) if self.resumed_from_run_id else None,
-            "resumedFromChunk": self.resumed_from_chunk,
-            "configHash": self.config_hash,
-            "status": self.status,
-            "success": self.success,
-            "startedAt": _time(self.started_at),
-            "finishedAt": _time(self.finished_at),
-            "durationMs": self.duration_ms,
-            "recordsRead": self.records_read,
-            "recordsSynced": self.records_synced,
-            "chunks": self.chunks,
-            "errorCode": self.error_code,
-            "message": self.message,
-            "cancelledBy": self.cancelled_by,
-            "events": self.events,
-            "lastEventAt": _time(self.last_event_at),
+            "batchId": f["batch_id"],
+            "correlationId": f["correlation_id"],
+            "trigger": f["trigger"],
+            "requestedBy": f["requested_by"],
+            "resumedFromRunId": str(f["resumed_from_run_id"]) if f["resumed_from_run_id"] else None,
+            "resumedFromChunk": f.get("resumed_from_chunk"),
+            "configHash": f["config_hash"],
+            "status": f["status"],
+            "success": f["success"],
+            "startedAt": _time(f["started_at"]),
+            "finishedAt": _time(f["finished_at"]),
+            "durationMs": f["duration_ms"],
+            "recordsRead": f["records_read"],
+            "recordsSynced": f["records_synced"],
+            "chunks": f["chunks"],
+            "errorCode": f["error_code"],
+            "message": f["message"],
+            "cancelledBy": f["cancelled_by"],
+            "events": f["events"],
+            "lastEventAt": _time(f["last_event_at"]),
             "progress": [
                 {"chunk": c, "recordsRead": r, "recordsWritten": w, "elapsedMs": e, "at": _time(at)}
                 for c, r, w, e, at in (self.steps or [])

@@ -1,1 +1,1 @@
-"""The run history: a projection of the events topic, rebuilt from it at will (SPEC §6)."""
+"""The run history: a projection of the events topic, rebuilt from it at will (docs/spec.md §6, audit replay)."""

@@ -1,20 +1,21 @@
 """Fold lifecycle events into `run_history`, once per eventId, whatever order or repetition they come in.
 
-Every update is monotonic (counts only rise, a finished run never goes back to RUNNING), so replaying
-the log, or part of it, over an existing projection changes nothing.
+The upsert is compiled from the fold table (service/history/folds.py), whose every rule is monotonic
+(counts only rise, a finished run never goes back to RUNNING), so replaying the log, or part of it, over an
+existing projection changes nothing.
 """
 
-from sqlalchemy import case, delete, func, literal
-from sqlalchemy.dialects.postgresql import insert
+from typing import Any, assert_never
+
+from sqlalchemy import ColumnElement, case, delete, func
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import RunStatus
-from schemas.events import BatchSyncCompleted, BatchSyncProgress, BatchSyncStarted, ErrorCode
+from schemas.events import LifecycleEvent
+from schemas.status import TERMINAL
 from service.db.models import ConsumerOffset, ProjectedEvent, RunHistory
+from service.history.folds import RUN_HISTORY, Merge, fold_for
 
-ProjectedEventType = BatchSyncStarted | BatchSyncProgress | BatchSyncCompleted
-
-TERMINAL = (RunStatus.SUCCESS.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
 PROJECTOR_GROUP_SUFFIX = ".projector"
 
 
@@ -23,15 +24,7 @@ def projector_group(topic_prefix: str) -> str:
     return f"{topic_prefix}{PROJECTOR_GROUP_SUFFIX}"
 
 
-def completed_status(event: BatchSyncCompleted) -> RunStatus:
-    if event.success:
-        return RunStatus.SUCCESS
-    if event.error_code is ErrorCode.CANCELLED:
-        return RunStatus.CANCELLED
-    return RunStatus.FAILED
-
-
-async def project(session: AsyncSession, event: ProjectedEventType) -> bool:
+async def project(session: AsyncSession, event: LifecycleEvent) -> bool:
     """Apply `event` to the run's history row; False when this eventId was projected before."""
     claimed = await session.execute(
         insert(ProjectedEvent)
@@ -42,7 +35,7 @@ async def project(session: AsyncSession, event: ProjectedEventType) -> bool:
     if claimed.first() is None:
         return False
     if event.run_id is not None:
-        await session.execute(_upsert(event))
+        await session.execute(upsert(event))
     return True
 
 
@@ -58,72 +51,37 @@ async def clear(session: AsyncSession, group_id: str | None = None) -> None:
     await session.execute(offsets)
 
 
-def _upsert(event: ProjectedEventType):
-    table = RunHistory.__table__
-    row = {
-        "run_id": event.run_id,
-        "batch_id": event.batch_id,
-        "correlation_id": event.correlation_id,
-        "status": RunStatus.RUNNING.value,
-        "events": 1,
-        "last_event_at": event.occurred_at,
-    }
-    if isinstance(event, BatchSyncCompleted):
-        row.update(status=completed_status(event).value, **_completed_fields(event))
-    elif isinstance(event, BatchSyncStarted):
-        row.update(_started_fields(event))
-    else:
-        row.update(records_read=event.records_read, records_synced=event.records_written, chunks=event.chunk)
-    stmt = insert(RunHistory).values(**row)
-    new = stmt.excluded
-    still_open = table.c.status.not_in(TERMINAL)
-    common = {
-        "events": table.c.events + 1,
-        "last_event_at": func.greatest(table.c.last_event_at, new.last_event_at),
-        "correlation_id": func.coalesce(table.c.correlation_id, new.correlation_id),
-    }
-    if isinstance(event, BatchSyncCompleted):
-        updates = {**common, "status": new.status, **{k: getattr(new, k) for k in _completed_fields(event)}}
-    elif isinstance(event, BatchSyncStarted):
-        updates = {
-            **common,
-            "status": case((still_open, literal(RunStatus.RUNNING.value)), else_=table.c.status),
-            "trigger": func.coalesce(table.c.trigger, new.trigger),
-            "requested_by": func.coalesce(table.c.requested_by, new.requested_by),
-            "started_at": func.least(table.c.started_at, new.started_at),
-            "resumed_from_run_id": func.coalesce(new.resumed_from_run_id, table.c.resumed_from_run_id),
-            "config_hash": func.coalesce(new.config_hash, table.c.config_hash),
-        }
-    else:
-        updates = {
-            **common,
-            "records_read": func.greatest(table.c.records_read, new.records_read),
-            "records_synced": case(
-                (still_open, func.greatest(table.c.records_synced, new.records_synced)),
-                else_=table.c.records_synced,
-            ),
-            "chunks": func.greatest(table.c.chunks, new.chunks),
-        }
+def upsert(event: LifecycleEvent) -> Insert:
+    """The event's fold entry as one statement: its values inserted for a new run, each merged by its
+    rule into an existing one."""
+    table = RUN_HISTORY
+    rules = fold_for(event).history
+    stmt = insert(table).values(run_id=event.run_id, **{name: rule.value(event) for name, rule in rules.items()})
+    still_open = table.c.status.not_in(sorted(TERMINAL))
+    updates = {name: merged(rule.merge, table.c[name], stmt.excluded[name], still_open)
+               for name, rule in rules.items()}
     return stmt.on_conflict_do_update(index_elements=[table.c.run_id], set_=updates)
 
 
-def _started_fields(event: BatchSyncStarted) -> dict:
-    return {
-        "trigger": event.trigger.value,
-        "requested_by": event.requested_by,
-        "started_at": event.started_at,
-        "resumed_from_run_id": event.resumed_from_run_id,
-        "config_hash": event.config_hash,
-    }
-
-
-def _completed_fields(event: BatchSyncCompleted) -> dict:
-    return {
-        "finished_at": event.sync_time,
-        "records_synced": event.records_synced,
-        "duration_ms": event.duration_ms,
-        "message": event.message,
-        "error_code": event.error_code.value if event.error_code else None,
-        "cancelled_by": event.cancelled_by,
-        "success": event.success,
-    }
+def merged(merge: Merge, old: ColumnElement[Any], new: ColumnElement[Any],
+           still_open: ColumnElement[bool]) -> ColumnElement[Any]:
+    """A rule in SQL; `folds.combine` is the same rule in Python."""
+    match merge:
+        case Merge.FIRST:
+            return func.coalesce(old, new)
+        case Merge.LATEST:
+            return new
+        case Merge.LATEST_KNOWN:
+            return func.coalesce(new, old)
+        case Merge.LOWEST:
+            return func.least(old, new)
+        case Merge.HIGHEST:
+            return func.greatest(old, new)
+        case Merge.HIGHEST_WHILE_OPEN:
+            return case((still_open, func.greatest(old, new)), else_=old)
+        case Merge.WHILE_OPEN:
+            return case((still_open, new), else_=old)
+        case Merge.COUNT:
+            return old + new
+        case _:
+            assert_never(merge)

@@ -30,7 +30,7 @@ def events(run_id: uuid.UUID, *, cancelled: bool = False) -> list:
 
 
 def fold(evts) -> RunTrail:
-    trail = RunTrail(evts[0].run_id, 7, "c1", keep_steps=True)
+    trail = RunTrail(evts[0].run_id, keep_steps=True)
     for event in evts:
         trail.apply(event)
     return trail
@@ -38,8 +38,8 @@ def fold(evts) -> RunTrail:
 
 def runs_row(trail: RunTrail, **changes) -> dict:
     row = {"batch_id": 7, "status": trail.status, "trigger": "retry", "requested_by": "ops", "started_at": T0,
-           "finished_at": T0 + timedelta(seconds=9), "records_written": 500, "message": trail.message,
-           "error_code": trail.error_code, "cancel_requested_by": trail.cancelled_by,
+           "finished_at": T0 + timedelta(seconds=9), "records_written": 500, "message": trail.fields["message"],
+           "error_code": trail.fields["error_code"], "cancel_requested_by": trail.fields["cancelled_by"],
            "resumed_from_run_id": uuid.UUID(int=1), "config_hash": config_hash(CONFIG), "config": CONFIG}
     row.update(changes)
     return row
@@ -47,11 +47,11 @@ def runs_row(trail: RunTrail, **changes) -> dict:
 
 def test_fold_keeps_who_how_steps_and_outcome_at_wire_precision():
     trail = fold(events(uuid.uuid4(), cancelled=True))
-    assert (trail.status, trail.cancelled_by, trail.error_code, trail.success) == ("CANCELLED", "carol", "CANCELLED",
-                                                                                   False)
-    assert (trail.trigger, trail.requested_by, trail.resumed_from_run_id) == ("retry", "ops", uuid.UUID(int=1))
+    f = trail.fields
+    assert (f["status"], f["cancelled_by"], f["error_code"], f["success"]) == ("CANCELLED", "carol", "CANCELLED", False)
+    assert (f["trigger"], f["requested_by"], f["resumed_from_run_id"]) == ("retry", "ops", uuid.UUID(int=1))
     assert trail.started_at == to_millis(T0) and trail.started_at.microsecond == 123000
-    assert (trail.records_read, trail.records_synced, trail.chunks) == (500, 500, 5)
+    assert (f["records_read"], f["records_synced"], f["chunks"]) == (500, 500, 5)
     record = trail.record()
     assert [s["chunk"] for s in record["progress"]] == [4, 5]
     assert record["resumedFromChunk"] == 3 and record["configHash"] == config_hash(CONFIG)
@@ -65,7 +65,7 @@ def test_duplicates_and_late_progress_change_nothing_but_the_raw_count():
     late = BatchSyncProgress(batch_id=7, run_id=evts[0].run_id, correlation_id="c1", producer="t", chunk=9,
                              records_read=900, records_written=900, elapsed_ms=1, records_per_second=1.0)
     twice.apply(late)
-    assert twice.records_synced == 500, "a terminal run's synced count is its outcome's"
+    assert twice.fields["records_synced"] == 500, "a terminal run's synced count is its outcome's"
 
 
 def test_history_row_equal_to_the_fold_matches_and_each_difference_is_named():
@@ -89,7 +89,7 @@ def test_runs_record_agrees_and_tampered_config_is_caught():
 
 def test_writer_emits_one_line_per_run_once_and_respects_since():
     early, late = fold(events(uuid.uuid4())), fold(events(uuid.uuid4()))
-    late.started_at = to_millis(T0 + timedelta(hours=1))
+    late.fields["started_at"] = to_millis(T0 + timedelta(hours=1))
     out = io.StringIO()
     writer = TrailWriter(out, since=T0 + timedelta(minutes=1))
     writer.write(late)
