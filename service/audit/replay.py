@@ -5,9 +5,10 @@ The log is read through the `EventSource` port (the Kafka reader lives in `consu
 runs whose latest event is younger than `settle_seconds` before the read began are counted as
 unsettled, not as mismatches: the outbox relay and the projector may simply not have caught up.
 
-Every record must carry the service's signature (docs/spec.md §7, trust boundaries). One that does not is a `forged` mismatch
-wherever it lies in what was read (the filters choose what to compare, but they read the forger's own
-claims, so they cannot excuse a forgery), and it is never folded, so `--rebuild` never projects it.
+Every record must carry the service's signature (docs/spec.md §7, trust boundaries). One that does not
+is a `forged` mismatch wherever it lies in what was read (the filters choose what to compare, but they
+read the forger's own claims, so they cannot excuse a forgery), and it is never folded, so `--rebuild`
+never projects it.
 """
 
 import uuid
