@@ -126,8 +126,8 @@ def completed_status(event: BatchSyncCompleted) -> RunStatus:
     return RunStatus.FAILED
 
 
-def _every_event() -> dict[str, Rule[Event]]:
-    """What every event sets, whatever its type."""
+def every_event() -> dict[str, Rule[Event]]:
+    """What every event sets, whatever its type: the start of each entry below."""
     return {
         "batch_id": Rule(Merge.FIRST, lambda e: e.batch_id),
         "correlation_id": Rule(Merge.FIRST, lambda e: e.correlation_id),
@@ -138,7 +138,7 @@ def _every_event() -> dict[str, Rule[Event]]:
 
 STARTED: Fold[BatchSyncStarted] = Fold(
     history={
-        **_every_event(),
+        **every_event(),
         "status": Rule(Merge.WHILE_OPEN, lambda _e: RunStatus.RUNNING.value),
         "trigger": Rule(Merge.FIRST, lambda e: e.trigger.value),
         "requested_by": Rule(Merge.FIRST, lambda e: e.requested_by),
@@ -151,7 +151,7 @@ STARTED: Fold[BatchSyncStarted] = Fold(
 
 PROGRESS: Fold[BatchSyncProgress] = Fold(
     history={
-        **_every_event(),
+        **every_event(),
         "status": Rule(Merge.WHILE_OPEN, lambda _e: RunStatus.RUNNING.value),
         "records_read": Rule(Merge.HIGHEST, lambda e: e.records_read),
         "records_synced": Rule(Merge.HIGHEST_WHILE_OPEN, lambda e: e.records_written),
@@ -162,7 +162,7 @@ PROGRESS: Fold[BatchSyncProgress] = Fold(
 
 COMPLETED: Fold[BatchSyncCompleted] = Fold(
     history={
-        **_every_event(),
+        **every_event(),
         "status": Rule(Merge.LATEST, lambda e: completed_status(e).value),
         "finished_at": Rule(Merge.LATEST, lambda e: e.sync_time),
         "records_synced": Rule(Merge.LATEST, lambda e: e.records_synced),
@@ -209,7 +209,7 @@ UNSET: dict[str, Any] = {
 the fields only the audit trail keeps."""
 
 
-def _check_table() -> None:
+def check_table() -> None:
     """Every lifecycle event folds, and only into columns that exist: a gap fails at start-up, not on
     the first such event in production."""
     missing = [event.__name__ for event in LIFECYCLE_EVENTS if event not in FOLDS]
@@ -220,4 +220,4 @@ def _check_table() -> None:
         raise TypeError(f"folds set columns run_history does not have: {sorted(unknown)}")
 
 
-_check_table()
+check_table()
