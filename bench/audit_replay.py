@@ -27,9 +27,9 @@ from confluent_kafka import Producer
 
 from producers.topics import ensure_topics
 from schemas.events import BatchSyncCompleted, BatchSyncProgress, BatchSyncStarted, ErrorCode, Trigger
+from schemas.wire import encode
 from service.config import Settings
 from service.db.migrate import upgrade
-from service.runs.outbox import encode
 from service.runs.snapshot import config_hash
 from tests.support.brokers import tansu
 from tests.support.databases import fresh_database

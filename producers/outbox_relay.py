@@ -1,9 +1,9 @@
 """Publish committed outbox rows to Kafka and mark them sent: events leave only after their state commits.
 
-Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several relays can run side by side; a row is
-marked published only after its ack, so a broker outage delays rows but never drops one. A row the
-broker refuses on its own (too large, a reply topic that cannot exist) is retried MAX_ATTEMPTS times
-and then left in the table with its last error, so it cannot block the rows behind it.
+The rows come through the `OutboxStore` port (`service/runs/outbox.py` owns the table and its SQL; the
+composition root hands it over), so this module knows the broker and nothing of the state store. A row is
+marked published only after its ack, so a broker outage delays rows but never drops one; a row the broker
+refuses on its own is retried a bounded number of times by the store's count, and never blocks the others.
 """
 
 import asyncio
@@ -11,13 +11,8 @@ import contextlib
 import logging
 import time
 
-from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from producers.publisher import Publisher
-from service.db.models import Outbox
-from service.ports import BrokerUnavailable
+from service.ports import BrokerUnavailable, OutboxStore, StateStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +20,12 @@ BATCH_SIZE = 200
 IDLE_WAIT = 1.0
 MAX_BACKOFF = 5.0
 CLEANUP_EVERY = 60.0
-KEEP_PUBLISHED = text("interval '1 hour'")
-MAX_ATTEMPTS = 10
 
 
 class OutboxRelay:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], publisher: Publisher,
+    def __init__(self, store: OutboxStore, publisher: Publisher,
                  batch_size: int = BATCH_SIZE, cleanup_every: float = CLEANUP_EVERY) -> None:
-        self._sessions = sessions
+        self._store = store
         self._publisher = publisher
         self._batch_size = batch_size
         self._cleanup_every = cleanup_every
@@ -61,7 +54,7 @@ class OutboxRelay:
                 await self.drain_once()
                 await self._maybe_cleanup()
                 backoff = 0.1
-            except (BrokerUnavailable, SQLAlchemyError, OSError) as exc:
+            except (BrokerUnavailable, StateStoreUnavailable, OSError) as exc:
                 log.warning("outbox relay failed, retrying in %.1fs: %r", backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -70,35 +63,24 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), IDLE_WAIT)
 
     async def _publish_batch(self) -> tuple[int, int]:
-        async with self._sessions.begin() as session:
-            rows = (await session.scalars(
-                select(Outbox)
-                .where(Outbox.published_at.is_(None), Outbox.attempts < MAX_ATTEMPTS)
-                .order_by(Outbox.id)
-                .limit(self._batch_size)
-                .with_for_update(skip_locked=True)
-            )).all()
+        async with self._store.claim(self._batch_size) as claim:
+            rows = claim.messages
             if not rows:
                 return 0, 0
-            results = await self._publisher.send_many([(r.topic, r.value, r.key, r.headers) for r in rows])
+            results = await self._publisher.send_many(
+                [(r.topic, r.value, r.key, dict(r.headers or {})) for r in rows])
             sent = [row.id for row, error in zip(rows, results, strict=True) if error is None]
             for row, error in zip(rows, results, strict=True):
                 if error is not None:
-                    row.attempts += 1
-                    row.last_error = repr(error)[:1000]
-                    gave_up = " (giving up)" if row.attempts >= MAX_ATTEMPTS else ""
+                    gave_up = " (giving up)" if await claim.refused(row.id, error) else ""
                     log.error("outbox row %s to %s not published%s: %r", row.id, row.topic, gave_up, error)
-            if sent:
-                await session.execute(update(Outbox).where(Outbox.id.in_(sent)).values(published_at=func.now()))
+            await claim.published(sent)
         return len(sent), len(rows)
 
     async def _maybe_cleanup(self) -> None:
         if time.monotonic() - self._last_cleanup < self._cleanup_every:
             return
         self._last_cleanup = time.monotonic()
-        async with self._sessions.begin() as session:
-            deleted = (await session.scalars(
-                delete(Outbox).where(Outbox.published_at < func.now() - KEEP_PUBLISHED).returning(Outbox.id)
-            )).all()
+        deleted = await self._store.delete_published()
         if deleted:
-            log.info("deleted %d outbox rows published over an hour ago", len(deleted))
+            log.info("deleted %d outbox rows published over an hour ago", deleted)

@@ -21,6 +21,9 @@ from service.db.engine import make_engine, make_sessionmaker
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from producers.outbox_relay import OutboxRelay
+    from producers.publisher import Publisher
+
 log = logging.getLogger(__name__)
 
 
@@ -57,14 +60,15 @@ async def database(settings: Settings, pool_size: int = 10) -> AsyncIterator[Dat
 
 
 @contextlib.asynccontextmanager
-async def publishing(settings: Settings, db: Database) -> AsyncIterator[tuple["object", "object"]]:
+async def publishing(settings: Settings, db: Database) -> AsyncIterator[tuple["Publisher", "OutboxRelay"]]:
     """A started publisher and its outbox relay running in the background."""
     from producers.outbox_relay import OutboxRelay
     from producers.publisher import Publisher
+    from service.runs.outbox import SqlOutbox
 
     publisher = Publisher(settings)
     await publisher.start()
-    relay = OutboxRelay(db.sessions, publisher)
+    relay = OutboxRelay(SqlOutbox(db.sessions), publisher)
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
     try:
         yield publisher, relay
@@ -78,6 +82,7 @@ async def publishing(settings: Settings, db: Database) -> AsyncIterator[tuple["o
 @contextlib.asynccontextmanager
 async def api_app(settings: Settings) -> AsyncIterator["FastAPI"]:
     """The API app with its database and started request-reply client, closed on exit."""
+    from consumers.replies import ReplyListener
     from producers.publisher import Publisher
     from producers.request_reply import RequestReplyClient
     from service.api.app import AppState, create_app
@@ -87,11 +92,12 @@ async def api_app(settings: Settings) -> AsyncIterator["FastAPI"]:
         publisher = Publisher(settings)
         await publisher.start()
         requester = RequestReplyClient(settings, publisher)
-        await requester.start()
+        replies = ReplyListener(settings, requester)
+        await replies.start()
         try:
             yield create_app(AppState(settings=settings, sessions=db.sessions, requester=requester))
         finally:
-            await requester.stop()
+            await replies.stop()
             await publisher.stop()
 
 
@@ -117,7 +123,7 @@ async def run_worker(settings: Settings) -> None:
     _require(settings)
     async with database(settings, pool_size=settings.worker_concurrency + 5) as db:
         async with publishing(settings, db) as (publisher, relay):
-            await SyncWorker(settings, db.sessions, publisher, relay, REGISTRY).run()  # type: ignore[arg-type]
+            await SyncWorker(settings, db.sessions, publisher, relay, REGISTRY).run()
 
 
 async def run_projector(settings: Settings) -> None:

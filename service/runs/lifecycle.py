@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -89,16 +88,6 @@ def new_run(
     )
 
 
-@dataclass(frozen=True)
-class Admission:
-    """What a worker does with a request: run it, answer it from the record, or leave it be."""
-
-    action: str  # "schedule" | "answer" | "ignore"
-    run_id: uuid.UUID | None = None
-    batch_id: int | None = None
-    reply: BatchSyncCompleted | None = None
-
-
 def rejection(event: BatchSyncRequested, code: ErrorCode, message: str) -> BatchSyncCompleted:
     return BatchSyncCompleted(
         correlation_id=event.correlation_id, batch_id=event.batch_id, run_id=None, producer=PRODUCER,
@@ -117,80 +106,6 @@ def completed_from_run(run: Run, correlation_id: str) -> BatchSyncCompleted:
         error_code=ErrorCode(run.error_code) if run.error_code else None,
         cancelled_by=run.cancel_requested_by if run.status == RunStatus.CANCELLED.value else None,
     )
-
-
-async def admit_request(
-    session: AsyncSession, event: BatchSyncRequested, topics: Topics, worker_id: str, lease_seconds: float
-) -> Admission:
-    """Record the request in the ledger and decide what to do with it (caller commits)."""
-    now = utcnow()
-    ledger = await session.execute(
-        insert(RequestLedger)
-        .values(request_id=event.request_id, batch_id=event.batch_id, first_event_id=event.event_id)
-        .on_conflict_do_update(
-            index_elements=[RequestLedger.request_id],
-            set_={"seen_count": RequestLedger.seen_count + 1, "last_seen_at": func.now()},
-        )
-        .returning(RequestLedger.outcome)
-    )
-    recorded_outcome = ledger.scalar_one()
-    if recorded_outcome is not None:
-        reply = BatchSyncCompleted.model_validate(recorded_outcome)
-        return Admission("answer", reply.run_id, event.batch_id, reply.model_copy(
-            update={"correlation_id": event.correlation_id}))
-
-    run_id = run_id_for(event.request_id)
-    run = await session.get(Run, run_id, with_for_update=True)
-    if run is not None:
-        if run.batch_id != event.batch_id:
-            return await _reject(session, event, ErrorCode.CONFIG_INVALID, "请求与批次不一致")
-        if run.status in TERMINAL:
-            return Admission("answer", run.id, run.batch_id, completed_from_run(run, event.correlation_id))
-        _wait_for_outcome(run, event)
-        if run.owner in (None, worker_id) or (run.lease_until is not None and run.lease_until < now):
-            run.owner, run.lease_until = worker_id, now + timedelta(seconds=lease_seconds)
-            return Admission("schedule", run.id, run.batch_id)
-        return Admission("ignore", run.id, run.batch_id)
-
-    batch = await session.get(Batch, event.batch_id)
-    if batch is None:
-        return await _reject(session, event, ErrorCode.BATCH_NOT_FOUND, "批次不存在")
-    resumed_from = None
-    if event.resume_run_id is not None:
-        resumed_from = await session.get(Run, event.resume_run_id)
-        latest = await latest_run(session, batch.id)
-        if (resumed_from is None or latest is None or latest.id != resumed_from.id
-                or resumed_from.status != RunStatus.FAILED.value):
-            # only the batch's latest run, and only a failed one: resuming an older one would write again
-            # what later runs wrote, and move the incremental mark back
-            return await _reject(session, event, ErrorCode.NOT_RETRYABLE, "批次未处于失败状态")
-    session.add(new_run(
-        batch, request_id=event.request_id, correlation_id=event.correlation_id, reply_to=event.reply_to,
-        trigger=event.trigger.value, requested_by=event.requested_by, owner=worker_id,
-        lease_until=now + timedelta(seconds=lease_seconds), resumed_from=resumed_from,
-    ))
-    await session.execute(
-        update(RequestLedger).where(RequestLedger.request_id == event.request_id).values(run_id=run_id)
-    )
-    return Admission("schedule", run_id, batch.id)
-
-
-def _wait_for_outcome(run: Run, event: BatchSyncRequested) -> None:
-    """A duplicate of an active run's request, with a reply address of its own, is answered at completion."""
-    if not event.reply_to or event.correlation_id == run.correlation_id:
-        return
-    waiter = {"correlationId": event.correlation_id, "replyTo": event.reply_to}
-    if waiter not in (run.waiters or []):
-        run.waiters = [*(run.waiters or []), waiter]
-
-
-async def _reject(session: AsyncSession, event: BatchSyncRequested, code: ErrorCode, message: str) -> Admission:
-    reply = rejection(event, code, message)
-    await session.execute(
-        update(RequestLedger).where(RequestLedger.request_id == event.request_id)
-        .values(outcome=reply.model_dump(mode="json"))
-    )
-    return Admission("answer", None, event.batch_id, reply)
 
 
 @dataclass(frozen=True)

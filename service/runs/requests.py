@@ -1,25 +1,33 @@
-"""Asking for a sync, a retry or a cancel: the decisions made before and after Kafka.
+"""Asking for a sync, a retry or a cancel: the decisions made before Kafka (by the API) and after it (by
+the worker that reads the request).
 
 404 and 409 are decided here, in one transaction holding the batch row lock, so two concurrent
 HTTP requests can never both start a run. The PENDING run is committed before the request is
 published, which is why the API can answer 202 with a run id even when `wait=0`.
+
+On the worker's side, `admit` records the request in the ledger and decides, in one durable transaction,
+whether to run it, answer it from the record (the reply row goes to the outbox in the same transaction)
+or leave it to the worker that owns its run; only then is the request's offset committable.
 """
 
 import uuid
 from datetime import timedelta
+from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.api import RunStatus
-from schemas.events import BatchSyncRequested, ErrorCode, Trigger
+from schemas.events import BatchSyncCompleted, BatchSyncRequested, ErrorCode, Trigger
 from service.config import Settings
 from service.db.failures import database_down
 from service.db.models import Batch, RequestLedger, Run
 from service.ports import BrokerUnavailable, SyncRequester
-from service.runs.lifecycle import active_run, latest_run, new_run, rejection, utcnow
+from service.runs.lifecycle import active_run, completed_from_run, latest_run, new_run, rejection, utcnow
+from service.runs.outbox import add_event
 from service.runs.outcomes import (
     Accepted,
     AlreadyRunning,
@@ -32,6 +40,8 @@ from service.runs.outcomes import (
     SyncOutcome,
     Unavailable,
 )
+from service.runs.snapshot import run_id_for
+from service.runs.status import TERMINAL
 
 PRODUCER = "batchsync-api"
 DATABASE = "数据库"
@@ -154,3 +164,110 @@ async def request_cancel(state: RequestContext, batch_id: int, requested_by: str
         if database_down(error):
             return Unavailable(DATABASE)
         raise
+
+
+class Admission(StrEnum):
+    """What the worker does with a request once it is admitted."""
+
+    SCHEDULE = "schedule"
+    """Run it: the run (`run_id_for(request_id)`) is this worker's now."""
+    ANSWERED = "answered"
+    """Answered from the record; the reply row is in the outbox, so wake the relay."""
+    IGNORED = "ignored"
+    """Its run is alive on another worker, which answers it at completion."""
+
+
+class RequestRefused(Exception):
+    """The state store refuses the request's values (out of range, too long): it can never be admitted."""
+
+
+async def admit(
+    sessions: async_sessionmaker[AsyncSession], event: BatchSyncRequested, worker_id: str, lease_seconds: float
+) -> Admission:
+    """Admit one request in one durable transaction; RequestRefused when it never can be, any other error
+    when it may be retried (the database is down)."""
+    try:
+        async with sessions.begin() as session:
+            return await admit_request(session, event, worker_id, lease_seconds)
+    except (DataError, IntegrityError) as error:
+        raise RequestRefused(f"refused by the state store: {type(error.orig).__name__}") from error
+
+
+async def admit_request(
+    session: AsyncSession, event: BatchSyncRequested, worker_id: str, lease_seconds: float
+) -> Admission:
+    """Record the request in the ledger, decide what to do with it and queue its answer if any (caller commits)."""
+    now = utcnow()
+    ledger = await session.execute(
+        insert(RequestLedger)
+        .values(request_id=event.request_id, batch_id=event.batch_id, first_event_id=event.event_id)
+        .on_conflict_do_update(
+            index_elements=[RequestLedger.request_id],
+            set_={"seen_count": RequestLedger.seen_count + 1, "last_seen_at": func.now()},
+        )
+        .returning(RequestLedger.outcome)
+    )
+    recorded_outcome = ledger.scalar_one()
+    if recorded_outcome is not None:
+        reply = BatchSyncCompleted.model_validate(recorded_outcome)
+        return _answer(session, event, reply.model_copy(update={"correlation_id": event.correlation_id}))
+
+    run_id = run_id_for(event.request_id)
+    run = await session.get(Run, run_id, with_for_update=True)
+    if run is not None:
+        if run.batch_id != event.batch_id:
+            return await _reject(session, event, ErrorCode.CONFIG_INVALID, "请求与批次不一致")
+        if run.status in TERMINAL:
+            return _answer(session, event, completed_from_run(run, event.correlation_id))
+        _wait_for_outcome(run, event)
+        if run.owner in (None, worker_id) or (run.lease_until is not None and run.lease_until < now):
+            run.owner, run.lease_until = worker_id, now + timedelta(seconds=lease_seconds)
+            return Admission.SCHEDULE
+        return Admission.IGNORED
+
+    batch = await session.get(Batch, event.batch_id)
+    if batch is None:
+        return await _reject(session, event, ErrorCode.BATCH_NOT_FOUND, "批次不存在")
+    resumed_from = None
+    if event.resume_run_id is not None:
+        resumed_from = await session.get(Run, event.resume_run_id)
+        latest = await latest_run(session, batch.id)
+        if (resumed_from is None or latest is None or latest.id != resumed_from.id
+                or resumed_from.status != RunStatus.FAILED.value):
+            # only the batch's latest run, and only a failed one: resuming an older one would write again
+            # what later runs wrote, and move the incremental mark back
+            return await _reject(session, event, ErrorCode.NOT_RETRYABLE, "批次未处于失败状态")
+    session.add(new_run(
+        batch, request_id=event.request_id, correlation_id=event.correlation_id, reply_to=event.reply_to,
+        trigger=event.trigger.value, requested_by=event.requested_by, owner=worker_id,
+        lease_until=now + timedelta(seconds=lease_seconds), resumed_from=resumed_from,
+    ))
+    await session.execute(
+        update(RequestLedger).where(RequestLedger.request_id == event.request_id).values(run_id=run_id)
+    )
+    return Admission.SCHEDULE
+
+
+def _answer(session: AsyncSession, event: BatchSyncRequested, reply: BatchSyncCompleted) -> Admission:
+    """Queue `reply` for the request's reply address, keyed by its correlation id (no address: nobody asks)."""
+    if event.reply_to:
+        add_event(session, event.reply_to, reply, key=event.correlation_id)
+    return Admission.ANSWERED
+
+
+def _wait_for_outcome(run: Run, event: BatchSyncRequested) -> None:
+    """A duplicate of an active run's request, with a reply address of its own, is answered at completion."""
+    if not event.reply_to or event.correlation_id == run.correlation_id:
+        return
+    waiter = {"correlationId": event.correlation_id, "replyTo": event.reply_to}
+    if waiter not in (run.waiters or []):
+        run.waiters = [*(run.waiters or []), waiter]
+
+
+async def _reject(session: AsyncSession, event: BatchSyncRequested, code: ErrorCode, message: str) -> Admission:
+    reply = rejection(event, code, message)
+    await session.execute(
+        update(RequestLedger).where(RequestLedger.request_id == event.request_id)
+        .values(outcome=reply.model_dump(mode="json"))
+    )
+    return _answer(session, event, reply)

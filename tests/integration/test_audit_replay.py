@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from consumers.projector import Projector
 from producers.publisher import Publisher
 from schemas.events import BatchSyncProgress, BatchSyncStarted, Trigger
+from schemas.wire import encode
 from service.cli_audit import audit_app
 from service.db.engine import make_engine, make_sessionmaker
 from service.db.migrate import upgrade
-from service.runs.outbox import encode
 from service.runs.snapshot import config_hash
 from tests.support.brokers import noida, tansu
 from tests.support.builders import create_empty_like_orders, create_orders, unique

@@ -11,10 +11,10 @@ from consumers.projector import Projector
 from producers.publisher import Publisher
 from schemas.base import utcnow
 from schemas.events import BatchSyncStarted, Trigger
+from schemas.wire import encode
 from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
 from service.db.models import RunHistory
-from service.runs.outbox import encode
 from tests.support.signing import SIGNATURE_HEADER, signed_by, signed_headers
 
 

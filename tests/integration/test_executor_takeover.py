@@ -9,17 +9,16 @@ import pytest
 from sqlalchemy import select, update
 
 from schemas.events import BatchSyncRequested, Trigger
-from schemas.topics import Topics
 from service.bootstrap import database
 from service.config import Settings
 from service.connectors.registry import REGISTRY
 from service.db.models import Run
 from service.runs import lifecycle
 from service.runs.executor import RunExecutor
+from service.runs.requests import Admission, admit_request
+from service.runs.snapshot import run_id_for
 from service.sync.model import RunResult
 from tests.support.builders import state_batch
-
-TOPICS = Topics("takeover.test")
 
 
 class Notifier:
@@ -42,8 +41,8 @@ async def admitted(db, batch_id: int, worker: str) -> uuid.UUID:
     event = BatchSyncRequested(correlation_id=str(uuid.uuid4()), batch_id=batch_id, producer="test",
                                requested_by="t", trigger=Trigger.EVENT)
     async with db.sessions.begin() as session:
-        admission = await lifecycle.admit_request(session, event, TOPICS, worker, 30)
-    return admission.run_id
+        assert await admit_request(session, event, worker, 30) is Admission.SCHEDULE
+    return run_id_for(event.request_id)
 
 
 async def test_a_queued_run_lets_the_orphaned_running_run_of_its_batch_finish_first(db, state_dsn):

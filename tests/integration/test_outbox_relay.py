@@ -16,7 +16,7 @@ from service.db.engine import make_engine, make_sessionmaker
 from service.db.migrate import upgrade
 from service.db.models import Outbox
 from service.ports import BrokerUnavailable
-from service.runs.outbox import add_event
+from service.runs.outbox import SqlOutbox, add_event
 from tests.support.brokers import free_port, tansu_binary, wait_ready
 from tests.support.databases import fresh_database
 
@@ -80,7 +80,7 @@ async def test_notify_publishes_rows_in_order(broker, sessions) -> None:
     topic = settings.topics.events
     publisher = Publisher(settings)
     await publisher.start()
-    relay = OutboxRelay(sessions, publisher, batch_size=16)
+    relay = OutboxRelay(SqlOutbox(sessions), publisher, batch_size=16)
     task = asyncio.create_task(relay.run())
     try:
         await asyncio.sleep(0.2)
@@ -107,7 +107,7 @@ async def test_two_relays_publish_each_row_once(broker, sessions) -> None:
     await publisher.start()
     try:
         await queue(sessions, topic, 300)
-        relays = [OutboxRelay(sessions, publisher, batch_size=20) for _ in range(2)]
+        relays = [OutboxRelay(SqlOutbox(sessions), publisher, batch_size=20) for _ in range(2)]
         await asyncio.gather(*(r.drain_once() for r in relays))
     finally:
         await publisher.stop()
@@ -131,7 +131,7 @@ async def test_broker_outage_keeps_rows_until_the_broker_is_back(sessions) -> No
     publisher = Publisher(settings)
     await publisher.start()
     await queue(sessions, topic, 10)
-    relay = OutboxRelay(sessions, publisher)
+    relay = OutboxRelay(SqlOutbox(sessions), publisher)
     with pytest.raises(BrokerUnavailable):
         await relay.drain_once()
     assert await unpublished(sessions, topic) == 10
@@ -162,7 +162,7 @@ async def test_rows_published_over_an_hour_ago_are_deleted(broker, sessions) -> 
             published_at=func.now() - text("interval '10 minutes'")))
     publisher = Publisher(settings)
     await publisher.start()
-    task = asyncio.create_task(OutboxRelay(sessions, publisher, cleanup_every=0).run())
+    task = asyncio.create_task(OutboxRelay(SqlOutbox(sessions), publisher, cleanup_every=0).run())
     try:
         async with asyncio.timeout(5):
             while True:
@@ -179,7 +179,7 @@ async def test_rows_published_over_an_hour_ago_are_deleted(broker, sessions) -> 
 
 
 async def test_a_row_the_broker_refuses_stops_being_retried_and_never_blocks_the_others(broker, sessions) -> None:
-    from producers.outbox_relay import MAX_ATTEMPTS
+    from service.runs.outbox import MAX_ATTEMPTS
 
     settings = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=f"ob{uuid.uuid4().hex[:8]}",
                         max_message_bytes=10_000)
@@ -189,7 +189,7 @@ async def test_a_row_the_broker_refuses_stops_being_retried_and_never_blocks_the
     await queue(sessions, topic, 3)
     publisher = Publisher(settings)
     await publisher.start()
-    relay = OutboxRelay(sessions, publisher)
+    relay = OutboxRelay(SqlOutbox(sessions), publisher)
     try:
         for _ in range(MAX_ATTEMPTS + 2):
             await relay.drain_once()
@@ -209,7 +209,7 @@ async def test_a_reply_topic_that_cannot_exist_never_holds_back_the_events(broke
     publisher = Publisher(settings)
     await publisher.start()
     try:
-        await OutboxRelay(sessions, publisher).drain_once()
+        await OutboxRelay(SqlOutbox(sessions), publisher).drain_once()
     finally:
         await publisher.stop()
     assert sorted(await chunks_on(broker.bootstrap, settings.topics.events, 2)) == [0, 1]

@@ -8,7 +8,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from producers.pacing import pace_empty_fetches
+from consumers.pacing import pace_empty_fetches
 from tests.support.brokers import noida
 
 WAIT_MS = 50

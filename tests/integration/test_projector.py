@@ -11,11 +11,11 @@ from sqlalchemy import delete, select
 from consumers.projector import Projector
 from producers.publisher import Publisher
 from schemas.events import BatchSyncCompleted, BatchSyncProgress, BatchSyncStarted, ErrorCode, Trigger
+from schemas.wire import encode
 from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
 from service.db.models import ConsumerOffset, RunHistory
 from service.history.projection import clear, project, projector_group
-from service.runs.outbox import encode
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

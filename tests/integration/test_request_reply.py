@@ -10,14 +10,15 @@ from contextlib import asynccontextmanager
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from consumers.replies import ReplyListener
 from producers.clients import consumer_config
 from producers.publisher import Publisher
 from producers.request_reply import RequestReplyClient
 from schemas.base import utcnow
 from schemas.events import BatchSyncCompleted, BatchSyncRequested, Trigger
+from schemas.wire import encode
 from service.config import Settings
 from service.ports import BrokerUnavailable
-from service.runs.outbox import encode
 from tests.support.brokers import free_port
 
 
@@ -58,8 +59,9 @@ async def running(settings: Settings, clients: int = 1, responder: bool = True) 
     publisher = Publisher(settings)
     await publisher.start()
     started = [RequestReplyClient(settings, publisher) for _ in range(clients)]
-    for client in started:
-        await client.start()
+    listeners = [ReplyListener(settings, client) for client in started]
+    for listener in listeners:
+        await listener.start()
     ready = asyncio.Event()
     task = asyncio.create_task(echo(settings, publisher, ready)) if responder else None
     if task:
@@ -70,8 +72,8 @@ async def running(settings: Settings, clients: int = 1, responder: bool = True) 
         if task:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        for client in started:
-            await client.stop()
+        for listener in listeners:
+            await listener.stop()
         await publisher.stop()
 
 
@@ -121,13 +123,14 @@ async def test_unreachable_broker_raises_broker_unavailable() -> None:
     settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_request_timeout_ms=1000)
     publisher = Publisher(settings)
     client = RequestReplyClient(settings, publisher)
+    listener = ReplyListener(settings, client)
     started = time.monotonic()
     await publisher.start()
-    await client.start()
+    await listener.start()
     try:
         with pytest.raises(BrokerUnavailable):
             await client.request(sync_request(settings), timeout=5)
     finally:
-        await client.stop()
+        await listener.stop()
         await publisher.stop()
     assert time.monotonic() - started < 8

@@ -1,6 +1,7 @@
 """The run lifecycle against the real state store: admission, claims, completion, leases, orphans."""
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,8 @@ from service.bootstrap import database
 from service.config import Settings
 from service.db.models import Batch, Outbox, RequestLedger, Run
 from service.runs import lifecycle
+from service.runs.requests import Admission, admit_request
+from service.runs.snapshot import run_id_for
 from tests.support.builders import state_batch
 
 TOPICS = Topics("lifecycle.test")
@@ -34,16 +37,31 @@ def request(batch_id: int, request_id: str | None = None) -> BatchSyncRequested:
                               reply_to="replies.test")
 
 
-async def admit(db, event: BatchSyncRequested, worker: str = "w1") -> lifecycle.Admission:
+@dataclass(frozen=True)
+class Admitted:
+    action: Admission
+    run_id: uuid.UUID
+    reply: BatchSyncCompleted | None = None
+
+
+async def admit(db, event: BatchSyncRequested, worker: str = "w1") -> Admitted:
+    """Admit like the worker does, and read back the reply the admission queued, if any."""
     async with db.sessions.begin() as session:
-        return await lifecycle.admit_request(session, event, TOPICS, worker, 10)
+        action = await admit_request(session, event, worker, 10)
+    reply = None
+    if action is Admission.ANSWERED:
+        async with db.sessions() as session:
+            row = await session.scalar(select(Outbox).where(
+                Outbox.topic == event.reply_to, Outbox.key == event.correlation_id.encode()))
+        reply = BatchSyncCompleted.model_validate_json(row.value)
+    return Admitted(action, run_id_for(event.request_id), reply)
 
 
 async def test_a_new_request_is_scheduled_and_its_duplicate_is_answered_from_the_record(db, batch_id):
     event = request(batch_id)
     admission = await admit(db, event)
-    assert admission.action == "schedule"
-    assert await admit(db, event, worker="w2") == lifecycle.Admission("ignore", admission.run_id, batch_id)
+    assert admission.action is Admission.SCHEDULE
+    assert await admit(db, event, worker="w2") == Admitted(Admission.IGNORED, admission.run_id)
 
     async with db.sessions.begin() as session:
         run = await lifecycle.claim(session, admission.run_id, "w1", 10)
@@ -56,7 +74,7 @@ async def test_a_new_request_is_scheduled_and_its_duplicate_is_answered_from_the
 
     duplicate = request(batch_id, event.request_id)
     answer = await admit(db, duplicate, worker="w2")
-    assert answer.action == "answer"
+    assert answer.action is Admission.ANSWERED
     assert answer.reply.run_id == admission.run_id and answer.reply.correlation_id == duplicate.correlation_id
     async with db.sessions() as session:
         batch = await session.get(Batch, batch_id)
@@ -74,7 +92,7 @@ async def test_an_unknown_batch_is_answered_and_the_answer_is_recorded(db):
     event = request(99_999_999)
     first = await admit(db, event)
     again = await admit(db, request(99_999_999, event.request_id))
-    assert first.action == again.action == "answer"
+    assert first.action == again.action is Admission.ANSWERED
     assert first.reply.error_code == again.reply.error_code == ErrorCode.BATCH_NOT_FOUND
 
 
@@ -124,7 +142,7 @@ async def test_a_retry_inherits_the_checkpoint_key_and_config_of_the_failed_run(
     not_failed = request(batch_id)
     not_failed.resume_run_id = admission.run_id
     answer = await admit(db, not_failed)
-    assert answer.action == "answer" and answer.reply.error_code == ErrorCode.NOT_RETRYABLE
+    assert answer.action is Admission.ANSWERED and answer.reply.error_code == ErrorCode.NOT_RETRYABLE
 
 
 async def test_cancel_flags_reach_the_owner_through_lease_renewal(db, batch_id):
@@ -154,7 +172,7 @@ async def test_only_the_latest_failed_run_can_be_resumed(db, batch_id):
     stale.resume_run_id = failed.run_id
     stale.trigger = Trigger.RETRY
     answer = await admit(db, stale)
-    assert answer.action == "answer" and answer.reply.error_code == ErrorCode.NOT_RETRYABLE
+    assert answer.action is Admission.ANSWERED and answer.reply.error_code == ErrorCode.NOT_RETRYABLE
 
 
 async def test_a_duplicate_of_an_active_request_is_answered_when_the_run_completes(db, batch_id):
@@ -162,7 +180,7 @@ async def test_a_duplicate_of_an_active_request_is_answered_when_the_run_complet
     admission = await admit(db, first)
     duplicate = request(batch_id, first.request_id)
     duplicate.reply_to = "other.replies"
-    assert (await admit(db, duplicate, worker="w2")).action == "ignore"
+    assert (await admit(db, duplicate, worker="w2")).action is Admission.IGNORED
     async with db.sessions.begin() as session:
         await lifecycle.claim(session, admission.run_id, "w1", 10)
         await lifecycle.complete(session, admission.run_id, "w1", TOPICS, error_code=None, message="同步成功")

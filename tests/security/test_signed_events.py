@@ -12,15 +12,16 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
+from consumers.replies import ReplyListener
 from producers.publisher import Publisher
 from producers.request_reply import RequestReplyClient
 from schemas.base import utcnow
 from schemas.events import BatchSyncCompleted, BatchSyncRequested, BatchSyncStarted, Trigger
+from schemas.wire import encode
 from service.cli_audit import audit_app
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.ports import BrokerUnavailable
-from service.runs.outbox import encode
 from tests.support.builders import create_empty_like_orders, create_orders, unique
 from tests.support.databases import fresh_database
 from tests.support.signing import produce_record, read_records, signed_by, signed_headers
@@ -187,7 +188,8 @@ async def test_request_reply_ignores_a_reply_without_our_signature(broker) -> No
     publisher = Publisher(settings)
     await publisher.start()
     client = RequestReplyClient(settings, publisher)
-    await client.start()
+    listener = ReplyListener(settings, client)
+    await listener.start()
     request = BatchSyncRequested(batch_id=7, correlation_id=str(uuid.uuid4()), producer="test",
                                  trigger=Trigger.HTTP, requested_by="alice", reply_to=settings.topics.replies)
 
@@ -210,7 +212,7 @@ async def test_request_reply_ignores_a_reply_without_our_signature(broker) -> No
         outcome = await client.request(request, timeout=20)
         await answering
     finally:
-        await client.stop()
+        await listener.stop()
         await publisher.stop()
     assert outcome is not None and outcome.records_synced == 5
 

@@ -1,0 +1,348 @@
+"""The one consume loop: every reader of the bus is a `Subscription` plus a handler.
+
+What each consumer once wrote for itself lives here:
+
+- **Start-up** waits out a broker that is not up yet, ensuring our topics first (a restarted test broker
+  forgets them, docs/brokers.md), and the loop reconnects when the broker fails under it.
+- **Pacing**: empty fetches are paced on the client (consumers/pacing.py).
+- **Back-off** after a failed handler: the records whose effects are not durable are read again.
+- **Commit after durable**: a handler returns only once its effect is durable. `PerRecord` handlers get
+  their offsets committed to the broker after each fetch and on revocation; a `PerBatch` handler stores
+  its offsets in PostgreSQL with its effects (PostgreSQL is the transaction boundary, docs/brokers.md),
+  the loop seeks to them on every assignment, and broker commits are only a lag hint. Commits are
+  bounded in time because they can hang on a restarted test broker.
+- **The DLQ**: a handler raising `Rejected(reason)` parks the record in `P.dlq` (consumers/dlq.py) and the
+  loop goes on; a batch is then applied again without that record.
+- **Rebalance hooks**: the above, then the owner's `on_assigned`.
+
+A subscription without a group reads every partition of its topic from the end (reply listeners,
+`sync --follow`); nothing is committed for it.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, assert_never
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumers.dlq import send_to_dlq
+from consumers.pacing import pace_empty_fetches
+from producers.clients import new_consumer
+from producers.publisher import Publisher
+from producers.topics import ensure_topics
+from service.config import Settings
+from service.ports import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+Record = ConsumerRecord[bytes, bytes]
+COMMIT_TIMEOUT = 2.0
+FIRST_BACKOFF = 0.2
+MAX_BACKOFF = 5.0
+BROKER_ERRORS = (KafkaError, OSError, TimeoutError, BrokerUnavailable)
+
+
+class Rejected(Exception):
+    """The record can never be processed: the loop parks it in the DLQ with `reason` and goes on.
+
+    A `PerBatch` handler names the record, since its batch holds many."""
+
+    def __init__(self, reason: str, record: Record | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.record = record
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What to read and how: one topic, in a group (load shared, offsets kept) or every partition alone."""
+
+    name: str
+    topic: str
+    group_id: str | None
+    fetch_max_wait_ms: int
+    max_records: int | None = None
+    poll_timeout_ms: int = 1000
+    ensure_topics: bool = True
+    """Create our topics before starting; off for clients of someone else's deployment (`sync --follow`)."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One fetch for a `PerBatch` handler: records per partition and where each partition resumes once the
+    batch is durable (past any record the DLQ took)."""
+
+    records: Mapping[TopicPartition, Sequence[Record]]
+    next_offsets: Mapping[TopicPartition, int]
+
+    def without(self, record: Record) -> "Batch":
+        tp = TopicPartition(record.topic, record.partition)
+        kept = {p: [r for r in rs if p != tp or r.offset != record.offset] for p, rs in self.records.items()}
+        return Batch(kept, self.next_offsets)
+
+
+class RecordHandler(Protocol):
+    async def __call__(self, record: Record) -> None:
+        """Make the record's effect durable; raise Rejected to park it, anything else to retry it."""
+
+
+class BatchHandler(Protocol):
+    async def __call__(self, batch: Batch) -> None:
+        """Make the batch's effects and `batch.next_offsets` durable together; Rejected parks one record."""
+
+
+@dataclass(frozen=True)
+class PerRecord:
+    """Records one by one; the loop commits each one's offset once its handler returned."""
+
+    handle: RecordHandler
+
+
+@dataclass(frozen=True)
+class PerBatch:
+    """A fetch at a time; the handler owns the offsets, which `stored` reads back (partition → next offset)."""
+
+    handle: BatchHandler
+    stored: Callable[[], Awaitable[Mapping[int, int]]]
+
+
+Handling = PerRecord | PerBatch
+
+
+@dataclass
+class _Backoff:
+    delay: float = FIRST_BACKOFF
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, MAX_BACKOFF)
+
+    def reset(self) -> None:
+        self.delay = FIRST_BACKOFF
+
+
+class ConsumeLoop:
+    """Consume `subscription` with `handling` until cancelled. `publisher` carries the DLQ (without one, a
+    rejected record is only logged); `on_assigned` hears of each assignment once the loop positioned it;
+    `ready` (made here unless given) is set while the loop is connected and positioned."""
+
+    def __init__(self, settings: Settings, subscription: Subscription, handling: Handling, *,
+                 publisher: Publisher | None = None,
+                 on_assigned: Callable[[Collection[TopicPartition]], None] | None = None,
+                 ready: asyncio.Event | None = None) -> None:
+        self.settings = settings
+        self.subscription = subscription
+        self.handling = handling
+        self.publisher = publisher
+        self.on_assigned = on_assigned
+        self.ready = ready or asyncio.Event()
+        """Set while connected and positioned (in a group: started; the assignment may come later)."""
+        self._consumer: AIOKafkaConsumer | None = None
+        self._done: dict[TopicPartition, int] = {}
+        self._backoff = _Backoff()
+
+    async def run(self) -> None:
+        name = self.subscription.name
+        while True:
+            consumer = await self._start()
+            try:
+                self.ready.set()
+                log.info("%s consuming %s", name, self.subscription.topic)
+                await self._consume(consumer)
+            except BROKER_ERRORS as exc:
+                log.warning("%s: the consumer failed, reconnecting in %.1fs: %r", name, self._backoff.delay, exc)
+            finally:
+                self.ready.clear()
+                await self._stop(consumer)
+            await self._backoff.sleep()
+
+    # --- start and stop ---
+
+    async def _start(self) -> AIOKafkaConsumer:
+        """A started, positioned consumer; waits out a broker that is down."""
+        sub = self.subscription
+        while True:
+            consumer = new_consumer(self.settings, group_id=sub.group_id, fetch_max_wait_ms=sub.fetch_max_wait_ms)
+            try:
+                async with asyncio.timeout(2 * self.settings.kafka_request_timeout_ms / 1000):
+                    if sub.ensure_topics:
+                        await ensure_topics(self.settings)
+                    self._consumer = consumer
+                    if sub.group_id is not None:
+                        consumer.subscribe([sub.topic], listener=_Rebalance(self))
+                    await consumer.start()
+                    pace_empty_fetches(consumer, sub.fetch_max_wait_ms)
+                    if sub.group_id is None:
+                        await self._assign_at_end(consumer)
+                return consumer
+            except BROKER_ERRORS as exc:
+                log.warning("%s waiting for the broker, retrying in %.1fs: %r", sub.name, self._backoff.delay, exc)
+                await self._stop(consumer)
+            await self._backoff.sleep()
+
+    async def _assign_at_end(self, consumer: AIOKafkaConsumer) -> None:
+        """Every partition at its end, positions resolved, so nothing published after this is missed."""
+        topic = self.subscription.topic
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            raise BrokerUnavailable(f"no partitions for {topic}")
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await consumer.position(tp)
+        if self.on_assigned is not None:
+            self.on_assigned(partitions)
+
+    async def _stop(self, consumer: AIOKafkaConsumer) -> None:
+        if self._consumer is consumer:
+            with contextlib.suppress(Exception):
+                await self._commit(consumer)
+            self._consumer = None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(consumer.stop(), self.settings.kafka_request_timeout_ms / 1000)
+
+    # --- consuming ---
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        sub = self.subscription
+        while True:
+            fetched = await consumer.getmany(timeout_ms=sub.poll_timeout_ms, max_records=sub.max_records)
+            match self.handling:
+                case PerRecord(handle):
+                    failed = await self._each(consumer, fetched, handle)
+                    await self._commit(consumer)
+                case PerBatch(handle):
+                    failed = bool(fetched) and await self._batch(consumer, fetched, handle)
+                case _:
+                    assert_never(self.handling)
+            if failed:
+                await self._backoff.sleep()
+            elif fetched:
+                self._backoff.reset()
+
+    async def _each(self, consumer: AIOKafkaConsumer, fetched: Mapping[TopicPartition, Sequence[Record]],
+                    handle: RecordHandler) -> bool:
+        """Handle each record; a partition whose record failed is read again from it. True when one failed."""
+        failed = False
+        for tp, records in fetched.items():
+            for record in records:
+                if not await self._handle_one(record, handle):
+                    consumer.seek(tp, record.offset)
+                    failed = True
+                    break
+                if self.subscription.group_id is not None:
+                    self._done[tp] = record.offset + 1
+        return failed
+
+    async def _handle_one(self, record: Record, handle: RecordHandler) -> bool:
+        try:
+            await handle(record)
+        except Rejected as rejected:
+            return await self._park(record, rejected.reason)
+        except Exception:
+            log.warning("%s: %s[%s]@%s failed; it is read again in %.1fs", self.subscription.name, record.topic,
+                        record.partition, record.offset, self._backoff.delay, exc_info=True)
+            return False
+        return True
+
+    async def _batch(self, consumer: AIOKafkaConsumer, fetched: Mapping[TopicPartition, Sequence[Record]],
+                     handle: BatchHandler) -> bool:
+        """Apply the batch, parking rejected records one at a time; on failure every partition is read again
+        from its first record. True when it failed."""
+        batch = Batch(fetched, {tp: records[-1].offset + 1 for tp, records in fetched.items()})
+        while True:
+            try:
+                await handle(batch)
+            except Rejected as rejected:
+                if rejected.record is not None and await self._park(rejected.record, rejected.reason):
+                    batch = batch.without(rejected.record)
+                    continue
+                if rejected.record is None:
+                    log.error("%s: a batch handler rejected a record without naming it", self.subscription.name)
+                self._rewind(consumer, fetched)
+                return True
+            except Exception:
+                log.warning("%s: a batch failed; it is read again in %.1fs", self.subscription.name,
+                            self._backoff.delay, exc_info=True)
+                self._rewind(consumer, fetched)
+                return True
+            await self._commit_hint(consumer, batch.next_offsets)
+            return False
+
+    @staticmethod
+    def _rewind(consumer: AIOKafkaConsumer, fetched: Mapping[TopicPartition, Sequence[Record]]) -> None:
+        for tp, records in fetched.items():
+            with contextlib.suppress(KafkaError, AssertionError):  # no longer assigned: its new owner reads it
+                consumer.seek(tp, records[0].offset)
+
+    async def _park(self, record: Record, reason: str) -> bool:
+        """Send a record that can never be processed to the DLQ; False only if the DLQ is unreachable."""
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        if self.publisher is None:
+            log.warning("%s: ignoring %s: %s", self.subscription.name, where, reason)
+            return True
+        try:
+            await send_to_dlq(self.publisher, self.settings.topics.dlq, record, reason)
+        except BrokerUnavailable:
+            log.warning("%s: the DLQ is unavailable; %s is read again", self.subscription.name, where)
+            return False
+        log.warning("%s: %s sent to the DLQ: %s", self.subscription.name, where, reason)
+        return True
+
+    # --- offsets ---
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit the offsets of records whose effects are durable; the next commit covers a failed one."""
+        assigned = consumer.assignment()
+        offsets = {tp: offset for tp, offset in self._done.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT)
+        except Exception as error:
+            log.warning("%s: offset commit failed (%r); the next commit covers it", self.subscription.name, error)
+            return
+        for tp, offset in offsets.items():
+            if self._done.get(tp) == offset:
+                del self._done[tp]
+
+    async def _commit_hint(self, consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int]) -> None:
+        """Tell the broker how far a `PerBatch` handler got: a lag hint only, its offsets are in PostgreSQL."""
+        try:
+            await asyncio.wait_for(consumer.commit(dict(offsets)), COMMIT_TIMEOUT)
+        except (KafkaError, TimeoutError) as exc:
+            log.debug("%s: commit hint failed (offsets are in PostgreSQL): %r", self.subscription.name, exc)
+
+    async def _revoked(self) -> None:
+        if self._consumer is not None and isinstance(self.handling, PerRecord):
+            await self._commit(self._consumer)
+
+    async def _assigned(self, assigned: Collection[TopicPartition]) -> None:
+        consumer = self._consumer
+        if consumer is not None and isinstance(self.handling, PerBatch):
+            stored = await self.handling.stored()
+            for tp in assigned:
+                if tp.partition in stored:
+                    consumer.seek(tp, stored[tp.partition])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            log.info("%s assigned %s, stored offsets %s", self.subscription.name,
+                     sorted(tp.partition for tp in assigned), dict(stored))
+        if self.on_assigned is not None:
+            self.on_assigned(assigned)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: ConsumeLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:  # noqa: ARG002
+        await self._loop._revoked()
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        await self._loop._assigned(assigned)
