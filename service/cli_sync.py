@@ -12,18 +12,22 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from schemas.status import TERMINAL, RunStatus
 from service.config import Settings
 
+if TYPE_CHECKING:
+    from consumers.event_feed import EventFeed
+
 EXIT_SUCCESS, EXIT_FAILED, EXIT_RUNNING, EXIT_ERROR = 0, 1, 3, 4
-TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
 POLL_SECONDS = 0.5
+FEED_WAIT_SECONDS = 10.0
 CLIENT_PERMS = ["integration:batch:sync", "integration:batch:query"]
 console = Console(stderr=True)
 
@@ -64,7 +68,7 @@ def _envelope(response: httpx.Response) -> dict[str, Any]:
 def _finish(run: dict[str, Any], started: float) -> int:
     status = run.get("status")
     seconds = time.monotonic() - started
-    if status == "SUCCESS":
+    if status == RunStatus.SUCCESS:
         records = run.get("recordsWritten", run.get("recordsSynced"))
         typer.echo(f"SUCCESS: {records} records in {seconds:.1f}s (run {run.get('runId')})")
         return EXIT_SUCCESS
@@ -101,17 +105,14 @@ class Follower:
                 return run
             await asyncio.sleep(POLL_SECONDS)
 
-    async def by_events(self, consumer: Any, run_id: str) -> dict[str, Any]:
-        from schemas.events import BatchSyncCompleted, BatchSyncProgress, lifecycle_event_adapter
+    async def by_events(self, feed: "EventFeed", run_id: str) -> dict[str, Any]:
+        from schemas.events import BatchSyncCompleted, BatchSyncProgress
 
         last_poll = time.monotonic()
         while True:
-            batches = await consumer.getmany(timeout_ms=1000)
-            for record in (r for records in batches.values() for r in records):
-                with contextlib.suppress(ValueError):
-                    event = lifecycle_event_adapter.validate_json(record.value)
-                    if str(event.run_id) != run_id:
-                        continue
+            with contextlib.suppress(TimeoutError):
+                event = await asyncio.wait_for(feed.events.get(), 1.0)
+                if str(event.run_id) == run_id:
                     if isinstance(event, BatchSyncProgress):
                         self.show(event.records_written, event.total_estimate, event.records_per_second)
                     elif isinstance(event, BatchSyncCompleted):
@@ -123,33 +124,12 @@ class Follower:
                     return run
 
 
-async def _events_consumer(settings: Settings, bootstrap: str) -> Any:
-    """A group-less consumer on every partition of P.events, at the current end; None when unreachable."""
-    from aiokafka import TopicPartition
+async def _event_feed(settings: Settings, bootstrap: str) -> "EventFeed | None":
+    """Lifecycle events from the current end of P.events on; None when the broker is not reached in time."""
+    from consumers.event_feed import EventFeed
 
-    from producers.clients import new_consumer
-    from producers.pacing import pace_empty_fetches
-
-    consumer = new_consumer(settings.model_copy(update={"kafka_bootstrap": bootstrap}), group_id=None,
-                            fetch_max_wait_ms=50)
-    try:
-        async with asyncio.timeout(10):
-            await consumer.start()
-            pace_empty_fetches(consumer, 50)
-            await consumer.topics()
-            numbers = consumer.partitions_for_topic(settings.topics.events) or set()
-            if not numbers:
-                raise RuntimeError("no events topic")
-            tps = [TopicPartition(settings.topics.events, p) for p in sorted(numbers)]
-            consumer.assign(tps)
-            await consumer.seek_to_end(*tps)
-            for tp in tps:
-                await consumer.position(tp)
-        return consumer
-    except Exception:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-        return None
+    feed = EventFeed(settings.model_copy(update={"kafka_bootstrap": bootstrap}))
+    return feed if await feed.open(FEED_WAIT_SECONDS) else None
 
 
 async def _run(settings: Settings, api_url: str, token: str, batch_id: int, wait: float | None,
@@ -158,14 +138,15 @@ async def _run(settings: Settings, api_url: str, token: str, batch_id: int, wait
     started = time.monotonic()
     timeout = httpx.Timeout(30.0 + (wait or settings.sync_wait_seconds))
     async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=timeout) as client:
-        consumer = await _events_consumer(settings, bootstrap) if follow and bootstrap else None
+        feed = await _event_feed(settings, bootstrap) if follow and bootstrap else None
         try:
             params = {"wait": 0} if follow else ({"wait": wait} if wait is not None else {})
             response = await client.post(f"/integration/batch/{batch_id}/sync", params=params)
             body = _envelope(response)
             data = body.get("data") or {}
             if response.status_code == 200:
-                return _finish({**data, "status": "SUCCESS", "recordsWritten": data.get("recordsSynced")}, started)
+                done = {**data, "status": RunStatus.SUCCESS, "recordsWritten": data.get("recordsSynced")}
+                return _finish(done, started)
             if response.status_code not in (202, 409) or "runId" not in data:
                 typer.echo(f"HTTP {response.status_code}: {body.get('message', response.text[:200])}", err=True)
                 return EXIT_FAILED if response.status_code == 400 else EXIT_ERROR
@@ -176,14 +157,14 @@ async def _run(settings: Settings, api_url: str, token: str, batch_id: int, wait
                 return EXIT_RUNNING
             follower = Follower(client, batch_id)
             with follower.progress:
-                if consumer is not None:
-                    run = await follower.by_events(consumer, run_id)
+                if feed is not None:
+                    run = await follower.by_events(feed, run_id)
                 else:
                     run = await follower.by_polling(run_id)
             return _finish(run, started)
         finally:
-            if consumer is not None:
-                await consumer.stop()
+            if feed is not None:
+                await feed.close()
 
 
 def sync(
