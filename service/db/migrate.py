@@ -1,6 +1,5 @@
 """Alembic, configured in code so that `batchsync db upgrade` works from any directory."""
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,8 +25,3 @@ def alembic_config(database_url: str, keys: "Keyring | None" = None) -> Config:
 
 def upgrade(database_url: str, revision: str = "head", keys: "Keyring | None" = None) -> None:
     command.upgrade(alembic_config(database_url, keys), revision)
-
-
-async def upgrade_async(database_url: str, revision: str = "head") -> None:
-    """Alembic's env runs its own event loop; keep it off ours."""
-    await asyncio.to_thread(upgrade, database_url, revision)

@@ -84,10 +84,6 @@ class RunExecutor:
     def scan_orphans_soon(self) -> None:
         self._scan_now.set()
 
-    @property
-    def active(self) -> int:
-        return len(self._tasks)
-
     # --- runs ---
 
     def submit(self, run_id: uuid.UUID, batch_id: int) -> None:
