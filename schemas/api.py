@@ -18,6 +18,7 @@ import idna
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from schemas.base import UtcTime, WireModel
+from schemas.status import BatchStatus, RunStatus
 
 MAX_ID = 2**31 - 1
 """Connection and batch ids are PostgreSQL `integer` keys."""
@@ -137,14 +138,6 @@ class WriteMode(StrEnum):
     UPSERT = "upsert"
 
 
-class RunStatus(StrEnum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-
 class ConnectionIn(WireModel):
     name: Text = Field(min_length=1, max_length=200)
     type: ConnectionType
@@ -261,7 +254,7 @@ class BatchIn(WireModel):
 
 class BatchOut(BatchIn):
     id: int
-    status: str
+    status: BatchStatus
     last_sync_time: UtcTime | None = None
     last_records_synced: int | None = None
     last_run_id: UUID | None = None

@@ -8,14 +8,13 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import BatchIn, BatchOut, MappingEntry, RunStatus, SourceSpec, TargetSpec
+from schemas.api import BatchIn, BatchOut, MappingEntry, SourceSpec, TargetSpec
 from schemas.envelope import Page
+from schemas.status import ACTIVE, BatchStatus
 from service.catalog.errors import BATCH_NOT_FOUND, BATCH_RUNNING, Conflict, Invalid, NotFound, missing_connection
 from service.catalog.paging import PageRequest, fetch_page
 from service.connectors import registry
 from service.db.models import Batch, Connection, Run
-
-ACTIVE_RUN_STATUSES = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
 
 
 def to_out(row: Batch) -> BatchOut:
@@ -28,7 +27,7 @@ def to_out(row: Batch) -> BatchOut:
         target=TargetSpec.model_validate(row.target),
         mapping=None if row.mapping is None else [MappingEntry.model_validate(m) for m in row.mapping],
         chunk_size=row.chunk_size,
-        status=row.status,
+        status=BatchStatus(row.status),
         last_sync_time=row.last_sync_time,
         last_records_synced=row.last_records_synced,
         last_run_id=row.last_run_id,
@@ -124,7 +123,7 @@ async def delete(session: AsyncSession, batch_id: int) -> None:
     if row is None:
         raise NotFound(BATCH_NOT_FOUND)
     active = await session.scalar(select(exists().where(
-        Run.batch_id == batch_id, Run.status.in_(ACTIVE_RUN_STATUSES))))
+        Run.batch_id == batch_id, Run.status.in_(sorted(ACTIVE)))))
     if active:
         raise Conflict(BATCH_RUNNING)
     await session.delete(row)

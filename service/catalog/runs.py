@@ -5,8 +5,9 @@ from uuid import UUID
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import HistoryRow, RunOut, RunStatus
+from schemas.api import HistoryRow, RunOut
 from schemas.envelope import Page
+from schemas.status import RunStatus
 from service.catalog.batches import load as load_batch
 from service.catalog.errors import RUN_NOT_FOUND, NotFound
 from service.catalog.paging import PageRequest, fetch_page

@@ -9,11 +9,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import BatchStatistics, OverallStatistics, RunStatus, WriteMode
+from schemas.api import BatchStatistics, OverallStatistics, WriteMode
+from schemas.status import RunStatus
 from service.catalog.batches import load as load_batch
 from service.db.models import Batch, RunHistory
-
-SUCCESS = RunStatus.SUCCESS.value
 
 
 def _rate(success: int, total: int) -> float:
@@ -28,11 +27,11 @@ async def _figures(session: AsyncSession, where: ColumnElement[bool] | None) -> 
     finished = RunHistory.finished_at.is_not(None)
     query = select(
         func.count().label("total"),
-        func.count().filter(RunHistory.status == SUCCESS).label("success"),
-        func.count().filter(RunHistory.status == RunStatus.FAILED.value).label("failed"),
+        func.count().filter(RunHistory.status == RunStatus.SUCCESS).label("success"),
+        func.count().filter(RunHistory.status == RunStatus.FAILED).label("failed"),
         func.coalesce(func.sum(RunHistory.records_synced), 0).label("records"),
         func.max(RunHistory.finished_at).label("last_sync"),
-        func.max(RunHistory.finished_at).filter(RunHistory.status == SUCCESS).label("last_success"),
+        func.max(RunHistory.finished_at).filter(RunHistory.status == RunStatus.SUCCESS).label("last_success"),
         func.avg(RunHistory.duration_ms).filter(finished).label("avg_ms"),
     )
     last = select(RunHistory.records_synced).where(finished).order_by(RunHistory.finished_at.desc()).limit(1)

@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from schemas.status import ACTIVE, BatchStatus, RunStatus, sql_list
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -75,7 +77,7 @@ class Batch(Base):
     mapping: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     chunk_size: Mapped[int | None] = mapped_column(Integer)
     config_version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
-    status: Mapped[str] = mapped_column(String(20), server_default=text("'NEVER_RUN'"))
+    status: Mapped[str] = mapped_column(String(20), server_default=text(f"'{BatchStatus.NEVER_RUN}'"))
     last_sync_time: Mapped[datetime | None] = mapped_column(Timestamp)
     last_success_time: Mapped[datetime | None] = mapped_column(Timestamp)
     last_records_synced: Mapped[int | None] = mapped_column(BigInteger)
@@ -90,9 +92,9 @@ class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
         Index("uq_runs_one_running_per_batch", "batch_id", unique=True,
-              postgresql_where=text("status = 'RUNNING'")),
+              postgresql_where=text(f"status = '{RunStatus.RUNNING}'")),
         Index("ix_runs_batch_id_created_at", "batch_id", "created_at"),
-        Index("ix_runs_active_lease", "lease_until", postgresql_where=text("status IN ('PENDING','RUNNING')")),
+        Index("ix_runs_active_lease", "lease_until", postgresql_where=text(f"status IN ({sql_list(ACTIVE)})")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -102,7 +104,7 @@ class Run(Base):
     reply_to: Mapped[str | None] = mapped_column(String(249))
     trigger: Mapped[str] = mapped_column(String(20))
     requested_by: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20), server_default=text("'PENDING'"))
+    status: Mapped[str] = mapped_column(String(20), server_default=text(f"'{RunStatus.PENDING}'"))
     resumed_from_run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     checkpoint_key: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     config: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

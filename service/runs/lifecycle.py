@@ -14,7 +14,6 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import RunStatus
 from schemas.events import (
     BatchSyncCompleted,
     BatchSyncProgress,
@@ -23,11 +22,12 @@ from schemas.events import (
     ErrorCode,
     Trigger,
 )
+from schemas.status import ACTIVE, TERMINAL, BatchStatus, RunStatus, sql_list
 from schemas.topics import Topics
 from service.db.models import Batch, RequestLedger, Run
 from service.runs.outbox import add_event
 from service.runs.snapshot import config_hash, config_snapshot, run_id_for
-from service.runs.status import ACTIVE, TERMINAL, check_transition, status_for_error
+from service.runs.status import check_transition, may_become, status_for_error
 
 PRODUCER = "batchsync-worker"
 
@@ -44,7 +44,7 @@ async def relaxed(session: AsyncSession) -> None:
 
 async def active_run(session: AsyncSession, batch_id: int) -> Run | None:
     return await session.scalar(
-        select(Run).where(Run.batch_id == batch_id, Run.status.in_([s.value for s in ACTIVE]))
+        select(Run).where(Run.batch_id == batch_id, Run.status.in_(sorted(ACTIVE)))
         .order_by(Run.created_at).limit(1)
     )
 
@@ -78,7 +78,7 @@ def new_run(
         reply_to=reply_to,
         trigger=trigger,
         requested_by=requested_by,
-        status=RunStatus.PENDING.value,
+        status=RunStatus.PENDING,
         resumed_from_run_id=resumed_from.id if resumed_from is not None else None,
         checkpoint_key=resumed_from.checkpoint_key if resumed_from is not None else run_id,
         config=snapshot,
@@ -101,10 +101,10 @@ def completed_from_run(run: Run, correlation_id: str) -> BatchSyncCompleted:
         duration = int((run.finished_at - run.started_at).total_seconds() * 1000)
     return BatchSyncCompleted(
         correlation_id=correlation_id, batch_id=run.batch_id, run_id=run.id, producer=PRODUCER,
-        success=run.status == RunStatus.SUCCESS.value, message=run.message or "",
+        success=run.status == RunStatus.SUCCESS, message=run.message or "",
         sync_time=run.finished_at or utcnow(), records_synced=run.records_written, duration_ms=duration,
         error_code=ErrorCode(run.error_code) if run.error_code else None,
-        cancelled_by=run.cancel_requested_by if run.status == RunStatus.CANCELLED.value else None,
+        cancelled_by=run.cancel_requested_by if run.status == RunStatus.CANCELLED else None,
     )
 
 
@@ -127,8 +127,8 @@ async def claim(session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_
     try:
         run = (await session.execute(
             update(Run)
-            .where(Run.id == run_id, Run.owner == worker_id, Run.status.in_([s.value for s in ACTIVE]))
-            .values(status=RunStatus.RUNNING.value, started_at=func.coalesce(Run.started_at, func.now()),
+            .where(Run.id == run_id, Run.owner == worker_id, Run.status.in_(sorted(may_become(RunStatus.RUNNING))))
+            .values(status=RunStatus.RUNNING, started_at=func.coalesce(Run.started_at, func.now()),
                     lease_until=utcnow() + timedelta(seconds=lease_seconds), attempts=Run.attempts + 1)
             .returning(Run)
             .execution_options(populate_existing=True)
@@ -136,7 +136,7 @@ async def claim(session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_
     except IntegrityError as error:
         raise ClaimBusy(str(run_id)) from error
     if run is not None:
-        await session.execute(update(Batch).where(Batch.id == run.batch_id).values(status=RunStatus.RUNNING.value))
+        await session.execute(update(Batch).where(Batch.id == run.batch_id).values(status=BatchStatus.RUNNING))
     return run
 
 
@@ -208,7 +208,7 @@ async def complete(
     status = status_for_error(error_code.value if error_code else None)
     check_transition(run.status, status)
     now = utcnow()
-    run.status = status.value
+    run.status = status
     run.finished_at = now
     run.started_at = run.started_at or now
     run.message = message
@@ -222,7 +222,7 @@ async def complete(
     run.owner, run.lease_until = None, None
     reply = completed_from_run(run, run.correlation_id)
     batch_values: dict[str, Any] = {
-        "status": status.value, "last_sync_time": now, "last_records_synced": run.records_written,
+        "status": BatchStatus.of_run(status), "last_sync_time": now, "last_records_synced": run.records_written,
         "last_run_id": run.id, "last_error": None if status is RunStatus.SUCCESS else message,
     }
     if status is RunStatus.SUCCESS:
@@ -262,7 +262,7 @@ async def release(session: AsyncSession, worker_id: str, run_ids: list[uuid.UUID
     """On a clean shutdown: expire our leases at once so another worker resumes without waiting."""
     if run_ids:
         await session.execute(
-            update(Run).where(Run.id.in_(run_ids), Run.owner == worker_id, Run.status.in_([s.value for s in ACTIVE]))
+            update(Run).where(Run.id.in_(run_ids), Run.owner == worker_id, Run.status.in_(sorted(ACTIVE)))
             .values(lease_until=utcnow() - timedelta(seconds=1))
         )
 
@@ -270,7 +270,7 @@ async def release(session: AsyncSession, worker_id: str, run_ids: list[uuid.UUID
 async def claim_orphans(session: AsyncSession, worker_id: str, lease_seconds: float, limit: int) -> list[Run]:
     """Take over active runs whose owner's lease expired (their worker died)."""
     ids = (await session.execute(text(
-        "SELECT id FROM runs WHERE status IN ('PENDING','RUNNING') AND lease_until < now() "
+        f"SELECT id FROM runs WHERE status IN ({sql_list(ACTIVE)}) AND lease_until < now() "
         "ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT :limit"
     ), {"limit": limit})).scalars().all()
     if not ids:

@@ -20,8 +20,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.api import RunStatus
 from schemas.events import BatchSyncCompleted, BatchSyncRequested, ErrorCode, Trigger
+from schemas.status import TERMINAL, RunStatus
 from service.config import Settings
 from service.db.failures import database_down
 from service.db.models import Batch, RequestLedger, Run
@@ -41,7 +41,6 @@ from service.runs.outcomes import (
     Unavailable,
 )
 from service.runs.snapshot import run_id_for
-from service.runs.status import TERMINAL
 
 PRODUCER = "batchsync-api"
 DATABASE = "数据库"
@@ -89,7 +88,7 @@ async def _request(
             resumed_from = None
             if trigger is Trigger.RETRY:
                 resumed_from = await latest_run(session, batch_id)
-                if resumed_from is None or resumed_from.status != RunStatus.FAILED.value:
+                if resumed_from is None or resumed_from.status != RunStatus.FAILED:
                     return NotRetryable(batch_id)
             run = new_run(
                 batch, request_id=request_id, correlation_id=correlation_id, reply_to=reply_to,
@@ -126,7 +125,7 @@ async def _withdraw(state: RequestContext, event: BatchSyncRequested, run_id: uu
     try:
         async with state.sessions.begin() as session:
             withdrawn = (await session.execute(
-                delete(Run).where(Run.id == run_id, Run.status == RunStatus.PENDING.value, Run.owner.is_(None))
+                delete(Run).where(Run.id == run_id, Run.status == RunStatus.PENDING, Run.owner.is_(None))
                 .returning(Run.id)
             )).first()
             if withdrawn is None:
@@ -233,7 +232,7 @@ async def admit_request(
         resumed_from = await session.get(Run, event.resume_run_id)
         latest = await latest_run(session, batch.id)
         if (resumed_from is None or latest is None or latest.id != resumed_from.id
-                or resumed_from.status != RunStatus.FAILED.value):
+                or resumed_from.status != RunStatus.FAILED):
             # only the batch's latest run, and only a failed one: resuming an older one would write again
             # what later runs wrote, and move the incremental mark back
             return await _reject(session, event, ErrorCode.NOT_RETRYABLE, "批次未处于失败状态")

@@ -1,9 +1,11 @@
-"""The run state machine: explicit transitions, nothing else moves a run."""
+"""The run state machine: explicit transitions, nothing else moves a run.
 
-from schemas.api import RunStatus
+The statuses and their sets (ACTIVE, TERMINAL) are the contract's, in schemas/status.py; this module
+says which moves between them are legal.
+"""
 
-ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
-TERMINAL = frozenset({RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.CANCELLED})
+from schemas.events import ErrorCode
+from schemas.status import RunStatus
 
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED}),
@@ -23,7 +25,12 @@ def check_transition(current: str, new: RunStatus) -> None:
         raise IllegalTransition(f"run cannot go from {current} to {new}")
 
 
+def may_become(new: RunStatus) -> frozenset[RunStatus]:
+    """The statuses a run may leave for `new`: the guard of a statement that moves runs in bulk."""
+    return frozenset(status for status, targets in TRANSITIONS.items() if new in targets)
+
+
 def status_for_error(error_code: str | None) -> RunStatus:
     if error_code is None:
         return RunStatus.SUCCESS
-    return RunStatus.CANCELLED if error_code == "CANCELLED" else RunStatus.FAILED
+    return RunStatus.CANCELLED if error_code == ErrorCode.CANCELLED else RunStatus.FAILED

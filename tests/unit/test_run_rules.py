@@ -5,9 +5,9 @@ import json
 import pytest
 
 from consumers.parsing import InvalidRequest, parse_request
-from schemas.api import RunStatus
+from schemas.status import ACTIVE, TERMINAL, BatchStatus, RunStatus, sql_list
 from service.runs.snapshot import config_hash, run_id_for
-from service.runs.status import IllegalTransition, check_transition, status_for_error
+from service.runs.status import IllegalTransition, check_transition, may_become, status_for_error
 
 
 def test_terminal_runs_never_move_again() -> None:
@@ -77,3 +77,16 @@ def test_parse_request_names_the_problem(value: bytes | None, problem: str) -> N
 def test_requests_the_state_store_or_the_broker_would_refuse_are_invalid(value: bytes, problem: str) -> None:
     with pytest.raises(InvalidRequest, match=problem):
         parse_request(value, 10_000_000)
+
+
+def test_the_status_sets_and_their_sql_come_from_the_one_catalog() -> None:
+    assert ACTIVE | TERMINAL == set(RunStatus) and not ACTIVE & TERMINAL
+    assert may_become(RunStatus.RUNNING) == ACTIVE, "a claim takes only an active run"
+    assert sql_list(ACTIVE) == "'PENDING','RUNNING'", "the partial index's predicate, as migration 0001 spells it"
+
+
+def test_a_batch_shows_its_latest_claimed_run_and_never_run_before() -> None:
+    assert {BatchStatus.of_run(s) for s in RunStatus if s is not RunStatus.PENDING} == set(BatchStatus) - {
+        BatchStatus.NEVER_RUN}
+    with pytest.raises(ValueError):
+        BatchStatus.of_run(RunStatus.PENDING)
