@@ -1,7 +1,7 @@
 """Reading `P.events` for an audit: every partition from the beginning (or from a time) up to the end
 observed when reading began, without a consumer group.
 
-What the brokers here lie about (BROKERS.md) shapes it: the end is the high-water mark reported by the
+What the brokers here lie about (docs/brokers.md) shapes it: the end is the high-water mark reported by the
 first fetch responses (`end_offsets()` is wrong on Tansu), a partition whose high-water mark never shows
 up is treated as empty after a bounded wait, and `offsets_for_times()` is only a lower bound (Tansu
 answers 0 for a future time), so the replay also skips events older than the time by their `occurredAt`.
@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -63,7 +63,8 @@ class EventLogReader:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._consumer.stop(), self._settings.kafka_request_timeout_ms / 1000)
 
-    async def _start_positions(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict:
+    async def _start_positions(self, consumer: AIOKafkaConsumer,
+                               tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Where to begin per partition; a partition with nothing at or after `since` is absent."""
         if self._since is None:
             await consumer.seek_to_beginning(*tps)
@@ -106,23 +107,13 @@ class EventLogReader:
             fetched = await consumer.getmany(*pending, timeout_ms=200, max_records=MAX_RECORDS)
             values: list[ConsumerRecord] = []
             for tp in list(pending):
-                if tp not in ends and (hw := consumer.highwater(tp)) is not None:
-                    ends[tp] = hw
-                    self.end_offsets[tp.partition] = hw
-                    self.total = sum(ends[t] - starts[t] for t in ends) if len(ends) == len(starts) else None
-                end = ends.get(tp)
-                for record in fetched.get(tp, ()):
-                    if end is None or record.offset < end:
-                        values.append(record)
-                if end is not None and (await consumer.position(tp) >= end or starts[tp] >= end):
-                    pending.discard(tp)
-                    consumer.pause(tp)
+                values.extend(await self._take(consumer, tp, fetched.get(tp, ()), starts, ends, pending))
             now = time.monotonic()
             if values:
                 last_record = now
                 yield values
-            for tp in [t for t in pending if t not in ends]:
-                if now - began > EMPTY_PARTITION_WAIT and now - last_record > EMPTY_PARTITION_WAIT:
+            if now - began > EMPTY_PARTITION_WAIT and now - last_record > EMPTY_PARTITION_WAIT:
+                for tp in [t for t in pending if t not in ends]:
                     log.info("no high-water mark for %s after %.0fs: treated as empty", tp, EMPTY_PARTITION_WAIT)
                     ends[tp] = self.end_offsets[tp.partition] = starts[tp]
                     pending.discard(tp)
@@ -131,6 +122,22 @@ class EventLogReader:
                 raise LogUnavailable(f"no progress reading {self._topic} for {STALL_TIMEOUT:.0f}s "
                                      f"(partition, position, end): {stuck}")
         self.total = sum(ends[t] - starts[t] for t in ends)
+
+    async def _take(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Sequence[ConsumerRecord],
+                    starts: dict[TopicPartition, int], ends: dict[TopicPartition, int],
+                    pending: set[TopicPartition]) -> list[ConsumerRecord]:
+        """The fetched records of `tp` before its end, learning the end from the first high-water mark seen;
+        a partition that reached its end leaves `pending`."""
+        if tp not in ends and (hw := consumer.highwater(tp)) is not None:
+            ends[tp] = hw
+            self.end_offsets[tp.partition] = hw
+            self.total = sum(ends[t] - starts[t] for t in ends) if len(ends) == len(starts) else None
+        end = ends.get(tp)
+        taken = [record for record in records if end is None or record.offset < end]
+        if end is not None and (await consumer.position(tp) >= end or starts[tp] >= end):
+            pending.discard(tp)
+            consumer.pause(tp)
+        return taken
 
 
 async def events_retention(settings: Settings) -> dict[str, str]:

@@ -5,7 +5,7 @@ carried is kept under DLQ_SOURCE_SIGNATURE_HEADER for the investigation, never p
 The header names are wire contracts, in schemas/wire.py.
 """
 
-from aiokafka import ConsumerRecord
+from typing import TYPE_CHECKING
 
 from producers.publisher import Publisher
 from schemas.signing import SIGNATURE_HEADER
@@ -17,10 +17,13 @@ from schemas.wire import (
     DLQ_SOURCE_TOPIC_HEADER,
 )
 
+if TYPE_CHECKING:
+    from consumers.loop import Record
+
 MAX_REASON = 1000
 
 
-def dlq_headers(record: ConsumerRecord[bytes, bytes], reason: str) -> dict[str, str]:
+def dlq_headers(record: "Record", reason: str) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in record.headers or ():
         text = value.decode(errors="replace") if value is not None else ""
@@ -34,7 +37,7 @@ def dlq_headers(record: ConsumerRecord[bytes, bytes], reason: str) -> dict[str, 
     return headers
 
 
-async def send_to_dlq(publisher: Publisher, topic: str, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+async def send_to_dlq(publisher: Publisher, topic: str, record: "Record", reason: str) -> None:
     """Publish the original bytes and key to `topic`; raises BrokerUnavailable like any send."""
     value = record.value if record.value is not None else b""
     await publisher.send(topic, value, key=record.key, headers=dlq_headers(record, reason))

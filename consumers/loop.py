@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, assert_never
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from consumers.dlq import send_to_dlq
@@ -34,12 +34,24 @@ from consumers.pacing import pace_empty_fetches
 from producers.clients import new_consumer
 from producers.publisher import Publisher
 from producers.topics import ensure_topics
+from schemas.signing import Headers
 from service.config import Settings
 from service.ports import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
-Record = ConsumerRecord[bytes, bytes]
+
+
+class Record(Protocol):
+    """What the loop and its handlers read of a consumed record (aiokafka's ConsumerRecord has it all)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
 COMMIT_TIMEOUT = 2.0
 FIRST_BACKOFF = 0.2
 MAX_BACKOFF = 5.0

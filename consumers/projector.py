@@ -5,9 +5,9 @@ PostgreSQL is the transaction boundary (docs/brokers.md): the consume loop (cons
 assigned partition to the offset stored with the projection, so a crash neither loses nor doubles an
 event; Kafka commits are only a lag hint.
 
-Only events the service signed are projected (docs/spec.md, signed events): an unsigned or forged record
-is rejected to the DLQ with that reason, so whoever can write to the topic still cannot change history or
-statistics.
+Only events the service signed are projected (docs/spec.md §7, trust boundaries): an unsigned or forged
+record is rejected to the DLQ with that reason, so whoever can write to the topic still cannot change
+history or statistics.
 """
 
 import logging

@@ -1,7 +1,7 @@
-"""The service's own Kafka clients (the bus, SPEC §4), built from Settings in one place.
+"""The service's own Kafka clients (the bus, docs/spec.md §4), built from Settings in one place.
 
 Every producer, consumer and admin client of the bus is made here, so each carries the bus security
-settings (SPEC §7): a test lists the constructors and checks that none is built anywhere else.
+settings (docs/spec.md §7): a test lists the constructors and checks that none is built anywhere else.
 Idempotence is off because the test broker refuses InitProducerId; effects are made exactly-once
 by our own ids instead. Metadata is refreshed often so a restarted broker is noticed quickly.
 """

@@ -2,8 +2,8 @@
 
 A broker that is down must turn into `BrokerUnavailable` in seconds (the API answers 503), so
 starting never blocks for long and a failed start is retried on the next send. Every record leaves
-with the service's `batchsync-signature` (SPEC §7), added here and nowhere else: events, replies,
-requests and DLQ copies alike.
+with the service's `batchsync-signature` (docs/spec.md §7, trust boundaries), added here and nowhere
+else: events, replies, requests and DLQ copies alike.
 """
 
 import asyncio
@@ -92,23 +92,14 @@ class Publisher:
 
         Returns one result per message (None = acked); raises BrokerUnavailable when none could be sent.
         """
-        results: list[BaseException | None] = [None] * len(messages)
-        sendable = []
-        for index, (_, value, _, _) in enumerate(messages):
-            if len(value) > self._settings.max_message_bytes:
-                results[index] = ValueError(f"message of {len(value)} bytes exceeds the limit")
-            else:
-                sendable.append(index)
+        results: list[BaseException | None] = [self._refusal(message) for message in messages]
+        sendable = [index for index, refused in enumerate(results) if refused is None]
         if not sendable:
             return results
         ours = set(self._settings.topics.all())
-        for index in list(sendable):
-            if not TOPIC_NAME.match(messages[index][0]):
-                results[index] = ValueError(f"not a valid topic name: {messages[index][0][:60]!r}")
-                sendable.remove(index)
         producer = await self._ready()
         await self._recreate_unknown(producer, {messages[i][0] for i in sendable})
-        acks: list[tuple[int, asyncio.Future]] = []
+        acks: list[tuple[int, asyncio.Future[object]]] = []
         try:
             async with asyncio.timeout(self._timeout):
                 for index in (i for i in sendable if messages[i][0] in ours):
@@ -136,10 +127,20 @@ class Publisher:
                 results[index] = BrokerUnavailable(repr(outcome))
         return results
 
-    async def _enqueue(self, producer: AIOKafkaProducer, message: Message) -> asyncio.Future:
+    def _refusal(self, message: Message) -> ValueError | None:
+        """Why the broker could never take `message` (too large, a topic name Kafka refuses), if it could not."""
+        topic, value, _, _ = message
+        if len(value) > self._settings.max_message_bytes:
+            return ValueError(f"message of {len(value)} bytes exceeds the limit")
+        if not TOPIC_NAME.match(topic):
+            return ValueError(f"not a valid topic name: {topic[:60]!r}")
+        return None
+
+    async def _enqueue(self, producer: AIOKafkaProducer, message: Message) -> "asyncio.Future[object]":
         topic, value, key, headers = message
         wire_headers = self._keys.signed_headers(topic, key, value, headers)
-        return await producer.send(topic, value, key=key, headers=wire_headers)
+        ack: asyncio.Future[object] = await producer.send(topic, value, key=key, headers=wire_headers)
+        return ack
 
     async def _recreate_unknown(self, producer: AIOKafkaProducer, topics: set[str]) -> None:
         """Create our topics the producer's metadata no longer knows, before aiokafka's metadata request
@@ -149,7 +150,8 @@ class Publisher:
             await create_missing_topics(self._settings)
 
     async def _send_once(
-        self, producer: AIOKafkaProducer, topic: str, value: bytes, key: bytes | None, headers: list
+        self, producer: AIOKafkaProducer, topic: str, value: bytes, key: bytes | None,
+        headers: list[tuple[str, bytes]],
     ) -> None:
         await self._recreate_unknown(producer, {topic})
         async with asyncio.timeout(self._timeout):

@@ -1,4 +1,4 @@
-"""How an event travels on the bus: its value bytes, its key and its Kafka headers (docs/spec.md, events).
+"""How an event travels on the bus: its value bytes, its key and its Kafka headers (docs/spec.md §4, events).
 
 One home for the encoding, so the outbox that stores events, the request-reply client that publishes a
 request and every reader agree on the bytes. The signature header is `schemas/signing.py`'s; the DLQ's

@@ -52,7 +52,8 @@ class OutboxMessage(Protocol):
 class OutboxClaim(Protocol):
     """Rows claimed in one transaction: nobody else publishes them until it ends."""
 
-    messages: Sequence[OutboxMessage]
+    @property
+    def messages(self) -> Sequence[OutboxMessage]: ...
 
     async def published(self, ids: Sequence[int]) -> None:
         """Mark rows sent; committed when the claim ends without an error."""
