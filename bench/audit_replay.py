@@ -27,6 +27,7 @@ from confluent_kafka import Producer
 
 from producers.topics import ensure_topics
 from schemas.events import BatchSyncCompleted, BatchSyncProgress, BatchSyncStarted, ErrorCode, Trigger
+from schemas.status import RunStatus
 from schemas.wire import encode
 from service.config import Settings
 from service.db.migrate import upgrade
@@ -67,7 +68,8 @@ def synthetic_run(i: int, steps: int) -> tuple[list, tuple]:
     events.append(BatchSyncCompleted(**common, success=code is None, message=message, sync_time=finished,
                                      records_synced=1000 * steps, duration_ms=duration, error_code=code,
                                      cancelled_by=cancelled_by, occurred_at=finished))
-    status = "SUCCESS" if code is None else ("CANCELLED" if code is ErrorCode.CANCELLED else "FAILED")
+    status = RunStatus.SUCCESS if code is None else (
+        RunStatus.CANCELLED if code is ErrorCode.CANCELLED else RunStatus.FAILED)
     row = (run_id, batch_id, f"bench-{i}", f"c-{i}", "http", f"user{i % 7}", status, run_id,
            json.dumps(config_for(batch_id)), chash, 1000 * steps, 1000 * steps, steps, started_at, finished,
            message, code.value if code else None, cancelled_by)
