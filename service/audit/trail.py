@@ -76,7 +76,7 @@ class RunTrail:
             new = value(event)
             if isinstance(new, datetime):
                 new = to_millis(new)
-            fields[name] = new if combine is None else combine(fields[name], new, is_open)
+            fields[name] = new if combine is None else combine(fields.get(name), new, is_open)
         if fold.step is not None and self.steps is not None:
             chunk, read, written, elapsed, occurred = fold.step(event)
             step = (chunk, read, written, elapsed, to_millis(occurred) or occurred)

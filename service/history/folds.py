@@ -190,10 +190,12 @@ def fold_for(event: Event) -> Fold[Any]:
 
 
 def _unset(column: Column[Any]) -> Any:
+    """The column's server default as Python: an integer, a quoted text, or None."""
     default = column.server_default
-    if isinstance(default, DefaultClause) and isinstance(default.arg, TextClause):
-        return int(default.arg.text)
-    return None
+    if not (isinstance(default, DefaultClause) and isinstance(default.arg, TextClause)):
+        return None
+    literal = default.arg.text
+    return int(literal) if literal.lstrip("-").isdigit() else literal.strip("'")
 
 
 RUN_HISTORY = cast(Table, RunHistory.__table__)
