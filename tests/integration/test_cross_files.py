@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from schemas.api import SourceSpec, TargetSpec
+from service.connectors.base import TargetTypes
 from service.connectors.csv.source import CsvSource
 from service.connectors.csv.stream import COPY_CSV, streamable
 from service.connectors.postgresql.target import PostgresTarget
@@ -130,7 +131,7 @@ async def test_csv_copy_stream_into_postgresql_resumes_after_a_crash(tmp_path, o
               SourceSpec(table="orders"))
     target = Endpoint(type="postgresql", url=target_dsn)
     async with PostgresTarget(target, TargetSpec(table=orders), 2) as sink, CsvSource(*source, 2) as reader:
-        types = {c.name: c.sql_type for c in await sink.describe()}
+        types = TargetTypes({c.name: c.sql_type for c in await sink.describe()}, sink.capabilities.types)
         columns = await reader.describe()
         assert sink.accept_stream(COPY_CSV) and streamable(reader.options, columns,
                                                            plan_columns([c.name for c in columns], None), types)

@@ -2,7 +2,9 @@
 will use, estimates, and positions that resume exactly after the last row handed out."""
 
 from schemas.api import SourceSpec
+from service.connectors.base import TargetTypes
 from service.connectors.postgresql.source import PostgresSource
+from service.connectors.postgresql.types import TYPES
 from service.sync.model import Endpoint
 from service.sync.transforms import plan_columns
 from tests.integration.test_engine_sync import pg, source_table
@@ -11,7 +13,7 @@ from tests.integration.test_engine_sync import pg, source_table
 async def _read(source: PostgresSource, position: dict, *, raw: bool, size: int) -> list:
     columns = await source.describe()
     plan = plan_columns([c.name for c in columns], None)
-    types = {c.name: c.sql_type for c in columns}
+    types = TargetTypes({c.name: c.sql_type for c in columns}, TYPES)
     return [c async for c in source.chunks(plan, types, position, size=size, raw=raw)]
 
 
@@ -41,7 +43,8 @@ async def test_raw_chunks_carry_binary_copy_bytes(source_dsn: str) -> None:
         await source.describe()
         chunks = []
         async for chunk in source.chunks(
-            plan_columns(["id"], None), {"id": "bigint"}, await source.start(None), size=20, raw=True
+            plan_columns(["id"], None), TargetTypes({"id": "bigint"}, TYPES), await source.start(None), size=20,
+            raw=True,
         ):
             data = b"".join([part async for part in chunk.stream])
             chunks.append((chunk.position["after"], data))

@@ -1,7 +1,7 @@
 """HTTP JSON APIs: the client (headers, bearer/basic auth, timeouts), polite retries (429/503 honour
 Retry-After within a bound) and the boundary where httpx's errors become our SyncError taxonomy.
 
-Shared by the HTTP source (`http_source.py`) and the connection check. Nothing here logs or raises a
+Shared by the HTTP source (`http/source.py`) and the connection check. Nothing here logs or raises a
 header, a query string or a credential: errors name the URL path only.
 
 Every connection goes through `http_transport.PolicyTransport`, so the access policy approves (and pins)

@@ -1,4 +1,4 @@
-"""The one way the HTTP connector reaches the network (SPEC §7 "Network"): every new connection, for the
+"""The one way the HTTP connector reaches the network (docs/spec.md §7, "Network"): every new connection, for the
 first request, a redirect hop or a next-page link alike, asks the access policy for the addresses of its
 host and connects to one of those checked addresses, never to the name again (no second DNS lookup that
 a rebinding name could answer differently).

@@ -1,4 +1,4 @@
-"""What a kafka connection may reach, and how its aiokafka clients are held to it (SPEC §7 "Network" and
+"""What a kafka connection may reach, and how its aiokafka clients are held to it (docs/spec.md §7, "Network" and
 "Kafka security").
 
 A Kafka client connects to the bootstrap servers and then to whatever brokers their metadata advertises,

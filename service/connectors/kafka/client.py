@@ -11,7 +11,7 @@ never auto-created by looking at it: existence is read from full-cluster metadat
 topic by name.
 
 Every client a run or a connection test opens is built by `client_config` from one `Access` that
-`cleared` computed first (see `kafka_access.py`): the bootstrap servers and every advertised broker
+`cleared` computed first (see `kafka/access.py`): the bootstrap servers and every advertised broker
 checked by the access policy for the topics and the group the run names, so no connection reaches a
 denied address or the service's own topics on the service's own bus.
 """

@@ -8,7 +8,7 @@ the batch's high-water mark, committed with that run's outcome: our own checkpoi
 never succeeded, the consumer group's committed offsets (`params.groupId`, default `batchsync-<topic>`);
 else the earliest records. After a successful run the group's offsets are committed too, as a courtesy
 for lag monitors; they are never the authority. High-water marks come from `consumer.highwater()` after
-a fetch, never from `end_offsets()` (which the test broker gets wrong; see BROKERS.md).
+a fetch, never from `end_offsets()` (which the test broker gets wrong; see docs/brokers.md).
 
 Records: each value must be a JSON object; a tombstone (null value) is skipped. Any other value fails
 the run naming partition and offset (`params.onInvalid: "skip"` skips and counts them instead, with a

@@ -1,6 +1,6 @@
 """MySQL/MariaDB connections (asyncmy) and the boundary where its errors become our SyncError taxonomy.
 
-Shared by `mysql_source.py` and `mysql_target.py`. Every session runs in UTC (`time_zone = '+00:00'`)
+Shared by `mysql/source.py` and `mysql/target.py`. Every session runs in UTC (`time_zone = '+00:00'`)
 with utf8mb4, so DATETIME values, which carry no zone, are UTC by convention: written converted to
 UTC and read back marked UTC. Nothing here logs the URL, so a password never reaches a log line.
 """

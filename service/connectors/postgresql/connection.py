@@ -1,6 +1,6 @@
 """PostgreSQL connections and the boundary where asyncpg's errors become our SyncError taxonomy.
 
-Shared by the PostgreSQL source and target (`pg_source.py`, `pg_target.py`); nothing here logs a DSN,
+Shared by the PostgreSQL source and target (`postgresql/source.py`, `postgresql/target.py`); nothing here logs a DSN,
 so a password inside a connection URL never reaches a log line or an error message.
 """
 
@@ -124,7 +124,7 @@ def _reuse(key: str) -> asyncpg.Connection | None:
     """A parked target connection to the same database, if one is still fresh.
 
     Opening a connection costs ~5 ms here, more than a whole small chunk; runs of small batches reuse
-    them. Only targets: a source connection is never parked (SPEC §7 "Query sources").
+    them. Only targets: a source connection is never parked (docs/spec.md §7, "Query sources").
     """
     idle = _idle.get(key)
     loop = asyncio.get_running_loop()

@@ -1,8 +1,8 @@
-"""The text check of a query source (SPEC §7 "Query sources"): one SELECT or WITH statement that neither
+"""The text check of a query source (docs/spec.md §7, "Query sources"): one SELECT or WITH statement that neither
 writes nor changes the session, or QueryRefused.
 
 This is the first of three layers and the weakest: a function can do anything its body says, whatever
-the text calling it looks like. The guarantees are the runtime ones (`pg_source.py`, `mysql_source.py`):
+the text calling it looks like. The guarantees are the runtime ones (`postgresql/source.py`, `mysql/source.py`):
 every run reads on a fresh connection inside one READ ONLY transaction that is never committed, and a
 PostgreSQL run fails if a session setting changed. This module refuses what is plainly wrong early and
 with a clear message, so the database never sees it:

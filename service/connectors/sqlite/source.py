@@ -1,5 +1,5 @@
 """SQLite source: one SELECT per attempt on a read-only connection (`mode=ro` and a read-only
-authorizer, `sqlite.py`), cut into chunks.
+authorizer, `sqlite/connection.py`), cut into chunks.
 
 A table with a single-column primary key is read in key order and resumed after the last key written; a
 query (or a key-less table) is resumed by skipping the rows already written (`sql_source.SQLSource`).
