@@ -16,7 +16,10 @@ What each consumer once wrote for itself lives here:
 - **Rebalance hooks**: the above, then the owner's `on_assigned`.
 
 A subscription without a group reads every partition of its topic from the end (reply listeners,
-`sync --follow`); nothing is committed for it.
+`sync --follow`); nothing is committed for it. A bounded one (`Bounds`, consumers/bounded.py) reads every
+partition from a start up to the end seen when reading began and then returns (audit replay): it gives up
+on a broker that does not answer within `start_timeout`, and fails instead of reconnecting, since a
+reconnected read would hand its handler records twice.
 """
 
 import asyncio
@@ -29,6 +32,7 @@ from typing import Protocol, assert_never
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumers.bounded import Bounds, Extent
 from consumers.dlq import send_to_dlq
 from consumers.pacing import pace_empty_fetches
 from producers.clients import new_consumer
@@ -41,7 +45,6 @@ from service.ports import BrokerUnavailable
 log = logging.getLogger(__name__)
 
 
-
 class Record(Protocol):
     """What the loop and its handlers read of a consumed record (aiokafka's ConsumerRecord has it all)."""
 
@@ -51,6 +54,7 @@ class Record(Protocol):
     key: bytes | None
     value: bytes | None
     headers: Headers
+
 
 COMMIT_TIMEOUT = 2.0
 FIRST_BACKOFF = 0.2
@@ -80,7 +84,18 @@ class Subscription:
     max_records: int | None = None
     poll_timeout_ms: int = 1000
     ensure_topics: bool = True
-    """Create our topics before starting; off for clients of someone else's deployment (`sync --follow`)."""
+    """Create our topics before starting; off for clients of someone else's deployment (`sync --follow`)
+    and for readers that must not invent an empty topic (audit replay)."""
+    bounds: Bounds | None = None
+    """Group-less only: read from a start to the end seen at the start, then return."""
+    start_timeout: float | None = None
+    """Give up starting (`BrokerUnavailable`) after this many seconds; None waits for the broker for ever."""
+    max_partition_fetch_bytes: int | None = None
+    """Larger fetches than the bus default, for a reader that goes through a whole log."""
+
+    def __post_init__(self) -> None:
+        if self.bounds is not None and self.group_id is not None:
+            raise ValueError(f"{self.name}: a bounded read takes no consumer group")
 
 
 @dataclass(frozen=True)
@@ -116,10 +131,11 @@ class PerRecord:
 
 @dataclass(frozen=True)
 class PerBatch:
-    """A fetch at a time; the handler owns the offsets, which `stored` reads back (partition → next offset)."""
+    """A fetch at a time; in a group the handler owns the offsets, which `stored` reads back (partition → next
+    offset). A group-less read has none to store."""
 
     handle: BatchHandler
-    stored: Callable[[], Awaitable[Mapping[int, int]]]
+    stored: Callable[[], Awaitable[Mapping[int, int]]] | None = None
 
 
 Handling = PerRecord | PerBatch
@@ -153,11 +169,17 @@ class ConsumeLoop:
         self.on_assigned = on_assigned
         self.ready = ready or asyncio.Event()
         """Set while connected and positioned (in a group: started; the assignment may come later)."""
+        self.extent: Extent | None = None
+        """A bounded read's start and end per partition, once positioned."""
+        if isinstance(handling, PerBatch) and handling.stored is None and subscription.group_id is not None:
+            raise ValueError(f"{subscription.name}: a PerBatch handler in a group must say where it stored offsets")
         self._consumer: AIOKafkaConsumer | None = None
         self._done: dict[TopicPartition, int] = {}
         self._backoff = _Backoff()
 
     async def run(self) -> None:
+        """Consume until cancelled; a bounded read returns at its end and raises `BrokerUnavailable` when the
+        broker fails it."""
         name = self.subscription.name
         while True:
             consumer = await self._start()
@@ -165,7 +187,10 @@ class ConsumeLoop:
                 self.ready.set()
                 log.info("%s consuming %s", name, self.subscription.topic)
                 await self._consume(consumer)
+                return  # only a bounded read ends
             except BROKER_ERRORS as exc:
+                if self.subscription.bounds is not None:
+                    raise BrokerUnavailable(f"{name}: reading {self.subscription.topic} failed: {exc!r}") from exc
                 log.warning("%s: the consumer failed, reconnecting in %.1fs: %r", name, self._backoff.delay, exc)
             finally:
                 self.ready.clear()
@@ -175,26 +200,41 @@ class ConsumeLoop:
     # --- start and stop ---
 
     async def _start(self) -> AIOKafkaConsumer:
-        """A started, positioned consumer; waits out a broker that is down."""
+        """A started, positioned consumer; waits out a broker that is down (up to `start_timeout`)."""
         sub = self.subscription
+        clock = asyncio.get_running_loop()
+        attempt = 2 * self.settings.kafka_request_timeout_ms / 1000
+        deadline = None if sub.start_timeout is None else clock.time() + sub.start_timeout
+        tuning = {} if sub.max_partition_fetch_bytes is None else {
+            "max_partition_fetch_bytes": sub.max_partition_fetch_bytes}
         while True:
-            consumer = new_consumer(self.settings, group_id=sub.group_id, fetch_max_wait_ms=sub.fetch_max_wait_ms)
+            consumer = new_consumer(self.settings, group_id=sub.group_id, fetch_max_wait_ms=sub.fetch_max_wait_ms,
+                                    **tuning)
             try:
-                async with asyncio.timeout(2 * self.settings.kafka_request_timeout_ms / 1000):
-                    if sub.ensure_topics:
-                        await ensure_topics(self.settings)
-                    self._consumer = consumer
-                    if sub.group_id is not None:
-                        consumer.subscribe([sub.topic], listener=_Rebalance(self))
-                    await consumer.start()
-                    pace_empty_fetches(consumer, sub.fetch_max_wait_ms)
-                    if sub.group_id is None:
-                        await self._assign_at_end(consumer)
+                async with asyncio.timeout(attempt if deadline is None else min(attempt, deadline - clock.time())):
+                    await self._connect(consumer)
                 return consumer
             except BROKER_ERRORS as exc:
-                log.warning("%s waiting for the broker, retrying in %.1fs: %r", sub.name, self._backoff.delay, exc)
                 await self._stop(consumer)
+                if deadline is not None and clock.time() + self._backoff.delay >= deadline:
+                    raise BrokerUnavailable(f"{sub.name}: the broker at {self.settings.kafka_bootstrap} did not "
+                                            f"answer within {sub.start_timeout:.0f}s: {exc!r}") from exc
+                log.warning("%s waiting for the broker, retrying in %.1fs: %r", sub.name, self._backoff.delay, exc)
             await self._backoff.sleep()
+
+    async def _connect(self, consumer: AIOKafkaConsumer) -> None:
+        sub = self.subscription
+        if sub.ensure_topics:
+            await ensure_topics(self.settings)
+        self._consumer = consumer
+        if sub.group_id is not None:
+            consumer.subscribe([sub.topic], listener=_Rebalance(self))
+        await consumer.start()
+        pace_empty_fetches(consumer, sub.fetch_max_wait_ms)
+        if sub.bounds is not None:
+            await self._assign_bounded(consumer, sub.bounds)
+        elif sub.group_id is None:
+            await self._assign_at_end(consumer)
 
     async def _assign_at_end(self, consumer: AIOKafkaConsumer) -> None:
         """Every partition at its end, positions resolved, so nothing published after this is missed."""
@@ -210,6 +250,20 @@ class ConsumeLoop:
         if self.on_assigned is not None:
             self.on_assigned(partitions)
 
+    async def _assign_bounded(self, consumer: AIOKafkaConsumer, bounds: Bounds) -> None:
+        """Every partition at its start; a topic that does not exist is an empty read (it is not created)."""
+        topic = self.subscription.topic
+        extent = Extent(topic, bounds)
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        extent.topic_exists = bool(partitions)
+        if partitions:
+            consumer.assign(partitions)
+            await extent.position(consumer, partitions)
+        self.extent = extent
+        if self.on_assigned is not None:
+            self.on_assigned(partitions)
+
     async def _stop(self, consumer: AIOKafkaConsumer) -> None:
         if self._consumer is consumer:
             with contextlib.suppress(Exception):
@@ -221,9 +275,13 @@ class ConsumeLoop:
     # --- consuming ---
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        """Fetch and handle for ever, or, for a bounded read, until every partition reached its end."""
         sub = self.subscription
-        while True:
+        extent = self.extent if sub.bounds is not None else None
+        while extent is None or not extent.done:
             fetched = await consumer.getmany(timeout_ms=sub.poll_timeout_ms, max_records=sub.max_records)
+            if extent is not None:
+                fetched = extent.trim(consumer, fetched)
             match self.handling:
                 case PerRecord(handle):
                     failed = await self._each(consumer, fetched, handle)
@@ -232,6 +290,8 @@ class ConsumeLoop:
                     failed = bool(fetched) and await self._batch(consumer, fetched, handle)
                 case _:
                     assert_never(self.handling)
+            if extent is not None:
+                await extent.settle(consumer, handled=bool(fetched) and not failed)
             if failed:
                 await self._backoff.sleep()
             elif fetched:
@@ -283,7 +343,8 @@ class ConsumeLoop:
                             self._backoff.delay, exc_info=True)
                 self._rewind(consumer, fetched)
                 return True
-            await self._commit_hint(consumer, batch.next_offsets)
+            if self.subscription.group_id is not None:
+                await self._commit_hint(consumer, batch.next_offsets)
             return False
 
     @staticmethod
@@ -336,7 +397,7 @@ class ConsumeLoop:
 
     async def _assigned(self, assigned: Collection[TopicPartition]) -> None:
         consumer = self._consumer
-        if consumer is not None and isinstance(self.handling, PerBatch):
+        if consumer is not None and isinstance(self.handling, PerBatch) and self.handling.stored is not None:
             stored = await self.handling.stored()
             for tp in assigned:
                 if tp.partition in stored:

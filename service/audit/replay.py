@@ -40,8 +40,13 @@ class EventSource(Protocol):
     """The events topic from a start point to the end observed when reading began, as whole records
     (the signature is in the headers)."""
 
-    total: int | None
-    end_offsets: dict[int, int]
+    @property
+    def total(self) -> int | None:
+        """How many records the read covers, once known (for progress)."""
+
+    @property
+    def end_offsets(self) -> dict[int, int]:
+        """Partition → where the read stopped (-1: nothing at or after the start time)."""
 
     def batches(self) -> AsyncIterator[list[LogRecord]]: ...
 

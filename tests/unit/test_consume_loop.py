@@ -1,29 +1,23 @@
 """The consume loop's own rules, on a scripted consumer: what is committed, re-read, parked and sought."""
 
 import asyncio
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from consumers import loop as loop_module
+from consumers.bounded import Bounds
 from consumers.loop import Batch, ConsumeLoop, PerBatch, PerRecord, Rejected, Subscription
 from service.config import Settings
+from service.ports import BrokerUnavailable
+from tests.support.scripted_log import TOPIC, LogConsumer, log_of
+from tests.support.scripted_log import ScriptedRecord as Record
 
 SETTINGS = Settings(kafka_bootstrap="scripted:9092", topic_prefix="loop.test")
-TOPIC = "loop.test.in"
 TP = TopicPartition(TOPIC, 0)
-
-
-@dataclass
-class Record:
-    offset: int
-    topic: str = TOPIC
-    partition: int = 0
-    key: bytes | None = None
-    value: bytes | None = b"{}"
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class ScriptedConsumer:
@@ -181,3 +175,112 @@ async def test_a_group_less_subscription_reads_from_the_end_and_commits_nothing(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert consumer.seeks == ["end"] and consumer.commits == []
+
+
+# --- bounded reads (audit replay) ---
+
+
+def bounded(bounds: Bounds | None = None, start_timeout: float | None = None) -> Subscription:
+    return Subscription(name="audit", topic=TOPIC, group_id=None, fetch_max_wait_ms=10, poll_timeout_ms=20,
+                        ensure_topics=False, bounds=bounds or Bounds(), start_timeout=start_timeout)
+
+
+class Collected:
+    def __init__(self, fail_first: int | None = None) -> None:
+        self.records: list[tuple[int, int]] = []
+        self.fail_first = fail_first
+
+    async def __call__(self, batch: Batch) -> None:
+        offsets = [(r.partition, r.offset) for rs in batch.records.values() for r in rs]
+        if self.fail_first in [o for _, o in offsets]:
+            self.fail_first = None
+            raise ConnectionError("the reader is not ready")
+        self.records.extend(offsets)
+
+
+async def test_a_bounded_read_stops_at_the_high_water_marks_of_its_first_fetches(scripted) -> None:
+    consumer = scripted["consumer"] = LogConsumer({0: log_of(0, 5), 1: log_of(1, 2), 2: []})
+    collected = Collected(fail_first=2)
+
+    loop = ConsumeLoop(SETTINGS, bounded(), PerBatch(collected))
+    run = asyncio.create_task(loop.run())
+    await asyncio.wait_for(loop.ready.wait(), 5)
+    consumer.logs[0].append(Record(5))  # published after the read began: past its end
+    await asyncio.wait_for(run, 5)
+
+    assert sorted(collected.records) == [(0, n) for n in range(5)] + [(1, 0), (1, 1)]
+    assert len(collected.records) == 7  # the failed fetch was read again, nothing twice
+    assert loop.extent is not None and loop.extent.end_offsets == {0: 5, 1: 2, 2: 0}
+    assert loop.extent.total == 7 and loop.extent.topic_exists
+    assert consumer.paused == {TopicPartition(TOPIC, p) for p in (0, 1, 2)}
+
+
+async def test_a_bounded_read_from_a_time_skips_partitions_with_nothing_after_it(scripted) -> None:
+    scripted["consumer"] = LogConsumer({0: log_of(0, 3), 1: []})
+    collected = Collected()
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+
+    loop = ConsumeLoop(SETTINGS, bounded(Bounds(since)), PerBatch(collected))
+    await asyncio.wait_for(loop.run(), 5)
+
+    assert collected.records == [(0, 1), (0, 2)]
+    assert loop.extent is not None and loop.extent.end_offsets == {0: 3, 1: -1} and loop.extent.total == 2
+
+
+async def test_a_partition_without_a_high_water_mark_is_empty_after_the_wait(scripted) -> None:
+    scripted["consumer"] = LogConsumer({0: log_of(0, 2), 1: []}, silent=frozenset({1}))
+    collected = Collected()
+
+    loop = ConsumeLoop(SETTINGS, bounded(Bounds(empty_partition_wait=0.2)), PerBatch(collected))
+    await asyncio.wait_for(loop.run(), 5)
+
+    assert collected.records == [(0, 0), (0, 1)]
+    assert loop.extent is not None and loop.extent.end_offsets == {0: 2, 1: 0}
+
+
+async def test_a_bounded_read_that_stops_moving_fails(scripted) -> None:
+    scripted["consumer"] = LogConsumer({0: log_of(0, 2)})
+    scripted["consumer"].marks[TopicPartition(TOPIC, 0)] = 9  # an end the log never reaches
+
+    loop = ConsumeLoop(SETTINGS, bounded(Bounds(stall_timeout=0.3)), PerBatch(Collected()))
+    with pytest.raises(BrokerUnavailable, match="no progress"):
+        await asyncio.wait_for(loop.run(), 5)
+
+
+async def test_a_bounded_read_fails_instead_of_reconnecting(scripted) -> None:
+    consumer = scripted["consumer"] = LogConsumer({0: log_of(0, 4)})
+    collected = Collected()
+
+    async def handle(batch: Batch) -> None:
+        await collected(batch)
+        consumer.failure = KafkaConnectionError("broker gone")
+
+    loop = ConsumeLoop(SETTINGS, bounded(), PerBatch(handle))
+    with pytest.raises(BrokerUnavailable, match="broker gone"):
+        await asyncio.wait_for(loop.run(), 5)
+    assert collected.records == [(0, 0), (0, 1)] and consumer.starts == 1
+
+
+async def test_a_bounded_read_gives_up_on_a_broker_that_does_not_start(scripted) -> None:
+    consumer = scripted["consumer"] = LogConsumer({0: log_of(0, 1)}, failing_start=True)
+
+    loop = ConsumeLoop(SETTINGS, bounded(start_timeout=0.5), PerBatch(Collected()))
+    with pytest.raises(BrokerUnavailable, match="did not answer within"):
+        await asyncio.wait_for(loop.run(), 5)
+    assert consumer.starts > 1  # retried within the time it was given
+
+
+async def test_a_bounded_read_of_a_missing_topic_is_empty(scripted) -> None:
+    scripted["consumer"] = LogConsumer({})
+    collected = Collected()
+
+    loop = ConsumeLoop(SETTINGS, bounded(), PerBatch(collected))
+    await asyncio.wait_for(loop.run(), 5)
+
+    assert collected.records == []
+    assert loop.extent is not None and not loop.extent.topic_exists and loop.extent.total == 0
+
+
+def test_a_bounded_read_takes_no_group() -> None:
+    with pytest.raises(ValueError, match="no consumer group"):
+        Subscription(name="x", topic=TOPIC, group_id="g", fetch_max_wait_ms=10, bounds=Bounds())
