@@ -13,8 +13,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Self
 
+from typing_extensions import override
+
 from schemas.api import SourceSpec
-from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, TargetTypes
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, Source, TargetTypes
 from service.connectors.files.convert import BadValue, ChunkConverter
 from service.connectors.files.options import FileOptions, LineReader, display_name, is_gzip, options_of, source_files
 from service.sync.errors import ConfigInvalid, SourceFailed
@@ -23,7 +25,7 @@ from service.sync.model import Endpoint
 ESTIMATE_SAMPLE_BYTES = 1 << 20
 
 
-class FileSource:
+class FileSource(Source):
     """Base of the CSV and JSON Lines sources; subclasses set `suffix`, `from_text` and the two hooks."""
 
     capabilities = Capabilities()
@@ -31,7 +33,7 @@ class FileSource:
     from_text = True
     """Whether values arrive as text (CSV) rather than JSON values (JSON Lines)."""
 
-    def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:
+    def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:  # noqa: ARG002 (nothing to connect to)
         if spec.query is not None:
             raise ConfigInvalid("文件源不支持 query，请指定 table（文件名）")
         if spec.cursor_column is not None:
@@ -63,6 +65,7 @@ class FileSource:
         self.columns = await asyncio.to_thread(self.describe_files)
         return self.columns
 
+    @override
     async def start(self, high_water_mark: Any | None) -> Position:
         return {"file": 0, "offset": 0, "line": 0}
 
@@ -84,6 +87,7 @@ class FileSource:
         with self.options.files.open(path) as file:
             return os.fstat(file.fileno()).st_size
 
+    @override
     def high_water_mark(self, position: Position, previous: Any | None) -> Any | None:
         return None
 
@@ -137,6 +141,7 @@ class FileSource:
         finally:
             records.close()
 
+    @override
     async def chunks(
         self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:

@@ -26,8 +26,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any, Self
 
+from typing_extensions import override
+
 from schemas.api import TargetSpec, WriteMode
-from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
+from service.connectors.base import Capabilities, Checkpoint, Chunk, Column, Target
 from service.connectors.files.options import BOM, FileOptions, io_failed, is_gzip, options_of
 from service.connectors.json_records import RECORD_TYPES
 from service.security.files import FilePolicy
@@ -49,13 +51,13 @@ def atomic_write(files: FilePolicy, path: Path, data: bytes) -> None:
     files.fsync_dir(path.parent)
 
 
-class FileTarget:
+class FileTarget(Target):
     """Base of the CSV and JSON Lines targets; subclasses set `suffix` and the schema/encoding hooks."""
 
     capabilities = Capabilities(transactional_checkpoint=True, types=RECORD_TYPES)
     suffix = ""
 
-    def __init__(self, endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> None:
+    def __init__(self, endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> None:  # noqa: ARG002 (nothing to connect to)
         self.options: FileOptions = options_of(endpoint, self.suffix)
         self.files = self.options.files
         self._spec = spec
@@ -84,7 +86,7 @@ class FileTarget:
 
     def header(self, names: list[str]) -> bytes:
         """Bytes written before the first row of a new file (CSV's header line)."""
-        return b""
+        raise NotImplementedError
 
     def encode(self, names: list[str], columns: list[str], rows: list[tuple[Any, ...]]) -> bytes:
         """Rows (in `columns` order) as file bytes in `names` order, in the target encoding."""
@@ -133,6 +135,7 @@ class FileTarget:
         return Checkpoint(chunk=state["chunk"], position=state["position"], records_read=state["records_read"],
                           records_written=state["records_written"], extra=state.get("extra") or {})
 
+    @override
     async def prepare(self, key: str, columns: list[str]) -> None:
         try:
             await asyncio.to_thread(self.files.mkdirs, self._work(key))
@@ -156,6 +159,7 @@ class FileTarget:
         atomic_write(self.files, work / SIDECAR, json.dumps(asdict(checkpoint)).encode("utf-8"))
         return checkpoint
 
+    @override
     async def finish(self, key: str, columns: list[str], last: Checkpoint) -> None:
         try:
             await asyncio.to_thread(self._finish, key, last)

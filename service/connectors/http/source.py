@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator
 from typing import Any, Self
 
 import httpx
+from typing_extensions import override
 
 from schemas.api import SourceSpec
-from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, TargetTypes
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, Source, TargetTypes
 from service.connectors.http.client import client_for, get, json_body, path_of, settings_of
 from service.connectors.http.paging import State, paging_of
 from service.connectors.json_records import at_path, declared_columns, is_missing, learned_columns, row_decoder
@@ -29,7 +30,7 @@ from service.sync.model import Endpoint
 log = logging.getLogger(__name__)
 
 
-class HttpSource:
+class HttpSource(Source):
     capabilities = Capabilities()
 
     def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:
@@ -97,15 +98,19 @@ class HttpSource:
         self._columns = [c.name for c in columns]
         return columns
 
+    @override
     async def start(self, high_water_mark: Any | None) -> Position:
         return {"request": self._paging.first(), "skip": 0}
 
+    @override
     async def estimate(self, position: Position) -> int | None:
         return self._total
 
+    @override
     def high_water_mark(self, position: Position, previous: Any | None) -> Any | None:
         return None
 
+    @override
     async def chunks(
         self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import httpcore
 import httpx
+from typing_extensions import override
 
 from service.security.network import NetworkPolicy
 
@@ -49,6 +50,7 @@ class PolicyBackend(httpcore.AsyncNetworkBackend):
                 failure = exc
         raise failure
 
+    @override
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
+from typing_extensions import override
+
 from service.connectors.base import Column
 from service.connectors.files.options import LineReader, declared_columns, display_name
 from service.connectors.files.source import FileSource
@@ -58,6 +60,7 @@ class JsonlSource(FileSource):
             return declared_columns(self.options.columns)
         return sampled_columns(LineReader(self.options, self.files[0]), SAMPLE_RECORDS)
 
+    @override
     def parse(self, reader: LineReader, first: bool) -> Iterator[list[Any]]:
         names = [c.name for c in self.columns]
         for record in _objects(reader):

@@ -6,6 +6,8 @@ columns are nested values (`files/values.py` for the other kinds); writing and p
 import json
 from typing import Any
 
+from typing_extensions import override
+
 from service.connectors.base import Column
 from service.connectors.files.options import declared_columns
 from service.connectors.files.target import FileTarget, encoded
@@ -33,6 +35,10 @@ class JsonlTarget(FileTarget):
                             for c in columns]
         self._documents = {c.name for c in self.columns if (c.kind or planned.get(c.name)) == "json"}
         return self.columns
+
+    @override
+    def header(self, names: list[str]) -> bytes:
+        return b""
 
     def encode(self, names: list[str], columns: list[str], rows: list[tuple[Any, ...]]) -> bytes:
         index = {c: i for i, c in enumerate(columns)}

@@ -25,9 +25,10 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+from typing_extensions import override
 
 from schemas.api import SourceSpec
-from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, TargetTypes
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, Source, TargetTypes
 from service.connectors.json_records import declared_columns, learned_columns, row_decoder
 from service.connectors.kafka.access import Access
 from service.connectors.kafka.client import (
@@ -55,7 +56,7 @@ IDLE_SECONDS = 5.0
 transaction markers) before the run takes it as read to the end."""
 
 
-class KafkaSource:
+class KafkaSource(Source):
     capabilities = Capabilities()
 
     def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:
@@ -199,6 +200,7 @@ class KafkaSource:
             total += max(0, position["stop"].get(str(tp.partition), 0) - (first if first is not None else starts[tp]))
         return total
 
+    @override
     def high_water_mark(self, position: Position, previous: Any | None) -> Any | None:
         """The offsets to start the next run at: where this run stopped, per partition."""
         offsets = dict(position.get("next") or {})
@@ -208,6 +210,7 @@ class KafkaSource:
         self._final = offsets
         return {"topic": self.topic, "offsets": offsets}
 
+    @override
     async def chunks(
         self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:

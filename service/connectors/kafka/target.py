@@ -24,9 +24,10 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from typing_extensions import override
 
 from schemas.api import TargetSpec
-from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
+from service.connectors.base import Capabilities, Checkpoint, Chunk, Column, Target
 from service.connectors.json_records import RECORD_TYPES
 from service.connectors.kafka.access import Access
 from service.connectors.kafka.client import (
@@ -87,7 +88,7 @@ def key_of(indexes: list[int], row: tuple[Any, ...]) -> bytes | None:
     return json.dumps([row[i] for i in indexes], default=_plain, ensure_ascii=False).encode()
 
 
-class KafkaTarget:
+class KafkaTarget(Target):
     capabilities = Capabilities(transactional_checkpoint=False, types=RECORD_TYPES)
 
     def __init__(self, endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> None:
@@ -184,6 +185,7 @@ class KafkaTarget:
         )
         return self._saved
 
+    @override
     async def prepare(self, key: str, columns: list[str]) -> None:
         missing = [k for k in self._key_columns if k not in columns]
         if missing:
@@ -219,6 +221,7 @@ class KafkaTarget:
         await bounded(self.producer.send_and_wait(CHECKPOINTS, value=value, key=key.encode(), partition=0),
                       "target", REQUEST_TIMEOUT_MS / 1000)
 
+    @override
     async def finish(self, key: str, columns: list[str], last: Checkpoint) -> None:
         """Mark the checkpoint finished; the records are already out, and a re-run must not send them again."""
         await self._store(key, last.as_finished())

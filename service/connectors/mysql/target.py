@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Self
 
+from typing_extensions import override
+
 from service.connectors.base import Capabilities, Column
 from service.connectors.mysql.connection import boundary, close, connect, fetch, quote_ident, table_columns
 from service.connectors.mysql.types import TYPES
@@ -105,6 +107,7 @@ class MySQLTarget(SQLTarget):
         others = [quote_ident(c) for c in columns if c not in keys] or [quote_ident(keys[0])]
         return " ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = VALUES({c})" for c in others)
 
+    @override
     async def _create_stage(self, stage: str, cols: str) -> None:
         await self._execute(f"CREATE TABLE IF NOT EXISTS {stage} LIKE {quote_ident(self._spec.table)}")
 

@@ -203,29 +203,40 @@ def _check(tokens: list[Token], dialect: Dialect) -> int:
     for index, token in enumerate(tokens):
         previous = tokens[index - 1] if index else None
         if token.kind == "op":
-            if token.text == ";":
-                raise _refuse("不允许多条语句")
-            if token.text == "(":
-                depth += 1
-            elif token.text == ")":
-                depth -= 1
-                if depth < 0:
-                    raise _refuse("括号不匹配")
-            elif (dialect == "mysql" and token.text == "=" and previous is not None
-                  and previous.kind == "op" and previous.text == ":" and previous.end == token.start):
-                raise _refuse("不允许修改会话（:=）")
-            continue
-        if token.kind == "word" and token.text in WRITING_WORDS:
-            raise _refuse(f"不允许写入（{token.text.upper()}）")
-        if token.kind == "word" and token.text == "set" and not (
-                previous is not None and previous.kind == "word" and previous.text == "character"):
-            raise _refuse("不允许修改会话（SET）")
-        if token.kind in ("word", "ident") and (
-                token.text in DENIED_FUNCTIONS or token.text.startswith(DENIED_PREFIXES)):
-            raise _refuse(f"不允许调用 {token.text}")
+            depth = _operator(token, previous, depth, dialect)
+        else:
+            _name(token, previous)
     if depth != 0:
         raise _refuse("括号不匹配")
     return tokens[-1].end
+
+
+def _operator(token: Token, previous: Token | None, depth: int, dialect: Dialect) -> int:
+    """Refuse a second statement, an unbalanced `)` or MySQL's `:=`; the parenthesis depth after `token`."""
+    if token.text == ";":
+        raise _refuse("不允许多条语句")
+    if token.text == "(":
+        return depth + 1
+    if token.text == ")":
+        if depth == 0:
+            raise _refuse("括号不匹配")
+        return depth - 1
+    if (dialect == "mysql" and token.text == "=" and previous is not None
+            and previous.kind == "op" and previous.text == ":" and previous.end == token.start):
+        raise _refuse("不允许修改会话（:=）")
+    return depth
+
+
+def _name(token: Token, previous: Token | None) -> None:
+    """Refuse a writing keyword, `SET` (but `CHARACTER SET`) and the denied functions."""
+    if token.kind == "word" and token.text in WRITING_WORDS:
+        raise _refuse(f"不允许写入（{token.text.upper()}）")
+    if token.kind == "word" and token.text == "set" and not (
+            previous is not None and previous.kind == "word" and previous.text == "character"):
+        raise _refuse("不允许修改会话（SET）")
+    if token.kind in ("word", "ident") and (
+            token.text in DENIED_FUNCTIONS or token.text.startswith(DENIED_PREFIXES)):
+        raise _refuse(f"不允许调用 {token.text}")
 
 
 def checked_query(sql: str, dialect: Dialect) -> str:

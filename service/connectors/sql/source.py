@@ -10,8 +10,10 @@ for the window's terms.
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
+from typing_extensions import override
+
 from schemas.api import SourceSpec
-from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, TargetTypes
+from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, Source, TargetTypes
 from service.connectors.sql.query_guard import Dialect, checked_query
 from service.sync import incremental
 from service.sync.errors import ConfigInvalid
@@ -31,7 +33,7 @@ def where_clause(terms: Sequence[str]) -> str:
     return f"WHERE {' AND '.join(terms)}" if terms else ""
 
 
-class SQLSource:
+class SQLSource(Source):
     """A source over one SQL connection; subclasses open it and supply the dialect's hooks below."""
 
     capabilities = Capabilities(cursor=True)
@@ -181,6 +183,7 @@ class SQLSource:
             return position | {"after": self._json_of(rows[-1])}
         return position | {"offset": int(position.get("offset") or 0) + len(rows)}
 
+    @override
     async def chunks(
         self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool
     ) -> AsyncIterator[Chunk]:

@@ -68,7 +68,7 @@ def confined_path(files: FilePolicy, endpoint: Endpoint, side: Side) -> Path:
     return path
 
 
-def read_only(action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None) -> int:
+def read_only(action: int, arg1: str | None, _arg2: str | None, _db: str | None, _trigger: str | None) -> int:
     """sqlite3's authorizer on a source connection: reading only, checked as each statement is prepared."""
     if action in _READ_ACTIONS or (action == sqlite3.SQLITE_PRAGMA and arg1 in READ_PRAGMAS):
         return sqlite3.SQLITE_OK

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Self
 
+from typing_extensions import override
+
 from service.connectors.base import Capabilities, Column
 from service.connectors.sql.target import (
     CHECKPOINTS,
@@ -76,6 +78,7 @@ class SQLiteTarget(SQLTarget):
     async def __aexit__(self, exc_type: object, *_: object) -> None:
         await close(self._conn)
 
+    @override
     def _boundary(self, table: str | None = None) -> contextlib.AbstractContextManager[None]:
         return boundary("target")
 
@@ -83,6 +86,7 @@ class SQLiteTarget(SQLTarget):
         columns, _ = await table_columns(self.conn, self._spec.table, "target")
         return columns
 
+    @override
     def _spell(self, column: Column, keys: list[str]) -> str:
         return TYPES.spell(column.kind or "string", column.sql_type)
 
