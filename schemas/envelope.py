@@ -4,14 +4,13 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
+from schemas.messages import OK
+
 T = TypeVar("T")
-
-OK_MESSAGE = "操作成功"
-
 
 class Envelope(BaseModel, Generic[T]):
     code: int = 200
-    message: str = OK_MESSAGE
+    message: str = OK
     data: T | None = None
 
 

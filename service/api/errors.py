@@ -15,25 +15,49 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
+from schemas.messages import (
+    AT_LEAST,
+    AT_MOST,
+    AUTH_FAILED,
+    BODY_TOO_LARGE,
+    BODY_UNPARSABLE,
+    DATABASE_DOWN,
+    EXPECTED_ARRAY,
+    EXPECTED_BOOLEAN,
+    EXPECTED_INTEGER,
+    EXPECTED_NUMBER,
+    EXPECTED_OBJECT,
+    EXPECTED_STRING,
+    EXPECTED_UUID,
+    FORBIDDEN,
+    GREATER_THAN,
+    INTERNAL,
+    INVALID,
+    LENGTH_AT_LEAST,
+    LENGTH_AT_MOST,
+    LESS_THAN,
+    LONE_SURROGATE,
+    METHOD_NOT_ALLOWED,
+    MISSING,
+    NOT_FOUND,
+    NOT_JSON,
+    ONE_OF,
+    REQUEST_INVALID,
+    bad_field,
+    bad_request,
+)
 from service.auth import AuthFailed, Forbidden
 from service.catalog.errors import CatalogError, Conflict, Invalid, NotFound
 from service.db.failures import database_down
 
 log = logging.getLogger(__name__)
 
-AUTH_FAILED = "认证失败，无法访问系统资源"
-FORBIDDEN = "无权限执行此操作"
-INTERNAL = "服务器内部错误"
-DATABASE_DOWN = "服务暂不可用：数据库"
-BAD_REQUEST = "参数错误："
-BODY_TOO_LARGE = "请求体过大"
-
 _HTTP_MESSAGES = {
-    400: f"{BAD_REQUEST}请求体无法解析",
+    400: bad_request(BODY_UNPARSABLE),
     401: AUTH_FAILED,
     403: FORBIDDEN,
-    404: "资源不存在",
-    405: "请求方法不允许",
+    404: NOT_FOUND,
+    405: METHOD_NOT_ALLOWED,
     413: BODY_TOO_LARGE,
 }
 _CATALOG_STATUS: dict[type[CatalogError], int] = {NotFound: 404, Invalid: 400, Conflict: 409}
@@ -44,29 +68,29 @@ def envelope(status: int, message: str, data: Any = None, headers: dict[str, str
 
 
 _PROBLEMS = {
-    "missing": "缺少必填字段",
-    "json_invalid": "请求体不是合法的 JSON",
-    "int_parsing": "应为整数",
-    "int_type": "应为整数",
-    "int_from_float": "应为整数",
-    "float_parsing": "应为数字",
-    "float_type": "应为数字",
-    "uuid_parsing": "应为 UUID",
-    "uuid_type": "应为 UUID",
-    "bool_parsing": "应为布尔值",
-    "string_type": "应为字符串",
-    "string_unicode": "不能包含不成对的代理字符",
-    "dict_type": "应为对象",
-    "model_attributes_type": "应为对象",
-    "list_type": "应为数组",
-    "greater_than_equal": "不能小于 {ge}",
-    "less_than_equal": "不能大于 {le}",
-    "greater_than": "须大于 {gt}",
-    "less_than": "须小于 {lt}",
-    "string_too_short": "长度不能小于 {min_length}",
-    "string_too_long": "长度不能大于 {max_length}",
-    "enum": "取值须为 {expected}",
-    "literal_error": "取值须为 {expected}",
+    "missing": MISSING,
+    "json_invalid": NOT_JSON,
+    "int_parsing": EXPECTED_INTEGER,
+    "int_type": EXPECTED_INTEGER,
+    "int_from_float": EXPECTED_INTEGER,
+    "float_parsing": EXPECTED_NUMBER,
+    "float_type": EXPECTED_NUMBER,
+    "uuid_parsing": EXPECTED_UUID,
+    "uuid_type": EXPECTED_UUID,
+    "bool_parsing": EXPECTED_BOOLEAN,
+    "string_type": EXPECTED_STRING,
+    "string_unicode": LONE_SURROGATE,
+    "dict_type": EXPECTED_OBJECT,
+    "model_attributes_type": EXPECTED_OBJECT,
+    "list_type": EXPECTED_ARRAY,
+    "greater_than_equal": AT_LEAST,
+    "less_than_equal": AT_MOST,
+    "greater_than": GREATER_THAN,
+    "less_than": LESS_THAN,
+    "string_too_short": LENGTH_AT_LEAST,
+    "string_too_long": LENGTH_AT_MOST,
+    "enum": ONE_OF,
+    "literal_error": ONE_OF,
 }
 
 
@@ -80,13 +104,13 @@ def describe_validation_error(error: dict[str, Any]) -> str:
     except (KeyError, IndexError):
         problem = None
     if problem is None:
-        problem = str(error.get("msg", "无效")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    return f"{BAD_REQUEST}{field}：{problem}" if field else f"{BAD_REQUEST}{problem}"
+        problem = str(error.get("msg", INVALID)).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return bad_field(field, problem) if field else bad_request(problem)
 
 
 async def _validation(_: Request, error: Exception) -> JSONResponse:
     errors = error.errors() if isinstance(error, RequestValidationError) else []
-    message = describe_validation_error(errors[0]) if errors else f"{BAD_REQUEST}请求无效"
+    message = describe_validation_error(errors[0]) if errors else bad_request(REQUEST_INVALID)
     return envelope(400, message)
 
 

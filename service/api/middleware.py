@@ -23,7 +23,8 @@ from urllib.parse import unquote_to_bytes
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import AUTH_FAILED, BAD_REQUEST, BODY_TOO_LARGE, envelope
+from schemas.messages import AUTH_FAILED, BODY_TOO_LARGE, CONTENT_LENGTH_INVALID, ILLEGAL_PATH_CHARACTERS, bad_request
+from service.api.errors import envelope
 from service.auth import AuthFailed, Principal, verify_token
 from service.config import Settings
 
@@ -111,7 +112,7 @@ class RequestGuard:
     def _check(self, scope: Scope) -> ASGIApp | None:
         """The refusal for this request, or None to let it through (with its Principal in the state)."""
         if _has_nul(scope):
-            return _refuse(scope, 400, f"{BAD_REQUEST}请求地址含有非法字符")
+            return _refuse(scope, 400, bad_request(ILLEGAL_PATH_CHARACTERS))
         if not is_open(_route_path(scope)):
             principal = self._authenticate(scope)
             if principal is None:
@@ -119,7 +120,7 @@ class RequestGuard:
             scope.setdefault("state", {})[PRINCIPAL] = principal
         length = _declared_length(scope)
         if length is not None and length < 0:
-            return _refuse(scope, 400, f"{BAD_REQUEST}Content-Length 无效")
+            return _refuse(scope, 400, bad_request(CONTENT_LENGTH_INVALID))
         if length is not None and length > self.settings.max_body_bytes:
             return _refuse(scope, 413, BODY_TOO_LARGE)
         return None

@@ -6,9 +6,18 @@ from typing import Any, assert_never
 from fastapi.responses import JSONResponse
 
 from schemas.api import SyncAccepted, SyncResult
-from schemas.envelope import OK_MESSAGE
+from schemas.messages import (
+    BATCH_NOT_FAILED,
+    BATCH_NOT_FOUND,
+    BATCH_RUNNING,
+    NOTHING_TO_CANCEL,
+    OK,
+    RUNNING_IN_BACKGROUND,
+    SYNC_SUCCEEDED,
+    sync_failed,
+    unavailable,
+)
 from service.api.errors import envelope
-from service.catalog.errors import BATCH_NOT_FOUND, BATCH_RUNNING
 from service.runs.outcomes import (
     Accepted,
     AlreadyRunning,
@@ -21,13 +30,6 @@ from service.runs.outcomes import (
     SyncOutcome,
     Unavailable,
 )
-
-SYNC_SUCCEEDED = "同步成功"
-SYNC_FAILED = "同步失败："
-RUNNING_IN_BACKGROUND = "同步已在后台执行"
-NOT_FAILED = "批次未处于失败状态"
-NOTHING_TO_CANCEL = "批次没有正在执行的同步"
-UNAVAILABLE = "服务暂不可用："
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def _common(outcome: BatchNotFound | AlreadyRunning | Unavailable) -> Reply:
         case AlreadyRunning(batch_id=batch_id, run_id=run_id):
             return Reply(409, BATCH_RUNNING, {"batchId": batch_id, "runId": str(run_id)})
         case Unavailable(part=part):
-            return Reply(503, UNAVAILABLE + part)
+            return Reply(503, unavailable(part))
         case _:
             assert_never(outcome)
 
@@ -60,13 +62,13 @@ def sync_reply(outcome: SyncOutcome) -> Reply:
                 "success": True, "batch_id": reply.batch_id, "message": SYNC_SUCCEEDED,
                 "sync_time": reply.sync_time, "records_synced": reply.records_synced, "run_id": reply.run_id,
             })
-            return Reply(200, OK_MESSAGE, result.dump())
+            return Reply(200, OK, result.dump())
         case Finished(reply=reply):
-            return Reply(400, SYNC_FAILED + reply.message)
+            return Reply(400, sync_failed(reply.message))
         case Accepted(batch_id=batch_id, run_id=run_id):
             return Reply(202, RUNNING_IN_BACKGROUND, SyncAccepted(batch_id=batch_id, run_id=run_id).dump())
         case NotRetryable():
-            return Reply(400, NOT_FAILED)
+            return Reply(400, BATCH_NOT_FAILED)
         case BatchNotFound() | AlreadyRunning() | Unavailable():
             return _common(outcome)
         case _:
@@ -77,7 +79,7 @@ def cancel_reply(outcome: CancelOutcome) -> Reply:
     """The answer to `/cancel`."""
     match outcome:
         case CancelRequested(batch_id=batch_id, run_id=run_id):
-            return Reply(200, OK_MESSAGE, {"batchId": batch_id, "runId": str(run_id)})
+            return Reply(200, OK, {"batchId": batch_id, "runId": str(run_id)})
         case NothingToCancel():
             return Reply(400, NOTHING_TO_CANCEL)
         case BatchNotFound() | Unavailable():

@@ -8,8 +8,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from schemas.envelope import Envelope
+from schemas.messages import DATABASE_DOWN, OK
 from service.api.deps import StateDep
-from service.api.errors import DATABASE_DOWN, envelope
+from service.api.errors import envelope
 
 router = APIRouter(tags=["health"])
 
@@ -29,4 +30,4 @@ async def readyz(state: StateDep) -> JSONResponse:
             await session.execute(text("SELECT 1"))
     except Exception:
         return envelope(503, DATABASE_DOWN)
-    return envelope(200, "操作成功", {"status": "UP", "database": "UP"})
+    return envelope(200, OK, {"status": "UP", "database": "UP"})
