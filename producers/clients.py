@@ -6,6 +6,7 @@ Idempotence is off because the test broker refuses InitProducerId; effects are m
 by our own ids instead. Metadata is refreshed often so a restarted broker is noticed quickly.
 """
 
+import contextlib
 import socket
 from typing import Any
 
@@ -104,3 +105,22 @@ def new_consumer(settings: Settings, *, group_id: str | None, fetch_max_wait_ms:
 
 def new_admin(settings: Settings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**admin_config(settings))
+
+
+async def broker_answers(bootstrap: str) -> bool:
+    """A real Kafka request (metadata) succeeds, not only a TCP connect: the broker is ready."""
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=0.5).close()
+    except OSError:
+        return False
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)  # a probe: no settings yet
+    try:
+        await admin.start()
+        await admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()

@@ -39,7 +39,6 @@ from urllib.parse import quote
 
 import asyncpg
 import psutil
-from aiokafka.admin import AIOKafkaAdminClient
 
 from service.cli_secrets import key_file
 from service.config import Settings
@@ -313,31 +312,14 @@ class EmbeddedBroker:
         log.info("embedded broker on %s (log %s)", self.bootstrap, self.dir)
 
     async def _ready(self) -> bool:
+        from producers.clients import broker_answers  # the one module that builds Kafka clients
+
         return await broker_answers(self.bootstrap)
 
     def stop(self) -> None:
         """SIGTERM lets the broker flush its log; a SIGKILL could lose the last second of records."""
         if self.process is not None:
             _stop(self.process, signal.SIGTERM, timeout=20)
-
-
-async def broker_answers(bootstrap: str) -> bool:
-    """A real Kafka request (metadata) succeeds, not only a TCP connect: the broker is ready."""
-    host, _, port = bootstrap.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=0.5).close()
-    except OSError:
-        return False
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
-    try:
-        await admin.start()
-        await admin.list_topics()
-        return True
-    except Exception:
-        return False
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import ConnectionIn, ConnectionOut, ConnectionType
+from schemas.api import ConnectionIn, ConnectionOut
 from schemas.envelope import Page
 from service.catalog.errors import CONNECTION_IN_USE, CONNECTION_NOT_FOUND, Conflict, Invalid, NotFound
 from service.catalog.paging import PageRequest, fetch_page
@@ -35,7 +35,7 @@ def to_out(row: Connection) -> ConnectionOut:
     return ConnectionOut(
         id=row.id,
         name=row.name,
-        type=ConnectionType(row.type),
+        type=row.type,
         url=row.url,
         params=row.params or {},
         options=row.options or {},
@@ -71,7 +71,7 @@ def _store(row: Connection, url: str | None, params: dict[str, Any], keys: Keyri
 def _checked(body: ConnectionIn) -> dict[str, Any]:
     """The params as the type's schema has them, or 400 naming the unknown or invalid key."""
     try:
-        return registry.validate_params(body.type.value, body.params, body.options).model_dump(exclude_unset=True)
+        return registry.validate_params(body.type, body.params, body.options).model_dump(exclude_unset=True)
     except ParamsInvalid as error:
         raise Invalid(f"参数错误：{error}") from error
 
@@ -89,9 +89,9 @@ def _name_taken(name: str) -> Conflict:
 
 async def create(session: AsyncSession, body: ConnectionIn, policy: AccessPolicy) -> ConnectionOut:
     params = _checked(body)
-    if (refused := registry.check_paths(body.type.value, body.url, params, policy)) is not None:
+    if (refused := registry.check_paths(body.type, body.url, params, policy)) is not None:
         raise Invalid(refused)
-    row = Connection(name=body.name, type=body.type.value, url=None, params={}, options={})
+    row = Connection(name=body.name, type=body.type, url=None, params={}, options={})
     session.add(row)
     await _written(session, row, flush=True)  # the id the secrets are sealed to
     _store(row, body.url, params, policy.secrets)
@@ -117,17 +117,17 @@ async def update(session: AsyncSession, connection_id: int, body: ConnectionIn, 
     """Edit a connection; a masked secret sent back is kept only while its destination is unchanged."""
     params = _checked(body)
     row = await load(session, connection_id)
-    if (refused := registry.check_paths(body.type.value, body.url, params, policy)) is not None:
+    if (refused := registry.check_paths(body.type, body.url, params, policy)) is not None:
         raise Invalid(refused)
     try:
         stored = endpoint_of(row, policy)
     except ConfigInvalid as error:
         raise Invalid(error.reason) from error
-    url, params, kept = restore(body.type.value, body.url, params, stored.url, stored.params)
-    if kept and _destination(stored.type, stored.url, stored.params) != _destination(body.type.value, url, params):
+    url, params, kept = restore(body.type, body.url, params, stored.url, stored.params)
+    if kept and _destination(stored.type, stored.url, stored.params) != _destination(body.type, url, params):
         raise Invalid(MOVED_NEEDS_SECRETS)
     row.name = body.name
-    row.type = body.type.value
+    row.type = body.type
     _store(row, url, params, policy.secrets)
     return await _saved(session, row)
 

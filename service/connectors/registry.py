@@ -12,7 +12,7 @@ from schemas.api import SourceSpec, TargetSpec
 from service.connectors import csv, http, jsonl, kafka, mysql, postgresql, sqlite
 from service.connectors.base import Source, Target
 from service.connectors.kind import ConnectorKind
-from service.connectors.params import ParamsModel
+from service.connectors.params import ParamsInvalid, ParamsModel
 from service.connectors.params import validate as validate_model
 from service.security.policy import AccessPolicy
 from service.sync.errors import AccessDenied, ConfigInvalid
@@ -95,6 +95,9 @@ def check_paths(kind: str, url: str | None, params: dict[str, Any] | None, polic
 
 
 def params_model(kind: str) -> type[ParamsModel]:
+    """The params schema of `kind`, or ParamsInvalid when no connector of that name is registered."""
+    if kind not in PARAMS:
+        raise ParamsInvalid(f"type：必须是 {', '.join(sorted(PARAMS))} 之一，而不是 {kind}")
     return PARAMS[kind]
 
 

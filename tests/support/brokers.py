@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from service.embedded import broker_answers, die_with_parent
+from producers.clients import broker_answers
+from service.embedded import die_with_parent
 
 
 def free_port() -> int:

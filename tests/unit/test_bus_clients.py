@@ -2,8 +2,8 @@
 
 Two halves: the factories in producers/clients.py build real aiokafka clients whose configuration holds
 the settings, and no other module of the service constructs a bus client itself (connectors build
-clients for *connections*, with the connection's own params; the embedded broker probe talks to the
-loopback broker `up` started).
+clients for *connections*, with the connection's own params). The one client of clients.py built
+without the settings is `broker_answers`, the readiness probe of the loopback broker `up` starts.
 """
 
 import ast
@@ -23,7 +23,7 @@ from service.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"}
 BUILDS_BUS_CLIENTS = ROOT / "producers" / "clients.py"
-CONNECTION_CLIENTS = (ROOT / "service" / "connectors", ROOT / "service" / "embedded.py")
+CONNECTION_CLIENTS = (ROOT / "service" / "connectors",)
 
 
 def ca_file(tmp_path: Path) -> Path:
@@ -101,4 +101,4 @@ def test_no_bus_client_is_built_outside_producers_clients() -> None:
         for hit in _constructions(path)
     ]
     assert elsewhere == []
-    assert len(_constructions(BUILDS_BUS_CLIENTS)) == 3
+    assert len(_constructions(BUILDS_BUS_CLIENTS)) == 4  # new_producer, new_consumer, new_admin, the probe

@@ -6,12 +6,11 @@ from fastapi import APIRouter, Depends, Query
 
 from schemas.api import ConnectionIn, ConnectionOut, ConnectionType
 from schemas.envelope import Envelope, Page
+from schemas.messages import CONNECTED
 from service.api.deps import IdDep, PageDep, SessionDep, StateDep, require
 from service.catalog import connections
 
 router = APIRouter(prefix="/integration/connection", tags=["connections"])
-
-CONNECTED = "连接成功"
 
 
 @router.post("", response_model=Envelope[ConnectionOut],
@@ -25,8 +24,7 @@ async def create_connection(body: ConnectionIn, session: SessionDep, state: Stat
 async def list_connections(session: SessionDep, page: PageDep,
                            name: Annotated[str | None, Query(max_length=200)] = None,
                            type: ConnectionType | None = None) -> Envelope[Page[ConnectionOut]]:
-    kind = type.value if type else None
-    return Envelope(data=await connections.list_page(session, page, name=name, type_=kind))
+    return Envelope(data=await connections.list_page(session, page, name=name, type_=type))
 
 
 @router.get("/{id}", response_model=Envelope[ConnectionOut],
