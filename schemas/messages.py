@@ -198,7 +198,7 @@ def target_columns_missing(table: str, names: Iterable[str]) -> str:
     return f"目标表 {table} 缺少列：{_listed(names)}"
 
 
-def column_incompatible(table: str, column: str, kind: str, sql_type: str) -> str:
+def column_incompatible(table: str, column: str, kind: object, sql_type: object) -> str:
     return f"目标表 {table} 的列 {column} 类型不兼容：{kind} → {sql_type}"
 
 

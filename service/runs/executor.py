@@ -14,6 +14,7 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.events import ErrorCode
+from schemas.messages import INTERNAL_ERROR, SYNC_SUCCEEDED
 from service.config import Settings
 from service.connectors.base import Connectors
 from service.db.models import Run
@@ -28,9 +29,7 @@ from service.sync.model import RunObserver, RunResult, RunSpec
 log = logging.getLogger(__name__)
 
 Execute = Callable[..., Awaitable[RunResult]]
-SUCCESS_MESSAGE = "同步成功"
 Claimed = tuple[Run, RunSpec | SyncError]
-INTERNAL_MESSAGE = "内部错误"
 
 
 class RunExecutor:
@@ -154,10 +153,10 @@ class RunExecutor:
             raise
         except Exception:
             log.exception("run %s failed unexpectedly", run_id)
-            await self._finish(run_id, ErrorCode.INTERNAL, INTERNAL_MESSAGE, recorder)
+            await self._finish(run_id, ErrorCode.INTERNAL, INTERNAL_ERROR, recorder)
         else:
             await self._finish(
-                run_id, None, SUCCESS_MESSAGE, recorder, records_read=result.records_read,
+                run_id, None, SYNC_SUCCEEDED, recorder, records_read=result.records_read,
                 records_written=result.records_written, chunks=result.chunks,
                 high_water_mark=result.high_water_mark,
             )

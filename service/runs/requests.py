@@ -21,6 +21,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.events import BatchSyncCompleted, BatchSyncRequested, ErrorCode, Trigger
+from schemas.messages import BATCH_NOT_FAILED, BATCH_NOT_FOUND, BROKER, DATABASE, REQUEST_MISMATCH, unavailable
 from schemas.status import TERMINAL, RunStatus
 from service.config import Settings
 from service.db.failures import database_down
@@ -43,8 +44,6 @@ from service.runs.outcomes import (
 from service.runs.snapshot import run_id_for
 
 PRODUCER = "batchsync-api"
-DATABASE = "数据库"
-BROKER = "消息队列"
 PENDING_GRACE_SECONDS = 30
 """An API-created run waits this long for a worker to take it before the orphan scan may."""
 
@@ -130,7 +129,7 @@ async def _withdraw(state: RequestContext, event: BatchSyncRequested, run_id: uu
             )).first()
             if withdrawn is None:
                 return False
-            outcome = rejection(event, ErrorCode.BROKER_UNAVAILABLE, f"服务暂不可用：{BROKER}")
+            outcome = rejection(event, ErrorCode.BROKER_UNAVAILABLE, unavailable(BROKER))
             await session.execute(
                 insert(RequestLedger)
                 .values(request_id=event.request_id, batch_id=event.batch_id, first_event_id=event.event_id,
@@ -215,7 +214,7 @@ async def admit_request(
     run = await session.get(Run, run_id, with_for_update=True)
     if run is not None:
         if run.batch_id != event.batch_id:
-            return await _reject(session, event, ErrorCode.CONFIG_INVALID, "请求与批次不一致")
+            return await _reject(session, event, ErrorCode.CONFIG_INVALID, REQUEST_MISMATCH)
         if run.status in TERMINAL:
             return _answer(session, event, completed_from_run(run, event.correlation_id))
         _wait_for_outcome(run, event)
@@ -226,7 +225,7 @@ async def admit_request(
 
     batch = await session.get(Batch, event.batch_id)
     if batch is None:
-        return await _reject(session, event, ErrorCode.BATCH_NOT_FOUND, "批次不存在")
+        return await _reject(session, event, ErrorCode.BATCH_NOT_FOUND, BATCH_NOT_FOUND)
     resumed_from = None
     if event.resume_run_id is not None:
         resumed_from = await session.get(Run, event.resume_run_id)
@@ -235,7 +234,7 @@ async def admit_request(
                 or resumed_from.status != RunStatus.FAILED):
             # only the batch's latest run, and only a failed one: resuming an older one would write again
             # what later runs wrote, and move the incremental mark back
-            return await _reject(session, event, ErrorCode.NOT_RETRYABLE, "批次未处于失败状态")
+            return await _reject(session, event, ErrorCode.NOT_RETRYABLE, BATCH_NOT_FAILED)
     session.add(new_run(
         batch, request_id=event.request_id, correlation_id=event.correlation_id, reply_to=event.reply_to,
         trigger=event.trigger.value, requested_by=event.requested_by, owner=worker_id,

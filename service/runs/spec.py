@@ -3,6 +3,7 @@
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.api import MappingEntry, SourceSpec, TargetSpec
+from schemas.messages import BATCH_NOT_FOUND, connection_missing
 from service.catalog.connections import endpoint_of
 from service.db.models import Batch, Connection, Run
 from service.security.policy import AccessPolicy
@@ -13,7 +14,7 @@ from service.sync.model import Endpoint, RunSpec
 async def _endpoint(session: AsyncSession, connection_id: int, policy: AccessPolicy) -> Endpoint:
     connection = await session.get(Connection, connection_id)
     if connection is None:
-        raise ConfigInvalid(f"连接不存在：{connection_id}")
+        raise ConfigInvalid(connection_missing(connection_id))
     return endpoint_of(connection, policy)
 
 
@@ -21,7 +22,7 @@ async def load_spec(session: AsyncSession, run: Run, default_chunk_size: int, po
     config = run.config or {}
     batch = await session.get(Batch, run.batch_id)
     if batch is None:
-        raise ConfigInvalid("批次不存在")
+        raise ConfigInvalid(BATCH_NOT_FOUND)
     try:
         source = SourceSpec.model_validate(config["source"])
         target = TargetSpec.model_validate(config["target"])

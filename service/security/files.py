@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+from schemas.messages import PATH_REFUSED
 from service.sync.errors import AccessDenied
 
-PATH_REFUSED = "文件路径不在允许的目录中"
 NEVER_ALLOWED = (Path("/proc"), Path("/sys"), Path("/dev"))
 STATE_FILES_FOLDER = "files"
 """The one folder inside the state directory that may be a file root (`up`'s default)."""

@@ -19,14 +19,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from urllib.parse import unquote, urlsplit
 
+from schemas.messages import EGRESS_REFUSED, OWN_TOPICS_REFUSED, STATE_DATABASE_REFUSED
 from service.sync.errors import AccessDenied, ConnectRefused, ConnectTimeout, Side
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-EGRESS_REFUSED = "目标地址被安全策略禁止"
-STATE_DATABASE_REFUSED = "不允许连接服务自身的状态数据库"
-OWN_TOPICS_REFUSED = "不允许读写服务自身的主题"
 RESOLVE_TIMEOUT_SECONDS = 10.0
 
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
+from schemas.messages import column_incompatible, no_auto_create, unmappable_columns
 from service.connectors.base import (
     Checkpoint,
     Chunk,
@@ -63,7 +64,7 @@ def check_compatible(wanted: list[Column], target_columns: list[Column], table: 
     for column in wanted:
         have = existing.get(column.name)
         if have is not None and not compatible(column.kind, have.kind):
-            raise ConfigInvalid(f"目标表 {table} 的列 {column.name} 类型不兼容：{column.kind} → {have.sql_type}")
+            raise ConfigInvalid(column_incompatible(table, column.name, column.kind, have.sql_type))
 
 
 def source_side_types(
@@ -161,10 +162,10 @@ class _Run:
         wanted = planned_columns(plan, source_columns)
         if target_columns is None:
             if not isinstance(target, TableCreator):
-                raise ConfigInvalid(f"目标类型 {spec.target_endpoint.type} 不支持自动建表")
+                raise ConfigInvalid(no_auto_create(spec.target_endpoint.type))
             unknown = [c.name for c in wanted if c.kind is None]
             if unknown:
-                raise ConfigInvalid(f"无法映射列类型，不能自动建表：{', '.join(unknown)}")
+                raise ConfigInvalid(unmappable_columns(unknown))
             log.info("run %s creates target table %s", spec.run_id, spec.target.table)
             await target.create_table(wanted)
             target_columns = await target.describe()

@@ -20,13 +20,30 @@ status codes and envelopes.
 from typing import Literal
 
 from schemas.events import ErrorCode
+from schemas.messages import (
+    ACCESS_DENIED,
+    AUTH_REJECTED,
+    CHECKPOINT_TAKEN,
+    CONFIG_INVALID,
+    CONNECT_REFUSED,
+    CONNECT_TIMEOUT,
+    INTERNAL_ERROR,
+    RUN_CANCELLED,
+    SOURCE_DROPPED,
+    SOURCE_FAILED,
+    TARGET_DATABASE,
+    TARGET_DROPPED,
+    TARGET_FAILED,
+    source_table_missing,
+    target_table_missing,
+)
 
 Side = Literal["source", "target"]
 
 
 class SyncError(Exception):
     code: ErrorCode = ErrorCode.INTERNAL
-    reason: str = "内部错误"
+    reason: str = INTERNAL_ERROR
 
     def __init__(self, reason: str | None = None, *, detail: str | None = None) -> None:
         self.reason = reason or type(self).reason
@@ -43,7 +60,7 @@ class ConnectError(SyncError):
 
     def __init__(self, side: Side = "source", *, detail: str | None = None) -> None:
         self.side = side
-        prefix = "" if side == "source" else "目标库"
+        prefix = "" if side == "source" else TARGET_DATABASE
         super().__init__(prefix + type(self).reason, detail=detail)
         self.code = ErrorCode[f"{side.upper()}_{self._code_suffix}"]
 
@@ -51,17 +68,17 @@ class ConnectError(SyncError):
 
 
 class ConnectTimeout(ConnectError):
-    reason = "连接超时"
+    reason = CONNECT_TIMEOUT
     _code_suffix = "TIMEOUT"
 
 
 class AuthFailed(ConnectError):
-    reason = "认证失败"
+    reason = AUTH_REJECTED
     _code_suffix = "AUTH"
 
 
 class ConnectRefused(ConnectError):
-    reason = "连接被拒绝"
+    reason = CONNECT_REFUSED
     _code_suffix = "REFUSED"
 
 
@@ -69,29 +86,29 @@ class TableMissing(SyncError):
     def __init__(self, name: str, side: Side = "source") -> None:
         self.side = side
         self.code = ErrorCode.SOURCE_NOT_FOUND if side == "source" else ErrorCode.TARGET_ERROR
-        super().__init__(("源表不存在：" if side == "source" else "目标表不存在：") + name)
+        super().__init__(source_table_missing(name) if side == "source" else target_table_missing(name))
 
 
 class SourceFailed(SyncError):
     code = ErrorCode.SOURCE_ERROR
-    reason = "源系统错误"
+    reason = SOURCE_FAILED
 
 
 class TargetFailed(SyncError):
     code = ErrorCode.TARGET_ERROR
-    reason = "目标系统错误"
+    reason = TARGET_FAILED
 
 
 class CheckpointTaken(TargetFailed):
     """A chunk this run was about to write is already in the target: another execution of the same run is
     writing (this one lost its lease). Stop at once rather than publish a partial result."""
 
-    reason = "检查点已被另一执行推进"
+    reason = CHECKPOINT_TAKEN
 
 
 class ConfigInvalid(SyncError):
     code = ErrorCode.CONFIG_INVALID
-    reason = "批次配置无效"
+    reason = CONFIG_INVALID
 
 
 class AccessDenied(ConfigInvalid):
@@ -101,20 +118,20 @@ class AccessDenied(ConfigInvalid):
     """
 
     code = ErrorCode.ACCESS_DENIED
-    reason = "访问被安全策略拒绝"
+    reason = ACCESS_DENIED
 
 
 class RunCancelled(SyncError):
     code = ErrorCode.CANCELLED
-    reason = "同步已取消"
+    reason = RUN_CANCELLED
 
 
 class TransientSourceError(Transient, SourceFailed):
-    reason = "源连接中断"
+    reason = SOURCE_DROPPED
 
 
 class TransientTargetError(Transient, TargetFailed):
-    reason = "目标连接中断"
+    reason = TARGET_DROPPED
 
 
 def is_transient(error: BaseException) -> bool:

@@ -9,6 +9,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from schemas.api import CastType, MappingEntry
+from schemas.messages import (
+    CONSTANT_NUL,
+    NO_COLUMNS_AFTER_MAPPING,
+    conversion_failed,
+    duplicate_target_column,
+    source_column_missing,
+    target_columns_missing,
+)
 from service.connectors.base import SelectItem
 from service.sync.errors import ConfigInvalid, SourceFailed
 
@@ -30,7 +38,7 @@ def plan_columns(source_columns: Sequence[str], mapping: Sequence[MappingEntry] 
     known = set(source_columns)
     for entry in entries:
         if entry.from_ is not None and entry.from_ not in known:
-            raise ConfigInvalid(f"源表缺少列：{entry.from_}")
+            raise ConfigInvalid(source_column_missing(entry.from_))
     dropped = {e.from_ for e in entries if e.drop}
     plan: list[SelectItem] = []
     for name in source_columns:
@@ -49,10 +57,10 @@ def plan_columns(source_columns: Sequence[str], mapping: Sequence[MappingEntry] 
     seen: set[str] = set()
     for item in plan:
         if item.target in seen:
-            raise ConfigInvalid(f"映射目标列重复：{item.target}")
+            raise ConfigInvalid(duplicate_target_column(item.target))
         seen.add(item.target)
     if not plan:
-        raise ConfigInvalid("映射后没有任何列")
+        raise ConfigInvalid(NO_COLUMNS_AFTER_MAPPING)
     return plan
 
 
@@ -60,7 +68,7 @@ def check_target(plan: Sequence[SelectItem], target_types: dict[str, str], table
     """Every planned column must exist in the target, or COPY would fail half-way through a run."""
     missing = [item.target for item in plan if item.target not in target_types]
     if missing:
-        raise ConfigInvalid(f"目标表 {table} 缺少列：{', '.join(missing)}")
+        raise ConfigInvalid(target_columns_missing(table, missing))
 
 
 def quote_ident(name: str) -> str:
@@ -78,7 +86,7 @@ def sql_literal(value: Any) -> str:
         return f"'{value}'"
     text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
     if "\x00" in text:
-        raise ConfigInvalid("常量值不能包含 NUL 字符")
+        raise ConfigInvalid(CONSTANT_NUL)
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -163,7 +171,7 @@ def cast_value(cast: str, value: Any, column: str) -> Any:
     try:
         return PY_CASTS[cast](value)
     except (ValueError, TypeError, InvalidOperation, json.JSONDecodeError) as exc:
-        raise SourceFailed(f"字段转换失败：{column}", detail=type(exc).__name__) from exc
+        raise SourceFailed(conversion_failed(column), detail=type(exc).__name__) from exc
 
 
 def _step(item: SelectItem, index: dict[str, int]) -> Callable[[Sequence[Any]], Any]:

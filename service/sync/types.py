@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from schemas.messages import conversion_failed
 from service.connectors.base import Column, SelectItem
 from service.sync.errors import SourceFailed
 from service.sync.transforms import cast_value
@@ -151,7 +152,7 @@ def _fitted(steps: list[Callable[[Any], Any]], column: str) -> Callable[[Any], A
             try:
                 return only(value)
             except (ValueError, TypeError, ArithmeticError, UnicodeDecodeError) as exc:
-                raise SourceFailed(f"字段转换失败：{column}", detail=type(exc).__name__) from exc
+                raise SourceFailed(conversion_failed(column), detail=type(exc).__name__) from exc
 
         return convert_one
 
@@ -163,7 +164,7 @@ def _fitted(steps: list[Callable[[Any], Any]], column: str) -> Callable[[Any], A
                 value = step(value)
             return value
         except (ValueError, TypeError, ArithmeticError, UnicodeDecodeError) as exc:
-            raise SourceFailed(f"字段转换失败：{column}", detail=type(exc).__name__) from exc
+            raise SourceFailed(conversion_failed(column), detail=type(exc).__name__) from exc
 
     return convert
 

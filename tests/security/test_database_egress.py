@@ -17,8 +17,13 @@ import pytest
 
 from schemas.api import SourceSpec
 from schemas.events import ErrorCode
-from service.connectors.postgresql.connection import HOSTS_REFUSED, PARAMETERS_REFUSED
-from service.security.network import EGRESS_REFUSED, STATE_DATABASE_REFUSED, IPAddress, NetworkPolicy, _ip
+from schemas.messages import (
+    EGRESS_REFUSED,
+    POSTGRESQL_HOSTS_REFUSED,
+    POSTGRESQL_PARAMETERS_REFUSED,
+    STATE_DATABASE_REFUSED,
+)
+from service.security.network import IPAddress, NetworkPolicy, _ip
 from service.security.policy import AccessPolicy
 from service.sync.errors import Side, SyncError
 from service.sync.model import Endpoint
@@ -83,15 +88,15 @@ async def test_the_connection_test_refuses_the_state_database_and_passes_another
 
 
 @pytest.mark.parametrize(("url", "reason"), [
-    ("postgresql://postgres@/{db}?host=/var/run/postgresql", PARAMETERS_REFUSED),
-    ("postgresql://postgres@%2Fvar%2Frun%2Fpostgresql/{db}", HOSTS_REFUSED),
-    ("postgresql://postgres@127.0.0.1:5432,localhost:5432/{db}", HOSTS_REFUSED),
-    ("postgresql://postgres@127.0.0.1:5432/postgres?dbname={db}", PARAMETERS_REFUSED),
-    ("postgresql://postgres@127.0.0.1:5432/postgres?hostaddr=127.0.0.1", PARAMETERS_REFUSED),
+    ("postgresql://postgres@/{db}?host=/var/run/postgresql", POSTGRESQL_PARAMETERS_REFUSED),
+    ("postgresql://postgres@%2Fvar%2Frun%2Fpostgresql/{db}", POSTGRESQL_HOSTS_REFUSED),
+    ("postgresql://postgres@127.0.0.1:5432,localhost:5432/{db}", POSTGRESQL_HOSTS_REFUSED),
+    ("postgresql://postgres@127.0.0.1:5432/postgres?dbname={db}", POSTGRESQL_PARAMETERS_REFUSED),
+    ("postgresql://postgres@127.0.0.1:5432/postgres?hostaddr=127.0.0.1", POSTGRESQL_PARAMETERS_REFUSED),
     ("postgresql://postgres@127.0.0.1:5432/postgres?options=-c%20default_transaction_read_only%3Doff",
-     PARAMETERS_REFUSED),
-    ("postgresql://postgres@127.0.0.1:5432/postgres?service=batchsync", PARAMETERS_REFUSED),
-    ("postgresql://postgres@127.0.0.1:5432/postgres?passfile=/etc/passwd", PARAMETERS_REFUSED),
+     POSTGRESQL_PARAMETERS_REFUSED),
+    ("postgresql://postgres@127.0.0.1:5432/postgres?service=batchsync", POSTGRESQL_PARAMETERS_REFUSED),
+    ("postgresql://postgres@127.0.0.1:5432/postgres?passfile=/etc/passwd", POSTGRESQL_PARAMETERS_REFUSED),
 ])
 async def test_a_url_cannot_reach_around_the_check(state_dsn, target_dsn, url, reason):
     """A socket, a host list or a driver parameter would let the driver pick a server the policy never saw:

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from schemas.events import ErrorCode
+from schemas.messages import PATH_REFUSED
 from service.config import Settings
 from service.embedded import with_default_file_root
-from service.security.files import PATH_REFUSED, FilePolicy, PathRefused
+from service.security.files import FilePolicy, PathRefused
 from service.security.policy import AccessPolicy
 
 
