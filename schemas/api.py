@@ -18,6 +18,23 @@ import idna
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from schemas.base import UtcTime, WireModel
+from schemas.messages import (
+    DROP_NEEDS_FROM,
+    EXPECTED_JSON,
+    INTEGER_OUT_OF_RANGE,
+    LONE_SURROGATE,
+    MAPPING_NEEDS_FROM_OR_VALUE,
+    MAPPING_NEEDS_TO,
+    NUL_CHARACTER,
+    NUMBER_NOT_FINITE,
+    SOURCE_TABLE_OR_QUERY,
+    UPSERT_NEEDS_KEYS,
+    URL_PORT_RANGE,
+    URL_UNPARSABLE,
+    illegal_identifier,
+    illegal_table,
+    nested_too_deep,
+)
 from schemas.status import BatchStatus, RunStatus
 
 MAX_ID = 2**31 - 1
@@ -35,11 +52,11 @@ never a path: no `/`, no `..`."""
 def check_text(value: str) -> str:
     """PostgreSQL cannot store NUL, and a lone surrogate (valid in JSON `\\ud800`) has no UTF-8 form."""
     if "\x00" in value:
-        raise ValueError("不能包含 NUL 字符")
+        raise ValueError(NUL_CHARACTER)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError("不能包含不成对的代理字符") from None
+        raise ValueError(LONE_SURROGATE) from None
     return value
 
 
@@ -55,20 +72,20 @@ def check_json(value: Any) -> Any:
             continue
         elif isinstance(item, int):
             if not -INT64 - 1 <= item <= INT64:
-                raise ValueError("整数超出范围")
+                raise ValueError(INTEGER_OUT_OF_RANGE)
         elif isinstance(item, float):
             if not math.isfinite(item):
-                raise ValueError("数字须为有限值")
+                raise ValueError(NUMBER_NOT_FINITE)
         elif isinstance(item, dict | list):
             if depth >= MAX_JSON_DEPTH:
-                raise ValueError(f"嵌套不能超过 {MAX_JSON_DEPTH} 层")
+                raise ValueError(nested_too_deep(MAX_JSON_DEPTH))
             if isinstance(item, dict):
                 pending.extend((key, depth) for key in item)
                 pending.extend((child, depth + 1) for child in item.values())
             else:
                 pending.extend((child, depth + 1) for child in item)
         else:
-            raise ValueError("应为 JSON 值")
+            raise ValueError(EXPECTED_JSON)
     return value
 
 
@@ -95,22 +112,22 @@ def check_url(value: str) -> str:
         if b"\x00" in unquote_to_bytes(parts.path):
             raise ValueError("NUL in path")
     except (ValueError, UnicodeError):
-        raise ValueError("URL 无法解析（主机、端口、用户名、密码或路径无效）") from None
+        raise ValueError(URL_UNPARSABLE) from None
     if port == 0:
-        raise ValueError("URL 端口须在 1–65535 之间")
+        raise ValueError(URL_PORT_RANGE)
     return value
 
 
 def check_identifier(value: str) -> str:
     """Column names; quoted wherever SQL is built."""
     if not COLUMN.fullmatch(value):
-        raise ValueError(f"非法标识符：{value}")
+        raise ValueError(illegal_identifier(value))
     return value
 
 
 def check_table(value: str) -> str:
     if not TABLE.fullmatch(value):
-        raise ValueError(f"非法表名：{value}")
+        raise ValueError(illegal_table(value))
     return value
 
 
@@ -171,7 +188,7 @@ class SourceSpec(WireModel):
     @model_validator(mode="after")
     def _one_of(self) -> "SourceSpec":
         if (self.table is None) == (self.query is None):
-            raise ValueError("source 须且仅须指定 table 或 query 之一")
+            raise ValueError(SOURCE_TABLE_OR_QUERY)
         return self
 
 
@@ -194,7 +211,7 @@ class TargetSpec(WireModel):
     @model_validator(mode="after")
     def _keys_for_upsert(self) -> "TargetSpec":
         if self.mode is WriteMode.UPSERT and not self.key_columns:
-            raise ValueError("upsert 模式必须指定 keyColumns")
+            raise ValueError(UPSERT_NEEDS_KEYS)
         return self
 
 
@@ -226,11 +243,11 @@ class MappingEntry(WireModel):
     @model_validator(mode="after")
     def _shape(self) -> "MappingEntry":
         if self.from_ is None and self.value is None:
-            raise ValueError("mapping 项须指定 from 或常量 value")
+            raise ValueError(MAPPING_NEEDS_FROM_OR_VALUE)
         if self.drop and self.from_ is None:
-            raise ValueError("drop 须指定 from")
+            raise ValueError(DROP_NEEDS_FROM)
         if not self.drop and self.to is None and self.from_ is None:
-            raise ValueError("mapping 项须指定 to")
+            raise ValueError(MAPPING_NEEDS_TO)
         return self
 
     @property

@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.api import BatchIn, BatchOut, MappingEntry, SourceSpec, TargetSpec
 from schemas.envelope import Page
+from schemas.messages import BATCH_NOT_FOUND, BATCH_RUNNING, bad_request
 from schemas.status import ACTIVE, BatchStatus
-from service.catalog.errors import BATCH_NOT_FOUND, BATCH_RUNNING, Conflict, Invalid, NotFound, missing_connection
+from service.catalog.errors import Conflict, Invalid, NotFound, missing_connection
 from service.catalog.paging import PageRequest, fetch_page
 from service.connectors import registry
 from service.db.models import Batch, Connection, Run
@@ -56,7 +57,7 @@ async def _check_connections(session: AsyncSession, body: BatchIn) -> None:
     problem = registry.check_batch(source.type, target.type, body.target.mode.value,
                                    cursor=body.source.cursor_column is not None)
     if problem is not None:
-        raise Invalid(f"参数错误：{problem}")
+        raise Invalid(bad_request(problem))
 
 
 def _apply(row: Batch, body: BatchIn) -> None:

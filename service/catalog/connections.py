@@ -14,7 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.api import ConnectionIn, ConnectionOut
 from schemas.envelope import Page
-from service.catalog.errors import CONNECTION_IN_USE, CONNECTION_NOT_FOUND, Conflict, Invalid, NotFound
+from schemas.messages import (
+    CONNECTION_IN_USE,
+    CONNECTION_NOT_FOUND,
+    MOVED_NEEDS_SECRETS,
+    SECRETS_UNREADABLE,
+    bad_request,
+    connection_failed,
+    connection_name_taken,
+)
+from service.catalog.errors import Conflict, Invalid, NotFound
 from service.catalog.paging import PageRequest, fetch_page
 from service.catalog.redaction import merge, restore, secret_values, split
 from service.connectors import registry
@@ -27,7 +36,6 @@ from service.sync.errors import ConfigInvalid, ConnectTimeout, SyncError
 from service.sync.model import Endpoint
 
 TEST_MARGIN_SECONDS = 2.0
-MOVED_NEEDS_SECRETS = "修改连接地址时必须重新输入密码"
 
 
 def to_out(row: Connection) -> ConnectionOut:
@@ -52,7 +60,7 @@ def endpoint_of(row: Connection, policy: AccessPolicy) -> Endpoint:
         try:
             secrets = policy.secrets.open(Sealed(row.secrets_key_id or "", row.secrets), connection_context(row.id))
         except SecretUnreadable as error:
-            raise ConfigInvalid("连接密钥无法解密", detail=str(error)) from error
+            raise ConfigInvalid(SECRETS_UNREADABLE, detail=str(error)) from error
     remember(secret_values(secrets))
     url, params, options = merge(row.url, dict(row.params or {}), dict(row.options or {}), secrets)
     return Endpoint(type=row.type, url=url, params=params, options=options, policy=policy)
@@ -73,7 +81,7 @@ def _checked(body: ConnectionIn) -> dict[str, Any]:
     try:
         return registry.validate_params(body.type, body.params, body.options).model_dump(exclude_unset=True)
     except ParamsInvalid as error:
-        raise Invalid(f"参数错误：{error}") from error
+        raise Invalid(bad_request(error)) from error
 
 
 async def load(session: AsyncSession, connection_id: int) -> Connection:
@@ -84,7 +92,7 @@ async def load(session: AsyncSession, connection_id: int) -> Connection:
 
 
 def _name_taken(name: str) -> Conflict:
-    return Conflict(f"连接名称已存在：{name}")
+    return Conflict(connection_name_taken(name))
 
 
 async def create(session: AsyncSession, body: ConnectionIn, policy: AccessPolicy) -> ConnectionOut:
@@ -177,9 +185,9 @@ async def check(session: AsyncSession, connection_id: int, connect_timeout: floa
         async with asyncio.timeout(connect_timeout + TEST_MARGIN_SECONDS):
             await test_connection(endpoint, connect_timeout)
     except TimeoutError as error:
-        raise Invalid(f"连接失败：{ConnectTimeout.reason}") from error
+        raise Invalid(connection_failed(ConnectTimeout.reason)) from error
     except SyncError as error:
-        raise Invalid(f"连接失败：{error.reason}") from error
+        raise Invalid(connection_failed(error.reason)) from error
 
 
 async def reseal_all(session: AsyncSession, policy: AccessPolicy) -> int:

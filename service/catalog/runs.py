@@ -7,9 +7,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.api import HistoryRow, RunOut
 from schemas.envelope import Page
+from schemas.messages import RUN_NOT_FOUND
 from schemas.status import RunStatus
 from service.catalog.batches import load as load_batch
-from service.catalog.errors import RUN_NOT_FOUND, NotFound
+from service.catalog.errors import NotFound
 from service.catalog.paging import PageRequest, fetch_page
 from service.db.models import Run, RunHistory
 
