@@ -222,6 +222,11 @@ OWN_TOPICS_REFUSED: Final = "不允许读写服务自身的主题"
 
 
 # Connector kinds and their capabilities (service/connectors/registry.py).
+def kind_not_registered(kinds: Iterable[str], kind: str) -> str:
+    """A connection whose `type` names no registered connector."""
+    return f"type：必须是 {_listed(kinds)} 之一，而不是 {kind}"
+
+
 def unsupported_kind(kind: str) -> str:
     return f"暂不支持的连接类型：{kind}"
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import InvalidOperation
 from typing import Any
 
+from schemas.messages import RECORD_COLUMNS_SHAPE, columns_kind_invalid, conversion_failed
 from service.connectors.base import KINDS, Column, SelectItem, TargetTypes, TypeMap, base_type
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.transforms import row_transform
@@ -48,9 +49,9 @@ def declared_columns(declared: Any) -> list[Column]:
     for item in declared:
         name, kind = (item, "string") if isinstance(item, str) else (item.get("name"), item.get("kind", "string"))
         if not isinstance(name, str) or not name:
-            raise ConfigInvalid("params.columns 的每一项须为列名或 {name, kind}")
+            raise ConfigInvalid(RECORD_COLUMNS_SHAPE)
         if kind not in KINDS:
-            raise ConfigInvalid(f"params.columns 中的类型无效：{kind}")
+            raise ConfigInvalid(columns_kind_invalid(kind))
         columns.append(Column(name, _JSON_TYPE.get(kind, "string"), kind))
     return columns
 
@@ -113,7 +114,7 @@ def row_decoder(
             try:
                 out.append(_as_json_text(value) if kind == "json" else to_python(kind, value))
             except (ValueError, TypeError, InvalidOperation, binascii.Error) as exc:
-                raise SourceFailed(f"字段转换失败：{name}", detail=type(exc).__name__) from exc
+                raise SourceFailed(conversion_failed(name), detail=type(exc).__name__) from exc
         return tuple(out)
 
     return decode

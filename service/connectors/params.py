@@ -21,6 +21,20 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.messages import (
+    EXPECTED_ARRAY,
+    EXPECTED_BOOLEAN,
+    EXPECTED_INTEGER,
+    EXPECTED_NUMBER,
+    EXPECTED_OBJECT,
+    EXPECTED_STRING,
+    INVALID,
+    MISSING,
+    field_problem,
+    not_a_param_of,
+    one_of,
+)
+
 SECRET: dict[str, Any] = {"secret": True}
 """The schema mark of a secret-bearing field."""
 
@@ -59,25 +73,25 @@ def validate(model: type[ParamsModel], params: dict[str, Any], options: dict[str
     """
     kind = model.kind
     for key in options or {}:
-        raise ParamsInvalid(f"options.{key} 不是 {kind} 连接可用的参数")
+        raise ParamsInvalid(not_a_param_of(f"options.{key}", kind))
     try:
         return model.model_validate(params)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(["params", *(str(part) for part in first["loc"])])
         if first["type"] == "extra_forbidden":
-            raise ParamsInvalid(f"{where} 不是 {kind} 连接可用的参数") from error
-        raise ParamsInvalid(f"{where}：{_problem(first)}") from error
+            raise ParamsInvalid(not_a_param_of(where, kind)) from error
+        raise ParamsInvalid(field_problem(where, _problem(first))) from error
 
 
 def _problem(error: Any) -> str:
     expected = error.get("ctx", {}).get("expected")
     if error["type"] == "literal_error" and expected:
-        return f"取值须为 {expected}"
-    return {"string_type": "应为字符串", "bool_type": "应为布尔值", "bool_parsing": "应为布尔值",
-            "int_type": "应为整数", "int_parsing": "应为整数", "float_type": "应为数字", "float_parsing": "应为数字",
-            "dict_type": "应为对象", "model_type": "应为对象", "list_type": "应为数组",
-            "missing": "缺少必填字段"}.get(error["type"], str(error.get("msg", "无效")))
+        return one_of(expected)
+    return {"string_type": EXPECTED_STRING, "bool_type": EXPECTED_BOOLEAN, "bool_parsing": EXPECTED_BOOLEAN,
+            "int_type": EXPECTED_INTEGER, "int_parsing": EXPECTED_INTEGER, "float_type": EXPECTED_NUMBER,
+            "float_parsing": EXPECTED_NUMBER, "dict_type": EXPECTED_OBJECT, "model_type": EXPECTED_OBJECT,
+            "list_type": EXPECTED_ARRAY, "missing": MISSING}.get(error["type"], str(error.get("msg", INVALID)))
 
 
 def url_destination(url: str | None, default_ports: Mapping[str, int] | None = None) -> tuple[Any, ...]:

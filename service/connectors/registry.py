@@ -9,6 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.api import SourceSpec, TargetSpec
+from schemas.messages import (
+    incremental_unsupported,
+    kind_not_registered,
+    mode_unsupported,
+    not_a_source,
+    not_a_target,
+    unsupported_kind,
+)
 from service.connectors import csv, http, jsonl, kafka, mysql, postgresql, sqlite
 from service.connectors.base import Source, Target
 from service.connectors.kind import ConnectorKind
@@ -36,23 +44,23 @@ class Registry:
     def kind(self, name: str) -> ConnectorKind:
         kind = self.kinds.get(name)
         if kind is None:
-            raise ConfigInvalid(f"暂不支持的连接类型：{name}")
+            raise ConfigInvalid(unsupported_kind(name))
         return kind
 
     def source_for(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> Source:
         """An unopened source; enter it (`async with`) to connect."""
         factory = self.kind(endpoint.type).source
         if factory is None:
-            raise ConfigInvalid(f"连接类型不能作为源：{endpoint.type}")
+            raise ConfigInvalid(not_a_source(endpoint.type))
         return factory(endpoint, spec, connect_timeout)
 
     def target_for(self, endpoint: Endpoint, spec: TargetSpec, connect_timeout: float) -> Target:
         """An unopened target; enter it (`async with`) to connect."""
         kind = self.kind(endpoint.type)
         if kind.target is None:
-            raise ConfigInvalid(f"连接类型不能作为目标：{endpoint.type}")
+            raise ConfigInvalid(not_a_target(endpoint.type))
         if spec.mode.value not in kind.modes:
-            raise ConfigInvalid(f"目标类型 {endpoint.type} 不支持 {spec.mode.value} 模式")
+            raise ConfigInvalid(mode_unsupported(endpoint.type, spec.mode.value))
         return kind.target(endpoint, spec, connect_timeout)
 
 
@@ -65,15 +73,15 @@ def check_batch(source_type: str, target_type: str, mode: str, *, cursor: bool =
     run, or None when it can."""
     source, target = KINDS.get(source_type), KINDS.get(target_type)
     if source is None or target is None:
-        return f"暂不支持的连接类型：{source_type if source is None else target_type}"
+        return unsupported_kind(source_type if source is None else target_type)
     if source.source is None:
-        return f"连接类型不能作为源：{source_type}"
+        return not_a_source(source_type)
     if target.target is None:
-        return f"连接类型不能作为目标：{target_type}"
+        return not_a_target(target_type)
     if mode not in target.modes:
-        return f"目标类型 {target_type} 不支持 {mode} 模式"
+        return mode_unsupported(target_type, mode)
     if cursor and not source.cursor:
-        return f"源类型 {source_type} 不支持增量同步（cursorColumn）"
+        return incremental_unsupported(source_type)
     return None
 
 
@@ -97,7 +105,7 @@ def check_paths(kind: str, url: str | None, params: dict[str, Any] | None, polic
 def params_model(kind: str) -> type[ParamsModel]:
     """The params schema of `kind`, or ParamsInvalid when no connector of that name is registered."""
     if kind not in PARAMS:
-        raise ParamsInvalid(f"type：必须是 {', '.join(sorted(PARAMS))} 之一，而不是 {kind}")
+        raise ParamsInvalid(kind_not_registered(sorted(PARAMS), kind))
     return PARAMS[kind]
 
 

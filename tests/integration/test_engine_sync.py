@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from schemas.api import MappingEntry, SourceSpec, TargetSpec, WriteMode
-from service.connectors.postgresql.connection import WRITE_REFUSED
+from schemas.messages import WRITE_REFUSED
 from service.connectors.postgresql.target import CHECKPOINTS
 from service.connectors.registry import REGISTRY
 from service.sync.engine import execute

@@ -17,7 +17,7 @@ import pytest
 
 from schemas.api import SourceSpec
 from schemas.events import ErrorCode
-from service.connectors.postgresql.connection import SESSION_CHANGED, WRITE_REFUSED
+from schemas.messages import SESSION_CHANGED, WRITE_REFUSED
 from service.sync.errors import SyncError
 from service.sync.model import Endpoint
 from tests.contract.cases.mysql import mysql_execute, mysql_fetch

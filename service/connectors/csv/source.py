@@ -13,6 +13,15 @@ import csv
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
+from schemas.messages import (
+    at_line,
+    conversion_failed,
+    csv_duplicate_header,
+    csv_malformed,
+    csv_too_many_fields,
+    header_mismatch,
+    located,
+)
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, TargetTypes
 from service.connectors.csv.stream import COPY_CSV, header_of, streamable, take_records, utf8
 from service.connectors.files.options import LineReader, declared_columns, display_name
@@ -30,7 +39,7 @@ def names_of(record: list[str]) -> list[str]:
     names = [name.strip() or f"column_{i}" for i, name in enumerate(record, 1)]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
-        raise ConfigInvalid(f"CSV 表头列名重复：{', '.join(duplicated)}")
+        raise ConfigInvalid(csv_duplicate_header(duplicated))
     return names
 
 
@@ -59,7 +68,7 @@ class CsvSource(FileSource):
         try:
             return next((r for r in self._reader(reader) if r), None)
         except csv.Error as exc:
-            raise SourceFailed(f"CSV 格式错误：{display_name(self.options, reader.path)} 第 {reader.line} 行") from exc
+            raise SourceFailed(csv_malformed(at_line(display_name(self.options, reader.path), reader.line))) from exc
         finally:
             reader.close()
 
@@ -88,20 +97,20 @@ class CsvSource(FileSource):
             if first and self.options.header:
                 head = next(records, None)
                 if head is not None and self._header is not None and head != self._header:
-                    raise ConfigInvalid(f"文件表头与第一个文件不一致：{name}")
+                    raise ConfigInvalid(header_mismatch(name))
             for record in records:
                 if len(record) != width:
                     if not record:
                         continue
                     if len(record) > width:
-                        raise SourceFailed(f"列数多于表头：{name} 第 {reader.line} 行")
+                        raise SourceFailed(csv_too_many_fields(at_line(name, reader.line)))
                     record += [null] * (width - len(record))
                 if kinds is None:
                     yield record
                 else:
                     yield self._typed([None if v == null else v for v in record], kinds, name, reader.line)
         except csv.Error as exc:
-            raise SourceFailed(f"CSV 格式错误：{name} 第 {reader.line} 行", detail=str(exc)[:120]) from exc
+            raise SourceFailed(csv_malformed(at_line(name, reader.line)), detail=str(exc)[:120]) from exc
 
     async def chunks(
         self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool
@@ -133,7 +142,7 @@ class CsvSource(FileSource):
                 if offset == 0 and self.options.header:
                     head = header_of(reader, lines)
                     if head is not None and self._header is not None and head != self._header:
-                        raise ConfigInvalid(f"文件表头与第一个文件不一致：{display_name(self.options, reader.path)}")
+                        raise ConfigInvalid(header_mismatch(display_name(self.options, reader.path)))
                 while True:
                     first_line, segment = reader.line + 1, list[bytes]()
                     count += take_records(lines, size - count, segment)
@@ -159,7 +168,7 @@ class CsvSource(FileSource):
             try:
                 out.append(value if convert is None or value is None else convert(value))
             except (ValueError, TypeError, ArithmeticError) as exc:
-                raise SourceFailed(f"字段转换失败：{column.name}（{name} 第 {line} 行）") from exc
+                raise SourceFailed(located(conversion_failed(column.name), at_line(name, line))) from exc
         return out
 
 

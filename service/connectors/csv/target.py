@@ -7,6 +7,7 @@ import csv
 import io
 from typing import Any
 
+from schemas.messages import CSV_TARGET_NEEDS_COLUMNS, csv_target_without_header
 from service.connectors.base import Column
 from service.connectors.csv.source import names_of
 from service.connectors.files.options import LineReader, declared_columns
@@ -22,7 +23,7 @@ class CsvTarget(FileTarget):
         if self.options.columns is not None:
             return declared_columns(self.options.columns)
         if not self.options.header:
-            raise ConfigInvalid("无表头的 CSV 目标须在 params.columns 中声明列")
+            raise ConfigInvalid(CSV_TARGET_NEEDS_COLUMNS)
         reader = LineReader(self.options, self.path)
         try:
             first = next((r for r in csv.reader(reader, delimiter=self.options.delimiter,
@@ -30,7 +31,7 @@ class CsvTarget(FileTarget):
         finally:
             reader.close()
         if first is None:
-            raise ConfigInvalid(f"目标 CSV 文件没有表头：{self.path.name}")
+            raise ConfigInvalid(csv_target_without_header(self.path.name))
         return [Column(name, "text") for name in names_of(first)]
 
     def _writer(self, buffer: io.StringIO) -> Any:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from decimal import InvalidOperation
 from typing import Any
 
+from schemas.messages import conversion_failed
 from service.connectors.base import Column, SelectItem, TargetTypes
 from service.connectors.files.values import Converter, converter, fast_text_converter
 from service.sync.errors import SourceFailed
@@ -83,5 +84,5 @@ def _column(values: Sequence[Any], name: str, fast: Converter | None, slow: Conv
         try:
             out.append(None if value is None else slow(value))
         except CONVERSION_ERRORS as exc:
-            raise BadValue(index, f"字段转换失败：{name}") from exc
+            raise BadValue(index, conversion_failed(name)) from exc
     return out

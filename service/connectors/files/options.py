@@ -15,6 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from schemas.messages import (
+    FILE_COLUMNS_SHAPE,
+    FOLDER_NEEDS_TABLE,
+    SINGLE_CHARACTERS,
+    at_line,
+    column_kind_invalid,
+    compression_unsupported,
+    encoding_not_utf8_compatible,
+    encoding_unsupported,
+    file_io_failed,
+    file_read_failed,
+    file_undecodable,
+    file_unreadable,
+    path_missing,
+)
 from service.connectors.base import KINDS, Column
 from service.connectors.errors import failed
 from service.connectors.json_records import RECORD_TYPES
@@ -68,10 +83,10 @@ def _columns(raw: Any) -> tuple[tuple[str, str | None], ...] | None:
             else:
                 items.append((column, None))
     if not items or any(not isinstance(n, str) or not n for n, _ in items):
-        raise ConfigInvalid("params.columns 须为列名列表或 {列名: 类型}")
+        raise ConfigInvalid(FILE_COLUMNS_SHAPE)
     for name, kind in items:
         if kind is not None and kind not in KINDS:
-            raise ConfigInvalid(f"params.columns 中列 {name} 的类型无效：{kind}")
+            raise ConfigInvalid(column_kind_invalid(name, kind))
     return tuple(items)
 
 
@@ -93,20 +108,20 @@ def options_of(endpoint: Endpoint, suffix: str) -> FileOptions:
     params = endpoint.params or {}
     raw_path = declared_path(endpoint)
     if raw_path is None:
-        raise ConfigInvalid(f"{suffix} 连接缺少 params.path")
+        raise ConfigInvalid(path_missing(suffix))
     encoding = str(params.get("encoding") or "utf-8").strip()
     try:
         name = codecs.lookup(encoding).name
     except LookupError as exc:
-        raise ConfigInvalid(f"不支持的文件编码：{encoding}") from exc
+        raise ConfigInvalid(encoding_unsupported(encoding)) from exc
     if name.startswith(("utf-16", "utf-32")):
-        raise ConfigInvalid(f"不支持的文件编码：{encoding}（请使用 utf-8、utf-8-sig 或 gbk）")
+        raise ConfigInvalid(encoding_not_utf8_compatible(encoding))
     compression = params.get("compression")
     if compression not in (None, "gzip", "none"):
-        raise ConfigInvalid(f"不支持的压缩格式：{compression}")
+        raise ConfigInvalid(compression_unsupported(compression))
     delimiter, quote = str(params.get("delimiter", ",")), str(params.get("quote", '"'))
     if len(delimiter) != 1 or len(quote) != 1:
-        raise ConfigInvalid("params.delimiter 与 params.quote 须为单个字符")
+        raise ConfigInvalid(SINGLE_CHARACTERS)
     null_value = params.get("nullValue", "")
     return FileOptions(
         path=endpoint.policy.files.resolve(raw_path),
@@ -136,7 +151,7 @@ def source_files(options: FileOptions, table: str | None) -> list[Path]:
         return [path]
     elif path.is_dir():
         if table is None:
-            raise ConfigInvalid("文件夹连接须指定 table（文件名）")
+            raise ConfigInvalid(FOLDER_NEEDS_TABLE)
         pattern = table if _GLOB_CHARS & set(table) else glob.escape(table)
         found = sorted(
             Path(p) for ext in (options.suffix, options.suffix + ".gz")
@@ -170,7 +185,7 @@ def open_read(options: FileOptions, path: Path, offset: int) -> tuple[IO[bytes],
     except (OSError, EOFError) as exc:
         raw.close()
         file.close()
-        raise SourceFailed(f"文件读取失败：{display_name(options, path)}", detail=type(exc).__name__) from exc
+        raise SourceFailed(file_read_failed(display_name(options, path)), detail=type(exc).__name__) from exc
     return file, raw
 
 
@@ -200,12 +215,12 @@ class LineReader:
                 yield raw
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise SourceFailed(
-                f"文件读取失败：{display_name(self.options, self.path)} 第 {self.line} 行", detail=type(exc).__name__
+                file_read_failed(at_line(display_name(self.options, self.path), self.line)), detail=type(exc).__name__
             ) from exc
 
     def undecodable(self, line: int) -> SourceFailed:
-        return SourceFailed(f"文件编码错误：{display_name(self.options, self.path)} 第 {line} 行"
-                            f"不是有效的 {self.options.encoding} 文本")
+        where = at_line(display_name(self.options, self.path), line)
+        return SourceFailed(file_undecodable(where, self.options.encoding))
 
     def __iter__(self) -> Iterator[str]:
         encoding = self.options.text_encoding
@@ -218,7 +233,7 @@ class LineReader:
 
 def io_failed(side: Side, path: Path, exc: OSError) -> SyncError:
     """An OS error as a terminal error naming the file (never a full path outside the connection)."""
-    return failed(side, f"文件读写失败：{path.name}", detail=exc.strerror or type(exc).__name__)
+    return failed(side, file_io_failed(path.name), detail=exc.strerror or type(exc).__name__)
 
 
 def check_path(endpoint: Endpoint, suffix: str) -> None:
@@ -240,7 +255,7 @@ def _check_existing(path: Path) -> None:
             return  # a target file yet to be written
         raise TableMissing(path.name, "source")
     if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.W_OK | os.X_OK)):
-        raise SourceFailed(f"文件不可读写：{path.name}")
+        raise SourceFailed(file_unreadable(path.name))
 
 
 def declared_columns(columns: tuple[tuple[str, str | None], ...]) -> list[Column]:

@@ -16,6 +16,7 @@ from typing import Any, Self
 from typing_extensions import override
 
 from schemas.api import SourceSpec
+from schemas.messages import FILE_SOURCE_NO_CURSOR, FILE_SOURCE_NO_QUERY, at_line, file_changed, located
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, Source, TargetTypes
 from service.connectors.files.convert import BadValue, ChunkConverter
 from service.connectors.files.options import FileOptions, LineReader, display_name, is_gzip, options_of, source_files
@@ -35,9 +36,9 @@ class FileSource(Source):
 
     def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:  # noqa: ARG002 (nothing to connect to)
         if spec.query is not None:
-            raise ConfigInvalid("文件源不支持 query，请指定 table（文件名）")
+            raise ConfigInvalid(FILE_SOURCE_NO_QUERY)
         if spec.cursor_column is not None:
-            raise ConfigInvalid("文件源不支持增量同步（cursorColumn），每次同步读取全部文件")
+            raise ConfigInvalid(FILE_SOURCE_NO_CURSOR)
         self.options: FileOptions = options_of(endpoint, self.suffix)
         self._spec = spec
         self.files: list[Path] = []
@@ -96,7 +97,7 @@ class FileSource(Source):
         line, expected = int(position.get("line", 0)), position.get("name")
         moved = index < len(self.files) and display_name(self.options, self.files[index]) != expected
         if expected is not None and moved:
-            raise SourceFailed(f"源文件在续传前发生了变化：{expected}")
+            raise SourceFailed(file_changed(expected))
         while index < len(self.files):
             reader = LineReader(self.options, self.files[index], offset, line)
             self._cursor = (index, reader)
@@ -127,7 +128,7 @@ class FileSource(Source):
         try:
             rows = convert(raw)
         except BadValue as bad:
-            raise SourceFailed(f"{bad.reason}（{self._locate(start, bad.row)}）") from bad.__cause__
+            raise SourceFailed(located(bad.reason, self._locate(start, bad.row))) from bad.__cause__
         return rows, self._position()
 
     def _locate(self, start: Position, row: int) -> str:
@@ -137,7 +138,7 @@ class FileSource(Source):
             for _ in islice(records, row + 1):
                 pass
             _, reader = self._cursor
-            return f"{display_name(self.options, reader.path)} 第 {reader.line} 行" if reader else "?"
+            return at_line(display_name(self.options, reader.path), reader.line) if reader else "?"
         finally:
             records.close()
 

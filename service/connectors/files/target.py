@@ -29,6 +29,7 @@ from typing import IO, Any, Self
 from typing_extensions import override
 
 from schemas.api import TargetSpec, WriteMode
+from schemas.messages import file_unencodable
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column, Target
 from service.connectors.files.options import BOM, FileOptions, io_failed, is_gzip, options_of
 from service.connectors.json_records import RECORD_TYPES
@@ -245,4 +246,4 @@ def encoded(options: FileOptions, path: Path, text: str) -> bytes:
         return text.encode(options.text_encoding)
     except UnicodeEncodeError as exc:
         line = text.count("\n", 0, exc.start) + 1
-        raise TargetFailed(f"无法以 {options.encoding} 编码写入：{path.name} 本块第 {line} 行") from exc
+        raise TargetFailed(file_unencodable(options.encoding, path.name, line)) from exc

@@ -22,6 +22,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from schemas.messages import (
+    HTTP_AUTH_TYPE,
+    HTTP_NUMBERS,
+    HTTP_RATE_LIMITED,
+    HTTP_SCHEME_REFUSED,
+    HTTP_URL_INVALID,
+    HTTP_URL_SCHEME,
+    http_not_json,
+    http_status,
+    http_too_many_redirects,
+)
 from service.connectors.http.transport import PolicyTransport
 from service.security.network import NetworkPolicy
 from service.sync.errors import (
@@ -46,7 +57,6 @@ DEFAULT_MAX_RETRY_AFTER = 60.0
 _RETRY_STATUSES = {429, 502, 503, 504}
 MAX_REDIRECTS = 5
 SCHEMES = ("http", "https")
-SCHEME_REFUSED = "HTTP 连接只允许 http 和 https"
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,7 @@ def settings_of(endpoint: Endpoint) -> HttpSettings:
     """The connection's `url` and `params` (headers, auth, query, timeout, maxRetries), validated."""
     url = (endpoint.url or "").strip()
     if not url.startswith(("http://", "https://")):
-        raise ConfigInvalid("HTTP 连接的 url 须以 http:// 或 https:// 开头")
+        raise ConfigInvalid(HTTP_URL_SCHEME)
     _check_url(url)
     params = endpoint.params or {}
     headers = {str(k): str(v) for k, v in (params.get("headers") or {}).items()}
@@ -78,7 +88,7 @@ def settings_of(endpoint: Endpoint) -> HttpSettings:
     elif kind == "basic":
         auth = httpx.BasicAuth(str(spec.get("username", "")), str(spec.get("password", "")))
     elif spec:
-        raise ConfigInvalid("params.auth.type 须为 bearer 或 basic")
+        raise ConfigInvalid(HTTP_AUTH_TYPE)
     try:
         return HttpSettings(
             url=url,
@@ -91,7 +101,7 @@ def settings_of(endpoint: Endpoint) -> HttpSettings:
             network=endpoint.policy.network,
         )
     except (TypeError, ValueError) as exc:
-        raise ConfigInvalid("HTTP 连接的 timeout/maxRetries/maxRetryAfter 须为数字") from exc
+        raise ConfigInvalid(HTTP_NUMBERS) from exc
 
 
 def _check_url(url: str) -> None:
@@ -99,9 +109,9 @@ def _check_url(url: str) -> None:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError) as exc:
-        raise ConfigInvalid("HTTP 连接的 url 无效") from exc
+        raise ConfigInvalid(HTTP_URL_INVALID) from exc
     if not parsed.host or (parsed.port is not None and not 0 < parsed.port < 65536):
-        raise ConfigInvalid("HTTP 连接的 url 无效")
+        raise ConfigInvalid(HTTP_URL_INVALID)
 
 
 def client_for(settings: HttpSettings, connect_timeout: float) -> httpx.AsyncClient:
@@ -121,7 +131,7 @@ def _every_hop(settings: HttpSettings) -> Callable[[httpx.Request], Awaitable[No
 
     async def hook(request: httpx.Request) -> None:
         if request.url.scheme not in SCHEMES:
-            raise AccessDenied(SCHEME_REFUSED, detail=request.url.scheme)
+            raise AccessDenied(HTTP_SCHEME_REFUSED, detail=request.url.scheme)
         if request.url.host.lower() != home:
             for name in names:
                 request.headers.pop(name, None)
@@ -188,10 +198,10 @@ def check_status(response: httpx.Response, url: str, *, first: bool) -> None:
     if status == 404 and first:
         raise TableMissing(path_of(url), "source")
     if status == 429:
-        raise SourceFailed("接口限流，重试次数已用尽", detail=f"HTTP {status} {path_of(url)}")
+        raise SourceFailed(HTTP_RATE_LIMITED, detail=f"HTTP {status} {path_of(url)}")
     if status >= 500:
         raise TransientSourceError(detail=f"HTTP {status} {path_of(url)}")
-    raise SourceFailed(f"接口错误：HTTP {status}", detail=path_of(url))
+    raise SourceFailed(http_status(status), detail=path_of(url))
 
 
 def map_error(exc: BaseException, *, first: bool = False) -> SyncError:
@@ -207,7 +217,7 @@ def map_error(exc: BaseException, *, first: bool = False) -> SyncError:
             return ConnectRefused("source")
         return ConnectRefused("source", detail=type(exc).__name__)
     if isinstance(exc, httpx.TooManyRedirects):
-        return SourceFailed(f"接口重定向超过 {MAX_REDIRECTS} 次", detail=path_of(str(exc.request.url)))
+        return SourceFailed(http_too_many_redirects(MAX_REDIRECTS), detail=path_of(str(exc.request.url)))
     if isinstance(exc, httpx.TransportError):
         return TransientSourceError(detail=type(exc).__name__)
     return SourceFailed(detail=type(exc).__name__)
@@ -219,7 +229,7 @@ def json_body(response: httpx.Response, url: str) -> Any:
         return response.json()
     except ValueError as exc:
         kind = response.headers.get("content-type", "?").split(";")[0]
-        raise SourceFailed(f"接口响应不是 JSON：{path_of(url)}", detail=kind) from exc
+        raise SourceFailed(http_not_json(path_of(url)), detail=kind) from exc
 
 
 async def check_connection(endpoint: Endpoint, connect_timeout: float) -> None:
@@ -237,4 +247,4 @@ async def check_connection(endpoint: Endpoint, connect_timeout: float) -> None:
     if response.status_code in (401, 403, 407):
         raise AuthFailed("source")
     if response.status_code >= 500:
-        raise SourceFailed(f"接口错误：HTTP {response.status_code}")
+        raise SourceFailed(http_status(response.status_code))

@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from schemas.messages import HTTP_FOREIGN_NEXT_PAGE, HTTP_PAGINATION_NUMBERS, HTTP_PAGINATION_TYPE
 from service.connectors.json_records import at_path, is_missing
 from service.sync.errors import ConfigInvalid, SourceFailed
 
@@ -75,7 +76,7 @@ class Paging:
                 return None
             following = urljoin(url, str(link))
             if urlsplit(following).netloc != urlsplit(url).netloc:
-                raise SourceFailed("下一页链接指向其他主机，已拒绝（凭据不会发往其他主机）")
+                raise SourceFailed(HTTP_FOREIGN_NEXT_PAGE)
             return None if following == url else {"url": following}
         return None
 
@@ -88,7 +89,7 @@ def paging_of(params: dict[str, Any]) -> Paging:
     spec = params.get("pagination") or {"type": "none"}
     kind = spec.get("type", "none") if isinstance(spec, dict) else None
     if kind not in _DEFAULTS:
-        raise ConfigInvalid("params.pagination.type 须为 page、offset、cursor、link 或 none")
+        raise ConfigInvalid(HTTP_PAGINATION_TYPE)
     param, size_param, start = _DEFAULTS[kind]
     first: Any = spec.get("start", start)
     param = spec.get({"page": "pageParam", "offset": "offsetParam", "cursor": "cursorParam"}.get(kind, ""), param)
@@ -104,4 +105,4 @@ def paging_of(params: dict[str, Any]) -> Paging:
             next_path=spec.get("nextCursorPath", "meta.next") if kind == "cursor" else spec.get("nextLinkPath"),
         )
     except (TypeError, ValueError) as exc:
-        raise ConfigInvalid("params.pagination 的 start/pageSize 须为整数") from exc
+        raise ConfigInvalid(HTTP_PAGINATION_NUMBERS) from exc

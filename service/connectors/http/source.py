@@ -20,6 +20,14 @@ import httpx
 from typing_extensions import override
 
 from schemas.api import SourceSpec
+from schemas.messages import (
+    HTTP_NO_RECORDS,
+    HTTP_SOURCE_NEEDS_TABLE,
+    HTTP_SOURCE_NO_CURSOR,
+    HTTP_WHOLE_RESPONSE,
+    http_records_not_objects,
+    http_records_path_missing,
+)
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, Source, TargetTypes
 from service.connectors.http.client import client_for, get, json_body, path_of, settings_of
 from service.connectors.http.paging import State, paging_of
@@ -35,7 +43,7 @@ class HttpSource(Source):
 
     def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:
         if spec.table is None:
-            raise ConfigInvalid("HTTP 源须指定 table（接口路径），不支持 query")
+            raise ConfigInvalid(HTTP_SOURCE_NEEDS_TABLE)
         self._spec, self._timeout = spec, connect_timeout
         self._settings = settings_of(endpoint)
         params = endpoint.params or {}
@@ -75,9 +83,9 @@ class HttpSource(Source):
         body = json_body(response, url)
         records = at_path(body, self._records_path)
         if is_missing(records):
-            raise SourceFailed(f"接口响应中缺少记录路径：{self._records_path}", detail=path_of(url))
+            raise SourceFailed(http_records_path_missing(str(self._records_path)), detail=path_of(url))
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise SourceFailed(f"接口记录须为 JSON 对象的数组：{self._records_path or '(响应本身)'}")
+            raise SourceFailed(http_records_not_objects(self._records_path or HTTP_WHOLE_RESPONSE))
         if first and self._total_path:
             total = at_path(body, self._total_path)
             self._total = total if isinstance(total, int) and not isinstance(total, bool) else None
@@ -85,7 +93,7 @@ class HttpSource(Source):
 
     async def describe(self) -> list[Column]:
         if self._spec.cursor_column is not None:
-            raise ConfigInvalid("HTTP 源不支持 cursorColumn 增量同步")
+            raise ConfigInvalid(HTTP_SOURCE_NO_CURSOR)
         start = self._paging.first()
         records, following = await self._page(start)
         self._first = (start, records, following)
@@ -94,7 +102,7 @@ class HttpSource(Source):
         else:
             columns = learned_columns(records)
             if not columns:
-                raise ConfigInvalid("HTTP 源首页没有记录，无法推断列；请在连接的 params.columns 中声明列")
+                raise ConfigInvalid(HTTP_NO_RECORDS)
         self._columns = [c.name for c in columns]
         return columns
 

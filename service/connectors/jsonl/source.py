@@ -13,6 +13,7 @@ from typing import Any
 
 from typing_extensions import override
 
+from schemas.messages import at_line, json_malformed, json_not_object
 from service.connectors.base import Column
 from service.connectors.files.options import LineReader, declared_columns, display_name
 from service.connectors.files.source import FileSource
@@ -32,9 +33,9 @@ def _objects(reader: LineReader) -> Iterator[dict[str, Any]]:
         except ValueError as exc:
             if not line.strip():
                 continue
-            raise SourceFailed(f"JSON 格式错误：{name} 第 {reader.line} 行") from exc
+            raise SourceFailed(json_malformed(at_line(name, reader.line))) from exc
         if type(value) is not dict:
-            raise SourceFailed(f"不是 JSON 对象：{name} 第 {reader.line} 行")
+            raise SourceFailed(json_not_object(at_line(name, reader.line)))
         yield value
 
 

@@ -25,6 +25,14 @@ from aiokafka.cluster import ClusterMetadata
 from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import BrokerMetadata
 
+from schemas.messages import (
+    KAFKA_CAFILE_UNREADABLE,
+    KAFKA_CAFILE_WITHOUT_PROTOCOL,
+    KAFKA_SASL_CREDENTIALS,
+    KAFKA_SASL_WITHOUT_PROTOCOL,
+    kafka_mechanism,
+    kafka_protocol,
+)
 from service.security.files import FilePolicy
 from service.security.network import NetworkPolicy
 from service.sync.errors import ConfigInvalid
@@ -44,29 +52,28 @@ def security_config(params: dict[str, Any], files: FilePolicy) -> dict[str, Any]
     ignore are refused, so a connection never looks authenticated when it is not."""
     protocol = str(params.get("securityProtocol") or "PLAINTEXT").upper()
     if protocol not in PROTOCOLS:
-        raise ConfigInvalid(f"params.securityProtocol 须为 {'、'.join(PROTOCOLS)} 之一")
+        raise ConfigInvalid(kafka_protocol(PROTOCOLS))
     config: dict[str, Any] = {"security_protocol": protocol}
     sasl = {key: params.get(key) for key in ("saslMechanism", "saslUsername", "saslPassword")}
     if protocol.startswith("SASL_"):
         mechanism = str(sasl["saslMechanism"] or "PLAIN").upper()
         if mechanism not in MECHANISMS:
-            raise ConfigInvalid(f"params.saslMechanism 须为 {'、'.join(MECHANISMS)} 之一")
+            raise ConfigInvalid(kafka_mechanism(MECHANISMS))
         if not sasl["saslUsername"] or sasl["saslPassword"] is None:
-            raise ConfigInvalid("SASL 连接须提供 params.saslUsername 和 params.saslPassword")
+            raise ConfigInvalid(KAFKA_SASL_CREDENTIALS)
         config |= {"sasl_mechanism": mechanism, "sasl_plain_username": str(sasl["saslUsername"]),
                    "sasl_plain_password": str(sasl["saslPassword"])}
     elif any(value is not None for value in sasl.values()):
-        raise ConfigInvalid("params.saslMechanism/saslUsername/saslPassword 须配合 securityProtocol "
-                            "SASL_PLAINTEXT 或 SASL_SSL 使用")
+        raise ConfigInvalid(KAFKA_SASL_WITHOUT_PROTOCOL)
     cafile = params.get("sslCafile")
     if protocol.endswith("SSL"):
         resolved = files.resolve(str(cafile)) if cafile else None
         try:
             config["ssl_context"] = create_ssl_context(cafile=resolved)
         except (OSError, ValueError) as exc:
-            raise ConfigInvalid("params.sslCafile 不是可读的 CA 证书文件") from exc
+            raise ConfigInvalid(KAFKA_CAFILE_UNREADABLE) from exc
     elif cafile:
-        raise ConfigInvalid("params.sslCafile 须配合 securityProtocol SSL 或 SASL_SSL 使用")
+        raise ConfigInvalid(KAFKA_CAFILE_WITHOUT_PROTOCOL)
     return config
 
 

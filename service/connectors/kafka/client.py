@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
+from schemas.messages import KAFKA_BOOTSTRAP_MISSING, KAFKA_BOOTSTRAP_SHAPE, KAFKA_KEY_SHAPE
 from service.connectors.errors import failed, transient
 from service.connectors.kafka.access import Access, Server, clear, confine, pinned, security_config
 from service.security.network import NetworkPolicy
@@ -62,11 +63,11 @@ def settings_of(endpoint: Endpoint) -> KafkaSettings:
     params = endpoint.params or {}
     bootstrap = str(params.get("bootstrap") or endpoint.url or "").removeprefix("kafka://").strip()
     if not bootstrap:
-        raise ConfigInvalid("Kafka 连接缺少 params.bootstrap")
+        raise ConfigInvalid(KAFKA_BOOTSTRAP_MISSING)
     key = params.get("key") or []
     keys = [key] if isinstance(key, str) else list(key)
     if not all(isinstance(k, str) and k for k in keys):
-        raise ConfigInvalid("params.key 须为列名或列名数组")
+        raise ConfigInvalid(KAFKA_KEY_SHAPE)
     _servers(bootstrap)
     return KafkaSettings(bootstrap=bootstrap, topic=params.get("topic") or None, group_id=params.get("groupId"),
                          key=keys, client_id=str(params.get("clientId") or "batchsync-connector"),
@@ -87,7 +88,7 @@ def _servers(bootstrap: str) -> list[Server]:
         host, _, port = item.strip().rpartition(":")
         host = host.strip("[]") or "localhost"
         if not port.isdigit() or not 0 < int(port) < 65536 or not host.isprintable() or " " in host:
-            raise ConfigInvalid("params.bootstrap 须为 host:port 列表")
+            raise ConfigInvalid(KAFKA_BOOTSTRAP_SHAPE)
         servers.append((host, int(port)))
     return servers
 

@@ -28,6 +28,13 @@ from aiokafka.structs import OffsetAndMetadata
 from typing_extensions import override
 
 from schemas.api import SourceSpec
+from schemas.messages import (
+    KAFKA_NO_RECORDS,
+    KAFKA_SOURCE_NEEDS_TABLE,
+    KAFKA_SOURCE_NO_CURSOR,
+    kafka_no_high_water,
+    kafka_not_object,
+)
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, Source, TargetTypes
 from service.connectors.json_records import declared_columns, learned_columns, row_decoder
 from service.connectors.kafka.access import Access
@@ -61,7 +68,7 @@ class KafkaSource(Source):
 
     def __init__(self, endpoint: Endpoint, spec: SourceSpec, connect_timeout: float) -> None:
         if spec.table is None:
-            raise ConfigInvalid("Kafka 源须指定 table（主题名），不支持 query")
+            raise ConfigInvalid(KAFKA_SOURCE_NEEDS_TABLE)
         self._spec, self._timeout = spec, connect_timeout
         self._settings = settings_of(endpoint)
         self.topic = topic_of(self._settings, spec.table)
@@ -114,7 +121,7 @@ class KafkaSource(Source):
 
     async def describe(self) -> list[Column]:
         if self._spec.cursor_column is not None:
-            raise ConfigInvalid("Kafka 源不支持 cursorColumn：主题按偏移量增量读取")
+            raise ConfigInvalid(KAFKA_SOURCE_NO_CURSOR)
         assert self._access is not None, "source used outside its context"
         partitions = await partitions_of(self._settings, self._access, self.topic, "source", self._timeout)
         self._partitions = [TopicPartition(self.topic, p) for p in partitions]
@@ -124,7 +131,7 @@ class KafkaSource(Source):
         else:
             columns = learned_columns(await self._sample())
             if not columns:
-                raise ConfigInvalid("Kafka 源主题没有记录，无法推断列；请在连接的 params.columns 中声明列")
+                raise ConfigInvalid(KAFKA_NO_RECORDS)
         self._columns = [c.name for c in columns]
         return columns
 
@@ -152,7 +159,7 @@ class KafkaSource(Source):
             await self.consumer.getmany(*self._partitions, timeout_ms=50, max_records=1)
 
         if not await wait_for(known, poll, max(self._timeout, 2.0) * 2):
-            raise SourceFailed(f"主题 {self.topic} 的分区未能在超时内返回高水位")
+            raise SourceFailed(kafka_no_high_water(self.topic))
 
     def _record(self, message: ConsumerRecord) -> dict[str, Any] | None:
         if message.value is None:
@@ -166,7 +173,7 @@ class KafkaSource(Source):
         if self._skip_invalid:
             self.skipped += 1
             return None
-        raise SourceFailed(f"主题记录不是 JSON 对象：{self.topic} 分区 {message.partition} 偏移 {message.offset}")
+        raise SourceFailed(kafka_not_object(self.topic, message.partition, message.offset))
 
     async def start(self, high_water_mark: Any | None) -> Position:
         """Start offsets (previous run, else group commits, else earliest) and the run's stop offsets."""

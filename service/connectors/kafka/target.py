@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from typing_extensions import override
 
 from schemas.api import TargetSpec
+from schemas.messages import KAFKA_CHECKPOINT_TIMEOUT, KAFKA_KEY_COLUMNS, columns_not_mapped, kafka_record_too_large
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column, Target
 from service.connectors.json_records import RECORD_TYPES
 from service.connectors.kafka.access import Access
@@ -167,7 +168,7 @@ class KafkaTarget(Target):
 
             consumer_ready = await wait_for(lambda: consumer.highwater(tp) is not None, poll, self._timeout * 2)
             if not consumer_ready:
-                raise TargetFailed("读取检查点超时", detail=CHECKPOINTS)
+                raise TargetFailed(KAFKA_CHECKPOINT_TIMEOUT, detail=CHECKPOINTS)
             await consumer.seek_to_beginning(tp)
             end, idle = consumer.highwater(tp) or 0, 0
             while await consumer.position(tp) < end and idle < IDLE_POLLS:
@@ -189,7 +190,7 @@ class KafkaTarget(Target):
     async def prepare(self, key: str, columns: list[str]) -> None:
         missing = [k for k in self._key_columns if k not in columns]
         if missing:
-            raise ConfigInvalid(f"Kafka 记录键列未出现在映射结果中：{', '.join(missing)}")
+            raise ConfigInvalid(columns_not_mapped(KAFKA_KEY_COLUMNS, missing))
         self._key_indexes = [columns.index(k) for k in self._key_columns]
 
     async def write(self, key: str, chunk: Chunk, previous: Checkpoint) -> Checkpoint | None:
@@ -202,7 +203,7 @@ class KafkaTarget(Target):
             for row in rows:
                 value = encode(chunk.columns, self._json_columns, row)
                 if len(value) > MAX_RECORD_BYTES:
-                    raise TargetFailed(f"记录超过 {MAX_RECORD_BYTES} 字节，Kafka 不接受", detail=self.topic)
+                    raise TargetFailed(kafka_record_too_large(MAX_RECORD_BYTES), detail=self.topic)
                 acks.append(await self.producer.send(self.topic, value=value, key=key_of(self._key_indexes, row)))
             await asyncio.gather(*acks)
             checkpoint = previous.after(chunk, len(rows), len(rows))

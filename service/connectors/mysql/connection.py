@@ -14,6 +14,15 @@ from urllib.parse import unquote, urlsplit
 import asyncmy
 import asyncmy.errors as myerr
 
+from schemas.messages import (
+    DATABASE_MISSING,
+    MYSQL_DATABASE_MISSING,
+    MYSQL_HOST_INVALID,
+    MYSQL_PARAMETERS_REFUSED,
+    MYSQL_PORT_INVALID,
+    MYSQL_URL_SCHEME,
+    WRITE_REFUSED,
+)
 from service.connectors.base import Column
 from service.connectors.errors import failed, mapped, transient
 from service.connectors.mysql.types import kind_of
@@ -35,7 +44,6 @@ _MISSING_TABLE = {1146}
 _TRANSIENT = {1205, 1213, 2006, 2013, 2014, 1053, 1927}
 """Lock wait timeout, deadlock, server gone away, lost connection, shutdown, connection killed."""
 _READ_ONLY_TRANSACTION = 1792
-WRITE_REFUSED = "源查询试图写入（源端只读）"
 _DRIVER_ERRORS = (myerr.MySQLError, OSError, TimeoutError, asyncio.IncompleteReadError)
 
 
@@ -44,7 +52,6 @@ def quote_ident(name: str) -> str:
     return ".".join("`" + part.replace("`", "``") + "`" for part in name.split("."))
 
 
-PARAMETERS_REFUSED = "MySQL 连接 url 不允许参数（如 unix_socket）"
 _HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")
 
 
@@ -54,20 +61,20 @@ def params_of(endpoint: Endpoint) -> dict[str, Any]:
     url = endpoint.url or ""
     scheme = url.split("://", 1)[0]
     if scheme not in ("mysql", "mariadb", "mysql+asyncmy", "mysql+aiomysql"):
-        raise ConfigInvalid("MySQL 连接 url 须以 mysql:// 开头")
+        raise ConfigInvalid(MYSQL_URL_SCHEME)
     parts = urlsplit(url)
     if parts.query:
-        raise AccessDenied(PARAMETERS_REFUSED)
+        raise AccessDenied(MYSQL_PARAMETERS_REFUSED)
     host = parts.hostname or "127.0.0.1"
     if not _HOST.fullmatch(host):
-        raise ConfigInvalid("MySQL 连接 url 的主机无效")
+        raise ConfigInvalid(MYSQL_HOST_INVALID)
     try:
         port = parts.port or 3306
     except ValueError as exc:
-        raise ConfigInvalid("MySQL 连接 url 的端口无效") from exc
+        raise ConfigInvalid(MYSQL_PORT_INVALID) from exc
     database = parts.path.lstrip("/")
     if not database:
-        raise ConfigInvalid("MySQL 连接 url 须指定数据库")
+        raise ConfigInvalid(MYSQL_DATABASE_MISSING)
     return {
         "host": host,
         "port": port,
@@ -133,7 +140,7 @@ async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> asy
         if code in _AUTH:
             raise AuthFailed(side) from exc
         if code == 1049:
-            raise failed(side, "数据库不存在") from exc
+            raise failed(side, DATABASE_MISSING) from exc
         if code == 2003:
             if isinstance(cause, TimeoutError):
                 raise ConnectTimeout(side) from exc

@@ -16,6 +16,18 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import asyncpg
 import asyncpg.exceptions as pgerr
 
+from schemas.messages import (
+    DATABASE_MISSING,
+    POSTGRESQL_HOST_INVALID,
+    POSTGRESQL_HOSTS_REFUSED,
+    POSTGRESQL_PORT_INVALID,
+    POSTGRESQL_URL_MISSING,
+    POSTGRESQL_URL_SCHEME,
+    SESSION_CHANGED,
+    WRITE_REFUSED,
+    postgresql_parameters_refused,
+    postgresql_sslmode,
+)
 from service.connectors.base import Column
 from service.connectors.errors import failed, mapped, transient
 from service.connectors.postgresql.types import kind_of
@@ -48,19 +60,18 @@ _TRANSIENT = (
 )
 _DRIVER_ERRORS = (pgerr.PostgresError, pgerr.InterfaceError, pgerr.InternalClientError, OSError, TimeoutError)
 _MISSING_RELATION = re.compile(r'relation "([^"]+)" does not exist')
-WRITE_REFUSED = "源查询试图写入（源端只读）"
 
 
 def dsn_of(endpoint: Endpoint) -> str:
     """The endpoint URL as asyncpg wants it (accepts the SQLAlchemy `+asyncpg` spelling)."""
     if not endpoint.url:
-        raise ConfigInvalid("PostgreSQL 连接缺少 url")
+        raise ConfigInvalid(POSTGRESQL_URL_MISSING)
     url = endpoint.url
     for prefix in ("postgresql+asyncpg://", "postgres://"):
         if url.startswith(prefix):
             url = "postgresql://" + url.removeprefix(prefix)
     if not url.startswith("postgresql://"):
-        raise ConfigInvalid("PostgreSQL 连接 url 须以 postgresql:// 开头")
+        raise ConfigInvalid(POSTGRESQL_URL_SCHEME)
     return url
 
 
@@ -81,8 +92,6 @@ class Server:
 SSL_MODES = frozenset({"disable", "allow", "prefer", "require"})
 """sslmode values that need no host name check: the connection goes to the checked IP address."""
 _HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")
-HOSTS_REFUSED = "PostgreSQL 连接只允许一个 TCP 主机（不允许 unix 套接字或多个主机）"
-PARAMETERS_REFUSED = "PostgreSQL 连接 url 不允许这些参数"
 
 
 def server_of(endpoint: Endpoint) -> Server:
@@ -90,23 +99,23 @@ def server_of(endpoint: Endpoint) -> Server:
     that would reach something else (`host`, `hostaddr`, `port`, `service`, `passfile`, `options`, files)."""
     parts = urlsplit(dsn_of(endpoint))
     if "," in parts.netloc.rpartition("@")[2]:
-        raise AccessDenied(HOSTS_REFUSED)
+        raise AccessDenied(POSTGRESQL_HOSTS_REFUSED)
     host = parts.hostname or ""
     if "%" in host or "/" in host:
-        raise AccessDenied(HOSTS_REFUSED)
+        raise AccessDenied(POSTGRESQL_HOSTS_REFUSED)
     if host and not _HOST.fullmatch(host):
-        raise ConfigInvalid("PostgreSQL 连接 url 的主机无效")
+        raise ConfigInvalid(POSTGRESQL_HOST_INVALID)
     query = parse_qs(parts.query, keep_blank_values=True)
     unknown = sorted(set(query) - {"sslmode"})
     if unknown:
-        raise AccessDenied(f"{PARAMETERS_REFUSED}：{', '.join(unknown)}")
+        raise AccessDenied(postgresql_parameters_refused(unknown))
     ssl = query.get("sslmode", [None])[-1]
     if ssl is not None and ssl not in SSL_MODES:
-        raise ConfigInvalid(f"PostgreSQL 连接 sslmode 只支持 {', '.join(sorted(SSL_MODES))}")
+        raise ConfigInvalid(postgresql_sslmode(sorted(SSL_MODES)))
     try:
         port = parts.port or 5432
     except ValueError as exc:
-        raise ConfigInvalid("PostgreSQL 连接 url 的端口无效") from exc
+        raise ConfigInvalid(POSTGRESQL_PORT_INVALID) from exc
     user = unquote(parts.username or "") or getpass.getuser()
     database = unquote(parts.path.lstrip("/")) or user
     return Server(host=host or "localhost", port=port, user=user,
@@ -178,7 +187,7 @@ async def _open(server: Server, addresses: list[IPAddress], side: Side, connect_
     except OSError as exc:
         raise ConnectRefused(side, detail=exc.strerror or type(exc).__name__) from exc
     except pgerr.InvalidCatalogNameError as exc:
-        raise failed(side, "数据库不存在") from exc
+        raise failed(side, DATABASE_MISSING) from exc
     except (pgerr.PostgresError, pgerr.InterfaceError) as exc:
         raise map_error(exc, side) from exc
 
@@ -229,7 +238,6 @@ async def close(conn: asyncpg.Connection | None, *, clean: bool) -> None:
         conn.terminate()
 
 
-SESSION_CHANGED = "源查询修改了会话设置"
 _SESSION_CHANGES = """
 SELECT pg_catalog.current_setting('transaction_read_only') = 'on' AS read_only,
        coalesce(pg_catalog.string_agg(name, ', ' ORDER BY name), '') AS changed

@@ -12,6 +12,7 @@ import asyncpg
 import asyncpg.exceptions as pgerr
 
 from schemas.api import TargetSpec, WriteMode
+from schemas.messages import UPSERT_KEY_COLUMNS
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
 from service.connectors.csv.stream import COPY_CSV
 from service.connectors.postgresql.connection import COPY_FORMAT, boundary, close, connect, dsn_of, relation_columns
@@ -128,7 +129,7 @@ class PostgresTarget:
         mode = self._spec.mode
         with boundary("target"):
             if mode is WriteMode.UPSERT:
-                require_keys(self._spec.key_columns or [], columns, "upsert 键列")
+                require_keys(self._spec.key_columns or [], columns, UPSERT_KEY_COLUMNS)
                 await self.conn.execute(
                     f"CREATE TEMP TABLE IF NOT EXISTS {_UPSERT_STAGE} ON COMMIT DELETE ROWS AS "
                     f"SELECT {cols} FROM {table} WITH NO DATA"

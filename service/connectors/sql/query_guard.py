@@ -27,11 +27,25 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from schemas.messages import (
+    QUERY_EMPTY,
+    QUERY_EXECUTABLE_COMMENT,
+    QUERY_MANY_STATEMENTS,
+    QUERY_NOT_SELECT,
+    QUERY_REFUSED,
+    QUERY_SETS_SESSION,
+    QUERY_SETS_VARIABLE,
+    QUERY_UNBALANCED,
+    QUERY_UNCLOSED_COMMENT,
+    QUERY_UNCLOSED_QUOTE,
+    QUERY_UNICODE_ESCAPE,
+    query_calls,
+    query_refused,
+    query_writes,
+)
 from service.sync.errors import AccessDenied
 
 Dialect = Literal["postgresql", "mysql"]
-
-REFUSED = "查询语句不被允许"
 
 STATEMENTS = frozenset({"select", "with"})
 """The first word of an allowed query (after any opening parentheses)."""
@@ -52,7 +66,7 @@ DENIED_PREFIXES = ("pg_ls_", "dblink", "pg_advisory", "pg_create_", "pg_drop_rep
 
 
 class QueryRefused(AccessDenied):
-    reason = REFUSED
+    reason = QUERY_REFUSED
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,7 @@ _PARAM = re.compile(r"\$\d+")
 
 
 def _refuse(why: str) -> QueryRefused:
-    return QueryRefused(f"{REFUSED}：{why}")
+    return QueryRefused(query_refused(why))
 
 
 class _Lexer:
@@ -122,12 +136,12 @@ class _Lexer:
     def _block_comment(self) -> None:
         start = self.pos
         if self.dialect == "mysql" and re.match(r"/\*[Mm]?!", self.sql[start:start + 4]):
-            raise _refuse("不允许可执行注释 /*! … */")
+            raise _refuse(QUERY_EXECUTABLE_COMMENT)
         depth, self.pos = 1, start + 2
         nested = self.dialect == "postgresql"
         while depth:
             if self.pos >= len(self.sql):
-                raise _refuse("注释未闭合")
+                raise _refuse(QUERY_UNCLOSED_COMMENT)
             if self.sql.startswith("*/", self.pos):
                 depth, self.pos = depth - 1, self.pos + 2
             elif nested and self.sql.startswith("/*", self.pos):
@@ -139,7 +153,7 @@ class _Lexer:
         start, pos, parts = self.pos, self.pos + 1, []
         while True:
             if pos >= len(self.sql):
-                raise _refuse("字符串或标识符未闭合")
+                raise _refuse(QUERY_UNCLOSED_QUOTE)
             char = self.sql[pos]
             if escapes and char == "\\":
                 parts.append(self.sql[pos + 1:pos + 2])
@@ -173,7 +187,7 @@ class _Lexer:
             return
         end = sql.find(tag.group(), tag.end())
         if end < 0:
-            raise _refuse("字符串或标识符未闭合")
+            raise _refuse(QUERY_UNCLOSED_QUOTE)
         self.pos = end + len(tag.group())
         self.tokens.append(Token("string", sql[tag.end():end].lower(), start, self.pos))
 
@@ -183,7 +197,7 @@ class _Lexer:
         word, end = match.group(), match.end()
         following = self.sql[end:end + 2]
         if self.dialect == "postgresql" and word.lower() == "u" and following in ("&'", '&"'):
-            raise _refuse("不允许 U& 转义的字符串或标识符")
+            raise _refuse(QUERY_UNICODE_ESCAPE)
         self.tokens.append(Token("word", word.lower(), self.pos, end))
         self.pos = end
         if self.dialect == "postgresql" and word.lower() == "e" and following[:1] == "'":
@@ -195,10 +209,10 @@ def _check(tokens: list[Token], dialect: Dialect) -> int:
     while tokens and tokens[-1].kind == "op" and tokens[-1].text == ";":
         tokens = tokens[:-1]
     if not tokens:
-        raise _refuse("查询为空")
+        raise _refuse(QUERY_EMPTY)
     first = next((t for t in tokens if not (t.kind == "op" and t.text == "(")), None)
     if first is None or first.kind != "word" or first.text not in STATEMENTS:
-        raise _refuse("只允许单条 SELECT 或 WITH 查询")
+        raise _refuse(QUERY_NOT_SELECT)
     depth = 0
     for index, token in enumerate(tokens):
         previous = tokens[index - 1] if index else None
@@ -207,36 +221,36 @@ def _check(tokens: list[Token], dialect: Dialect) -> int:
         else:
             _name(token, previous)
     if depth != 0:
-        raise _refuse("括号不匹配")
+        raise _refuse(QUERY_UNBALANCED)
     return tokens[-1].end
 
 
 def _operator(token: Token, previous: Token | None, depth: int, dialect: Dialect) -> int:
     """Refuse a second statement, an unbalanced `)` or MySQL's `:=`; the parenthesis depth after `token`."""
     if token.text == ";":
-        raise _refuse("不允许多条语句")
+        raise _refuse(QUERY_MANY_STATEMENTS)
     if token.text == "(":
         return depth + 1
     if token.text == ")":
         if depth == 0:
-            raise _refuse("括号不匹配")
+            raise _refuse(QUERY_UNBALANCED)
         return depth - 1
     if (dialect == "mysql" and token.text == "=" and previous is not None
             and previous.kind == "op" and previous.text == ":" and previous.end == token.start):
-        raise _refuse("不允许修改会话（:=）")
+        raise _refuse(QUERY_SETS_VARIABLE)
     return depth
 
 
 def _name(token: Token, previous: Token | None) -> None:
     """Refuse a writing keyword, `SET` (but `CHARACTER SET`) and the denied functions."""
     if token.kind == "word" and token.text in WRITING_WORDS:
-        raise _refuse(f"不允许写入（{token.text.upper()}）")
+        raise _refuse(query_writes(token.text.upper()))
     if token.kind == "word" and token.text == "set" and not (
             previous is not None and previous.kind == "word" and previous.text == "character"):
-        raise _refuse("不允许修改会话（SET）")
+        raise _refuse(QUERY_SETS_SESSION)
     if token.kind in ("word", "ident") and (
             token.text in DENIED_FUNCTIONS or token.text.startswith(DENIED_PREFIXES)):
-        raise _refuse(f"不允许调用 {token.text}")
+        raise _refuse(query_calls(token.text))
 
 
 def checked_query(sql: str, dialect: Dialect) -> str:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from typing_extensions import override
 
 from schemas.api import SourceSpec
+from schemas.messages import cursor_column_missing
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, Source, TargetTypes
 from service.connectors.sql.query_guard import Dialect, checked_query
 from service.sync import incremental
@@ -108,7 +109,7 @@ class SQLSource(Source):
     def _check_cursor(self, columns: Sequence[str]) -> None:
         cursor = self._spec.cursor_column
         if cursor is not None and cursor not in columns:
-            raise ConfigInvalid(f"源表缺少游标列：{cursor}")
+            raise ConfigInvalid(cursor_column_missing(cursor))
 
     def _binders(self, args: list[Any]) -> tuple[incremental.Param, incremental.Member | None]:
         """Bind cursor values and key lists as plain parameters (the driver adapts their types)."""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from schemas.api import TargetSpec, WriteMode
+from schemas.messages import KEY_COLUMNS, UPSERT_KEY_COLUMNS, columns_not_mapped, copy_refused
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint
@@ -65,11 +66,11 @@ def stage_parts(table: str, key: str) -> tuple[str | None, str]:
     return schema or None, f"_batchsync_stage_{key.replace('-', '')[:20]}"
 
 
-def require_keys(keys: Sequence[str], columns: Sequence[str], label: str = "键列") -> None:
+def require_keys(keys: Sequence[str], columns: Sequence[str], label: str = KEY_COLUMNS) -> None:
     """Key columns must be among the mapped columns, or the key (primary or upsert) cannot be built."""
     missing = [k for k in keys if k not in columns]
     if missing:
-        raise ConfigInvalid(f"{label}未出现在映射结果中：{', '.join(missing)}")
+        raise ConfigInvalid(columns_not_mapped(label, missing))
 
 
 def create_table_sql(
@@ -99,7 +100,7 @@ class SQLTarget:
     capabilities = Capabilities(transactional_checkpoint=True)
     """Each dialect adds its type map (`<kind>/types.py`)."""
     system = ""
-    """The system's name in messages (`<system> 目标不接受原始 COPY 流`)."""
+    """The system's name in messages (`copy_refused` in schemas/messages.py)."""
     placeholder = "?"
     row_lock = ""
     """What locks the checkpoint row when the transaction's begin did not already (`FOR UPDATE`)."""
@@ -209,7 +210,7 @@ class SQLTarget:
         with self._boundary(self._spec.table):
             if self._spec.mode is WriteMode.UPSERT:
                 keys = self._spec.key_columns or []
-                require_keys(keys, columns, "upsert 键列")
+                require_keys(keys, columns, UPSERT_KEY_COLUMNS)
                 suffix = self._upsert_clause(columns, keys)
             elif self._spec.mode is WriteMode.OVERWRITE:
                 dest = self._stage(key)
@@ -218,7 +219,7 @@ class SQLTarget:
 
     async def write(self, key: str, chunk: Chunk, previous: Checkpoint) -> Checkpoint | None:
         if chunk.stream is not None:
-            raise ConfigInvalid(f"{self.system} 目标不接受原始 COPY 流")
+            raise ConfigInvalid(copy_refused(self.system))
         assert self._insert, "write before prepare"
         rows = chunk.rows or []
         if self._adapt is not None:

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import aiosqlite
 
+from schemas.messages import SQLITE_CANNOT_OPEN, SQLITE_READ_ONLY, SQLITE_URL
 from service.connectors.base import Column
 from service.connectors.errors import failed, mapped, transient
 from service.connectors.sqlite.types import kind_of
@@ -33,7 +34,6 @@ from service.sync.transforms import quote_ident
 
 SIDE_FILES = ("-journal", "-wal", "-shm")
 """Files SQLite opens beside the database; a symlink planted under one of these names is refused too."""
-READ_ONLY = "SQLite 源只能读取数据：不允许 ATTACH、写入或修改状态"
 READ_PRAGMAS = frozenset({"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo"})
 """What a source's own describe asks; every other PRAGMA (they can change state) is denied."""
 _READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
@@ -43,7 +43,7 @@ _READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.S
 def path_of(endpoint: Endpoint) -> Path:
     url = endpoint.url or ""
     if not url.startswith("sqlite://") or len(url) <= len("sqlite://"):
-        raise ConfigInvalid("SQLite 连接 url 须为 sqlite:///path/to/file.db")
+        raise ConfigInvalid(SQLITE_URL)
     return Path("/" + url.removeprefix("sqlite://").lstrip("/"))
 
 
@@ -82,7 +82,7 @@ def map_error(exc: BaseException, side: Side) -> SyncError:
         return exc
     message = str(exc)
     if isinstance(exc, sqlite3.DatabaseError) and message == "not authorized":
-        return AccessDenied(READ_ONLY)
+        return AccessDenied(SQLITE_READ_ONLY)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
         return transient(side, "database is locked")
     if message.startswith("no such table: "):
@@ -100,14 +100,14 @@ async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> aio
     try:
         path = confined_path(endpoint.policy.files, endpoint, side)
     except OSError as exc:
-        raise failed(side, "无法打开数据库文件", detail=type(exc).__name__) from exc
+        raise failed(side, SQLITE_CANNOT_OPEN, detail=type(exc).__name__) from exc
     if side == "source" and not path.is_file():
         raise TableMissing(str(path_of(endpoint)), side)
     uri = f"file:{quote(str(path))}?mode=" + ("ro" if side == "source" else "rw")
     try:
         conn = await aiosqlite.connect(uri, uri=True, timeout=connect_timeout, isolation_level=None)
     except sqlite3.Error as exc:
-        raise failed(side, "无法打开数据库文件", detail=type(exc).__name__) from exc
+        raise failed(side, SQLITE_CANNOT_OPEN, detail=type(exc).__name__) from exc
     with boundary(side):
         await conn.execute("PRAGMA foreign_keys = OFF")
         if side == "target":
