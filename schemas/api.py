@@ -1,4 +1,4 @@
-"""HTTP API bodies (SPEC §3). camelCase on the wire.
+"""HTTP API bodies (docs/spec.md §3). camelCase on the wire.
 
 Every value a client sends is checked here to be storable before any service code sees it: strings
 without NUL or lone surrogates (`Text`), ids within the state store's 32-bit keys (`Id`), free-form

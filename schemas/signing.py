@@ -1,4 +1,4 @@
-"""The `batchsync-signature` header on the wire (SPEC §7): what bytes are signed and how the header reads.
+"""The `batchsync-signature` header on the wire (docs/spec.md §7): what bytes are signed and how the header reads.
 
 Pure functions over key material the caller supplies, so producers, consumers, audit replay and other
 services can all sign and check the same bytes; where the key comes from is `service.security`'s job.

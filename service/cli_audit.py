@@ -1,4 +1,4 @@
-"""`batchsync audit replay`: the audit of the run history against the events log (SPEC §6).
+"""`batchsync audit replay`: the audit of the run history against the events log (docs/spec.md §6).
 
 A Typer sub-app, registered by `service/cli.py` as `app.add_typer(audit_app, name="audit")`. Exit codes:
 0 everything matches, 1 mismatches (a `forged` event is one), 2 the log or the database could not be read.

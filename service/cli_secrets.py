@@ -1,4 +1,4 @@
-"""`batchsync secrets …`: the secret key `up` keeps in its data directory, and key rotation (SPEC §7).
+"""`batchsync secrets …`: the secret key `up` keeps in its data directory, and key rotation (docs/spec.md §7).
 
 A Typer sub-app, registered by `service/cli.py` as `app.add_typer(secrets_app, name="secrets")`.
 Rotation: set the new key as BATCHSYNC_SECRET_KEY and the old one in BATCHSYNC_SECRET_KEY_PREVIOUS, run

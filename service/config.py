@@ -1,6 +1,6 @@
 """The one Settings class. Nothing else reads the environment.
 
-Fixed names (SPEC §2) are the `BATCHSYNC_*` variables of the first group; the rest are tuning
+Fixed names (docs/spec.md §2) are the `BATCHSYNC_*` variables of the first group; the rest are tuning
 knobs with safe defaults.
 """
 
@@ -16,7 +16,7 @@ from schemas.topics import DEFAULT_PREFIX, Topics
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BATCHSYNC_", env_file=".env", extra="ignore")
 
-    # --- fixed by the SPEC ---
+    # --- fixed by docs/spec.md ---
     database_url: str | None = None
     kafka_bootstrap: str | None = None
     jwt_secret: SecretStr | None = None
@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     http_port: int = Field(default=8080, ge=0, le=65535)
 
-    # --- trust boundaries (SPEC §7; docs/security.md) ---
+    # --- trust boundaries (docs/spec.md §7; docs/security.md) ---
     file_roots: str | None = None
     """`:`-separated directories where csv/jsonl/sqlite connections may read and write; unset: none."""
     egress_deny: str = "169.254.0.0/16"

@@ -5,7 +5,7 @@ rows or batches; connection URLs are refreshed in case the embedded server moved
 
 The demo connections log in as `batchsync_demo`, an ordinary role that owns the two demo databases and
 nothing else, with a random password kept in `<data_dir>/demo_password` (0600): an operator who may use or
-edit them must not hold the superuser of the server that also keeps the state database (SPEC §7).
+edit them must not hold the superuser of the server that also keeps the state database (docs/spec.md §7).
 """
 
 from dataclasses import dataclass

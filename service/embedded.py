@@ -19,7 +19,7 @@ noida-db installed, `up` still runs, on Tansu in memory, and warns that the audi
 
 The database asks every client for a password (SCRAM), the superuser's kept in `<data_dir>/pg_password`
 (0600): an operator who knows the port must not get a superuser session on the server that holds the
-state database (SPEC §7). A cluster initialised by an earlier version with trust is migrated on start.
+state database (docs/spec.md §7). A cluster initialised by an earlier version with trust is migrated on start.
 """
 
 import asyncio
@@ -346,7 +346,7 @@ def with_running_endpoints(settings: Settings) -> Settings:
 
 
 def with_default_file_root(settings: Settings) -> Settings:
-    """`up`'s file root when BATCHSYNC_FILE_ROOTS is unset: `<data_dir>/files/`, created 0700 (SPEC §7).
+    """`up`'s file root when BATCHSYNC_FILE_ROOTS is unset: `<data_dir>/files/`, created 0700 (docs/spec.md §7).
 
     The only folder of the state directory the file policy opens; outside `up` no default applies.
     """

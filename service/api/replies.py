@@ -1,4 +1,4 @@
-"""Run-request outcomes to HTTP answers (SPEC §3, the seed's shapes); pure, so every branch is unit-tested."""
+"""Run-request outcomes to HTTP answers (docs/spec.md §3, the seed's shapes); pure, so every branch is unit-tested."""
 
 from dataclasses import dataclass
 from typing import Any, assert_never

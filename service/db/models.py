@@ -49,7 +49,7 @@ class Base(DeclarativeBase):
 
 class Connection(Base):
     """A connection at rest: `url`, `params`, `options` in their public form (every secret masked) and
-    the secrets themselves sealed in `secrets` by the key `secrets_key_id` names (SPEC §7)."""
+    the secrets themselves sealed in `secrets` by the key `secrets_key_id` names (docs/spec.md §7)."""
 
     __tablename__ = "connections"
 

@@ -1,1 +1,1 @@
-"""Trust boundaries (SPEC §7): the policies connectors consult, secrets at rest, event signatures."""
+"""Trust boundaries (docs/spec.md §7): the policies connectors consult, secrets at rest, event signatures."""

@@ -1,4 +1,4 @@
-"""The keys that sign and check the service's own Kafka records (SPEC §7, "the audit log is tamper-evident").
+"""The keys that sign and check the service's own Kafka records (docs/spec.md §7, "the audit log is tamper-evident").
 
 The signing key is derived from `BATCHSYNC_SECRET_KEY` with HKDF for the purpose "event-signature", so
 it is never the key that encrypts connection secrets. Each key in `BATCHSYNC_SECRET_KEY_PREVIOUS` still

@@ -1,4 +1,4 @@
-"""Where file connections (csv, jsonl, sqlite) may read and write: SPEC §7 "Files".
+"""Where file connections (csv, jsonl, sqlite) may read and write: docs/spec.md §7 "Files".
 
 A path is resolved (symlinks, `..`) and must then lie inside one of `BATCHSYNC_FILE_ROOTS`. The
 service's own state directory (its keys, database and broker log) and the kernel's pseudo file

@@ -1,4 +1,4 @@
-"""Which network addresses a connection may reach: SPEC §7 "Network".
+"""Which network addresses a connection may reach: docs/spec.md §7 "Network".
 
 Every check runs on the addresses a host name resolves to, at connect time, so a name that later
 points somewhere else (DNS rebinding) is caught; connectors then connect to the address that was

@@ -1,4 +1,4 @@
-"""The access policy a connector consults before it touches a file or the network (SPEC §7).
+"""The access policy a connector consults before it touches a file or the network (docs/spec.md §7).
 
 Built once from Settings by the composition root and handed to connectors on their Endpoint, so a
 connector never decides alone what it may reach. The default is the strictest policy: no file

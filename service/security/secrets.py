@@ -1,4 +1,4 @@
-"""Connection secrets at rest (SPEC §7): AES-GCM under a key derived from `BATCHSYNC_SECRET_KEY`.
+"""Connection secrets at rest (docs/spec.md §7): AES-GCM under a key derived from `BATCHSYNC_SECRET_KEY`.
 
 The configured secret is never used as a key itself. HKDF derives one key per purpose, so the same
 secret encrypts connection secrets (`connection-secrets`) and signs events (`event-signature`)

@@ -112,7 +112,7 @@ class ConfigInvalid(SyncError):
 
 
 class AccessDenied(ConfigInvalid):
-    """A policy of service/security refused a file path, a network address or a topic (SPEC §7).
+    """A policy of service/security refused a file path, a network address or a topic (docs/spec.md §7).
 
     A subclass of ConfigInvalid: the same connection will be refused again, so it is never retried.
     """

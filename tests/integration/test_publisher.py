@@ -86,7 +86,7 @@ async def test_oversized_value_is_refused(broker) -> None:
 async def test_topics_lost_in_a_broker_restart_are_recreated_and_the_send_retried() -> None:
     """Tansu forgets its topics on restart; once the producer's metadata shows them gone, a send recreates them.
 
-    (Before that refresh Tansu acks produce requests to unknown topics without keeping them: see BROKERS.md.)
+    (Before that refresh Tansu acks produce requests to unknown topics without keeping them: see docs/brokers.md.)
     """
     port = free_port()
     settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", topic_prefix=f"p{uuid.uuid4().hex[:8]}",

@@ -2,7 +2,7 @@
 the real app served by uvicorn on a real (fresh) state database, with an all-permissions token.
 
 No answer may be a 5xx, and every answer is the envelope `{code, message, data}` with `code` equal to
-the HTTP status (SPEC §3, §7). Sync requests never reach a broker: the requester answers "no reply
+the HTTP status (docs/spec.md §3, §7). Sync requests never reach a broker: the requester answers "no reply
 yet" at once, so the API answers 202 (or 409 for a batch already running) instead of waiting.
 """
 

@@ -1,4 +1,4 @@
-"""SPEC §7 "Network" for the database connectors, on the real PostgreSQL and MariaDB.
+"""docs/spec.md §7 "Network" for the database connectors, on the real PostgreSQL and MariaDB.
 
 The finding: a `postgresql` connection to the service's own state database copied every connection's
 secrets out. Now the state database is refused however its host is spelt (localhost, 127.0.0.1, ::1,

@@ -1,4 +1,4 @@
-"""The embedded PostgreSQL of `batchsync up` asks every client for a password (SPEC §7).
+"""The embedded PostgreSQL of `batchsync up` asks every client for a password (docs/spec.md §7).
 
 On the code before this, it trusted every TCP client on 127.0.0.1, so any operator could add a
 `postgresql` connection as the `postgres` superuser (to database `postgres`) and read server files or

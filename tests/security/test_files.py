@@ -1,4 +1,4 @@
-"""SPEC §7 "Files", end to end through the real API, worker and broker on real files: csv, jsonl and
+"""docs/spec.md §7 "Files", end to end through the real API, worker and broker on real files: csv, jsonl and
 sqlite connections may only name paths inside BATCHSYNC_FILE_ROOTS (checked when stored and again for
 every file a run opens), never the state directory or /proc; a sqlite query source only reads.
 

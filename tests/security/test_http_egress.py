@@ -1,4 +1,4 @@
-"""SPEC §7 "Network" for http connections, on real loopback servers: every connection, redirect hop and
+"""docs/spec.md §7 "Network" for http connections, on real loopback servers: every connection, redirect hop and
 next-page link alike, goes only to an address the policy approved, and to that very address. 127.0.0.2
 is loopback too, so a server bound there is a second host that a policy can deny. (The default deny
 list, 169.254.0.0/16, is not exercised by a request here: code that failed the check would send a packet

@@ -1,7 +1,7 @@
-"""SPEC §7 "Network" for kafka connections, on the real broker: the session's Tansu plays the service's
+"""docs/spec.md §7 "Network" for kafka connections, on the real broker: the session's Tansu plays the service's
 own bus, and a kafka connection may use it for other topics but never read or write `P` or `P.*`, however
 its bootstrap server is spelt, through the connection test, a source or a target, and also not through a
-broker whose metadata advertises the bus. Then the connection's security keys (SPEC §7 "Kafka security")
+broker whose metadata advertises the bus. Then the connection's security keys (docs/spec.md §7 "Kafka security")
 as they reach the aiokafka clients; the test broker has no SASL, so that part is a unit test."""
 
 import contextlib

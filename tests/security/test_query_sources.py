@@ -1,4 +1,4 @@
-"""SPEC §7 "Query sources" on the real PostgreSQL and MariaDB: a query source cannot write, cannot change a
+"""docs/spec.md §7 "Query sources" on the real PostgreSQL and MariaDB: a query source cannot write, cannot change a
 session that a later run would use, cannot write files on the database server, and runs one statement.
 
 The finding: `set_config('default_transaction_read_only','off',false)` in one run carried over through a

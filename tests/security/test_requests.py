@@ -1,4 +1,4 @@
-"""SPEC §7 Requests and Tokens: bodies are bounded and never read before authentication, every bad input
+"""docs/spec.md §7 Requests and Tokens: bodies are bounded and never read before authentication, every bad input
 is a 400 envelope (never a 500), tokens live at most BATCHSYNC_JWT_MAX_TTL_SECONDS, `/test` needs
 `…:edit`, and `batchsync sync` never takes its token on the command line."""
 

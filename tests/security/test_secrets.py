@@ -1,4 +1,4 @@
-"""SPEC §7 "Secrets at rest", through the real API, worker and state database: no table holds a connection
+"""docs/spec.md §7 "Secrets at rest", through the real API, worker and state database: no table holds a connection
 secret in clear, a masked secret follows its connection only to the same destination, keys rotate, the
 migration encrypts old rows, and neither a failed save nor a masked-key oversight puts a secret in a log."""
 

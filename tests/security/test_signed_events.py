@@ -1,7 +1,7 @@
 """Issue 7, "the service's own bus": forged BatchSyncStarted/Completed events written straight to the audit
 topic showed a 987,654,321-row run in history and statistics, and `audit replay` said `mismatches: 0`.
 
-Now everything the service writes carries `batchsync-signature` (SPEC §7); the projector sends anything
+Now everything the service writes carries `batchsync-signature` (docs/spec.md §7); the projector sends anything
 else to the DLQ, audit replay names it `forged` and exits 1, the request-reply client ignores a forged
 reply, and the bus security settings reach the real Kafka clients. Real Tansu broker, real PostgreSQL.
 """

@@ -1,5 +1,5 @@
 """kcat for tests: Debian's build links librdkafka 2.0.2, which fails the ApiVersions handshake with Tansu
-(BROKERS.md); the librdkafka 2.16 inside the confluent-kafka wheel works. `kcat_env()` returns an
+(docs/brokers.md); the librdkafka 2.16 inside the confluent-kafka wheel works. `kcat_env()` returns an
 environment whose LD_LIBRARY_PATH points at a folder holding a `librdkafka.so.1` link to it."""
 
 import importlib.util

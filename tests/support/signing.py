@@ -49,7 +49,7 @@ async def produce_record(bootstrap: str, topic: str, value: bytes, key: bytes | 
 
 async def read_records(bootstrap: str, topic: str, at_least: int, within: float = 20) -> list[ConsumerRecord]:
     """Every record of `topic` from the beginning, in partition order: once `at_least` are there, until a
-    fetch finds nothing more (empty partitions never report a high-water mark on Tansu, see BROKERS.md)."""
+    fetch finds nothing more (empty partitions never report a high-water mark on Tansu, see docs/brokers.md)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
     await consumer.start()
     try:

@@ -1,4 +1,4 @@
-"""Every Kafka client of the service's own bus carries the bus security settings (SPEC §7, "Kafka security").
+"""Every Kafka client of the service's own bus carries the bus security settings (docs/spec.md §7, "Kafka security").
 
 Two halves: the factories in producers/clients.py build real aiokafka clients whose configuration holds
 the settings, and no other module of the service constructs a bus client itself (connectors build

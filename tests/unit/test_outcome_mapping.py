@@ -1,4 +1,4 @@
-"""Every run-request outcome maps to the SPEC's status, message and data."""
+"""Every run-request outcome maps to docs/spec.md's status, message and data."""
 
 import uuid
 from datetime import UTC, datetime

@@ -1,4 +1,4 @@
-"""The event signature (SPEC §7): what exactly is signed, which keys verify, and why nothing can be shifted."""
+"""The event signature (docs/spec.md §7): what exactly is signed, which keys verify, and why nothing can be shifted."""
 
 import hashlib
 import hmac
