@@ -5,6 +5,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ def http_stack(state_dsn: str, **overrides: object) -> Iterator[HttpStack]:
     with tansu() as broker:
         port = free_port()
         settings = Settings(database_url=state_dsn, kafka_bootstrap=broker.bootstrap, jwt_secret=SECRET,
-                            http_port=port, topic_prefix=f"bench{os.getpid()}.batch.sync",
+                            secret_key=SECRET, file_roots=tempfile.gettempdir(), http_port=port, topic_prefix=f"bench{os.getpid()}.batch.sync",
                             reply_fetch_max_wait_ms=10, request_fetch_max_wait_ms=10, **overrides)
         env = settings_env(settings)
         worker = _spawn(WORKER_MAIN, env)
