@@ -215,3 +215,28 @@ async def test_a_reused_target_connection_starts_from_a_clean_session(target_dsn
         assert await conn.fetchval("SHOW temp_buffers") == "64MB"
     finally:
         await close(conn, clean=False)
+
+
+async def test_table_sources_reuse_connections_that_no_query_ever_touched(source_dsn, target_dsn):
+    """A table source runs only the service's own SQL, so its connection is parked for the next table run
+    (a new backend costs ~3 ms and a cold catalog cache); a query source's never is, and never gets one."""
+    view = _name("pid")
+    async with pg(source_dsn) as conn:
+        await conn.execute(f"CREATE VIEW {view} AS SELECT pg_backend_pid() AS pid")
+    source = Endpoint("postgresql", url=source_dsn)
+
+    async def table_run() -> int:
+        table = _name("t")
+        await sync(spec_for((source, SourceSpec(table=view)), Endpoint("postgresql", url=target_dsn), table,
+                            create=True))
+        async with pg(target_dsn) as conn:
+            return int(await conn.fetchval(f'SELECT pid FROM "{table}"'))
+
+    first, second = await table_run(), await table_run()
+    _, [(query_pid,)] = await run_query(source, "SELECT pg_backend_pid() AS pid", target_dsn)
+    third = await table_run()
+    assert first == second == third
+    assert query_pid != first
+    async with pg(source_dsn) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", query_pid) == 0
+        await conn.execute(f"DROP VIEW {view}")

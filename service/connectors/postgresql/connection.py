@@ -126,7 +126,7 @@ IDLE_PER_KEY = 8
 IDLE_SECONDS = 30.0
 _idle: dict[str, list[tuple[float, asyncpg.Connection]]] = {}
 _keys: dict[int, str] = {}
-"""Target connections that may be parked when closed, by the URL they were opened for."""
+"""Connections that may be parked when closed (targets, table sources), by side and URL."""
 
 
 def _reuse(key: str) -> asyncpg.Connection | None:
@@ -145,18 +145,21 @@ def _reuse(key: str) -> asyncpg.Connection | None:
     return None
 
 
-async def connect(endpoint: Endpoint, side: Side, connect_timeout: float) -> asyncpg.Connection:
+async def connect(endpoint: Endpoint, side: Side, connect_timeout: float, *,
+                  reusable: bool | None = None) -> asyncpg.Connection:
     """Open a connection within `connect_timeout` seconds or raise the matching ConnectError.
 
-    The policy is asked first, every time (a parked target connection included): the URL's host is
-    resolved, denied ranges and the service's own state database are refused, and the connection goes to
-    the addresses that were checked, not to the name again. A source connection is always new.
+    The policy is asked first, every time (a parked connection included): the URL's host is resolved,
+    denied ranges and the service's own state database are refused, and the connection goes to the
+    addresses that were checked, not to the name again. Targets are `reusable` by default; a source
+    only when it runs no SQL of the operator's (a table source), since a query could change its session:
+    a query source's connection is always new and is closed after its run.
     """
     server = server_of(endpoint)
     addresses = await endpoint.policy.network.database_addresses(server.host, server.port, server.database, side)
-    if side == "source":
+    if not (side == "target" if reusable is None else reusable):
         return await _open(server, addresses, side, connect_timeout)
-    key = dsn_of(endpoint)
+    key = f"{side}:{dsn_of(endpoint)}"
     conn = _reuse(key)
     if conn is None:
         conn = await _open(server, addresses, side, connect_timeout)

@@ -82,11 +82,13 @@ class PostgresSource(SQLSource):
 
     async def __aenter__(self) -> Self:
         self._check_query()
-        self._conn = await connect(self._endpoint, "source", self._timeout)
-        isolation = "read_committed" if self._spec.table is not None else "repeatable_read"
+        table = self._spec.table is not None
+        self._conn = await connect(self._endpoint, "source", self._timeout, reusable=table)
+        isolation = "read_committed" if table else "repeatable_read"
         try:
             with boundary("source"):
-                await self._conn.transaction(isolation=isolation, readonly=True).start()
+                self._transaction = self._conn.transaction(isolation=isolation, readonly=True)
+                await self._transaction.start()
         except BaseException:
             await close(self._conn, clean=False)
             raise
@@ -95,7 +97,13 @@ class PostgresSource(SQLSource):
     async def __aexit__(self, exc_type: object, *_: object) -> None:
         if self._stream is not None and not self._stream.task.done():
             self._stream.task.cancel()
-        await close(self._conn, clean=exc_type is None)
+        clean = exc_type is None
+        if clean and self._spec.table is not None and self._conn is not None and not self._conn.is_closed():
+            try:  # a table source's read-only transaction ends here, so its connection can be parked
+                await self._transaction.rollback()
+            except Exception:
+                clean = False
+        await close(self._conn, clean=clean)
 
     async def describe(self) -> list[Column]:
         if self._spec.table is not None:
