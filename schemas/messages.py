@@ -11,8 +11,8 @@ home: it fails on a Chinese string literal anywhere else in schemas/, service/, 
 A module of data, not of behaviour: every layer may import it (schemas/ depends on nothing of ours).
 """
 
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 
 
 def _listed(names: Iterable[object]) -> str:
@@ -481,3 +481,45 @@ def kafka_no_high_water(topic: str) -> str:
 
 def kafka_record_too_large(limit: int) -> str:
     return f"记录超过 {limit} 字节，Kafka 不接受"
+
+
+_VALIDATION_PROBLEMS: Final[dict[str, str]] = {
+    "missing": MISSING,
+    "json_invalid": NOT_JSON,
+    "int_parsing": EXPECTED_INTEGER,
+    "int_type": EXPECTED_INTEGER,
+    "int_from_float": EXPECTED_INTEGER,
+    "float_parsing": EXPECTED_NUMBER,
+    "float_type": EXPECTED_NUMBER,
+    "uuid_parsing": EXPECTED_UUID,
+    "uuid_type": EXPECTED_UUID,
+    "bool_parsing": EXPECTED_BOOLEAN,
+    "string_type": EXPECTED_STRING,
+    "string_unicode": LONE_SURROGATE,
+    "dict_type": EXPECTED_OBJECT,
+    "model_attributes_type": EXPECTED_OBJECT,
+    "list_type": EXPECTED_ARRAY,
+    "greater_than_equal": AT_LEAST,
+    "less_than_equal": AT_MOST,
+    "greater_than": GREATER_THAN,
+    "less_than": LESS_THAN,
+    "string_too_short": LENGTH_AT_LEAST,
+    "string_too_long": LENGTH_AT_MOST,
+    "enum": ONE_OF,
+    "literal_error": ONE_OF,
+    "bool_type": EXPECTED_BOOLEAN,
+    "model_type": EXPECTED_OBJECT,
+}
+"""pydantic's error types, as the texts above; a template's placeholders are the error's context keys."""
+
+
+def validation_problem(error: Mapping[str, Any]) -> str:
+    """One pydantic error in words, for an API body and a connection's params alike; pydantic's own message
+    (without its `Value error, ` prefix: our validators write Chinese) for a type without a text."""
+    template = _VALIDATION_PROBLEMS.get(str(error.get("type", "")))
+    if template is not None:
+        try:
+            return template.format(**error.get("ctx") or {})
+        except (KeyError, IndexError):
+            pass
+    return str(error.get("msg", INVALID)).removeprefix("Value error, ").removeprefix("Assertion failed, ")

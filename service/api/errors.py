@@ -16,35 +16,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from schemas.messages import (
-    AT_LEAST,
-    AT_MOST,
     AUTH_FAILED,
     BODY_TOO_LARGE,
     BODY_UNPARSABLE,
     DATABASE_DOWN,
-    EXPECTED_ARRAY,
-    EXPECTED_BOOLEAN,
-    EXPECTED_INTEGER,
-    EXPECTED_NUMBER,
-    EXPECTED_OBJECT,
-    EXPECTED_STRING,
-    EXPECTED_UUID,
     FORBIDDEN,
-    GREATER_THAN,
     INTERNAL,
-    INVALID,
-    LENGTH_AT_LEAST,
-    LENGTH_AT_MOST,
-    LESS_THAN,
-    LONE_SURROGATE,
     METHOD_NOT_ALLOWED,
-    MISSING,
     NOT_FOUND,
-    NOT_JSON,
-    ONE_OF,
     REQUEST_INVALID,
     bad_field,
     bad_request,
+    validation_problem,
 )
 from service.auth import AuthFailed, Forbidden
 from service.catalog.errors import CatalogError, Conflict, Invalid, NotFound
@@ -67,44 +50,11 @@ def envelope(status: int, message: str, data: Any = None, headers: dict[str, str
     return JSONResponse({"code": status, "message": message, "data": data}, status_code=status, headers=headers)
 
 
-_PROBLEMS = {
-    "missing": MISSING,
-    "json_invalid": NOT_JSON,
-    "int_parsing": EXPECTED_INTEGER,
-    "int_type": EXPECTED_INTEGER,
-    "int_from_float": EXPECTED_INTEGER,
-    "float_parsing": EXPECTED_NUMBER,
-    "float_type": EXPECTED_NUMBER,
-    "uuid_parsing": EXPECTED_UUID,
-    "uuid_type": EXPECTED_UUID,
-    "bool_parsing": EXPECTED_BOOLEAN,
-    "string_type": EXPECTED_STRING,
-    "string_unicode": LONE_SURROGATE,
-    "dict_type": EXPECTED_OBJECT,
-    "model_attributes_type": EXPECTED_OBJECT,
-    "list_type": EXPECTED_ARRAY,
-    "greater_than_equal": AT_LEAST,
-    "less_than_equal": AT_MOST,
-    "greater_than": GREATER_THAN,
-    "less_than": LESS_THAN,
-    "string_too_short": LENGTH_AT_LEAST,
-    "string_too_long": LENGTH_AT_MOST,
-    "enum": ONE_OF,
-    "literal_error": ONE_OF,
-}
-
-
 def describe_validation_error(error: dict[str, Any]) -> str:
     """`参数错误：<field>：<problem>` for the first problem pydantic found."""
     loc = [part for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
     field = ".".join(str(part) for part in loc if not isinstance(part, int))
-    template = _PROBLEMS.get(error.get("type", ""))
-    try:
-        problem = template.format(**error.get("ctx", {})) if template else None
-    except (KeyError, IndexError):
-        problem = None
-    if problem is None:
-        problem = str(error.get("msg", INVALID)).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    problem = validation_problem(error)
     return bad_field(field, problem) if field else bad_request(problem)
 
 

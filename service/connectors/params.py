@@ -22,17 +22,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.messages import (
-    EXPECTED_ARRAY,
-    EXPECTED_BOOLEAN,
-    EXPECTED_INTEGER,
-    EXPECTED_NUMBER,
-    EXPECTED_OBJECT,
-    EXPECTED_STRING,
-    INVALID,
-    MISSING,
     field_problem,
     not_a_param_of,
-    one_of,
+    validation_problem,
 )
 
 SECRET: dict[str, Any] = {"secret": True}
@@ -81,17 +73,7 @@ def validate(model: type[ParamsModel], params: dict[str, Any], options: dict[str
         where = ".".join(["params", *(str(part) for part in first["loc"])])
         if first["type"] == "extra_forbidden":
             raise ParamsInvalid(not_a_param_of(where, kind)) from error
-        raise ParamsInvalid(field_problem(where, _problem(first))) from error
-
-
-def _problem(error: Any) -> str:
-    expected = error.get("ctx", {}).get("expected")
-    if error["type"] == "literal_error" and expected:
-        return one_of(expected)
-    return {"string_type": EXPECTED_STRING, "bool_type": EXPECTED_BOOLEAN, "bool_parsing": EXPECTED_BOOLEAN,
-            "int_type": EXPECTED_INTEGER, "int_parsing": EXPECTED_INTEGER, "float_type": EXPECTED_NUMBER,
-            "float_parsing": EXPECTED_NUMBER, "dict_type": EXPECTED_OBJECT, "model_type": EXPECTED_OBJECT,
-            "list_type": EXPECTED_ARRAY, "missing": MISSING}.get(error["type"], str(error.get("msg", INVALID)))
+        raise ParamsInvalid(field_problem(where, validation_problem(first))) from error
 
 
 def url_destination(url: str | None, default_ports: Mapping[str, int] | None = None) -> tuple[Any, ...]:
