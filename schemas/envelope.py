@@ -1,6 +1,6 @@
 """The one response envelope of the HTTP API: `{code, message, data}` with code = HTTP status."""
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -17,3 +17,12 @@ class Envelope(BaseModel, Generic[T]):
 class Page(BaseModel, Generic[T]):
     total: int
     rows: list[T]
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error answer: `code` is the HTTP status, `message` the user-facing text; `data` is null except
+    where an error names something (a 409 for an active run carries its `batchId` and `runId`)."""
+
+    code: int
+    message: str
+    data: dict[str, Any] | None = None

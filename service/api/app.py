@@ -5,11 +5,9 @@ The state is reachable as `app.state.batchsync`. The RequestGuard runs before ro
 and authentication come before any body is read (see service/api/middleware.py).
 """
 
-from typing import Any
-
 from fastapi import FastAPI
 
-from service.api import errors
+from service.api import errors, openapi
 from service.api.middleware import RequestGuard
 from service.api.routes import batches, connections, health, runs
 from service.api.state import AppState
@@ -31,21 +29,6 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(connections.router)
     app.include_router(batches.router)
     app.include_router(runs.router)
-    _publish_connection_types(app, sorted(KINDS))
+    openapi.publish(app, sorted(KINDS))
     return app
 
-
-def _publish_connection_types(app: FastAPI, kinds: list[str]) -> None:
-    """The OpenAPI document lists the registered connector kinds as the enum of a connection's `type`:
-    the wire model only constrains the spelling, the registry knows which systems exist."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            for model in ("ConnectionIn", "ConnectionOut"):
-                schema["components"]["schemas"][model]["properties"]["type"]["enum"] = kinds
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema

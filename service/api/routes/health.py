@@ -11,18 +11,23 @@ from schemas.envelope import Envelope
 from schemas.messages import DATABASE_DOWN, OK
 from service.api.deps import StateDep
 from service.api.errors import envelope
+from service.api.openapi import answers
 
 router = APIRouter(tags=["health"])
 
 READY_TIMEOUT_SECONDS = 2.0
 
 
-@router.get("/healthz", response_model=Envelope[dict[str, Any]])
+@router.get("/healthz", response_model=Envelope[dict[str, Any]], summary="Liveness",
+            description="Answers `{\"status\": \"UP\"}` while the process serves requests. Open to all.")
 async def healthz() -> Envelope[dict[str, Any]]:
     return Envelope(data={"status": "UP"})
 
 
-@router.get("/readyz", response_model=Envelope[dict[str, Any]])
+@router.get("/readyz", response_model=Envelope[dict[str, Any]], summary="Readiness",
+            description="Checks the state database: 200 when it answers, 503 `服务暂不可用：数据库` within "
+                        f"{READY_TIMEOUT_SECONDS:g} s when it does not. Open to all.",
+            responses=answers(503))
 async def readyz(state: StateDep) -> JSONResponse:
     """503 within the timeout when the database does not answer, so an orchestrator can route around us."""
     try:

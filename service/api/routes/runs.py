@@ -6,9 +6,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 
-from schemas.api import HistoryRow, RunOut, SyncResult
+from schemas.api import HistoryRow, RunOut, SyncAccepted, SyncResult
 from schemas.envelope import Envelope, Page
+from schemas.messages import BATCH_NOT_FOUND, NOTHING_TO_CANCEL, RUN_NOT_FOUND
 from service.api.deps import IdDep, PageDep, SessionDep, StateDep, WaitDep, require
+from service.api.openapi import PROTECTED, answers
 from service.api.replies import cancel_reply, sync_reply
 from service.auth import Principal
 from service.catalog import runs
@@ -16,35 +18,58 @@ from service.runs import requests as run_requests
 
 router = APIRouter(prefix="/integration/batch", tags=["runs"])
 
+_ACCEPTED = {202: {"model": Envelope[SyncAccepted],
+                   "description": "Still running when `wait` ran out (`同步已在后台执行`): poll "
+                                  "`/integration/batch/{id}/runs/{runId}`"}}
+_SYNC_ANSWERS = _ACCEPTED | answers(*PROTECTED, 404, 409, e404=BATCH_NOT_FOUND)
 
-@router.post("/{id}/sync", response_model=Envelope[SyncResult])
+
+@router.post("/{id}/sync", response_model=Envelope[SyncResult], summary="Sync a batch",
+             description="Starts a run and waits up to `wait` seconds (default `BATCHSYNC_SYNC_WAIT_SECONDS`): "
+                         "200 when it succeeded, 400 `同步失败：<reason>` when it failed, 202 with the run id when "
+                         "it is still running, 409 when a run of the batch is already active. "
+                         "Needs `integration:batch:sync`.",
+             responses=_SYNC_ANSWERS)
 async def sync_batch(id: IdDep, state: StateDep, wait: WaitDep,
                      user: Annotated[Principal, Depends(require("integration:batch:sync"))]) -> JSONResponse:
     outcome = await run_requests.request_sync(state, id, user.sub, wait)
     return sync_reply(outcome).response()
 
 
-@router.post("/{id}/retry", response_model=Envelope[SyncResult])
+@router.post("/{id}/retry", response_model=Envelope[SyncResult], summary="Retry a failed batch",
+             description="Resumes the batch's last failed run from its checkpoint, with the same answers as "
+                         "sync; 400 `批次未处于失败状态` when the last run did not fail. "
+                         "Needs `integration:batch:retry`.",
+             responses=_SYNC_ANSWERS)
 async def retry_batch(id: IdDep, state: StateDep, wait: WaitDep,
                       user: Annotated[Principal, Depends(require("integration:batch:retry"))]) -> JSONResponse:
     outcome = await run_requests.request_retry(state, id, user.sub, wait)
     return sync_reply(outcome).response()
 
 
-@router.post("/{id}/cancel", response_model=Envelope[dict[str, Any]])
+@router.post("/{id}/cancel", response_model=Envelope[dict[str, Any]], summary="Cancel a batch's run",
+             description="Asks the active run to stop at the next chunk boundary and answers with its `runId`; "
+                         "400 when no run is active. Needs `integration:batch:sync`.",
+             responses=answers(*PROTECTED, 404, e400=NOTHING_TO_CANCEL, e404=BATCH_NOT_FOUND))
 async def cancel_batch(id: IdDep, state: StateDep,
                        user: Annotated[Principal, Depends(require("integration:batch:sync"))]) -> JSONResponse:
     outcome = await run_requests.request_cancel(state, id, user.sub)
     return cancel_reply(outcome).response()
 
 
-@router.get("/{id}/history", response_model=Envelope[Page[HistoryRow]],
+@router.get("/{id}/history", response_model=Envelope[Page[HistoryRow]], summary="A batch's run history",
+            description="One page of the batch's runs, newest first: trigger, requester, status, times, records "
+                        "and message. Needs `integration:batch:query`.",
+            responses=answers(*PROTECTED, 404, e404=BATCH_NOT_FOUND),
             dependencies=[Depends(require("integration:batch:query"))])
 async def batch_history(id: IdDep, session: SessionDep, page: PageDep) -> Envelope[Page[HistoryRow]]:
     return Envelope(data=await runs.history(session, id, page))
 
 
-@router.get("/{id}/runs/{runId}", response_model=Envelope[RunOut],
+@router.get("/{id}/runs/{runId}", response_model=Envelope[RunOut], summary="One run's progress",
+            description="A run of the batch with live progress: status, records read and written, chunks, "
+                        "estimate, times and message. Needs `integration:batch:query`.",
+            responses=answers(*PROTECTED, 404, e404=RUN_NOT_FOUND),
             dependencies=[Depends(require("integration:batch:query"))])
 async def run_detail(id: IdDep, run_id: Annotated[UUID, Path(alias="runId")],
                      session: SessionDep) -> Envelope[RunOut]:
