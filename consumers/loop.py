@@ -220,6 +220,9 @@ class ConsumeLoop:
                     raise BrokerUnavailable(f"{sub.name}: the broker at {self.settings.kafka_bootstrap} did not "
                                             f"answer within {sub.start_timeout:.0f}s: {exc!r}") from exc
                 log.warning("%s waiting for the broker, retrying in %.1fs: %r", sub.name, self._backoff.delay, exc)
+            except BaseException:  # cancelled (shutdown, a caller's timeout) half-way through starting it
+                await self._stop(consumer)
+                raise
             await self._backoff.sleep()
 
     async def _connect(self, consumer: AIOKafkaConsumer) -> None:

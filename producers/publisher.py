@@ -175,6 +175,10 @@ class Publisher:
                         await producer.stop()
                     where = self._settings.kafka_bootstrap
                     raise BrokerUnavailable(f"cannot connect to {where}: {exc!r}") from exc
+                except BaseException:  # cancelled (shutdown, a caller's timeout) half-way through starting it
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    raise
                 self._producer = producer
             return self._producer
 

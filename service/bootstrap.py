@@ -8,7 +8,7 @@ Each `run_*` coroutine owns what it opens and closes it when cancelled.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -101,12 +101,22 @@ async def api_app(settings: Settings) -> AsyncIterator["FastAPI"]:
             await publisher.stop()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own SIGINT/SIGTERM handlers: the process's entry point owns the signals and stops
+    the API by cancelling `run_api`. uvicorn's handlers would also re-raise the signal after serving, which
+    cancelled `up` a second time while the API was closing its clients (the `Unclosed AIOKafkaProducer`)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
 async def run_api(settings: Settings) -> None:
     """The HTTP API served by uvicorn; returns when uvicorn stops or the task is cancelled."""
     async with api_app(settings) as app:
         config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_config=None,
                                 access_log=False, lifespan="on")
-        server = uvicorn.Server(config)
+        server = _Server(config)
         serving = asyncio.create_task(server.serve(), name="uvicorn")
         try:
             await asyncio.shield(serving)

@@ -32,14 +32,20 @@ console = Console()
 
 JWT_SECRET_FILE = "jwt_secret"
 QUIET_LOGGERS = ("httpx", "httpcore")
+"""Never below WARNING: they log full request URLs, and a source URL may carry credentials."""
+CHATTY_LOGGERS = ("aiokafka",)
+"""WARNING unless BATCHSYNC_LOG_LEVEL=DEBUG: every group join, rebalance and leave is an INFO line."""
 
 
 def _settings() -> Settings:
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_secret_mask()
-    for chatty in QUIET_LOGGERS:  # they log full request URLs, and a source URL may carry credentials
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    root = logging.getLogger().level
+    for quiet in QUIET_LOGGERS:
+        logging.getLogger(quiet).setLevel(max(logging.WARNING, root))
+    for chatty in CHATTY_LOGGERS:
+        logging.getLogger(chatty).setLevel(root if root <= logging.DEBUG else max(logging.WARNING, root))
     return settings
 
 

@@ -20,15 +20,15 @@ CLI = "from service.cli import app; app()"
 STATE_DIR = ".batchsync"
 
 
-def up_env(port: int) -> dict[str, str]:
+def up_env(port: int, log_level: str = "WARNING") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHSYNC_")}
-    env.update(BATCHSYNC_HTTP_PORT=str(port), BATCHSYNC_LOG_LEVEL="WARNING")
+    env.update(BATCHSYNC_HTTP_PORT=str(port), BATCHSYNC_LOG_LEVEL=log_level)
     return env
 
 
-def start_up(cwd: Path, port: int, *args: str) -> subprocess.Popen:
+def start_up(cwd: Path, port: int, *args: str, log_level: str = "WARNING") -> subprocess.Popen:
     log = open(cwd / "up.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-c", CLI, "up", *args], cwd=cwd, env=up_env(port),
+    return subprocess.Popen([sys.executable, "-c", CLI, "up", *args], cwd=cwd, env=up_env(port, log_level),
                             stdout=log, stderr=subprocess.STDOUT)
 
 

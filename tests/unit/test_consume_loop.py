@@ -284,3 +284,30 @@ async def test_a_bounded_read_of_a_missing_topic_is_empty(scripted) -> None:
 def test_a_bounded_read_takes_no_group() -> None:
     with pytest.raises(ValueError, match="no consumer group"):
         Subscription(name="x", topic=TOPIC, group_id="g", fetch_max_wait_ms=10, bounds=Bounds())
+
+
+class HangingStart(ScriptedConsumer):
+    """A broker that accepts the connection and never answers: `start` waits until cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.starting = asyncio.Event()
+        self.stopped = False
+
+    async def start(self) -> None:
+        self.starting.set()
+        await asyncio.Event().wait()
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_a_loop_cancelled_while_its_consumer_starts_stops_that_consumer(scripted) -> None:
+    consumer = scripted["consumer"] = HangingStart()  # unstopped, aiokafka logs `Unclosed AIOKafkaConsumer`
+    task = asyncio.create_task(ConsumeLoop(SETTINGS, subscription(), PerRecord(lambda _: asyncio.sleep(0))).run())
+    await asyncio.wait_for(consumer.starting.wait(), 5)
+
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    assert task.cancelled() and consumer.stopped
