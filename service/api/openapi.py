@@ -25,7 +25,7 @@ from schemas.messages import (
 )
 
 _ERRORS: dict[int, tuple[str, str]] = {
-    400: ("A bad path, query or body (`参数错误：…`), or a request the current state refuses",
+    400: (f"A bad path, query or body (`{bad_request('…')}`), or a request the current state refuses",
           bad_request(REQUEST_INVALID)),
     401: ("No bearer token, or one that is malformed, expired or wrongly signed", AUTH_FAILED),
     403: ("The token lacks the permission this operation needs", FORBIDDEN),

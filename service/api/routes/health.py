@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from schemas.envelope import Envelope
-from schemas.messages import DATABASE_DOWN, OK
+from schemas.messages import DATABASE, DATABASE_DOWN, OK, unavailable
 from service.api.deps import StateDep
 from service.api.errors import envelope
 from service.api.openapi import answers
@@ -25,7 +25,7 @@ async def healthz() -> Envelope[dict[str, Any]]:
 
 
 @router.get("/readyz", response_model=Envelope[dict[str, Any]], summary="Readiness",
-            description="Checks the state database: 200 when it answers, 503 `服务暂不可用：数据库` within "
+            description=f"Checks the state database: 200 when it answers, 503 `{unavailable(DATABASE)}` within "
                         f"{READY_TIMEOUT_SECONDS:g} s when it does not. Open to all.",
             responses=answers(503))
 async def readyz(state: StateDep) -> JSONResponse:

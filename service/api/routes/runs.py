@@ -8,7 +8,14 @@ from fastapi.responses import JSONResponse
 
 from schemas.api import HistoryRow, RunOut, SyncAccepted, SyncResult
 from schemas.envelope import Envelope, Page
-from schemas.messages import BATCH_NOT_FOUND, NOTHING_TO_CANCEL, RUN_NOT_FOUND
+from schemas.messages import (
+    BATCH_NOT_FAILED,
+    BATCH_NOT_FOUND,
+    NOTHING_TO_CANCEL,
+    RUN_NOT_FOUND,
+    RUNNING_IN_BACKGROUND,
+    sync_failed,
+)
 from service.api.deps import IdDep, PageDep, SessionDep, StateDep, WaitDep, require
 from service.api.openapi import PROTECTED, answers
 from service.api.replies import cancel_reply, sync_reply
@@ -19,15 +26,15 @@ from service.runs import requests as run_requests
 router = APIRouter(prefix="/integration/batch", tags=["runs"])
 
 _ACCEPTED = {202: {"model": Envelope[SyncAccepted],
-                   "description": "Still running when `wait` ran out (`同步已在后台执行`): poll "
+                   "description": f"Still running when `wait` ran out (`{RUNNING_IN_BACKGROUND}`): poll "
                                   "`/integration/batch/{id}/runs/{runId}`"}}
 _SYNC_ANSWERS = _ACCEPTED | answers(*PROTECTED, 404, 409, e404=BATCH_NOT_FOUND)
 
 
 @router.post("/{id}/sync", response_model=Envelope[SyncResult], summary="Sync a batch",
              description="Starts a run and waits up to `wait` seconds (default `BATCHSYNC_SYNC_WAIT_SECONDS`): "
-                         "200 when it succeeded, 400 `同步失败：<reason>` when it failed, 202 with the run id when "
-                         "it is still running, 409 when a run of the batch is already active. "
+                         f"200 when it succeeded, 400 `{sync_failed('<reason>')}` when it failed, 202 with the run "
+                         "id when it is still running, 409 when a run of the batch is already active. "
                          "Needs `integration:batch:sync`.",
              responses=_SYNC_ANSWERS)
 async def sync_batch(id: IdDep, state: StateDep, wait: WaitDep,
@@ -38,7 +45,7 @@ async def sync_batch(id: IdDep, state: StateDep, wait: WaitDep,
 
 @router.post("/{id}/retry", response_model=Envelope[SyncResult], summary="Retry a failed batch",
              description="Resumes the batch's last failed run from its checkpoint, with the same answers as "
-                         "sync; 400 `批次未处于失败状态` when the last run did not fail. "
+                         f"sync; 400 `{BATCH_NOT_FAILED}` when the last run did not fail. "
                          "Needs `integration:batch:retry`.",
              responses=_SYNC_ANSWERS)
 async def retry_batch(id: IdDep, state: StateDep, wait: WaitDep,
