@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
 from tests.support.api import SECRET, NoRequester, api_settings, asyncpg_url, bearer, unique
 from tests.support.brokers import free_port
+from tests.support.loopback import http_server
 
 LIMIT = 64 * 1024
 BIG = 100 * 1024 * 1024
@@ -394,14 +395,8 @@ def recording_api() -> Iterator[tuple[str, list[str]]]:
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as url:
+        yield url, seen
 
 
 def sync_cli(args: list[str], **env: str | None) -> Any:

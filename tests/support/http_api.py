@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.support.loopback import http_server
 
 DEFAULT_PAGE = 100
 TOKEN = "api-bearer-SECRET-7731"
@@ -130,18 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
 def serving(state: ApiServer | None = None) -> Iterator[ApiServer]:
     """Serve `state` on a free loopback port for the duration of the block."""
     state = state or ApiServer()
-    handler = type("Handler", (_Handler,), {"server_state": state})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with http_server(type("Handler", (_Handler,), {"server_state": state})) as state.url:
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=2)
 
 
 _SHARED: list[tuple[ApiServer, contextlib.ExitStack]] = []

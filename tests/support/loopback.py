@@ -1,10 +1,27 @@
-"""A TCP server on loopback that accepts connections and never answers: the shape of a hung host,
-used to prove that connect timeouts fire instead of waiting for the kernel's TCP defaults."""
+"""Servers on loopback for tests: a real HTTP server on a free port, and a TCP server that accepts
+connections and never answers (the shape of a hung host, to prove that connect timeouts fire instead
+of waiting for the kernel's TCP defaults)."""
 
 import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@contextlib.contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve `handler` on a free port of `host` in a thread for the duration of the block; yield its URL."""
+    httpd = ThreadingHTTPServer((host, 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=2)
 
 
 @contextlib.contextmanager

@@ -4,11 +4,12 @@ JSON body) and records each request's path and headers, so a test can prove a se
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.loopback import http_server
 
 
 @dataclass
@@ -47,14 +48,5 @@ class _Handler(BaseHTTPRequestHandler):
 def recording(host: str = "127.0.0.1", location: str | None = None, body: Any = None) -> Iterator[Recorder]:
     """Serve a Recorder on a free port of `host` for the duration of the block."""
     state = Recorder(location=location, body=[] if body is None else body)
-    httpd = ThreadingHTTPServer((host, 0), type("Handler", (_Handler,), {"state": state}))
-    httpd.daemon_threads = True
-    state.url = f"http://{host}:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with http_server(type("Handler", (_Handler,), {"state": state}), host) as state.url:
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=2)
