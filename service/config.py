@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         return tuple(Path(part) for part in (self.file_roots or "").split(":") if part.strip())
 
     @property
+    def previous_secret_keys(self) -> tuple[str, ...]:
+        """The earlier keys of `secret_key_previous`, in order; empty when none are set."""
+        earlier = self.secret_key_previous.get_secret_value() if self.secret_key_previous else ""
+        return tuple(part.strip() for part in earlier.split(",") if part.strip())
+
+    @property
     def egress_deny_list(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.egress_deny.split(",") if part.strip())
 

@@ -35,9 +35,8 @@ class EventKeys:
     def from_settings(cls, settings: Settings) -> "EventKeys":
         if settings.secret_key is None or not settings.secret_key.get_secret_value():
             raise SecretKeyMissing("BATCHSYNC_SECRET_KEY is not set: the service cannot sign or check its events")
-        earlier = settings.secret_key_previous.get_secret_value() if settings.secret_key_previous else ""
         return cls(subkey(settings.secret_key.get_secret_value(), PURPOSE),
-                   tuple(subkey(part.strip(), PURPOSE) for part in earlier.split(",") if part.strip()))
+                   tuple(subkey(earlier, PURPOSE) for earlier in settings.previous_secret_keys))
 
     def sign(self, topic: str, key: bytes | None, value: bytes | None) -> str:
         return sign(self.current, topic, key, value)

@@ -88,8 +88,7 @@ class Keyring:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Keyring":
         current = settings.secret_key.get_secret_value() if settings.secret_key else None
-        earlier = settings.secret_key_previous.get_secret_value() if settings.secret_key_previous else ""
-        return cls(current, [part.strip() for part in earlier.split(",") if part.strip()])
+        return cls(current, settings.previous_secret_keys)
 
     def __repr__(self) -> str:
         return f"Keyring(current={self.current_id!r}, keys={len(self._keys)})"
