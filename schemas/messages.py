@@ -108,10 +108,6 @@ DROP_NEEDS_FROM: Final = "drop 须指定 from"
 MAPPING_NEEDS_TO: Final = "mapping 项须指定 to"
 
 
-def one_of(expected: str) -> str:
-    return ONE_OF.format(expected=expected)
-
-
 def nested_too_deep(depth: int) -> str:
     return f"嵌套不能超过 {depth} 层"
 

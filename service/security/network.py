@@ -82,15 +82,6 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
 
 
 @dataclass(frozen=True)
-class DatabaseIdentity:
-    """A PostgreSQL database as a set of addresses, a port and a name."""
-
-    addresses: frozenset[IPAddress]
-    port: int
-    database: str
-
-
-@dataclass(frozen=True)
 class NetworkPolicy:
     deny_networks: tuple[IPNetwork, ...] = (ipaddress.ip_network("169.254.0.0/16"),)
     deny_hosts: frozenset[str] = frozenset()
