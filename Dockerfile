@@ -5,11 +5,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY requirements/prod.lock ./requirements/
 COPY schemas ./schemas
 COPY service ./service
 COPY consumers ./consumers
 COPY producers ./producers
-RUN pip install . && useradd --system --uid 10001 --home-dir /app batchsync
+RUN pip install -c requirements/prod.lock . && useradd --system --uid 10001 --home-dir /app batchsync
 
 USER batchsync
 ENV BATCHSYNC_HTTP_HOST=0.0.0.0
