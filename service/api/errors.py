@@ -29,7 +29,7 @@ from schemas.messages import (
     bad_request,
     validation_problem,
 )
-from service.auth import AuthFailed, Forbidden
+from service.auth import AuthFailed, Forbidden, forbidden, unauthorized
 from service.catalog.errors import CatalogError, Conflict, Invalid, NotFound
 from service.db.failures import database_down
 
@@ -70,12 +70,14 @@ async def _http(_: Request, error: Exception) -> JSONResponse:
     return envelope(status, message, headers=getattr(error, "headers", None))
 
 
-async def _auth_failed(_: Request, __: Exception) -> JSONResponse:
-    return envelope(401, AUTH_FAILED, headers={"WWW-Authenticate": "Bearer"})
+async def _auth_failed(_: Request, error: Exception) -> JSONResponse:
+    data, headers = unauthorized(error if isinstance(error, AuthFailed) else AuthFailed(str(error)))
+    return envelope(401, AUTH_FAILED, data, headers)
 
 
-async def _forbidden(_: Request, __: Exception) -> JSONResponse:
-    return envelope(403, FORBIDDEN)
+async def _forbidden(_: Request, error: Exception) -> JSONResponse:
+    data, headers = forbidden(error if isinstance(error, Forbidden) else Forbidden(str(error)))
+    return envelope(403, FORBIDDEN, data, headers)
 
 
 async def _catalog(_: Request, error: Exception) -> JSONResponse:

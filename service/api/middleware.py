@@ -6,7 +6,8 @@ pure ASGI middleware therefore, in order and without touching the body:
 
 1. refuses a path or query string that carries a NUL character (400; PostgreSQL cannot store one);
 2. answers 401 on every route outside `OPEN_PATHS` unless the bearer token verifies (signature,
-   expiry, maximum lifetime); the verified `Principal` is left in the request state, where the
+   expiry, maximum lifetime), telling why in `data.reason` and `WWW-Authenticate` (never the token);
+   the verified `Principal` is left in the request state, where the
    route dependencies check permissions against it;
 3. answers 413 when `Content-Length` exceeds `max_body_bytes`, and counts the bytes of a chunked
    body as the app receives them, stopping at the limit.
@@ -25,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.messages import AUTH_FAILED, BODY_TOO_LARGE, CONTENT_LENGTH_INVALID, ILLEGAL_PATH_CHARACTERS, bad_request
 from service.api.errors import envelope
-from service.auth import AuthFailed, Principal, verify_token
+from service.auth import AuthFailed, Principal, unauthorized, verify_token
 from service.config import Settings
 
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/console", "/metrics")
@@ -83,13 +84,14 @@ def _declared_length(scope: Scope) -> int | None:
     return int(value) if value.isascii() and value.isdigit() else -1
 
 
-def _refuse(scope: Scope, status: int, message: str, headers: dict[str, str] | None = None) -> ASGIApp:
+def _refuse(scope: Scope, status: int, message: str, headers: dict[str, str] | None = None,
+            data: object = None) -> ASGIApp:
     """An envelope answer sent without reading the body; when a body is on its way the connection is
     closed after the answer, so the server need not drain it to find the next request."""
     headers = dict(headers or {})
     if _header(scope, b"transfer-encoding") is not None or (_declared_length(scope) or 0) != 0:
         headers["Connection"] = "close"
-    return envelope(status, message, headers=headers)
+    return envelope(status, message, data, headers=headers)
 
 
 class RequestGuard:
@@ -115,8 +117,9 @@ class RequestGuard:
             return _refuse(scope, 400, bad_request(ILLEGAL_PATH_CHARACTERS))
         if not is_open(_route_path(scope)):
             principal = self._authenticate(scope)
-            if principal is None:
-                return _refuse(scope, 401, AUTH_FAILED, {"WWW-Authenticate": "Bearer"})
+            if isinstance(principal, AuthFailed):
+                data, headers = unauthorized(principal)
+                return _refuse(scope, 401, AUTH_FAILED, headers, data)
             scope.setdefault("state", {})[PRINCIPAL] = principal
         length = _declared_length(scope)
         if length is not None and length < 0:
@@ -125,14 +128,15 @@ class RequestGuard:
             return _refuse(scope, 413, BODY_TOO_LARGE)
         return None
 
-    def _authenticate(self, scope: Scope) -> Principal | None:
+    def _authenticate(self, scope: Scope) -> Principal | AuthFailed:
+        """The verified Principal, or why there is none (the reason the 401 tells; never the token)."""
         token = _bearer(scope)
         if token is None:
-            return None
+            return AuthFailed("no bearer token")
         try:
             return verify_token(self.settings, token)
-        except AuthFailed:
-            return None
+        except AuthFailed as failed:
+            return failed
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         """Run the app with a `receive` that stops at `limit` bytes; a 413 if the app let that escape."""

@@ -47,25 +47,44 @@ async def rs_client(state_dsn):
         yield client
 
 
-@pytest.mark.parametrize(("headers"), [
-    {"Authorization": ""},
-    {"Authorization": "Basic YWxpY2U6cHc="},
-    auth("garbage"),
-    auth(jwt.encode(claims(exp=int(time.time()) - 10), SECRET, algorithm="HS256")),
-    auth(jwt.encode(claims(), "some-other-secret-0123456789-abcdefgh", algorithm="HS256")),
-    auth(jwt.encode(claims(), None, algorithm="none")),
-    auth(jwt.encode(claims(), PRIVATE_KEY, algorithm="RS256")),
-    auth(jwt.encode({"sub": "alice", "perms": ["*:*:*"]}, SECRET, algorithm="HS256")),
-    auth(jwt.encode({"sub": "alice", "perms": ["*:*:*"], "exp": int(time.time()) + 300}, SECRET, algorithm="HS256")),
-    auth(jwt.encode(claims(iat=int(time.time()) - 90_000, exp=int(time.time()) + 300), SECRET, algorithm="HS256")),
+@pytest.mark.parametrize(("headers", "reason"), [
+    ({"Authorization": ""}, "missing"),
+    ({"Authorization": "Basic YWxpY2U6cHc="}, "missing"),
+    (auth("garbage"), "malformed"),
+    (auth(jwt.encode(claims(exp=int(time.time()) - 10), SECRET, algorithm="HS256")), "expired"),
+    (auth(jwt.encode(claims(), "some-other-secret-0123456789-abcdefgh", algorithm="HS256")), "bad_signature"),
+    (auth(jwt.encode(claims(), None, algorithm="none")), "bad_algorithm"),
+    (auth(jwt.encode(claims(), PRIVATE_KEY, algorithm="RS256")), "bad_algorithm"),
+    (auth(jwt.encode({"sub": "alice", "perms": ["*:*:*"]}, SECRET, algorithm="HS256")), "missing_claim"),
+    (auth(jwt.encode({"sub": "alice", "perms": ["*:*:*"], "exp": int(time.time()) + 300}, SECRET, algorithm="HS256")),
+     "missing_claim"),
+    (auth(jwt.encode(claims(iat=int(time.time()) - 90_000, exp=int(time.time()) + 300), SECRET, algorithm="HS256")),
+     "ttl_too_long"),
+    (auth(jwt.encode(claims(iat=int(time.time()) + 600, exp=int(time.time()) + 900), SECRET, algorithm="HS256")),
+     "not_yet_valid"),
+    (auth(jwt.encode(claims(perms="*:*:*"), SECRET, algorithm="HS256")), "bad_claims"),
 ], ids=["none", "basic", "malformed", "expired", "wrong-key", "alg-none", "rs256-for-hs256", "no-exp", "no-iat",
-        "longer-than-max-ttl"])
-async def test_bad_tokens_are_401(hs_client, headers: dict) -> None:
+        "longer-than-max-ttl", "issued-in-the-future", "perms-not-a-list"])
+async def test_bad_tokens_are_401_with_their_reason(hs_client, headers: dict, reason: str) -> None:
+    """The message stays SPEC's; `data.reason` and RFC 6750's error_description say why; the token is never
+    echoed."""
     for path in PROTECTED:
         response = await hs_client.get(path, headers=headers)
         assert response.status_code == 401, path
-        assert response.json() == UNAUTHORIZED
-        assert response.headers["www-authenticate"] == "Bearer"
+        body = response.json()
+        assert (body["code"], body["message"]) == (UNAUTHORIZED["code"], UNAUTHORIZED["message"])
+        assert body["data"]["reason"] == reason
+        challenge = response.headers["www-authenticate"]
+        assert challenge.startswith('Bearer realm="batchsync"')
+        if reason == "missing":
+            assert "error=" not in challenge
+        else:
+            assert 'error="invalid_token"' in challenge
+            assert f'error_description="{body["data"]["description"]}"' in challenge
+            assert challenge.isascii()
+        token = headers["Authorization"].partition(" ")[2]
+        for part in filter(None, token.split(".")):
+            assert part not in response.text and part not in challenge
 
 
 async def test_rs256_configuration(rs_client) -> None:
@@ -73,13 +92,19 @@ async def test_rs256_configuration(rs_client) -> None:
     assert good.status_code == 200
     for token in (jwt.encode(claims(), SECRET, algorithm="HS256"), jwt.encode(claims(), None, algorithm="none")):
         response = await rs_client.get("/integration/batch/list", headers=auth(token))
-        assert response.json() == UNAUTHORIZED
+        assert response.json()["message"] == UNAUTHORIZED["message"]
+        assert response.json()["data"]["reason"] == "bad_algorithm"
 
 
 async def test_missing_permission_is_403_and_wildcards_grant(hs_client) -> None:
     response = await hs_client.get("/integration/batch/list", headers=bearer(["integration:batch:query"]))
     assert response.status_code == 403
-    assert response.json() == {"code": 403, "message": "无权限执行此操作", "data": None}
+    body = response.json()
+    assert (body["code"], body["message"]) == (403, "无权限执行此操作")
+    assert body["data"] == {"reason": "missing_permission", "permission": "integration:batch:list",
+                            "description": "the token lacks the permission integration:batch:list"}
+    challenge = response.headers["www-authenticate"]
+    assert 'error="insufficient_scope"' in challenge and 'scope="integration:batch:list"' in challenge
     assert (await hs_client.get("/integration/batch/list",
                                 headers=bearer(["integration:batch:list"]))).status_code == 200
     assert (await hs_client.get("/integration/batch/list", headers=bearer(["integration:batch:*"]))).status_code == 200
@@ -96,7 +121,8 @@ async def test_without_any_key_every_protected_route_is_401(state_dsn) -> None:
     async with api_client(api_settings(asyncpg_url(state_dsn), jwt_secret=None)) as client:
         for path in PROTECTED:
             response = await client.get(path, headers=auth(jwt.encode(claims(), SECRET, algorithm="HS256")))
-            assert response.json() == UNAUTHORIZED
+            assert response.json()["message"] == UNAUTHORIZED["message"]
+            assert response.json()["data"]["reason"] == "not_configured"
         assert (await client.get("/healthz")).status_code == 200
 
 

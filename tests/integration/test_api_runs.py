@@ -263,5 +263,7 @@ async def test_retry_and_cancel_routes(client, run_requests) -> None:
 async def test_run_routes_need_their_permission(client, run_requests, path: str, perm: str) -> None:
     response = await client.post(path, headers=bearer([perm]))
     assert response.status_code == 403
-    assert response.json() == {"code": 403, "message": "无权限执行此操作", "data": None}
+    assert response.json()["message"] == "无权限执行此操作"
+    assert response.json()["data"]["permission"] == ("integration:batch:retry" if path.endswith("/retry")
+                                                     else "integration:batch:sync")
     assert run_requests.calls == []
