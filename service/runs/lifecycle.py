@@ -64,7 +64,7 @@ def new_run(
     trigger: str,
     requested_by: str,
     owner: str | None,
-    lease_until: datetime,
+    lease_until: Any,
     resumed_from: Run | None = None,
 ) -> Run:
     """A PENDING run; a retry inherits the checkpoint key and config of the run it resumes."""
@@ -114,6 +114,13 @@ class Progressed:
     cancelled_by: str | None
 
 
+def lease_from_now(seconds: float) -> Any:
+    """A lease's end on the state store's clock, never the worker's: expiry is compared with the database's
+    `now()`, so a worker whose clock is behind (or ahead) can neither let a live run be taken over nor
+    delay the takeover of a dead one (docs/spec.md §9)."""
+    return func.now() + timedelta(seconds=seconds)
+
+
 class ClaimBusy(Exception):
     """Another run of the same batch is RUNNING; try again later."""
 
@@ -129,7 +136,7 @@ async def claim(session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_
             update(Run)
             .where(Run.id == run_id, Run.owner == worker_id, Run.status.in_(sorted(may_become(RunStatus.RUNNING))))
             .values(status=RunStatus.RUNNING, started_at=func.coalesce(Run.started_at, func.now()),
-                    lease_until=utcnow() + timedelta(seconds=lease_seconds), attempts=Run.attempts + 1)
+                    lease_until=lease_from_now(lease_seconds), attempts=Run.attempts + 1)
             .returning(Run)
             .execution_options(populate_existing=True)
         )).scalar_one_or_none()
@@ -252,7 +259,7 @@ async def renew_leases(
     await relaxed(session)
     rows = await session.execute(
         update(Run).where(Run.id.in_(run_ids), Run.owner == worker_id)
-        .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+        .values(lease_until=lease_from_now(lease_seconds))
         .returning(Run.id, Run.cancel_requested_by)
     )
     return {row.id: row.cancel_requested_by for row in rows}
@@ -263,7 +270,7 @@ async def release(session: AsyncSession, worker_id: str, run_ids: list[uuid.UUID
     if run_ids:
         await session.execute(
             update(Run).where(Run.id.in_(run_ids), Run.owner == worker_id, Run.status.in_(sorted(ACTIVE)))
-            .values(lease_until=utcnow() - timedelta(seconds=1))
+            .values(lease_until=lease_from_now(-1))
         )
 
 
@@ -277,6 +284,6 @@ async def claim_orphans(session: AsyncSession, worker_id: str, lease_seconds: fl
         return []
     await session.execute(
         update(Run).where(Run.id.in_(ids))
-        .values(owner=worker_id, lease_until=utcnow() + timedelta(seconds=lease_seconds))
+        .values(owner=worker_id, lease_until=lease_from_now(lease_seconds))
     )
     return list((await session.scalars(select(Run).where(Run.id.in_(ids)))).all())

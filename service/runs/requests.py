@@ -11,11 +11,10 @@ or leave it to the worker that owns its run; only then is the request's offset c
 """
 
 import uuid
-from datetime import timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, or_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,7 +26,7 @@ from service.config import Settings
 from service.db.failures import database_down
 from service.db.models import Batch, RequestLedger, Run
 from service.ports import BrokerUnavailable, SyncRequester
-from service.runs.lifecycle import active_run, completed_from_run, latest_run, new_run, rejection, utcnow
+from service.runs.lifecycle import active_run, completed_from_run, latest_run, lease_from_now, new_run, rejection
 from service.runs.outbox import add_event
 from service.runs.outcomes import (
     Accepted,
@@ -92,7 +91,7 @@ async def _request(
             run = new_run(
                 batch, request_id=request_id, correlation_id=correlation_id, reply_to=reply_to,
                 trigger=trigger.value, requested_by=requested_by, owner=None,
-                lease_until=utcnow() + timedelta(seconds=PENDING_GRACE_SECONDS), resumed_from=resumed_from,
+                lease_until=lease_from_now(PENDING_GRACE_SECONDS), resumed_from=resumed_from,
             )
             session.add(run)
             run_id = run.id
@@ -195,7 +194,6 @@ async def admit_request(
     session: AsyncSession, event: BatchSyncRequested, worker_id: str, lease_seconds: float
 ) -> Admission:
     """Record the request in the ledger, decide what to do with it and queue its answer if any (caller commits)."""
-    now = utcnow()
     ledger = await session.execute(
         insert(RequestLedger)
         .values(request_id=event.request_id, batch_id=event.batch_id, first_event_id=event.event_id)
@@ -218,10 +216,12 @@ async def admit_request(
         if run.status in TERMINAL:
             return _answer(session, event, completed_from_run(run, event.correlation_id))
         _wait_for_outcome(run, event)
-        if run.owner in (None, worker_id) or (run.lease_until is not None and run.lease_until < now):
-            run.owner, run.lease_until = worker_id, now + timedelta(seconds=lease_seconds)
-            return Admission.SCHEDULE
-        return Admission.IGNORED
+        taken = await session.execute(  # the lease is judged on the database's clock (lifecycle.lease_from_now)
+            update(Run).where(Run.id == run_id, or_(Run.owner.is_(None), Run.owner == worker_id,
+                                                     Run.lease_until < func.now()))
+            .values(owner=worker_id, lease_until=lease_from_now(lease_seconds)).returning(Run.id)
+        )
+        return Admission.SCHEDULE if taken.first() is not None else Admission.IGNORED
 
     batch = await session.get(Batch, event.batch_id)
     if batch is None:
@@ -238,7 +238,7 @@ async def admit_request(
     session.add(new_run(
         batch, request_id=event.request_id, correlation_id=event.correlation_id, reply_to=event.reply_to,
         trigger=event.trigger.value, requested_by=event.requested_by, owner=worker_id,
-        lease_until=now + timedelta(seconds=lease_seconds), resumed_from=resumed_from,
+        lease_until=lease_from_now(lease_seconds), resumed_from=resumed_from,
     ))
     await session.execute(
         update(RequestLedger).where(RequestLedger.request_id == event.request_id).values(run_id=run_id)
