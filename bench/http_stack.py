@@ -14,7 +14,7 @@ import httpx
 
 from service.auth import mint_token
 from service.config import Settings
-from tests.support.brokers import free_port, tansu
+from tests.support.brokers import free_port, noida, tansu
 from tests.support.processes import settings_env
 
 API_MAIN = ("import asyncio; from service.bootstrap import run_api; from service.config import Settings; "
@@ -51,8 +51,9 @@ def _spawn(code: str, env: dict[str, str]) -> subprocess.Popen:
 
 
 @contextlib.contextmanager
-def http_stack(state_dsn: str, **overrides: object) -> Iterator[HttpStack]:
-    with tansu() as broker:
+def http_stack(state_dsn: str, broker_kind: str = "tansu", **overrides: object) -> Iterator[HttpStack]:
+    """API and worker processes on a fresh broker (`tansu` or `noida`) and the state database `state_dsn`."""
+    with (tansu() if broker_kind == "tansu" else noida()) as broker:
         port = free_port()
         settings = Settings(database_url=state_dsn, kafka_bootstrap=broker.bootstrap, jwt_secret=SECRET,
                             secret_key=SECRET, file_roots=tempfile.gettempdir(), http_port=port,
