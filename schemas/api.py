@@ -7,15 +7,18 @@ JSON (`params`, `options`, a mapping constant) without non-finite or out-of-rang
 `参数错误：…`, never a database error.
 """
 
+import difflib
 import math
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import idna
-from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
+from croniter import croniter
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from schemas.base import UtcTime, WireModel
 from schemas.messages import (
@@ -25,15 +28,20 @@ from schemas.messages import (
     LONE_SURROGATE,
     MAPPING_NEEDS_FROM_OR_VALUE,
     MAPPING_NEEDS_TO,
+    NOTIFY_URL_SCHEME,
     NUL_CHARACTER,
     NUMBER_NOT_FINITE,
+    SCHEDULE_CRON_OR_INTERVAL,
     SOURCE_TABLE_OR_QUERY,
     UPSERT_NEEDS_KEYS,
     URL_PORT_RANGE,
     URL_UNPARSABLE,
+    cron_invalid,
     illegal_identifier,
     illegal_table,
     nested_too_deep,
+    timezone_unknown,
+    unknown_field,
 )
 from schemas.status import BatchStatus, RunStatus
 
@@ -131,6 +139,34 @@ def check_table(value: str) -> str:
     return value
 
 
+class InputModel(WireModel):
+    """A request body (or an object inside one): a key it does not declare is a 400 naming that key and
+    its likely spelling (`chunksize` → `chunkSize`), never silently ignored. Either spelling of a field
+    (camelCase or snake_case) is declared; response models stay lenient (`WireModel`). The read-only
+    fields of the matching response (`echoed`) are accepted and dropped, so GET → edit → PUT works."""
+
+    model_config = ConfigDict(extra="forbid")
+    echoed: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or cls.model_config.get("extra") != "forbid":
+            return data
+        aliases = wire_names(cls)
+        for key in data:
+            if key not in aliases and key not in cls.model_fields and key not in cls.echoed:
+                shown = str(key)[:64].encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+                close = difflib.get_close_matches(str(key), aliases, n=1, cutoff=0.6)
+                raise ValueError(unknown_field(shown, close[0] if close else None))
+        return {key: value for key, value in data.items() if key not in cls.echoed}
+
+
+def wire_names(model: type[WireModel]) -> list[str]:
+    """The camelCase keys a model declares."""
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
 Text = Annotated[str, AfterValidator(check_text)]
 """Every client string: storable in PostgreSQL and encodable as UTF-8."""
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
@@ -151,7 +187,7 @@ class WriteMode(StrEnum):
     UPSERT = "upsert"
 
 
-class ConnectionIn(WireModel):
+class ConnectionIn(InputModel):
     name: Text = Field(min_length=1, max_length=200)
     type: ConnectionType
     url: Url | None = Field(default=None, max_length=4000)
@@ -170,7 +206,10 @@ class ConnectionOut(WireModel):
     updated_at: UtcTime
 
 
-class SourceSpec(WireModel):
+ConnectionIn.echoed = frozenset(wire_names(ConnectionOut)) - set(wire_names(ConnectionIn))
+
+
+class SourceSpec(InputModel):
     table: Text | None = None
     query: Text | None = Field(default=None, max_length=100_000)
     cursor_column: Text | None = None
@@ -192,7 +231,7 @@ class SourceSpec(WireModel):
         return self
 
 
-class TargetSpec(WireModel):
+class TargetSpec(InputModel):
     table: Text
     mode: WriteMode = WriteMode.APPEND
     key_columns: list[Text] | None = Field(default=None, max_length=100)
@@ -226,7 +265,7 @@ class CastType(StrEnum):
     JSON = "json"
 
 
-class MappingEntry(WireModel):
+class MappingEntry(InputModel):
     """One field of the mapping: rename `from`→`to`, cast to `type`, drop (`drop: true`) or set `value`."""
 
     from_: Text | None = Field(default=None, alias="from")
@@ -255,7 +294,70 @@ class MappingEntry(WireModel):
         return self.to or self.from_ or ""
 
 
-class BatchIn(WireModel):
+class ScheduleSpec(InputModel):
+    """When a batch runs by itself (docs/spec.md §9): a cron expression or a fixed interval, in a timezone.
+
+    Cron fires are computed in `timezone` (daylight-saving changes included); interval fires are multiples
+    of `intervalSeconds` since the Unix epoch, so every scheduler names the same fire times."""
+
+    cron: Text | None = Field(default=None, max_length=200)
+    interval_seconds: int | None = Field(default=None, gt=0, le=366 * 86_400)
+    timezone: Text = Field(default="UTC", max_length=64)
+    enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and (len(value.split()) != 5 or not croniter.is_valid(value)):
+            raise ValueError(cron_invalid(value))
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(timezone_unknown(value)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "ScheduleSpec":
+        if (self.cron is None) == (self.interval_seconds is None):
+            raise ValueError(SCHEDULE_CRON_OR_INTERVAL)
+        return self
+
+
+class RetryPolicySpec(InputModel):
+    """Resume a run that failed on a transient error from its checkpoint, up to `maxAttempts` times, the n-th
+    attempt `backoffSeconds * 2**(n-1)` after the failure it resumes."""
+
+    max_attempts: int = Field(default=0, ge=0, le=100)
+    backoff_seconds: float = Field(default=60, ge=0, le=86_400)
+
+
+class NotifyOn(StrEnum):
+    FAILED = "FAILED"
+    SUCCESS = "SUCCESS"
+    CANCELLED = "CANCELLED"
+
+
+class NotifySpec(InputModel):
+    """POST the run's `BatchSyncCompleted` to `url` when it ends in one of `on`, signed (docs/operations.md)."""
+
+    url: Url = Field(max_length=2000)
+    on: list[NotifyOn] = Field(default_factory=lambda: [NotifyOn.FAILED], min_length=1, max_length=3)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(NOTIFY_URL_SCHEME)
+        return value
+
+
+class BatchIn(InputModel):
     name: Text = Field(min_length=1, max_length=200)
     source_connection_id: Id
     source: SourceSpec
@@ -263,9 +365,13 @@ class BatchIn(WireModel):
     target: TargetSpec
     mapping: list[MappingEntry] | None = Field(default=None, max_length=10_000)
     chunk_size: int | None = Field(default=None, ge=1, le=1_000_000)
+    schedule: ScheduleSpec | None = None
+    retry_policy: RetryPolicySpec | None = None
+    notify: NotifySpec | None = None
 
 
 class BatchOut(BatchIn):
+    model_config = ConfigDict(extra="ignore")
     id: int
     status: BatchStatus
     last_sync_time: UtcTime | None = None
@@ -273,8 +379,13 @@ class BatchOut(BatchIn):
     last_run_id: UUID | None = None
     last_error: str | None = None
     config_version: int = 1
+    next_fire_time: UtcTime | None = None
+    """When the schedule fires next (null without an enabled schedule)."""
     created_at: UtcTime
     updated_at: UtcTime
+
+
+BatchIn.echoed = frozenset(wire_names(BatchOut)) - set(wire_names(BatchIn))
 
 
 class SyncResult(WireModel):
@@ -290,6 +401,20 @@ class SyncAccepted(WireModel):
     batch_id: int
     run_id: UUID
     status: RunStatus = RunStatus.RUNNING
+
+
+class NotificationOut(WireModel):
+    """One notification of a run (docs/spec.md §9): where it goes (path and query masked, since a chat webhook's
+    path is its secret), whether it arrived, and how its attempts went."""
+
+    url: str
+    status: str
+    attempts: int
+    response_status: int | None = None
+    last_error: str | None = None
+    next_attempt_at: UtcTime | None = None
+    delivered_at: UtcTime | None = None
+    created_at: UtcTime
 
 
 class RunOut(WireModel):
@@ -308,6 +433,7 @@ class RunOut(WireModel):
     error_code: str | None = None
     resumed_from_run_id: UUID | None = None
     config_hash: str | None = None
+    notifications: list[NotificationOut] = Field(default_factory=list)
 
 
 class HistoryRow(WireModel):
@@ -319,6 +445,21 @@ class HistoryRow(WireModel):
     finished_at: UtcTime | None
     records_synced: int
     message: str | None
+    resumed_from_run_id: UUID | None = None
+    retried_by_run_id: UUID | None = None
+    """The run the retry policy resumed this failed run with (attempt `retryAttempt`)."""
+    retry_attempt: int | None = None
+    skipped_fires: int = 0
+    """Schedule fires skipped because this run was still active."""
+    last_skipped_fire_at: UtcTime | None = None
+
+
+class RunListRow(HistoryRow):
+    """A run in the list across batches (`GET /integration/run/list`): its batch named beside it."""
+
+    batch_id: int
+    batch_name: str | None
+    error_code: str | None
 
 
 class BatchStatistics(WireModel):
@@ -347,3 +488,55 @@ class OverallStatistics(WireModel):
     batches_by_status: dict[str, int]
     batches_by_mode: dict[str, int]
 
+
+
+class UrlFormOut(WireModel):
+    schemes: list[str]
+    example: str
+    required: bool
+
+
+class ConnectionTypeOut(WireModel):
+    """One connection type as `GET /integration/connection/types` publishes it, for forms and clients."""
+
+    type: str
+    source: bool
+    target: bool
+    modes: list[WriteMode]
+    """The write modes its target supports (empty when it cannot be a target)."""
+    incremental: bool
+    """Whether its source reads beyond a high-water mark (`source.cursorColumn`)."""
+    url: UrlFormOut | None
+    table: str
+    """What a batch's `table` names on a connection of this type."""
+    params: dict[str, Any]
+    """The JSON Schema of `params`; secret-bearing fields carry `"secret": true`."""
+
+
+class CheckProblem(WireModel):
+    """Why a batch would fail: the body field to fix (`source.table`, `mapping.from`…) and what is wrong."""
+
+    field: str
+    message: str
+
+
+class CheckColumn(WireModel):
+    """A target column the run would write: its source column (None for a constant), its canonical kind,
+    and its type in the target (None while the run would still create the table)."""
+
+    name: str
+    source: str | None
+    kind: str | None
+    target_type: str | None
+
+
+class BatchCheck(WireModel):
+    """`POST /integration/batch/{id}/check`: a dry run that writes nothing. `ok` when no problem was found;
+    `notes` say what the run will do that is not a problem (create the target table); `preview` holds the
+    first rows after the mapping, as objects keyed by target column."""
+
+    ok: bool
+    problems: list[CheckProblem]
+    notes: list[CheckProblem] = Field(default_factory=list)
+    columns: list[CheckColumn]
+    preview: list[dict[str, Any]]

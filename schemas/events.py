@@ -83,6 +83,15 @@ class BatchSyncStarted(Event):
     config_hash: str | None = None
 
 
+class RunPhase(StrEnum):
+    """What a run is doing when it reports progress."""
+
+    WRITING = "writing"
+    """Reading chunks from the source and writing them to the target (the two overlap)."""
+    PUBLISHING = "publishing"
+    """Every chunk is written; the target makes them visible (an overwrite's swap, an upsert's merge)."""
+
+
 class BatchSyncProgress(Event):
     event_type: Literal["BatchSyncProgress"] = "BatchSyncProgress"
     chunk: int
@@ -91,6 +100,8 @@ class BatchSyncProgress(Event):
     total_estimate: int | None = None
     elapsed_ms: int
     records_per_second: float
+    phase: RunPhase | None = None
+    """Null from producers that predate it."""
 
 
 class BatchSyncCompleted(Event):
@@ -104,7 +115,31 @@ class BatchSyncCompleted(Event):
     cancelled_by: str | None = None
 
 
-LifecycleEvent = BatchSyncStarted | BatchSyncProgress | BatchSyncCompleted
+class BatchSyncSkipped(Event):
+    """A schedule fire that started nothing because a run of the batch was still active (docs/spec.md §9).
+    `runId` is that active run; `requestId` is the fire's (`schedule:<batchId>:<fireTime>`)."""
+
+    event_type: Literal["BatchSyncSkipped"] = "BatchSyncSkipped"
+    fire_time: UtcTime
+    request_id: str = Field(min_length=1, max_length=200)
+    trigger: Trigger = Trigger.SCHEDULE
+    reason: ErrorCode = ErrorCode.ALREADY_RUNNING
+
+
+class BatchSyncRetryScheduled(Event):
+    """The retry policy resumed a run that failed on a transient error (docs/spec.md §9). `runId` is the failed
+    run; `retryRunId` the run that resumes it from its checkpoint, attempt `attempt` of `maxAttempts`."""
+
+    event_type: Literal["BatchSyncRetryScheduled"] = "BatchSyncRetryScheduled"
+    retry_run_id: UUID
+    request_id: str = Field(min_length=1, max_length=200)
+    attempt: int = Field(ge=1)
+    max_attempts: int = Field(ge=1)
+    failed_error_code: ErrorCode | None = None
+
+
+LifecycleEvent = (BatchSyncStarted | BatchSyncProgress | BatchSyncCompleted | BatchSyncSkipped
+                  | BatchSyncRetryScheduled)
 """The events a run tells about itself on `P.events`: the one list of them. The parsers below, the
 history fold table (service/history/folds.py) and the generated schemas all derive from it, so adding an
 event is its model here, added to this union, and its fold entry (docs/events.md)."""

@@ -128,6 +128,39 @@ def not_a_param_of(where: str, kind: str) -> str:
     return f"{where} 不是 {kind} 连接可用的参数"
 
 
+UNKNOWN_FIELD: Final = "未知字段"
+
+# A batch's dry run (`POST /integration/batch/{id}/check`).
+CHECK_PASSED: Final = "检查通过"
+CHECK_TIMED_OUT: Final = "检查超时"
+CHECK_TARGET_UNREADABLE: Final = "此类连接的目标表无法在不写入的情况下检查"
+
+
+def check_found(count: int) -> str:
+    return f"检查发现 {count} 个问题"
+
+
+def target_created_by_run(name: str) -> str:
+    return f"目标表不存在：{name}，同步时将自动创建"
+
+
+def url_required(kind: str, example: str) -> str:
+    return f"url：{kind} 连接须指定地址，例如 {example}"
+
+
+def url_scheme_unexpected(kind: str, schemes: Iterable[str], scheme: str | None) -> str:
+    """A misspelt or foreign URL scheme (`postgresq://`), naming the ones the kind takes."""
+    expected = " 或 ".join(f"{s}://" for s in schemes)
+    found = f"，而不是 {scheme}://" if scheme else ""
+    return f"url：{kind} 连接的地址应以 {expected} 开头{found}"
+
+
+def unknown_field(key: str, suggestion: str | None = None) -> str:
+    """A request body key no model declares (a typo such as `chunksize`), with the close spelling if any."""
+    text = f"{UNKNOWN_FIELD} {key}"
+    return f"{text}，是否应为 {suggestion}？" if suggestion else text
+
+
 # The catalog of connections, batches and runs (service/catalog).
 CONNECTION_NOT_FOUND: Final = "连接不存在"
 RUN_NOT_FOUND: Final = "运行记录不存在"
@@ -505,6 +538,7 @@ _VALIDATION_PROBLEMS: Final[dict[str, str]] = {
     "literal_error": ONE_OF,
     "bool_type": EXPECTED_BOOLEAN,
     "model_type": EXPECTED_OBJECT,
+    "extra_forbidden": UNKNOWN_FIELD,
 }
 """pydantic's error types, as the texts above; a template's placeholders are the error's context keys."""
 
@@ -519,3 +553,124 @@ def validation_problem(error: Mapping[str, Any]) -> str:
         except (KeyError, IndexError):
             pass
     return str(error.get("msg", INVALID)).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+# The web console's labels (service/console): Chinese first, English beside it; served as /console/labels.json.
+CONSOLE_LABELS: Final[Mapping[str, tuple[str, str]]] = {
+    "app.title": ("batchsync 数据同步控制台", "batchsync console"),
+    "nav.batches": ("数据批次", "Batches"),
+    "nav.connections": ("连接", "Connections"),
+    "nav.failed": ("失败记录", "Failed runs"),
+    "nav.docs": ("接口文档", "API docs"),
+    "nav.logout": ("退出登录", "Log out"),
+    "nav.language": ("English", "中文"),
+    "login.title": ("令牌登录", "Log in with a token"),
+    "login.token": ("访问令牌（JWT）", "Access token (JWT)"),
+    "login.submit": ("登录", "Log in"),
+    "login.hint": ("令牌只保存在本标签页中，关闭即失效。", "The token stays in this tab only and is gone when it closes."),
+    "login.invalid": ("令牌格式不正确", "This is not a well-formed token"),
+    "login.expired": ("令牌已过期，请重新登录", "The token has expired; log in again"),
+    "live.connected": ("实时更新已连接", "Live updates on"),
+    "live.disconnected": ("实时更新已断开，正在重连…", "Live updates lost, reconnecting…"),
+    "live.forbidden": ("无权接收实时更新", "No permission for live updates"),
+    "common.loading": ("加载中…", "Loading…"),
+    "common.empty": ("暂无数据", "Nothing here yet"),
+    "common.refresh": ("刷新", "Refresh"),
+    "common.save": ("保存", "Save"),
+    "common.cancel": ("取消", "Cancel"),
+    "common.back": ("返回", "Back"),
+    "common.prev": ("上一页", "Previous"),
+    "common.next": ("下一页", "Next"),
+    "common.page": ("第 {num} / {pages} 页，共 {total} 条", "Page {num} of {pages}, {total} in all"),
+    "common.search": ("按名称搜索", "Search by name"),
+    "common.allStatuses": ("全部状态", "All statuses"),
+    "common.done": ("已完成", "Done"),
+    "batch.name": ("名称", "Name"),
+    "batch.route": ("源 → 目标", "Source → target"),
+    "batch.mode": ("写入模式", "Mode"),
+    "batch.status": ("状态", "Status"),
+    "batch.lastSync": ("最近同步", "Last sync"),
+    "batch.records": ("记录数", "Records"),
+    "batch.nextFire": ("下次调度", "Next fire"),
+    "batch.actions": ("操作", "Actions"),
+    "batch.config": ("配置", "Configuration"),
+    "batch.statistics": ("统计", "Statistics"),
+    "batch.history": ("历史记录", "History"),
+    "batch.liveRun": ("当前运行", "Live run"),
+    "batch.lastRun": ("最近一次运行", "Latest run"),
+    "batch.noRun": ("尚未运行", "Not run yet"),
+    "batch.lastError": ("最近错误", "Last error"),
+    "batch.chunkSize": ("分块大小", "Chunk size"),
+    "batch.mapping": ("字段映射", "Field mapping"),
+    "batch.source": ("源", "Source"),
+    "batch.target": ("目标", "Target"),
+    "batch.keyColumns": ("主键列", "Key columns"),
+    "batch.cursorColumn": ("增量游标列", "Cursor column"),
+    "batch.schedule": ("调度", "Schedule"),
+    "action.sync": ("同步", "Sync"),
+    "action.retry": ("重试", "Retry"),
+    "action.cancel": ("取消运行", "Cancel run"),
+    "action.test": ("测试连接", "Test"),
+    "action.edit": ("编辑", "Edit"),
+    "action.create": ("新建连接", "New connection"),
+    "action.open": ("详情", "Details"),
+    "stats.totalRuns": ("运行次数", "Runs"),
+    "stats.successRate": ("成功率", "Success rate"),
+    "stats.totalRecords": ("累计记录", "Records in all"),
+    "stats.avgDuration": ("平均耗时", "Average duration"),
+    "stats.chartTitle": ("每次运行的记录数与耗时", "Records and duration per run"),
+    "stats.records": ("记录数", "Records"),
+    "stats.duration": ("耗时（秒）", "Duration (s)"),
+    "run.id": ("运行 ID", "Run id"),
+    "run.trigger": ("触发方式", "Trigger"),
+    "run.requestedBy": ("发起人", "Requested by"),
+    "run.startedAt": ("开始时间", "Started"),
+    "run.finishedAt": ("结束时间", "Finished"),
+    "run.message": ("消息", "Message"),
+    "run.progress": ("进度", "Progress"),
+    "run.rate": ("速率", "Rate"),
+    "run.rateUnit": ("条/秒", "rows/s"),
+    "run.eta": ("预计剩余", "ETA"),
+    "run.phase": ("阶段", "Phase"),
+    "run.chunks": ("分块", "Chunks"),
+    "run.read": ("已读取", "Read"),
+    "run.written": ("已写入", "Written"),
+    "run.batch": ("批次", "Batch"),
+    "run.errorCode": ("错误码", "Error code"),
+    "status.PENDING": ("等待中", "Pending"),
+    "status.RUNNING": ("运行中", "Running"),
+    "status.SUCCESS": ("成功", "Success"),
+    "status.FAILED": ("失败", "Failed"),
+    "status.CANCELLED": ("已取消", "Cancelled"),
+    "status.NEVER_RUN": ("从未运行", "Never run"),
+    "conn.name": ("名称", "Name"),
+    "conn.type": ("类型", "Type"),
+    "conn.url": ("地址（URL）", "Address (URL)"),
+    "conn.params": ("参数", "Parameters"),
+    "conn.paramsJson": ("参数（JSON）", "Parameters (JSON)"),
+    "conn.options": ("选项（JSON）", "Options (JSON)"),
+    "conn.updatedAt": ("更新时间", "Updated"),
+    "conn.newTitle": ("新建连接", "New connection"),
+    "conn.editTitle": ("编辑连接", "Edit connection"),
+    "conn.secretKept": ("留空或保持掩码即保留原密钥", "Leave blank or masked to keep the stored secret"),
+    "conn.invalidJson": ("JSON 格式不正确", "Not valid JSON"),
+    "conn.saved": ("连接已保存", "Connection saved"),
+    "conn.unset": ("（默认）", "(default)"),
+    "conn.yes": ("是", "yes"),
+    "conn.no": ("否", "no"),
+    "failed.title": ("失败的运行", "Failed runs"),
+}
+"""Each label's (Chinese, English) text, by a key the console's scripts name; `{name}` fields are filled there."""
+
+
+# Schedules, retry policies and notifications of a batch (docs/spec.md §9).
+SCHEDULE_CRON_OR_INTERVAL: Final = "调度必须且只能指定 cron 或 intervalSeconds 之一"
+NOTIFY_URL_SCHEME: Final = "通知地址必须是 http 或 https 地址"
+
+
+def cron_invalid(expression: str) -> str:
+    return f"cron 表达式无效：{expression}"
+
+
+def timezone_unknown(name: str) -> str:
+    return f"未知的时区：{name}"

@@ -6,6 +6,7 @@ knobs with safe defaults.
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,12 @@ class Settings(BaseSettings):
     token: SecretStr | None = None
     """The bearer token the `batchsync sync` client sends when no `--token-file` is given; the service ignores it."""
 
+    # --- runs that look after themselves (docs/spec.md §9) ---
+    transient_retry_seconds: float = Field(default=60, ge=0, le=86_400)
+    """How long a run retries a dropped or refused connection in place (per outage) before it fails."""
+    io_timeout_seconds: float = Field(default=120, gt=0, le=86_400)
+    """The longest one source or target operation may go unanswered; then it is a transient fault."""
+
     # --- tuning ---
     http_host: str = "127.0.0.1"
     data_dir: Path = Path(".batchsync")
@@ -70,6 +77,44 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     log_level: str = "INFO"
 
+    # --- crash recovery on the bus (docs/brokers.md) ---
+    partition_assignment: Literal["group", "all"] = "group"
+    """`group`: workers and projectors share partitions through Kafka consumer groups (any number of
+    processes). `all`: this process reads every partition itself, its positions kept in PostgreSQL, no group
+    membership at all; for exactly one process per deployment (`up` sets it)."""
+    outbox_retention_seconds: float = Field(default=7 * 24 * 3600, ge=60)
+    """Published outbox rows are kept this long, so the relay can re-publish what the broker lost."""
+    outbox_reconcile_seconds: float = Field(default=60, gt=0)
+    """How often the relay compares the tail of `P.events` with the outbox (and always at start)."""
+    ledger_retention_seconds: float = Field(default=8 * 24 * 3600, ge=60)
+    """`request_ledger` rows and the projector's `projected_events` rows of runs finished this long ago are
+    pruned; at least the requests topic's retention, so a request still on the log is always recognised."""
+    prune_every_seconds: float = Field(default=3600, gt=0)
+
+    # --- observability (docs/operations.md) ---
+    log_format: Literal["json", "text"] | None = None
+    """`json` or `text`; unset: text on a terminal, JSON otherwise."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Where `worker`, `projector` and `scheduler` serve /metrics; taken: the next free port; 0: any free port."""
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_exporter_otlp_traces_endpoint: str | None = Field(default=None,
+                                                           validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    """OpenTelemetry's own variables: traces are exported over OTLP only when one is set."""
+
+    # --- schedules, retry policies and notifications (docs/spec.md §9, service/scheduling, service/notify) ---
+    scheduler_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often a scheduler looks for due schedules and failed runs to retry (fire times stay exact)."""
+    notify_url: str | None = None
+    """Where every batch without its own `notify` reports its runs (`BATCHSYNC_NOTIFY_URL`)."""
+    notify_on: str = "FAILED"
+    """Comma-separated run outcomes (FAILED, SUCCESS, CANCELLED) reported to `notify_url`."""
+    notify_max_attempts: int = Field(default=6, ge=1, le=100)
+    notify_backoff_seconds: float = Field(default=5, ge=0, le=3600)
+    """First wait before a failed delivery is tried again; doubled each time, with jitter."""
+    notify_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    notify_max_age_seconds: float = Field(default=86_400, gt=0)
+    """Runs that ended longer ago than this are not notified (a new notifier does not replay the whole log)."""
+
     @field_validator("database_url")
     @classmethod
     def _asyncpg_url(cls, value: str | None) -> str | None:
@@ -85,6 +130,13 @@ class Settings(BaseSettings):
             raise ValueError("set BATCHSYNC_JWT_SECRET (HS256) or BATCHSYNC_JWT_PUBLIC_KEY (RS256), not both")
         if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 16:
             raise ValueError("BATCHSYNC_JWT_SECRET must be at least 16 characters")
+        return self
+
+    @model_validator(mode="after")
+    def _ledger_outlives_requests(self) -> "Settings":
+        if self.ledger_retention_seconds * 1000 < self.requests_retention_ms:
+            raise ValueError("BATCHSYNC_LEDGER_RETENTION_SECONDS must cover BATCHSYNC_REQUESTS_RETENTION_MS: a "
+                             "request still on the log whose ledger row was pruned would run a second time")
         return self
 
     @field_validator("kafka_security_protocol")

@@ -15,9 +15,9 @@ from schemas.events import LifecycleEvent
 from schemas.status import TERMINAL
 from service.history.folds import HISTORY_COLUMNS, UNSET, Step, fold_for
 
-BOOKKEEPING = frozenset({"correlation_id", "last_event_at", "events"})
-"""Columns of `run_history` that are the projection's bookkeeping, not facts about the run (`events`
-counts distinct event ids there, every delivery here)."""
+BOOKKEEPING = frozenset({"correlation_id", "last_event_at", "events", "skipped_fires"})
+"""Columns of `run_history` that are the projection's bookkeeping, not facts about the run (`events` and
+`skipped_fires` count distinct event ids there, every delivery here; `lastSkippedFireAt` is compared)."""
 HISTORY_FIELDS = tuple(name for name in HISTORY_COLUMNS if name not in BOOKKEEPING)
 """What the projection and the trail must agree on, in the table's order."""
 
@@ -110,6 +110,10 @@ class RunTrail:
             "errorCode": f["error_code"],
             "message": f["message"],
             "cancelledBy": f["cancelled_by"],
+            "retriedByRunId": str(f["retried_by_run_id"]) if f["retried_by_run_id"] else None,
+            "retryAttempt": f["retry_attempt"],
+            "skippedFires": f["skipped_fires"],
+            "lastSkippedFireAt": _time(f["last_skipped_fire_at"]),
             "events": f["events"],
             "lastEventAt": _time(f["last_event_at"]),
             "progress": [

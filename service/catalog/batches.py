@@ -4,11 +4,22 @@ Source, target and mapping are stored as their camelCase wire form, so the worke
 with the same pydantic models the API validated them with.
 """
 
-from sqlalchemy import exists, select
+from typing import Any
+
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import BatchIn, BatchOut, MappingEntry, SourceSpec, TargetSpec
+from schemas.api import (
+    BatchIn,
+    BatchOut,
+    MappingEntry,
+    NotifySpec,
+    RetryPolicySpec,
+    ScheduleSpec,
+    SourceSpec,
+    TargetSpec,
+)
 from schemas.envelope import Page
 from schemas.messages import BATCH_NOT_FOUND, BATCH_RUNNING, bad_request
 from schemas.status import ACTIVE, BatchStatus
@@ -16,6 +27,7 @@ from service.catalog.errors import Conflict, Invalid, NotFound, missing_connecti
 from service.catalog.paging import PageRequest, fetch_page
 from service.connectors import registry
 from service.db.models import Batch, Connection, Run
+from service.scheduling.schedules import first_fire
 
 
 def to_out(row: Batch) -> BatchOut:
@@ -28,6 +40,10 @@ def to_out(row: Batch) -> BatchOut:
         target=TargetSpec.model_validate(row.target),
         mapping=None if row.mapping is None else [MappingEntry.model_validate(m) for m in row.mapping],
         chunk_size=row.chunk_size,
+        schedule=None if row.schedule is None else ScheduleSpec.model_validate(row.schedule),
+        retry_policy=None if row.retry_policy is None else RetryPolicySpec.model_validate(row.retry_policy),
+        notify=None if row.notify is None else NotifySpec.model_validate(row.notify),
+        next_fire_time=row.next_fire_time,
         status=BatchStatus(row.status),
         last_sync_time=row.last_sync_time,
         last_records_synced=row.last_records_synced,
@@ -69,6 +85,23 @@ def _apply(row: Batch, body: BatchIn) -> None:
     row.mapping = (None if body.mapping is None else
                    [m.model_dump(mode="json", by_alias=True, exclude_defaults=True) for m in body.mapping])
     row.chunk_size = body.chunk_size
+    row.retry_policy = _wire(body.retry_policy)
+    row.notify = _wire(body.notify)
+
+
+def _wire(spec: ScheduleSpec | RetryPolicySpec | NotifySpec | None) -> dict[str, Any] | None:
+    return None if spec is None else spec.model_dump(mode="json", by_alias=True)
+
+
+async def _schedule(session: AsyncSession, row: Batch, body: BatchIn) -> None:
+    """Store the schedule; a new, edited or re-enabled one fires next from now (on the state store's clock),
+    an unchanged one keeps its next fire, and a removed or disabled one none."""
+    schedule = _wire(body.schedule)
+    if schedule == row.schedule and (row.next_fire_time is not None or body.schedule is None):
+        return
+    row.schedule = schedule
+    now = await session.scalar(select(func.now()))
+    row.next_fire_time = first_fire(body.schedule, now) if now is not None else None
 
 
 async def _commit(session: AsyncSession, body: BatchIn) -> None:
@@ -87,6 +120,7 @@ async def create(session: AsyncSession, body: BatchIn) -> BatchOut:
     await _check_connections(session, body)
     row = Batch()
     _apply(row, body)
+    await _schedule(session, row, body)
     session.add(row)
     await _commit(session, body)
     await session.refresh(row)
@@ -112,6 +146,7 @@ async def update(session: AsyncSession, batch_id: int, body: BatchIn) -> BatchOu
     row = await load(session, batch_id)
     await _check_connections(session, body)
     _apply(row, body)
+    await _schedule(session, row, body)
     row.config_version = Batch.config_version + 1
     await _commit(session, body)
     await session.refresh(row)

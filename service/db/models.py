@@ -84,6 +84,11 @@ class Batch(Base):
     last_run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     high_water_mark: Mapped[Any | None] = mapped_column(JSONB)
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    notify: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    next_fire_time: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    """When the schedule fires next; the scheduler claims due batches by it (service/scheduling)."""
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), onupdate=func.now())
 
@@ -180,6 +185,35 @@ class RunHistory(Base):
     correlation_id: Mapped[str | None] = mapped_column(String(200))
     last_event_at: Mapped[datetime | None] = mapped_column(Timestamp)
     events: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    retried_by_run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    retry_attempt: Mapped[int | None] = mapped_column(Integer)
+    skipped_fires: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_skipped_fire_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class Notification(Base):
+    """The delivery log of run notifications (service/notify): one row per run and address, with its attempts.
+    `body` is the run's `BatchSyncCompleted` exactly as the events topic carries it."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("uq_notifications_run_id_url", "run_id", "url", unique=True),
+        Index("ix_notifications_due", "next_attempt_at", postgresql_where=text("status = 'PENDING'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    batch_id: Mapped[int] = mapped_column(Integer)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20), server_default=text("'PENDING'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, server_default=func.now())
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class ProjectedEvent(Base):

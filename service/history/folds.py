@@ -23,6 +23,8 @@ from schemas.events import (
     LIFECYCLE_EVENTS,
     BatchSyncCompleted,
     BatchSyncProgress,
+    BatchSyncRetryScheduled,
+    BatchSyncSkipped,
     BatchSyncStarted,
     ErrorCode,
     Event,
@@ -174,10 +176,33 @@ COMPLETED: Fold[BatchSyncCompleted] = Fold(
     },
 )
 
+SKIPPED: Fold[BatchSyncSkipped] = Fold(
+    history={
+        **every_event(),
+        "status": Rule(Merge.FIRST, lambda _e: RunStatus.PENDING.value),
+        "skipped_fires": Rule(Merge.COUNT, lambda _e: 1),
+        "last_skipped_fire_at": Rule(Merge.HIGHEST, lambda e: e.fire_time),
+    },
+)
+"""A skipped fire is told on the active run that caused it; `status` only fills a row the run's own events
+have not made yet (they decide it)."""
+
+RETRY_SCHEDULED: Fold[BatchSyncRetryScheduled] = Fold(
+    history={
+        **every_event(),
+        "status": Rule(Merge.FIRST, lambda _e: RunStatus.FAILED.value),
+        "retried_by_run_id": Rule(Merge.FIRST, lambda e: e.retry_run_id),
+        "retry_attempt": Rule(Merge.FIRST, lambda e: e.attempt),
+    },
+)
+"""Told on the failed run the retry policy resumed; the resuming run tells its own story (trigger `retry`)."""
+
 FOLDS: dict[type[Event], Fold[Any]] = {
     BatchSyncStarted: STARTED,
     BatchSyncProgress: PROGRESS,
     BatchSyncCompleted: COMPLETED,
+    BatchSyncSkipped: SKIPPED,
+    BatchSyncRetryScheduled: RETRY_SCHEDULED,
 }
 """The fold table. Dispatch is a lookup by the parsed model's type: an unknown `eventType` never gets
 here, the parser refuses it first (the projector sends it to the DLQ, audit replay counts it invalid)."""
