@@ -22,12 +22,12 @@ from schemas.events import (
     ErrorCode,
     Trigger,
 )
-from schemas.status import ACTIVE, TERMINAL, BatchStatus, RunStatus, sql_list
+from schemas.status import ACTIVE, BatchStatus, RunStatus, sql_list
 from schemas.topics import Topics
 from service.db.models import Batch, RequestLedger, Run
 from service.runs.outbox import add_event
 from service.runs.snapshot import config_hash, config_snapshot, run_id_for
-from service.runs.status import check_transition, may_become, status_for_error
+from service.runs.status import may_become, status_for_error
 
 PRODUCER = "batchsync-worker"
 
@@ -131,6 +131,12 @@ async def claim(session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_
     Raises ClaimBusy when the one-RUNNING-run-per-batch index refuses it (the transaction is then void).
     """
     await relaxed(session)
+    return await take(session, run_id, worker_id, lease_seconds)
+
+
+async def take(session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_seconds: float) -> Run | None:
+    """`claim` inside the caller's transaction, keeping its durability (the worker's admission claims in its
+    own, durable one); ClaimBusy as `claim`."""
     try:
         run = (await session.execute(
             update(Run)
@@ -154,12 +160,16 @@ async def record_start(
         update(Run).where(Run.id == run.id)
         .values(resumed_from_chunk=resumed_from_chunk, total_estimate=total_estimate)
     )
-    add_event(session, topics.events, BatchSyncStarted(
+    add_event(session, topics.events, started_event(run, resumed_from_chunk))
+
+
+def started_event(run: Run, resumed_from_chunk: int | None = None) -> BatchSyncStarted:
+    return BatchSyncStarted(
         correlation_id=run.correlation_id, batch_id=run.batch_id, run_id=run.id, producer=PRODUCER,
         trigger=Trigger(run.trigger), requested_by=run.requested_by, started_at=run.started_at or utcnow(),
-        resumed_from_chunk=resumed_from_chunk, resumed_from_run_id=run.resumed_from_run_id,
-        config_hash=run.config_hash,
-    ))
+        resumed_from_chunk=run.resumed_from_chunk if resumed_from_chunk is None else resumed_from_chunk,
+        resumed_from_run_id=run.resumed_from_run_id, config_hash=run.config_hash,
+    )
 
 
 async def record_progress(
@@ -204,29 +214,32 @@ async def complete(
 ) -> BatchSyncCompleted | None:
     """Finish the run, update its batch, record the outcome and queue the Completed event and reply.
 
+    The run moves in one fenced statement (ours, and allowed to become the new status) that returns it, so
+    the hot path reads no row before writing it; None when it is no longer ours or already ended.
     `start` (resumed-from chunk, total estimate) queues the Started event first when it was not written
     yet (short runs, runs that failed before the engine began), so every run in the log has both.
     """
-    run = await session.get(Run, run_id, with_for_update=True)
-    if run is None or run.owner != worker_id or run.status in TERMINAL:
+    status = status_for_error(error_code.value if error_code else None)
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": status, "finished_at": now, "started_at": func.coalesce(Run.started_at, now), "message": message,
+        "error_code": error_code.value if error_code else None, "owner": None, "lease_until": None,
+    }
+    counts = {"records_read": records_read, "records_written": records_written, "chunks": chunks}
+    values.update({name: value for name, value in counts.items() if value is not None})
+    if start is not None:
+        values["resumed_from_chunk"], values["total_estimate"] = start
+    run = (await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.owner == worker_id, Run.status.in_(sorted(may_become(status))))
+        .values(**values)
+        .returning(Run)
+        .execution_options(populate_existing=True)
+    )).scalar_one_or_none()
+    if run is None:
         return None
     if start is not None:
-        await record_start(session, run, topics, *start)
-    status = status_for_error(error_code.value if error_code else None)
-    check_transition(run.status, status)
-    now = utcnow()
-    run.status = status
-    run.finished_at = now
-    run.started_at = run.started_at or now
-    run.message = message
-    run.error_code = error_code.value if error_code else None
-    if records_read is not None:
-        run.records_read = records_read
-    if records_written is not None:
-        run.records_written = records_written
-    if chunks is not None:
-        run.chunks = chunks
-    run.owner, run.lease_until = None, None
+        add_event(session, topics.events, started_event(run))
     reply = completed_from_run(run, run.correlation_id)
     batch_values: dict[str, Any] = {
         "status": BatchStatus.of_run(status), "last_sync_time": now, "last_records_synced": run.records_written,

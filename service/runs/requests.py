@@ -26,6 +26,7 @@ from service.config import Settings
 from service.db.failures import database_down
 from service.db.models import Batch, RequestLedger, Run
 from service.ports import BrokerUnavailable, SyncRequester
+from service.runs import lifecycle
 from service.runs.lifecycle import active_run, completed_from_run, latest_run, lease_from_now, new_run, rejection
 from service.runs.outbox import add_event
 from service.runs.outcomes import (
@@ -178,16 +179,58 @@ class RequestRefused(Exception):
     """The state store refuses the request's values (out of range, too long): it can never be admitted."""
 
 
+class Claimer(Protocol):
+    """The executor's side of claiming a run in its admission's transaction (one transaction, not two)."""
+
+    def can_start(self, batch_id: int) -> bool:
+        """Whether a run of `batch_id` would start at once here (a free slot, no local run of the batch)."""
+        ...
+
+    async def claimed(self, session: AsyncSession, run: Run) -> None:
+        """Read what the run needs inside the admission's transaction and keep it for `submit`."""
+        ...
+
+    def forget(self, run_id: uuid.UUID) -> None:
+        """The admission did not commit: drop what `claimed` kept."""
+        ...
+
+
 async def admit(
-    sessions: async_sessionmaker[AsyncSession], event: BatchSyncRequested, worker_id: str, lease_seconds: float
+    sessions: async_sessionmaker[AsyncSession], event: BatchSyncRequested, worker_id: str, lease_seconds: float,
+    claimer: Claimer | None = None,
 ) -> Admission:
     """Admit one request in one durable transaction; RequestRefused when it never can be, any other error
-    when it may be retried (the database is down)."""
+    when it may be retried (the database is down). With a `claimer` that can start the run at once, the
+    same transaction also claims it (RUNNING) and reads its spec, which saves the claim's own transaction."""
+    run_id = run_id_for(event.request_id)
     try:
         async with sessions.begin() as session:
-            return await admit_request(session, event, worker_id, lease_seconds)
+            admission = await admit_request(session, event, worker_id, lease_seconds)
+            if admission is Admission.SCHEDULE and claimer is not None and claimer.can_start(event.batch_id):
+                await _claim_now(session, run_id, worker_id, lease_seconds, claimer)
+            return admission
     except (DataError, IntegrityError) as error:
+        if claimer is not None:
+            claimer.forget(run_id)
         raise RequestRefused(f"refused by the state store: {type(error.orig).__name__}") from error
+    except BaseException:
+        if claimer is not None:
+            claimer.forget(run_id)
+        raise
+
+
+async def _claim_now(
+    session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_seconds: float, claimer: Claimer
+) -> None:
+    """Claim inside a savepoint: when another run of the batch is RUNNING the index refuses the claim, the
+    savepoint alone rolls back and the run stays PENDING for the executor's usual claim."""
+    try:
+        async with session.begin_nested():
+            run = await lifecycle.take(session, run_id, worker_id, lease_seconds)
+    except lifecycle.ClaimBusy:
+        return
+    if run is not None:
+        await claimer.claimed(session, run)
 
 
 async def admit_request(
