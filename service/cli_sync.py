@@ -1,127 +1,64 @@
-"""`batchsync sync ID`: trigger a run over HTTP and report it, optionally following its progress live.
+"""`batchsync sync ID` and `batchsync batch retry ID`: start a run over HTTP and report it, optionally
+following its progress live (service/cli_follow.py).
 
-With `--follow`, progress comes from the run's `BatchSyncProgress` events on `P.events` (a group-less
-consumer positioned at the end before the request, so no event of the run is missed); without a
-reachable broker it polls `GET /integration/batch/{id}/runs/{runId}` instead.
-
-The bearer token comes from `--token-file PATH` or `BATCHSYNC_TOKEN`, never from the command line,
-where every local user could read it in `ps` or `/proc/<pid>/cmdline`.
+Exit codes (service/cli_client.py): 0 SUCCESS, 1 the run failed or was refused, 2 usage, 3 still running
+(without `--follow`), 4 anything else. With `--output json` stdout holds only the final answer's `data`:
+the sync result, the accepted run, or (with `--follow`) the finished run.
 """
 
 import asyncio
-import contextlib
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from schemas.status import TERMINAL, RunStatus
+from schemas.status import RunStatus
+from service.cli_client import (
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_RUNNING,
+    ApiUrlOption,
+    Credentials,
+    Output,
+    OutputOption,
+    RefusedTokenOption,
+    Reply,
+    TokenFileOption,
+    api_base,
+    client_settings,
+    credentials,
+    refuse_token_option,
+    report_failure,
+)
 from service.config import Settings
 
 if TYPE_CHECKING:
     from consumers.event_feed import EventFeed
 
-EXIT_SUCCESS, EXIT_FAILED, EXIT_RUNNING, EXIT_ERROR = 0, 1, 3, 4
-POLL_SECONDS = 0.5
 FEED_WAIT_SECONDS = 10.0
-CLIENT_PERMS = ["integration:batch:sync", "integration:batch:query"]
-console = Console(stderr=True)
+CLIENT_PERMS = ("integration:batch:sync", "integration:batch:retry", "integration:batch:query")
 
-TOKEN_ON_COMMAND_LINE = ("error: --token is refused: a token on the command line is visible to every local user "
-                         "(ps, /proc/<pid>/cmdline). Set BATCHSYNC_TOKEN or use --token-file PATH.")
-
-
-def _token_from_file(path: Path) -> str:
-    """The first line of `path`; warns when the file is readable by others than its owner."""
-    if path.stat().st_mode & 0o077:
-        typer.echo(f"warning: {path} is readable by other users; chmod 600 it", err=True)
-    token = path.read_text().strip()
-    if not token:
-        raise typer.BadParameter(f"{path} is empty", param_hint="--token-file")
-    return token
+WaitOption = Annotated[float | None, typer.Option("--wait", min=0, help="Seconds the server may wait for the "
+                                                  "outcome (default: BATCHSYNC_SYNC_WAIT_SECONDS).")]
+FollowOption = Annotated[bool, typer.Option("--follow", help="Show live progress (rate, ETA, phase) until the "
+                                            "run ends.")]
 
 
-def _bearer(settings: Settings, token: str | None) -> str:
-    """The given token, else a short-lived one minted from the local dev secret, else none."""
-    if token:
-        return token
-    from service.auth import TokenConfigError, mint_token
-    from service.cli import dev_secret
-
-    with contextlib.suppress(TokenConfigError):
-        return mint_token(dev_secret(settings, create=False), "cli", CLIENT_PERMS, ttl_seconds=600)
-    return ""
-
-
-def _envelope(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    return body if isinstance(body, dict) else {}
-
-
-def _finish(run: dict[str, Any], started: float) -> int:
+def _finish(run: dict[str, Any], started: float, output: Output) -> int:
     status = run.get("status")
-    seconds = time.monotonic() - started
+    if output is Output.JSON:
+        typer.echo(json.dumps(run, ensure_ascii=False, indent=2))
     if status == RunStatus.SUCCESS:
         records = run.get("recordsWritten", run.get("recordsSynced"))
-        typer.echo(f"SUCCESS: {records} records in {seconds:.1f}s (run {run.get('runId')})")
-        return EXIT_SUCCESS
+        if output is Output.TABLE:
+            typer.echo(f"SUCCESS: {records} records in {time.monotonic() - started:.1f}s (run {run.get('runId')})")
+        return EXIT_OK
     typer.echo(f"{status}: {run.get('message') or ''} (run {run.get('runId')})", err=True)
     return EXIT_FAILED
-
-
-class Follower:
-    """Feeds one Rich progress bar from events or polls until the run reaches a terminal status."""
-
-    def __init__(self, client: httpx.AsyncClient, batch_id: int) -> None:
-        self.client = client
-        self.batch_id = batch_id
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console)
-        self.task = self.progress.add_task(f"batch {batch_id}", total=None, rate="")
-
-    def show(self, written: int, total: int | None, rate: float | None = None) -> None:
-        self.progress.update(self.task, completed=written, total=total or None,
-                             rate=f"{rate:,.0f} rows/s" if rate else "")
-
-    async def poll(self, run_id: str) -> dict[str, Any]:
-        response = await self.client.get(f"/integration/batch/{self.batch_id}/runs/{run_id}")
-        run = _envelope(response).get("data") or {}
-        if response.status_code != 200 or not run:
-            raise RuntimeError(f"GET run {run_id}: HTTP {response.status_code} {_envelope(response).get('message')}")
-        self.show(int(run.get("recordsWritten") or 0), run.get("totalEstimate"))
-        return run
-
-    async def by_polling(self, run_id: str) -> dict[str, Any]:
-        while True:
-            run = await self.poll(run_id)
-            if run.get("status") in TERMINAL:
-                return run
-            await asyncio.sleep(POLL_SECONDS)
-
-    async def by_events(self, feed: "EventFeed", run_id: str) -> dict[str, Any]:
-        from schemas.events import BatchSyncCompleted, BatchSyncProgress
-
-        last_poll = time.monotonic()
-        while True:
-            with contextlib.suppress(TimeoutError):
-                event = await asyncio.wait_for(feed.events.get(), 1.0)
-                if str(event.run_id) == run_id:
-                    if isinstance(event, BatchSyncProgress):
-                        self.show(event.records_written, event.total_estimate, event.records_per_second)
-                    elif isinstance(event, BatchSyncCompleted):
-                        return await self.poll(run_id)
-            if time.monotonic() - last_poll > 5:
-                last_poll = time.monotonic()
-                run = await self.poll(run_id)
-                if run.get("status") in TERMINAL:
-                    return run
 
 
 async def _event_feed(settings: Settings, bootstrap: str) -> "EventFeed | None":
@@ -132,69 +69,68 @@ async def _event_feed(settings: Settings, bootstrap: str) -> "EventFeed | None":
     return feed if await feed.open(FEED_WAIT_SECONDS) else None
 
 
-async def _run(settings: Settings, api_url: str, token: str, batch_id: int, wait: float | None,
-               follow: bool, bootstrap: str | None) -> int:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+async def _run(settings: Settings, api_url: str, creds: Credentials, action: str, batch_id: int,
+               wait: float | None, follow: bool, output: Output) -> int:
+    from service.cli_follow import Follower
+
+    headers = {"Authorization": f"Bearer {creds.token}"} if creds.token else {}
     started = time.monotonic()
     timeout = httpx.Timeout(30.0 + (wait or settings.sync_wait_seconds))
     async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=timeout) as client:
+        bootstrap = settings.kafka_bootstrap
         feed = await _event_feed(settings, bootstrap) if follow and bootstrap else None
         try:
             params = {"wait": 0} if follow else ({"wait": wait} if wait is not None else {})
-            response = await client.post(f"/integration/batch/{batch_id}/sync", params=params)
-            body = _envelope(response)
-            data = body.get("data") or {}
-            if response.status_code == 200:
+            reply = Reply.of(await client.post(f"/integration/batch/{batch_id}/{action}", params=params))
+            data = reply.data if isinstance(reply.data, dict) else {}
+            if reply.status == 200:
                 done = {**data, "status": RunStatus.SUCCESS, "recordsWritten": data.get("recordsSynced")}
-                return _finish(done, started)
-            if response.status_code not in (202, 409) or "runId" not in data:
-                typer.echo(f"HTTP {response.status_code}: {body.get('message', response.text[:200])}", err=True)
-                return EXIT_FAILED if response.status_code == 400 else EXIT_ERROR
+                return _finish(done, started, output) if output is Output.TABLE else _json(data)
+            if reply.status not in (202, 409) or "runId" not in data:
+                return report_failure(reply, creds)
             run_id = str(data["runId"])
             if not follow:
-                typer.echo(f"{body.get('message')}: run {run_id} (follow with GET "
-                           f"/integration/batch/{batch_id}/runs/{run_id})")
+                if output is Output.JSON:
+                    return _json(data, EXIT_RUNNING)
+                typer.echo(f"{reply.message}: run {run_id} (follow with `batchsync run show {run_id} "
+                           f"--batch {batch_id}`)")
                 return EXIT_RUNNING
             follower = Follower(client, batch_id)
             with follower.progress:
-                if feed is not None:
-                    run = await follower.by_events(feed, run_id)
-                else:
-                    run = await follower.by_polling(run_id)
-            return _finish(run, started)
+                run = await (follower.by_events(feed, run_id) if feed is not None else follower.by_polling(run_id))
+            return _finish(run, started, output)
         finally:
             if feed is not None:
                 await feed.close()
 
 
-def sync(
-    batch_id: Annotated[int, typer.Argument(metavar="ID", help="The batch to sync.")],
-    wait: Annotated[float | None, typer.Option("--wait", min=0, help="Seconds the server may wait for the "
-                                               "outcome (default: BATCHSYNC_SYNC_WAIT_SECONDS).")] = None,
-    follow: Annotated[bool, typer.Option("--follow", help="Show live progress until the run ends.")] = False,
-    api_url: Annotated[str | None, typer.Option("--api-url", help="Default http://127.0.0.1:<http_port>.")] = None,
-    token_file: Annotated[Path | None, typer.Option(
-        "--token-file", exists=True, dir_okay=False, readable=True,
-        help="File holding the bearer token (or set BATCHSYNC_TOKEN; default: minted from the dev secret).",
-    )] = None,
-    token: Annotated[str | None, typer.Option("--token", hidden=True, help="Refused; see --token-file.")] = None,
-) -> None:
-    """Trigger a sync of batch ID; exit 0 on SUCCESS, 1 on failure, 3 if still running, 4 on other errors."""
-    from service.embedded import with_running_endpoints
+def _json(data: Any, code: int = EXIT_OK) -> int:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    return code
 
-    if token is not None:
-        typer.echo(TOKEN_ON_COMMAND_LINE, err=True)
-        raise typer.Exit(2)
-    settings = with_running_endpoints(Settings())
-    if token_file is not None:
-        token = _token_from_file(token_file)
-    elif settings.token is not None:
-        token = settings.token.get_secret_value()
-    bootstrap = settings.kafka_bootstrap
-    url = api_url or f"http://127.0.0.1:{settings.http_port}"
+
+def trigger(action: str, batch_id: int, wait: float | None, follow: bool, output: Output,
+            api_url: str | None, token_file: Path | None, token: str | None) -> None:
+    """POST /integration/batch/ID/<action> (`sync` or `retry`) and report the run; exits with its code."""
+    refuse_token_option(token)
+    settings = client_settings()
+    creds = credentials(settings, token_file, CLIENT_PERMS)
     try:
-        code = asyncio.run(_run(settings, url, _bearer(settings, token), batch_id, wait, follow, bootstrap))
+        code = asyncio.run(_run(settings, api_base(settings, api_url), creds, action, batch_id, wait, follow, output))
     except (httpx.HTTPError, RuntimeError) as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {type(error).__name__}: {error}", err=True)
         code = EXIT_ERROR
     raise typer.Exit(code)
+
+
+def sync(
+    batch_id: Annotated[int, typer.Argument(metavar="ID", min=1, max=2**31 - 1, help="The batch to sync.")],
+    wait: WaitOption = None,
+    follow: FollowOption = False,
+    output: OutputOption = Output.TABLE,
+    api_url: ApiUrlOption = None,
+    token_file: TokenFileOption = None,
+    token: RefusedTokenOption = None,
+) -> None:
+    """Trigger a sync of batch ID; exit 0 on SUCCESS, 1 on failure, 3 if still running, 4 on other errors."""
+    trigger("sync", batch_id, wait, follow, output, api_url, token_file, token)
