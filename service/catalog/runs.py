@@ -5,14 +5,15 @@ from uuid import UUID
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import HistoryRow, RunOut
+from schemas.api import HistoryRow, RunListRow, RunOut
 from schemas.envelope import Page
 from schemas.messages import RUN_NOT_FOUND
 from schemas.status import RunStatus
 from service.catalog.batches import load as load_batch
 from service.catalog.errors import NotFound
 from service.catalog.paging import PageRequest, fetch_page
-from service.db.models import Run, RunHistory
+from service.db.models import Batch, Run, RunHistory
+from service.notify.deliveries import for_run as notifications_of
 
 
 def history_row(row: RunHistory) -> HistoryRow:
@@ -25,6 +26,11 @@ def history_row(row: RunHistory) -> HistoryRow:
         finished_at=row.finished_at,
         records_synced=row.records_synced,
         message=row.message,
+        resumed_from_run_id=row.resumed_from_run_id,
+        retried_by_run_id=row.retried_by_run_id,
+        retry_attempt=row.retry_attempt,
+        skipped_fires=row.skipped_fires,
+        last_skipped_fire_at=row.last_skipped_fire_at,
     )
 
 
@@ -36,6 +42,24 @@ async def history(session: AsyncSession, batch_id: int, page: PageRequest) -> Pa
              .order_by(newest.desc().nulls_first(), RunHistory.run_id))
     total, rows = await fetch_page(session, query, page)
     return Page[HistoryRow](total=total, rows=[history_row(row) for row in rows])
+
+
+async def across_batches(session: AsyncSession, page: PageRequest,
+                         status: RunStatus | None = None) -> Page[RunListRow]:
+    """Runs of every batch, newest first, optionally of one status (the console's failed runs); a run whose
+    batch was deleted since keeps its row, without a name."""
+    newest = func.coalesce(RunHistory.finished_at, RunHistory.last_event_at, RunHistory.started_at)
+    query = select(RunHistory).order_by(newest.desc().nulls_last(), RunHistory.run_id)
+    if status is not None:
+        query = query.where(RunHistory.status == status.value)
+    total, rows = await fetch_page(session, query, page)
+    ids = {row.batch_id for row in rows}
+    names = dict((await session.execute(select(Batch.id, Batch.name).where(Batch.id.in_(ids)))).tuples().all())
+    return Page[RunListRow](total=total, rows=[
+        RunListRow(**history_row(row).model_dump(), batch_id=row.batch_id, batch_name=names.get(row.batch_id),
+                   error_code=row.error_code)
+        for row in rows
+    ])
 
 
 def run_out(row: Run) -> RunOut:
@@ -62,4 +86,4 @@ async def run_detail(session: AsyncSession, batch_id: int, run_id: UUID) -> RunO
     row = await session.get(Run, run_id)
     if row is None or row.batch_id != batch_id:
         raise NotFound(RUN_NOT_FOUND)
-    return run_out(row)
+    return run_out(row).model_copy(update={"notifications": await notifications_of(session, run_id)})

@@ -1,0 +1,46 @@
+"""Helpers for the scheduler, retry-policy and notification tests: a state database of their own with the
+stack on it, SQL against it, and waiting for what the projector or the worker will have done."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+
+async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def execute(dsn: str, sql: str, *args: Any) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], within: float = 30, every: float = 0.1) -> Any:
+    """Poll `check` until it returns something truthy; its last answer on timeout is in the error."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"not within {within}s: last {result!r}")
+        await asyncio.sleep(every)
+
+
+async def runs_of(dsn: str, batch_id: int) -> list[asyncpg.Record]:
+    return await fetch(dsn, "SELECT id, request_id, trigger, requested_by, status, error_code, resumed_from_run_id "
+                            "FROM runs WHERE batch_id = $1 ORDER BY created_at", batch_id)
+
+
+async def all_terminal(dsn: str, batch_id: int) -> bool:
+    runs = await runs_of(dsn, batch_id)
+    return bool(runs) and all(r["status"] in ("SUCCESS", "FAILED", "CANCELLED") for r in runs)
