@@ -567,7 +567,7 @@ CONSOLE_LABELS: Final[Mapping[str, tuple[str, str]]] = {
     "login.title": ("令牌登录", "Log in with a token"),
     "login.token": ("访问令牌（JWT）", "Access token (JWT)"),
     "login.submit": ("登录", "Log in"),
-    "login.hint": ("令牌只保存在本标签页中，关闭即失效。", "The token stays in this tab only and is gone when it closes."),
+    "login.hint": ("令牌只保存在本标签页中，关闭即失效。", "The token stays in this tab only, gone when it closes."),
     "login.invalid": ("令牌格式不正确", "This is not a well-formed token"),
     "login.expired": ("令牌已过期，请重新登录", "The token has expired; log in again"),
     "live.connected": ("实时更新已连接", "Live updates on"),

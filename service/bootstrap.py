@@ -81,7 +81,8 @@ async def publishing(settings: Settings, db: Database) -> AsyncIterator[tuple["P
 
 @contextlib.asynccontextmanager
 async def api_app(settings: Settings) -> AsyncIterator["FastAPI"]:
-    """The API app with its database and started request-reply client, closed on exit."""
+    """The API app with its database, started request-reply client and live events reader, closed on exit."""
+    from consumers.live_events import LiveEvents
     from consumers.replies import ReplyListener
     from producers.publisher import Publisher
     from producers.request_reply import RequestReplyClient
@@ -94,9 +95,13 @@ async def api_app(settings: Settings) -> AsyncIterator["FastAPI"]:
         requester = RequestReplyClient(settings, publisher)
         replies = ReplyListener(settings, requester)
         await replies.start()
+        state = AppState(settings=settings, sessions=db.sessions, requester=requester)
+        live = asyncio.create_task(LiveEvents(settings, state.events.publish).run(), name="live-events")
         try:
-            yield create_app(AppState(settings=settings, sessions=db.sessions, requester=requester))
+            yield create_app(state)
         finally:
+            live.cancel()
+            await asyncio.gather(live, return_exceptions=True)
             await replies.stop()
             await publisher.stop()
 

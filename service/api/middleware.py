@@ -37,7 +37,8 @@ PRINCIPAL = "principal"
 
 
 def is_open(path: str) -> bool:
-    return any(path == root or path.startswith(root + "/") for root in OPEN_PATHS)
+    """`/` is open too (it only redirects to the console), but not what lies under it."""
+    return path == "/" or any(path == root or path.startswith(root + "/") for root in OPEN_PATHS)
 
 
 class BodyTooLarge(HTTPException):

@@ -1,12 +1,13 @@
-"""`/integration/batch/{id}/…`: trigger, retry and cancel runs; read history and one run's progress."""
+"""`/integration/batch/{id}/…`: trigger, retry and cancel runs; read history and one run's progress.
+`/integration/run/list`: runs across batches (the console's failed runs)."""
 
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
-from schemas.api import HistoryRow, RunOut, SyncAccepted, SyncResult
+from schemas.api import HistoryRow, RunListRow, RunOut, SyncAccepted, SyncResult
 from schemas.envelope import Envelope, Page
 from schemas.messages import (
     BATCH_NOT_FAILED,
@@ -16,6 +17,7 @@ from schemas.messages import (
     RUNNING_IN_BACKGROUND,
     sync_failed,
 )
+from schemas.status import RunStatus
 from service.api.deps import IdDep, PageDep, SessionDep, StateDep, WaitDep, require
 from service.api.openapi import PROTECTED, answers
 from service.api.replies import cancel_reply, sync_reply
@@ -24,6 +26,7 @@ from service.catalog import runs
 from service.runs import requests as run_requests
 
 router = APIRouter(prefix="/integration/batch", tags=["runs"])
+across = APIRouter(prefix="/integration/run", tags=["runs"])
 
 _ACCEPTED = {202: {"model": Envelope[SyncAccepted],
                    "description": f"Still running when `wait` ran out (`{RUNNING_IN_BACKGROUND}`): poll "
@@ -81,3 +84,14 @@ async def batch_history(id: IdDep, session: SessionDep, page: PageDep) -> Envelo
 async def run_detail(id: IdDep, run_id: Annotated[UUID, Path(alias="runId")],
                      session: SessionDep) -> Envelope[RunOut]:
     return Envelope(data=await runs.run_detail(session, id, run_id))
+
+
+@across.get("/list", response_model=Envelope[Page[RunListRow]], summary="Runs across all batches",
+            description="One page of every batch's runs, newest first, each with its batch's id and name, "
+                        "message and error code; `status=FAILED` lists the failures. "
+                        "Needs `integration:batch:list`.",
+            responses=answers(*PROTECTED),
+            dependencies=[Depends(require("integration:batch:list"))])
+async def list_runs(session: SessionDep, page: PageDep,
+                    status: Annotated[RunStatus | None, Query()] = None) -> Envelope[Page[RunListRow]]:
+    return Envelope(data=await runs.across_batches(session, page, status))
