@@ -54,7 +54,7 @@ async def across_batches(session: AsyncSession, page: PageRequest,
         query = query.where(RunHistory.status == status.value)
     total, rows = await fetch_page(session, query, page)
     ids = {row.batch_id for row in rows}
-    names = dict((await session.execute(select(Batch.id, Batch.name).where(Batch.id.in_(ids)))).tuples().all())
+    names = {row.id: row.name for row in await session.execute(select(Batch.id, Batch.name).where(Batch.id.in_(ids)))}
     return Page[RunListRow](total=total, rows=[
         RunListRow(**history_row(row).model_dump(), batch_id=row.batch_id, batch_name=names.get(row.batch_id),
                    error_code=row.error_code)
