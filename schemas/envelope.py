@@ -21,7 +21,8 @@ class Page(BaseModel, Generic[T]):
 
 class ErrorEnvelope(BaseModel):
     """Every error answer: `code` is the HTTP status, `message` the user-facing text; `data` is null except
-    where an error names something (a 409 for an active run carries its `batchId` and `runId`)."""
+    where an error names something (a 409 for an active run carries its `batchId` and `runId`, a 401 its
+    `reason`, a 403 the missing `permission`)."""
 
     code: int
     message: str

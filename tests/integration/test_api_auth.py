@@ -130,3 +130,12 @@ async def test_without_any_key_every_protected_route_is_401(state_dsn) -> None:
 async def test_open_routes_need_no_token(hs_client, path: str) -> None:
     response = await hs_client.get(path, headers={"Authorization": ""})
     assert response.status_code == 200
+
+
+async def test_the_openapi_document_shows_what_401_and_403_carry(hs_client) -> None:
+    document = (await hs_client.get("/openapi.json")).json()
+    responses = document["paths"]["/integration/batch/list"]["get"]["responses"]
+    unauthorized = responses["401"]["content"]["application/json"]["example"]
+    assert unauthorized["data"] == {"reason": "expired", "description": "the token has expired"}
+    assert "ttl_too_long" in responses["401"]["description"]
+    assert responses["403"]["content"]["application/json"]["example"]["data"]["reason"] == "missing_permission"
