@@ -27,6 +27,7 @@ from service.catalog.errors import Conflict, Invalid, NotFound, missing_connecti
 from service.catalog.paging import PageRequest, fetch_page
 from service.connectors import registry
 from service.db.models import Batch, Connection, Run
+from service.notify.deliveries import masked
 from service.scheduling.schedules import first_fire
 
 
@@ -42,7 +43,7 @@ def to_out(row: Batch) -> BatchOut:
         chunk_size=row.chunk_size,
         schedule=None if row.schedule is None else ScheduleSpec.model_validate(row.schedule),
         retry_policy=None if row.retry_policy is None else RetryPolicySpec.model_validate(row.retry_policy),
-        notify=None if row.notify is None else NotifySpec.model_validate(row.notify),
+        notify=None if row.notify is None else _masked_notify(row.notify),
         next_fire_time=row.next_fire_time,
         status=BatchStatus(row.status),
         last_sync_time=row.last_sync_time,
@@ -86,7 +87,16 @@ def _apply(row: Batch, body: BatchIn) -> None:
                    [m.model_dump(mode="json", by_alias=True, exclude_defaults=True) for m in body.mapping])
     row.chunk_size = body.chunk_size
     row.retry_policy = _wire(body.retry_policy)
-    row.notify = _wire(body.notify)
+    notify = _wire(body.notify)
+    if notify is not None and row.notify is not None and notify["url"] == masked(row.notify["url"]):
+        notify["url"] = row.notify["url"]  # the masked address read back and sent again: unchanged
+    row.notify = notify
+
+
+def _masked_notify(stored: dict[str, Any]) -> NotifySpec:
+    """A notify address is shown without its path and query: a chat webhook's path or key is its secret."""
+    spec = NotifySpec.model_validate(stored)
+    return spec.model_copy(update={"url": masked(spec.url)})
 
 
 def _wire(spec: ScheduleSpec | RetryPolicySpec | NotifySpec | None) -> dict[str, Any] | None:

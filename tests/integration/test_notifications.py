@@ -27,7 +27,7 @@ from service.security.network import NetworkPolicy
 from tests.support.builders import create_empty_like_orders, create_orders, unique
 from tests.support.databases import fresh_database
 from tests.support.loopback import http_server
-from tests.support.scheduling import eventually
+from tests.support.scheduling import eventually, fetch
 from tests.support.stack import Stack, create_batch, create_connection, running_stack, stack_settings
 
 pytestmark = pytest.mark.slow
@@ -213,3 +213,24 @@ async def test_the_chat_adapter_turns_a_notification_into_a_wecom_message(stack,
     assert message["msgtype"] == "text"
     assert message["text"]["content"].startswith(f"batchsync: batch {batch_id} run {run_id} SUCCESS")
     assert load_adapter().chat_message("slack", "x") == {"text": "x"}
+
+
+async def test_the_notify_address_is_shown_masked_and_kept_when_sent_back(stack, source_dsn, target_dsn):
+    secret_url = "https://hooks.example.com/services/T000/B000/XXXXsecretXXXX?token=abc"
+    batch_id = await orders_batch(stack, source_dsn, target_dsn, notify={"url": secret_url})
+    shown = (await stack.client.get(f"/integration/batch/{batch_id}", headers=stack.headers())).json()["data"]
+    assert shown["notify"] == {"url": "https://hooks.example.com/…", "on": ["FAILED"]}
+    assert "secret" not in json.dumps(shown)
+    body = {k: v for k, v in shown.items()
+            if k in ("name", "sourceConnectionId", "source", "targetConnectionId", "target", "notify")}
+    edited = await stack.client.put(f"/integration/batch/{batch_id}", headers=stack.headers(),
+                                    json={**body, "notify": {**shown["notify"], "on": ["FAILED", "SUCCESS"]}})
+    assert edited.status_code == 200, edited.text
+    stored = await fetch(stack.settings.asyncpg_dsn, "SELECT notify FROM batches WHERE id = $1", batch_id)
+    assert json.loads(stored[0]["notify"]) == {"url": secret_url, "on": ["FAILED", "SUCCESS"]}
+    changed = await stack.client.put(f"/integration/batch/{batch_id}", headers=stack.headers(),
+                                     json={**body, "notify": {"url": "http://other.example/x"}})
+    assert changed.json()["data"]["notify"]["url"] == "http://other.example/…"
+    refused = await stack.client.put(f"/integration/batch/{batch_id}", headers=stack.headers(),
+                                     json={**body, "notify": {"url": "ftp://files.example/x"}})
+    assert refused.status_code == 400 and "notify.url" in refused.json()["message"], refused.text
