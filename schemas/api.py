@@ -10,17 +10,20 @@ JSON (`params`, `options`, a mapping constant) without non-finite or out-of-rang
 import difflib
 import math
 import re
+from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any, ClassVar
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 from uuid import UUID
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 import idna
-from croniter import croniter
+from croniter import CroniterError, croniter
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from schemas.base import UtcTime, WireModel
+from schemas.events import RunPhase
 from schemas.messages import (
     DROP_NEEDS_FROM,
     EXPECTED_JSON,
@@ -294,6 +297,15 @@ class MappingEntry(InputModel):
         return self.to or self.from_ or ""
 
 
+CRON_HORIZON_YEARS = 30
+CRON_PROBE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@cache
+def _timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
 class ScheduleSpec(InputModel):
     """When a batch runs by itself (docs/spec.md §9): a cron expression or a fixed interval, in a timezone.
 
@@ -308,17 +320,25 @@ class ScheduleSpec(InputModel):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is not None and (len(value.split()) != 5 or not croniter.is_valid(value)):
+        """Five fields croniter reads, and a time they name within CRON_HORIZON_YEARS (`0 0 31 2 *` never fires)."""
+        if value is None:
+            return None
+        try:
+            valid = len(value.split()) == 5 and croniter.is_valid(value)
+            if valid:
+                croniter(value, CRON_PROBE, max_years_between_matches=CRON_HORIZON_YEARS).get_next(datetime)
+        except (CroniterError, ValueError, OverflowError):
+            valid = False
+        if not valid:
             raise ValueError(cron_invalid(value))
         return value
 
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ValueError, ZoneInfoNotFoundError):
-            raise ValueError(timezone_unknown(value)) from None
+        """A name of the IANA database, looked up in its list, never as a path."""
+        if value not in _timezones():
+            raise ValueError(timezone_unknown(value))
         return value
 
     @model_validator(mode="after")
@@ -434,6 +454,8 @@ class RunOut(WireModel):
     resumed_from_run_id: UUID | None = None
     config_hash: str | None = None
     notifications: list[NotificationOut] = Field(default_factory=list)
+    phase: RunPhase | None = None
+    """While RUNNING: `writing` chunks, or `publishing` them (an overwrite's swap); null otherwise."""
 
 
 class HistoryRow(WireModel):

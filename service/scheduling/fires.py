@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from schemas.api import ScheduleSpec
+from schemas.api import CRON_HORIZON_YEARS, ScheduleSpec
 from schemas.base import format_time
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -25,7 +25,7 @@ def next_fire(spec: ScheduleSpec, after: datetime) -> datetime:
     if spec.interval_seconds is not None:
         return EPOCH + timedelta(seconds=(_elapsed(after) // spec.interval_seconds + 1) * spec.interval_seconds)
     zone = ZoneInfo(spec.timezone)
-    times = croniter(spec.cron or "", after.astimezone(zone))
+    times = croniter(spec.cron or "", after.astimezone(zone), max_years_between_matches=CRON_HORIZON_YEARS)
     for _ in range(_MAX_SKIPS):
         candidate: datetime = times.get_next(datetime)
         if not _repeat(spec, candidate, zone):
@@ -38,7 +38,8 @@ def latest_fire(spec: ScheduleSpec, at: datetime) -> datetime:
     if spec.interval_seconds is not None:
         return EPOCH + timedelta(seconds=_elapsed(at) // spec.interval_seconds * spec.interval_seconds)
     zone = ZoneInfo(spec.timezone)
-    times = croniter(spec.cron or "", (at + timedelta(seconds=1)).astimezone(zone))
+    times = croniter(spec.cron or "", (at + timedelta(seconds=1)).astimezone(zone),
+                     max_years_between_matches=CRON_HORIZON_YEARS)
     for _ in range(_MAX_SKIPS):
         candidate: datetime = times.get_prev(datetime)
         if not _repeat(spec, candidate, zone):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from croniter import CroniterError
 from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -75,7 +76,11 @@ async def fire_due(session: AsyncSession, now: datetime, topics: Topics, limit: 
     fires: list[Fire] = []
     for batch in due:
         spec = schedule_of(batch)
-        following = None if spec is None else next_fire(spec, now)
+        try:
+            following = None if spec is None else next_fire(spec, now)
+        except (CroniterError, ValueError) as error:  # validated at creation; a library change must not stop the rest
+            log.warning("batch %s: schedule has no next fire time, not scheduled: %r", batch.id, error)
+            spec = following = None
         await session.execute(  # keeps updated_at: it tells when the configuration changed, not the schedule
             update(Batch).where(Batch.id == batch.id)
             .values(next_fire_time=following, updated_at=Batch.updated_at)

@@ -94,3 +94,16 @@ def test_a_schedule_is_a_cron_or_an_interval() -> None:
     for body in ({}, {"cron": "0 2 * * *", "intervalSeconds": 60}):
         with pytest.raises(ValidationError):
             ScheduleSpec.model_validate(body)
+
+
+@pytest.mark.parametrize("cron", ["0 0 31 2 *", "0 0 30 2 *", "*/0 * * * *", "0-99999999999 * * * *", "H * * * *"])
+def test_a_cron_that_never_fires_or_does_not_parse_is_refused(cron: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ScheduleSpec(cron=cron)
+    assert caught.value.errors()[0]["loc"] == ("cron",)
+
+
+@pytest.mark.parametrize("zone", ["a" * 64, "zone.tab", "posixrules", "Europe/../UTC", "/etc/localtime"])
+def test_a_timezone_is_a_name_of_the_database_never_a_path(zone: str) -> None:
+    with pytest.raises(ValidationError):
+        ScheduleSpec(cron="0 2 * * *", timezone=zone)
