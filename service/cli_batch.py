@@ -116,7 +116,9 @@ def render_check(reply: Reply) -> None:
         out.print(table)
     preview = [row for row in data.get("preview") or [] if isinstance(row, dict)]
     if preview:
-        table = Table(*preview[0].keys(), title=f"preview ({len(preview)} rows)", title_justify="left")
+        table = Table(title=f"preview ({len(preview)} rows)", title_justify="left")
+        for column_name in preview[0]:
+            table.add_column(cell(column_name))
         for row in preview:
             table.add_row(*(cell(value) for value in row.values()))
         out.print(table)
@@ -148,7 +150,8 @@ def cancel_batch(batch_id: IdArgument, output: OutputOption = Output.TABLE, api_
     with api_client(api_url, token_file, token, ["integration:batch:sync"]) as client:
         reply = client.call("POST", f"/integration/batch/{batch_id}/cancel")
         run = reply.data.get("runId") if isinstance(reply.data, dict) else None
-        finish(client, reply, output, lambda answer: stdout().print(f"{answer.message}: run {run}", highlight=False))
+        finish(client, reply, output, lambda answer: stdout().print(f"{answer.message}: run {run}", markup=False,
+                                                                   highlight=False))
 
 
 @batch_app.command("history")

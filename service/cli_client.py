@@ -27,6 +27,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from service.config import Settings
 
@@ -53,6 +54,15 @@ RefusedTokenOption = Annotated[str | None, typer.Option("--token", hidden=True, 
 OutputOption = Annotated[Output, typer.Option(
     "--output", "-o", case_sensitive=False, help="table (default) or json: the answer's `data` alone on stdout.",
 )]
+
+
+_CONTROLS = dict.fromkeys([*range(0x00, 0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0)])
+
+
+def printable(text: str) -> str:
+    """`text` without control characters: what the API (or a source's data) says must not drive the
+    terminal (escape sequences, carriage returns)."""
+    return text.translate(_CONTROLS)
 
 
 @dataclass(frozen=True)
@@ -110,13 +120,14 @@ class Reply:
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            return cls(response.status_code, response.text[:200].strip() or response.reason_phrase, None)
+            return cls(response.status_code, printable(response.text[:200].strip() or response.reason_phrase), None)
         data = body.get("data")
         reason = None
         if response.status_code in (401, 403) and isinstance(data, dict):
             described = data.get("description") or data.get("reason")
             reason = f"{data.get('reason')}: {described}" if described != data.get("reason") else str(described)
-        return cls(response.status_code, str(body.get("message", "")), data, reason)
+            reason = printable(reason)
+        return cls(response.status_code, printable(str(body.get("message", ""))), data, reason)
 
 
 def exit_code(status: int) -> int:
@@ -233,15 +244,18 @@ def stdout() -> Console:
     return console if console.is_terminal else Console(width=PIPE_WIDTH)
 
 
-def cell(value: Any, name: str = "") -> str:
-    """A value for a table cell: times without their fraction and zone letter, JSON for objects."""
+def cell(value: Any, name: str = "") -> Text:
+    """A value for a table cell, as plain text (a `[` in a name is not Rich markup) without control
+    characters: times without their fraction and zone letter, JSON for objects."""
     if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and (name.endswith("At") or name.endswith("Time")) and "T" in value:
-        return value.replace("T", " ").split(".")[0].removesuffix("Z")
-    return str(value)
+        shown = ""
+    elif isinstance(value, dict | list):
+        shown = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, str) and (name.endswith("At") or name.endswith("Time")) and "T" in value:
+        shown = value.replace("T", " ").split(".")[0].removesuffix("Z")
+    else:
+        shown = str(value)
+    return Text(printable(shown))
 
 
 WRAPPED = frozenset({"message", "lastError", "url", "value"})
@@ -281,7 +295,7 @@ def record_table(title: str, data: dict[str, Any]) -> Table:
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for name, value in data.items():
-        table.add_row(name, cell(value, name))
+        table.add_row(cell(name), cell(value, name))
     return table
 
 

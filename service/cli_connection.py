@@ -60,4 +60,5 @@ def test_connection(connection_id: IdArgument, output: OutputOption = Output.TAB
     """Check the connection is reachable now (POST /integration/connection/ID/test); exit 1 when it is not."""
     with api_client(api_url, token_file, token, ["integration:connection:edit"]) as client:
         reply = client.call("POST", f"/integration/connection/{connection_id}/test")
-        finish(client, reply, output, lambda answer: stdout().print(answer.message, highlight=False))
+        finish(client, reply, output, lambda answer: stdout().print(answer.message, markup=False,
+                                                                                   highlight=False))

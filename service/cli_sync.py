@@ -31,6 +31,7 @@ from service.cli_client import (
     api_base,
     client_settings,
     credentials,
+    printable,
     refuse_token_option,
     report_failure,
 )
@@ -57,7 +58,7 @@ def _finish(run: dict[str, Any], started: float, output: Output) -> int:
         if output is Output.TABLE:
             typer.echo(f"SUCCESS: {records} records in {time.monotonic() - started:.1f}s (run {run.get('runId')})")
         return EXIT_OK
-    typer.echo(f"{status}: {run.get('message') or ''} (run {run.get('runId')})", err=True)
+    typer.echo(printable(f"{status}: {run.get('message') or ''} (run {run.get('runId')})"), err=True)
     return EXIT_FAILED
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import jwt
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -91,6 +92,15 @@ async def test_connection_commands(world) -> None:
     assert code == 1 and out == "" and "HTTP 400" in err and "连接被拒绝" in err
     code, out, err = await cli("connection", "show", "987654")
     assert code == 4 and "HTTP 404" in err
+
+
+async def test_tables_show_names_as_text_never_as_markup_or_terminal_codes(world) -> None:
+    odd = unique("[bold]odd[/]") + "\x1b[2J\r"
+    made = await create_connection(world["stack"], odd, world["source_dsn"])
+    code, out, err = await world["cli"]("connection", "show", str(made))
+    assert code == 0, out + err
+    assert odd.removesuffix("\x1b[2J\r") in out and "\x1b" not in out and "\r" not in out
+    assert (await world["cli"].json("connection", "show", str(made)))["name"] == odd, "JSON keeps the data as is"
 
 
 async def test_batch_commands_and_run_show(world) -> None:
@@ -230,3 +240,32 @@ async def run_events(bootstrap: str, topic: str, run_id: str, within: float = 15
     finally:
         await consumer.stop()
     return found
+
+
+@pytest.mark.slow
+async def test_run_show_tells_the_publishing_phase_while_the_swap_waits(world) -> None:
+    """A reader holding a lock on the target keeps an overwrite in its swap: the run detail says `publishing`
+    with every row written (not a silent 100 %); once the lock goes the run succeeds and the phase is gone."""
+    cli, batch = world["cli"], world["batch"]
+    holder = await asyncpg.connect(world["target_dsn"])
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(f'LOCK TABLE "{world["target"]}" IN ROW EXCLUSIVE MODE')
+        code, out, err = await cli("sync", str(batch), "--wait", "0", "--output", "json")
+        assert code == 3, out + err
+        run_id = json.loads(out)["runId"]
+        async with asyncio.timeout(60):
+            while (run := await cli.json("run", "show", run_id, "--batch", str(batch)))["phase"] != "publishing":
+                assert run["status"] in ("PENDING", "RUNNING"), run
+                await asyncio.sleep(0.2)
+        assert (run["status"], run["recordsWritten"]) == ("RUNNING", ROWS)
+        code, out, err = await cli("run", "show", run_id, "--batch", str(batch))
+        assert code == 0 and "publishing" in out, out + err
+        await transaction.rollback()
+    finally:
+        await holder.close()
+    async with asyncio.timeout(60):
+        while (run := await cli.json("run", "show", run_id, "--batch", str(batch)))["status"] == "RUNNING":
+            await asyncio.sleep(0.2)
+    assert (run["status"], run["phase"]) == ("SUCCESS", None)
