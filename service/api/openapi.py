@@ -22,19 +22,33 @@ from schemas.messages import (
     NOT_FOUND,
     REQUEST_INVALID,
     bad_request,
+    check_found,
+    source_column_missing,
+    source_table_missing,
+    target_created_by_run,
 )
+from service.auth import AuthFailed, AuthReason, Forbidden, forbidden, unauthorized
 
 _ERRORS: dict[int, tuple[str, str]] = {
     400: (f"A bad path, query or body (`{bad_request('…')}`), or a request the current state refuses",
           bad_request(REQUEST_INVALID)),
-    401: ("No bearer token, or one that is malformed, expired or wrongly signed", AUTH_FAILED),
-    403: ("The token lacks the permission this operation needs", FORBIDDEN),
+    401: ("No bearer token, or one that is malformed, expired or wrongly signed; `data.reason` says which "
+          f"({', '.join(reason.value for reason in AuthReason)}), as does RFC 6750's `WWW-Authenticate` "
+          "error_description", AUTH_FAILED),
+    403: ("The token lacks the permission this operation needs; `data.permission` names it, as does "
+          "`WWW-Authenticate` (`insufficient_scope`)", FORBIDDEN),
     404: ("No such connection, batch or run", NOT_FOUND),
     409: ("The request clashes with the current state: a name taken, or a run of the batch active", BATCH_RUNNING),
     413: ("The body is larger than `BATCHSYNC_MAX_BODY_BYTES`", BODY_TOO_LARGE),
     503: ("The state database (or, for runs, the broker) cannot be reached; answered within seconds",
           DATABASE_DOWN),
 }
+
+_ERROR_DATA: dict[int, dict[str, str]] = {
+    401: unauthorized(AuthFailed("expired", AuthReason.EXPIRED))[0],
+    403: forbidden(Forbidden("integration:batch:sync"))[0],
+}
+"""What the 401 and 403 carry in `data`: the reason, never the token."""
 
 PROTECTED = (400, 401, 403, 503)
 """What every operation behind a permission can answer besides its success."""
@@ -46,7 +60,7 @@ def answers(*codes: int, **messages: str) -> dict[int | str, dict[str, Any]]:
     documented: dict[int | str, dict[str, Any]] = {}
     for code in sorted(set(codes)):
         description, message = _ERRORS[code]
-        example = {"code": code, "message": messages.get(f"e{code}", message), "data": None}
+        example = {"code": code, "message": messages.get(f"e{code}", message), "data": _ERROR_DATA.get(code)}
         documented[code] = {"model": ErrorEnvelope, "description": description,
                             "content": {"application/json": {"example": example}}}
     return documented
@@ -103,6 +117,15 @@ BATCH_EXAMPLES: dict[str, dict[str, Any]] = {
                     {"to": "origin", "value": "shop"}]}),
 }
 """`POST /integration/batch` bodies: each write mode, a query source and a mapping."""
+
+CHECK_EXAMPLE: dict[str, Any] = {"code": 200, "message": check_found(2), "data": {
+    "ok": False,
+    "problems": [{"field": "source.table", "message": source_table_missing("ordres")},
+                 {"field": "mapping[1].from", "message": source_column_missing("amout")}],
+    "notes": [{"field": "target.table", "message": target_created_by_run("orders_copy")}],
+    "columns": [], "preview": []}}
+"""A dry run's answer: problems name the body field to fix; `columns` and `preview` fill in once none is left
+(`columns`: `{name, source, kind, targetType}` per target column; `preview`: rows as objects by column)."""
 
 
 def _restore_null_data(answer: dict[str, Any]) -> None:

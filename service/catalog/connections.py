@@ -79,7 +79,8 @@ def _store(row: Connection, url: str | None, params: dict[str, Any], keys: Keyri
 def _checked(body: ConnectionIn) -> dict[str, Any]:
     """The params as the type's schema has them, or 400 naming the unknown or invalid key."""
     try:
-        return registry.validate_params(body.type, body.params, body.options).model_dump(exclude_unset=True)
+        return registry.validate_params(body.type, body.params, body.options, url=body.url,
+                                        check_url=True).model_dump(exclude_unset=True)
     except ParamsInvalid as error:
         raise Invalid(bad_request(error)) from error
 

@@ -109,14 +109,39 @@ def params_model(kind: str) -> type[ParamsModel]:
     return PARAMS[kind]
 
 
-def validate_params(kind: str, params: dict[str, Any], options: dict[str, Any] | None = None) -> ParamsModel:
-    """The params as their type's model, or ParamsInvalid naming the first offending key."""
-    return validate_model(params_model(kind), params, options)
+def validate_params(kind: str, params: dict[str, Any], options: dict[str, Any] | None = None, *,
+                    url: str | None = None, check_url: bool = False) -> ParamsModel:
+    """The params as their type's model, or ParamsInvalid naming the first offending key; with `check_url`
+    (what the catalog asks on create and edit) also the URL when it is missing or its scheme is not one
+    the type takes."""
+    return validate_model(params_model(kind), params, options, url, check_url=check_url)
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema of each type's params, secrets marked `"secret": true`, for the API to publish."""
     return {kind: model.model_json_schema() for kind, model in PARAMS.items()}
+
+
+def describe(kinds: dict[str, ConnectorKind] | None = None) -> list[dict[str, Any]]:
+    """Each connection type as data, sorted by name (Airbyte's `spec`, Kafka Connect's `validate`): what it
+    can be (source, target, its write modes, incremental reads), its `url` form, what a batch's `table`
+    names on it, and the JSON Schema of its `params`. The API publishes it (`GET
+    /integration/connection/types`) for forms, and docs/connectors.md is generated from it."""
+    out = []
+    for name, kind in sorted((kinds or KINDS).items()):
+        form = kind.params.url_form
+        out.append({
+            "type": name,
+            "source": kind.source is not None,
+            "target": kind.target is not None,
+            "modes": sorted(kind.modes),
+            "incremental": kind.cursor,
+            "url": None if form is None else {"schemes": list(form.schemes), "example": form.example,
+                                              "required": form.required},
+            "table": kind.params.table_means,
+            "params": kind.params.model_json_schema(),
+        })
+    return out
 
 
 async def test_connection(endpoint: Endpoint, connect_timeout: float) -> None:

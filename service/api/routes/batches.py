@@ -1,15 +1,17 @@
-"""`/integration/batch`: CRUD, list with filters, statistics. Fixed paths come before `/{id}`."""
+"""`/integration/batch`: CRUD, list with filters, statistics, the dry run. Fixed paths come before `/{id}`."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
 
-from schemas.api import BatchIn, BatchOut, BatchStatistics, OverallStatistics
+from schemas.api import BatchCheck, BatchIn, BatchOut, BatchStatistics, OverallStatistics
 from schemas.envelope import Envelope, Page
-from schemas.messages import BATCH_NOT_FOUND
-from service.api.deps import IdDep, PageDep, SessionDep, require
-from service.api.openapi import BATCH_EXAMPLES, PROTECTED, answers
+from schemas.messages import BATCH_NOT_FOUND, CHECK_PASSED, check_found
+from service.api.deps import IdDep, PageDep, SessionDep, StateDep, require
+from service.api.openapi import BATCH_EXAMPLES, CHECK_EXAMPLE, PROTECTED, answers
 from service.catalog import batches, statistics
+from service.connectors.registry import REGISTRY
+from service.runs.check import check_batch
 
 router = APIRouter(prefix="/integration/batch", tags=["batches"])
 
@@ -81,3 +83,22 @@ async def delete_batch(id: IdDep, session: SessionDep) -> Envelope[None]:
             dependencies=[Depends(require("integration:batch:query"))])
 async def batch_statistics(id: IdDep, session: SessionDep) -> Envelope[BatchStatistics]:
     return Envelope(data=await statistics.for_batch(session, id))
+
+
+_CHECK_ANSWERS: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {"example": CHECK_EXAMPLE}}}}
+_CHECK_ANSWERS |= answers(*PROTECTED, 404, e404=BATCH_NOT_FOUND)
+
+
+@router.post("/{id}/check", response_model=Envelope[BatchCheck], summary="Check a batch without running it",
+             description="A dry run that writes nothing: connects to both connections with the same access policy "
+                         "as a run, checks that the source table or query and the target table exist (a missing "
+                         "target the run would create is a note, not a problem), that every mapped column exists "
+                         "and converts, and reads a preview of the first 5 rows after the mapping. Always 200 "
+                         f"when the batch exists: `data.ok` is false and `message` is `{check_found(1)}` when "
+                         "`data.problems` lists something to fix, each with the body field it is about. "
+                         "Needs `integration:batch:query`.",
+             responses=_CHECK_ANSWERS,
+             dependencies=[Depends(require("integration:batch:query"))])
+async def check(id: IdDep, session: SessionDep, state: StateDep) -> Envelope[BatchCheck]:
+    report = await check_batch(session, id, state.policy, REGISTRY, state.settings.connect_timeout_seconds)
+    return Envelope(message=CHECK_PASSED if report.ok else check_found(len(report.problems)), data=report)

@@ -1,15 +1,17 @@
-"""`/integration/connection`: CRUD and the live test. Secrets never leave (the catalog redacts)."""
+"""`/integration/connection`: CRUD, the live test and the connection types. Secrets never leave (the catalog
+redacts). Fixed paths (`/list`, `/types`) come before `/{id}`."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
 
-from schemas.api import ConnectionIn, ConnectionOut, ConnectionType
+from schemas.api import ConnectionIn, ConnectionOut, ConnectionType, ConnectionTypeOut
 from schemas.envelope import Envelope, Page
 from schemas.messages import CONNECTED, CONNECTION_NOT_FOUND, connection_name_taken
 from service.api.deps import IdDep, PageDep, SessionDep, StateDep, require
 from service.api.openapi import CONNECTION_EXAMPLES, PROTECTED, answers
 from service.catalog import connections
+from service.connectors import registry
 
 router = APIRouter(prefix="/integration/connection", tags=["connections"])
 
@@ -35,6 +37,19 @@ async def list_connections(session: SessionDep, page: PageDep,
                            name: Annotated[str | None, Query(max_length=200)] = None,
                            type: ConnectionType | None = None) -> Envelope[Page[ConnectionOut]]:
     return Envelope(data=await connections.list_page(session, page, name=name, type_=type))
+
+
+@router.get("/types", response_model=Envelope[list[ConnectionTypeOut]], summary="Connection types and their params",
+            description="Every connection type the service knows, sorted by name: whether it can be a source or a "
+                        "target, its write modes, incremental reads, the form of its `url` (schemes, example, "
+                        "required), what a batch's `table` names on it, and the JSON Schema of its `params` "
+                        "(`additionalProperties: false`; secret fields marked `\"secret\": true`). Forms and "
+                        "clients build from it; docs/connectors.md is generated from the same data. "
+                        "Needs `integration:connection:list`.",
+            responses=answers(*PROTECTED),
+            dependencies=[Depends(require("integration:connection:list"))])
+async def connection_types() -> Envelope[list[ConnectionTypeOut]]:
+    return Envelope(data=[ConnectionTypeOut.model_validate(kind) for kind in registry.describe()])
 
 
 @router.get("/{id}", response_model=Envelope[ConnectionOut], summary="Get a connection",

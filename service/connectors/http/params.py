@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from service.connectors.params import Columns, ParamsModel, secret, url_destination
+from service.connectors.params import Columns, ParamsModel, UrlForm, secret, url_destination
 
 
 class HttpAuth(BaseModel):
@@ -40,6 +40,9 @@ HeaderValue = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e\t]{0,8192}$
 class HttpParams(ParamsModel):
     kind: ClassVar[str] = "http"
     default_ports: ClassVar[Mapping[str, int]] = {"http": 80, "https": 443}
+    url_form: ClassVar[UrlForm | None] = UrlForm(("https", "http"), "https://api.example.com/v1")
+    table_means: ClassVar[str] = ("A path segment appended to the URL (`orders` reads `<url>/orders`); with "
+                                  "`tableAsPath: false` the URL is read as it is and the table is a label")
     headers: dict[HeaderName, HeaderValue] | None = secret(
         "Request headers; every value is a secret (custom auth headers)")
     auth: HttpAuth | None = None

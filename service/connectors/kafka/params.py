@@ -4,11 +4,15 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from service.connectors.params import Columns, ParamsModel, secret
+from service.connectors.params import Columns, ParamsModel, UrlForm, secret
 
 
 class KafkaParams(ParamsModel):
     kind: ClassVar[str] = "kafka"
+    url_form: ClassVar[UrlForm | None] = UrlForm(("kafka",), "kafka://broker-1:9092,broker-2:9092", required=False,
+                                                 bare=True)
+    """`params.bootstrap` is the usual way; a `url` (`kafka://host:port,…` or `host:port,…`) stands in for it."""
+    table_means: ClassVar[str] = "The topic (`params.topic`, when set, wins and the table is a label)"
     bootstrap: str | None = Field(default=None, description="host:port[,host:port…]")
     topic: str | None = None
     groupId: str | None = None

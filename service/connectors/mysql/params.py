@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from typing import ClassVar
 
-from service.connectors.params import ParamsModel
+from service.connectors.params import ParamsModel, UrlForm
 
 
 class MysqlParams(ParamsModel):
@@ -11,3 +11,7 @@ class MysqlParams(ParamsModel):
 
     kind: ClassVar[str] = "mysql"
     default_ports: ClassVar[Mapping[str, int]] = {"mysql": 3306, "mariadb": 3306}
+    url_form: ClassVar[UrlForm | None] = UrlForm(("mysql", "mariadb", "mysql+asyncmy", "mysql+aiomysql"),
+                                                 "mysql://user:password@host:3306/database")
+    table_means: ClassVar[str] = ("A table, optionally `database.table`; a source may give a read-only `query` "
+                                  "instead")
