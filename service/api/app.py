@@ -8,7 +8,7 @@ and authentication come before any body is read (see service/api/middleware.py).
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from service.api import errors, openapi
+from service.api import docs, errors, openapi
 from service.api.middleware import RequestGuard
 from service.api.routes import batches, connections, health, runs, stream
 from service.api.state import AppState
@@ -17,13 +17,11 @@ from service.console import router as console
 
 __all__ = ["AppState", "create_app"]
 
-DOCS_ASSETS = "/docs/assets"
-"""Where Swagger UI's and ReDoc's scripts are served: under `/docs`, which is open like the page itself."""
-
 
 def create_app(state: AppState) -> FastAPI:
-    app = FastAPIOffline(  # /docs and /redoc from the package's own Swagger UI and ReDoc files, no CDN
-        static_url=DOCS_ASSETS,
+    app = FastAPIOffline(  # /docs from the package's own Swagger UI files, no CDN; /redoc in service/api/docs.py
+        redoc_url=None,
+        static_url=docs.DOCS_ASSETS,
         swagger_ui_parameters={"validatorUrl": None},
         title="batchsync",
         summary="Syncs data batches from source to target systems, driven by events.",
@@ -39,6 +37,7 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(runs.across)
     app.include_router(stream.router)
     app.include_router(console.router)
+    app.include_router(docs.router)
     openapi.publish(app, sorted(KINDS))
     return app
 

@@ -127,6 +127,7 @@ async def test_docs_pages_reference_only_local_assets_that_are_served(client, pa
     for url in urls:
         asset = await client.get(url)
         assert asset.status_code == 200 and len(asset.content) > 100, url
+        assert b"https://cdn" not in asset.content, f"{url} fetches from a CDN at run time"
     assert (await client.get("/openapi.json")).status_code == 200
 
 

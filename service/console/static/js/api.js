@@ -17,6 +17,11 @@ export function whenUnauthorized(handler) {
 }
 
 export async function api(method, path, body) {
+  if (!token()) {
+    // logged out while a page was still loading: nothing is sent without a token
+    onUnauthorized();
+    throw new ApiError(401, '', null);
+  }
   const headers = { Authorization: `Bearer ${token()}`, Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const response = await fetch(path, {

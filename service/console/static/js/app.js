@@ -31,6 +31,7 @@ const NAV = [
 
 const view = document.getElementById('view');
 let cleanup = null;
+let routeSeq = 0;
 
 function go(hash) {
   if (window.location.hash === hash) route();
@@ -89,12 +90,19 @@ async function route() {
   if (loggedIn() && can('integration:batch:query')) startLive();
   drawChrome();
   const match = ROUTES.map((r) => ({ r, m: r.pattern.exec(hash) })).find(({ m }) => m);
-  replace(view, h('p', { class: 'muted' }, t('common.loading')));
+  // Each page renders into a container of its own: a page still loading when the operator moves on
+  // fills a detached container, and its live subscriptions are dropped as soon as it finishes.
+  const page = h('div', {}, h('p', { class: 'muted' }, t('common.loading')));
+  replace(view, page);
+  routeSeq += 1;
+  const mine = routeSeq;
   try {
-    const result = await match.r.render(view, match.m.groups || {}, { go });
-    cleanup = typeof result === 'function' ? result : null;
+    const result = await match.r.render(page, match.m.groups || {}, { go });
+    const stop = typeof result === 'function' ? result : null;
+    if (mine === routeSeq) cleanup = stop;
+    else if (stop) stop();
   } catch (error) {
-    notify(error.message, true);
+    if (mine === routeSeq) notify(error.message, true);
   }
 }
 

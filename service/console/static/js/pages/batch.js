@@ -12,6 +12,8 @@ import { connectionNames, endpoint } from './batches.js';
 const HISTORY_SIZE = 20;
 const POLL_MS = 3000;
 const CONNECTED_POLL_EVERY = 4;
+const SETTLE_MS = 700;
+const SETTLE_ATTEMPTS = 15;
 const TERMINAL = new Set(['SUCCESS', 'FAILED', 'CANCELLED']);
 
 function kv(pairs) {
@@ -168,12 +170,27 @@ export async function render(view, params) {
     replace(statsBox, tiles(stats), runsChart(page.rows));
     replace(historyBox, historyTable(page.rows),
       pager({ num: historyPage, size: HISTORY_SIZE, total: page.total }, (num) => { historyPage = num; loadHistory(); }));
+    return page.rows;
+  }
+
+  // History and statistics are the projector's view of the events, a moment behind the run itself:
+  // after a run ends they are read again until they show it.
+  let settling = null;
+  function settle(runId, attempt = 0) {
+    clearTimeout(settling);
+    settling = setTimeout(async () => {
+      const rows = await loadHistory().catch(() => []);
+      const shown = rows.find((run) => run.runId === runId);
+      if ((!shown || !TERMINAL.has(shown.status)) && attempt < SETTLE_ATTEMPTS) settle(runId, attempt + 1);
+    }, SETTLE_MS);
   }
 
   async function refreshAll() {
     try {
       const fresh = await loadBatch();
-      await Promise.all([loadRun(fresh.lastRunId), loadHistory()]);
+      const [, rows] = await Promise.all([loadRun(fresh.lastRunId), loadHistory()]);
+      const shown = rows.find((run) => run.runId === fresh.lastRunId);
+      if (fresh.lastRunId && TERMINAL.has(panel.live.status) && !TERMINAL.has(shown?.status)) settle(fresh.lastRunId);
     } catch (error) {
       notify(error.message, true);
     }
@@ -214,5 +231,5 @@ export async function render(view, params) {
     }
   }, POLL_MS);
   document.title = `${batch?.name ?? id} · ${status(batch?.status ?? 'NEVER_RUN')} · batchsync`;
-  return () => { unsubscribe(); clearInterval(poll); clearTimeout(reload); };
+  return () => { unsubscribe(); clearInterval(poll); clearTimeout(reload); clearTimeout(settling); };
 }

@@ -36,7 +36,12 @@ export async function render(view) {
       h('button', { type: 'button', onclick: () => load() }, t('common.refresh'))),
     list);
   await load();
-  return onEvent((event) => {
-    if (event.eventType === 'BatchSyncCompleted' && !event.success) load();
+  // The list is the projector's view, a moment behind the event: read it now and once more shortly after.
+  const timers = [];
+  const unsubscribe = onEvent((event) => {
+    if (event.eventType === 'BatchSyncCompleted' && !event.success) {
+      timers.push(setTimeout(load, 300), setTimeout(load, 2000));
+    }
   });
+  return () => { unsubscribe(); timers.forEach(clearTimeout); };
 }

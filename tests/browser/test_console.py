@@ -1,0 +1,194 @@
+"""The console in a real headless Chromium against the whole service (API, worker, projector, broker).
+
+Each test saves screenshots in its tmp_path. Console errors are checked on every flow that should have
+none; the limited-token test calls a refused endpoint on purpose and checks its answer instead."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.browser.pages import (
+    all_css,
+    console_errors,
+    css,
+    log_in,
+    open_page,
+    orders_batch,
+    projected_failure,
+    screenshot,
+    wait_for,
+)
+from tests.support.builders import unique
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+XSS = '<img src=x onerror="window.__xss=1">'
+
+
+def test_log_in_sync_a_batch_and_watch_its_run_reach_success_live(server, browser, tmp_path: Path,
+                                                                   source_dsn, target_dsn) -> None:
+    batch_id = orders_batch(server, source_dsn, target_dsn, 60_000, chunk_size=500)
+    log_in(browser, server, server.token())
+    row = css(browser, f'[data-batch-id="{batch_id}"]')
+    assert css(browser, "#live.on").text, "the live stream is connected"
+    screenshot(browser, tmp_path, "batches")
+
+    open_page(browser, server, f"#/batch/{batch_id}")
+    assert css(browser, "[data-run-status]").get_attribute("data-run-status") == "NEVER_RUN"
+    css(browser, "h1 [data-action=sync]").click()
+    seen: set[str] = set()
+
+    def finished(driver) -> bool:
+        status, details = driver.execute_script(
+            "return [document.querySelector('[data-run-status]').dataset.runStatus,"
+            " document.querySelector('.kv')?.textContent ?? '']")
+        seen.add(status)
+        if status == "RUNNING" and "progress" not in seen and "%" in details:
+            seen.add("progress")
+            screenshot(driver, tmp_path, "batch-running")
+        return status == "SUCCESS"
+
+    wait_for(browser, finished, timeout=90)
+    assert "RUNNING" in seen and "progress" in seen, f"the live run was shown with its progress: {seen}"
+    wait_for(browser, lambda d: "60,000" in d.find_element("css selector", ".tiles").text)
+    assert len(all_css(browser, ".chart svg rect")) == 1, "one bar per run"
+    screenshot(browser, tmp_path, "batch-success")
+
+    open_page(browser, server, "#/batches")
+    row = css(browser, f'[data-batch-id="{batch_id}"] .badge[data-status="SUCCESS"]')
+    assert row.text == "成功"
+    assert console_errors(browser) == []
+
+
+def test_a_failed_run_shows_its_message_on_the_failures_page_and_the_batch(server, browser, tmp_path: Path,
+                                                                           source_dsn, target_dsn) -> None:
+    missing = unique("missing")
+    batch_id = orders_batch(server, source_dsn, target_dsn, 0, source_table=missing)
+    failed = server.api("POST", f"/integration/batch/{batch_id}/sync")
+    assert failed.status_code == 400
+    projected_failure(server, batch_id)
+    log_in(browser, server, server.token())
+
+    open_page(browser, server, "#/failed")
+    message = css(browser, f'tr[data-batch-id="{batch_id}"] .run-message')
+    assert message.text == f"源表不存在：{missing}"
+    screenshot(browser, tmp_path, "failed-runs")
+
+    open_page(browser, server, f"#/batch/{batch_id}")
+    wait_for(browser, lambda d: d.find_element("css selector", "[data-run-status]")
+             .get_attribute("data-run-status") == "FAILED")
+    assert f"源表不存在：{missing}" in css(browser, ".card").text
+    assert all_css(browser, "[data-action=retry]"), "a failed batch offers a retry"
+    screenshot(browser, tmp_path, "batch-failed")
+    assert console_errors(browser) == []
+
+
+def test_create_and_edit_a_connection_through_the_generated_form(server, browser, tmp_path: Path) -> None:
+    name = unique("files")
+    log_in(browser, server, server.token())
+    open_page(browser, server, "#/connections")
+    css(browser, "[data-action=create]").click()
+    kind = css(browser, "select[name=type]")
+    kind.find_element("css selector", "option[value=csv]").click()
+    css(browser, "input[name=name]").send_keys(name)
+    css(browser, "input[data-param=path]").send_keys(str(tmp_path))
+    css(browser, "input[data-param=delimiter]").send_keys(";")
+    css(browser, "select[data-param=header] option[value=false]").click()
+    url = css(browser, "input[name=url]")
+    assert url.get_attribute("placeholder").startswith("file://") and url.get_attribute("required") is None, \
+        "the kind's URL form, optional for csv"
+    screenshot(browser, tmp_path, "connection-form")
+    css(browser, "form.connection button[type=submit]").click()
+
+    css(browser, "[data-connection-id]")
+    row = wait_for(browser, lambda d: next((r for r in all_css(d, "[data-connection-id]") if name in r.text), None))
+    created = server.api("GET", f"/integration/connection/{row.get_attribute('data-connection-id')}").json()["data"]
+    assert (created["type"], created["params"]) == ("csv", {"path": str(tmp_path), "delimiter": ";", "header": False})
+
+    row.find_element("css selector", "[data-action=edit]").click()
+    delimiter = css(browser, "input[data-param=delimiter]")
+    assert delimiter.get_attribute("value") == ";"
+    delimiter.clear()
+    delimiter.send_keys("|")
+    css(browser, "form.connection button[type=submit]").click()
+    wait_for(browser, lambda d: d.current_url.endswith("#/connections"))
+    edited = server.api("GET", f"/integration/connection/{created['id']}").json()["data"]
+    assert edited["params"]["delimiter"] == "|" and edited["params"]["header"] is False
+    row = wait_for(browser, lambda d: next((r for r in all_css(d, "[data-connection-id]") if name in r.text), None))
+    row.find_element("css selector", "[data-action=test]").click()
+    wait_for(browser, lambda d: d.find_element("css selector", "#notice").text)
+    screenshot(browser, tmp_path, "connections")
+    assert console_errors(browser) == []
+
+
+def test_data_is_shown_as_text_never_run_as_markup(server, browser, tmp_path: Path, source_dsn, target_dsn) -> None:
+    batch_id = orders_batch(server, source_dsn, target_dsn, 0, name=unique(XSS), source_table=unique("missing"),
+                            connection_name=XSS)
+    assert server.api("POST", f"/integration/batch/{batch_id}/sync").status_code == 400
+    projected_failure(server, batch_id)
+    log_in(browser, server, server.token())
+    for page in ("#/batches", f"#/batch/{batch_id}", "#/failed"):
+        open_page(browser, server, page)
+        css(browser, f'[data-batch-id="{batch_id}"]' if page != f"#/batch/{batch_id}" else "[data-run-status=FAILED]")
+        time.sleep(0.3)
+        assert XSS in browser.find_element("css selector", "main").text, page
+        assert all_css(browser, "main img") == [], "no element was made from the data"
+        assert browser.execute_script("return window.__xss") is None
+        screenshot(browser, tmp_path, "xss-" + page.strip("#/").replace("/", "-"))
+    assert console_errors(browser) == [], "not even a refused inline handler"
+
+
+def test_a_limited_token_sees_no_button_it_may_not_use_and_the_server_still_refuses(
+        server, browser, tmp_path: Path, source_dsn, target_dsn) -> None:
+    batch_id = orders_batch(server, source_dsn, target_dsn, 10)
+    log_in(browser, server, server.token(["integration:batch:list", "integration:batch:query"], sub="viewer"))
+    css(browser, f'[data-batch-id="{batch_id}"]')
+    assert all_css(browser, "[data-action]") == [], "no sync, retry, cancel or create for this token"
+    nav = css(browser, "#nav").text
+    assert "数据批次" in nav and "连接" not in nav
+    open_page(browser, server, f"#/batch/{batch_id}")
+    css(browser, "[data-run-status]")
+    assert all_css(browser, "[data-action]") == []
+    screenshot(browser, tmp_path, "limited")
+
+    refused = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const token = sessionStorage.getItem('batchsync.token');
+        fetch(arguments[0], {method: 'POST', headers: {Authorization: 'Bearer ' + token}})
+          .then(async (r) => done([r.status, (await r.json()).message]));
+    """, f"/integration/batch/{batch_id}/sync")
+    assert refused == [403, "无权限执行此操作"]
+
+
+def test_english_is_one_click_away_and_remembered(server, browser, tmp_path: Path) -> None:
+    log_in(browser, server, server.token())
+    assert css(browser, "h1").text == "数据批次"
+    css(browser, "#lang").click()
+    wait_for(browser, lambda d: d.find_element("css selector", "h1").text == "Batches")
+    browser.refresh()
+    wait_for(browser, lambda d: d.find_element("css selector", "h1").text == "Batches")
+    screenshot(browser, tmp_path, "english")
+    css(browser, "#lang").click()
+    wait_for(browser, lambda d: d.find_element("css selector", "h1").text == "数据批次")
+    assert console_errors(browser) == []
+
+
+def test_the_token_is_gone_after_logging_out(server, browser) -> None:
+    log_in(browser, server, server.token())
+    css(browser, "#logout").click()
+    css(browser, "input[name=token]")
+    assert browser.execute_script("return sessionStorage.getItem('batchsync.token')") is None
+    assert console_errors(browser) == []
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_api_docs_render_offline(server, browser, tmp_path: Path, page: str) -> None:
+    browser.get(server.url + page)
+    if page == "/docs":
+        wait_for(browser, lambda d: len(all_css(d, ".opblock")) > 20)
+        assert "/integration/batch/{id}/sync" in browser.find_element("css selector", "body").text
+    else:
+        wait_for(browser, lambda d: "Sync a batch" in d.find_element("css selector", "body").text)
+    screenshot(browser, tmp_path, page.strip("/"))
+    assert console_errors(browser) == []
