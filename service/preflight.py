@@ -8,6 +8,7 @@ TIME_WAIT sockets a stopped server leaves behind do not keep it from binding aga
 
 import asyncio
 import errno
+import os
 import socket
 
 import asyncpg
@@ -77,7 +78,7 @@ def check_http_port(settings: Settings) -> None:
 
 def state_database_url(raw: str) -> URL:
     """BATCHSYNC_DATABASE_URL parsed, or a StartupError saying what a valid one looks like."""
-    example = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+    example = "postgresql://USER@HOST:PORT/DATABASE, the password after USER:"
     try:
         url = make_url(raw)
     except ArgumentError:
@@ -89,6 +90,11 @@ def state_database_url(raw: str) -> URL:
     if not url.database:
         raise StartupError(f"BATCHSYNC_DATABASE_URL names no database (expected {example})", ExitCode.CONFIG)
     return url
+
+
+def _reason(error: OSError) -> str:
+    """`connection refused`, not asyncio's `Connect call failed ('127.0.0.1', 1)`."""
+    return os.strerror(error.errno).lower() if error.errno else str(error)
 
 
 def _where(url: URL) -> str:
@@ -115,7 +121,7 @@ async def check_database(raw: str, timeout: float) -> None:
         raise StartupError(f"the state database at {where} did not answer within {timeout:g}s: is it up? "
                            f"{setting}", ExitCode.DATABASE) from None
     except OSError as error:
-        raise StartupError(f"cannot reach the state database at {where} ({error.strerror or error}): is PostgreSQL "
+        raise StartupError(f"cannot reach the state database at {where} ({_reason(error)}): is PostgreSQL "
                            f"running? {setting}", ExitCode.DATABASE) from None
     except asyncpg.PostgresError as error:
         raise StartupError(f"the state database at {where} refused us ({str(error).splitlines()[0]}): {setting}",
@@ -147,7 +153,7 @@ async def check_broker(bootstrap: str, timeout: float) -> None:
             reasons.append(f"{host}:{port} did not answer within {timeout:g}s")
             continue
         except OSError as error:
-            reasons.append(f"{host}:{port}: {(error.strerror or str(error)).lower()}")
+            reasons.append(f"{host}:{port}: {_reason(error)}")
             continue
         writer.close()
         return

@@ -22,7 +22,6 @@ import socket
 from collections.abc import Iterator
 from enum import IntEnum
 
-import click
 import typer
 from pydantic import ValidationError
 
@@ -99,11 +98,11 @@ def _masked(text: str) -> str:
 def reported(debug: bool) -> Iterator[None]:
     """Turn a failure inside the block into one `error: …` line on stderr and its exit code.
 
-    Click's own exits and usage errors, SystemExit and KeyboardInterrupt pass through untouched.
+    Typer's own exits and usage errors, SystemExit and KeyboardInterrupt pass through untouched.
     """
     try:
         yield
-    except (click.exceptions.Exit, click.ClickException, click.Abort):
+    except (typer.Exit, typer.Abort, typer.TyperException):
         raise
     except Exception as error:
         if debug:
