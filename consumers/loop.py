@@ -34,12 +34,14 @@ from aiokafka.errors import KafkaError
 
 from consumers.bounded import Bounds, Extent
 from consumers.dlq import send_to_dlq
+from consumers.lag import LagSampler
 from consumers.pacing import pace_empty_fetches
 from producers.clients import new_consumer
 from producers.publisher import Publisher
 from producers.topics import ensure_topics
 from schemas.signing import Headers
 from service.config import Settings
+from service.observability import metrics, tracing
 from service.ports import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -176,6 +178,7 @@ class ConsumeLoop:
         self._consumer: AIOKafkaConsumer | None = None
         self._done: dict[TopicPartition, int] = {}
         self._backoff = _Backoff()
+        self._lag = LagSampler(subscription.group_id, subscription.topic)
 
     async def run(self) -> None:
         """Consume until cancelled; a bounded read returns at its end and raises `BrokerUnavailable` when the
@@ -295,6 +298,7 @@ class ConsumeLoop:
                     assert_never(self.handling)
             if extent is not None:
                 await extent.settle(consumer, handled=bool(fetched) and not failed)
+            await self._lag.sample(consumer)
             if failed:
                 await self._backoff.sleep()
             elif fetched:
@@ -316,7 +320,8 @@ class ConsumeLoop:
 
     async def _handle_one(self, record: Record, handle: RecordHandler) -> bool:
         try:
-            await handle(record)
+            with tracing.consuming(record.topic, record.partition, record.offset, record.headers):
+                await handle(record)
         except Rejected as rejected:
             return await self._park(record, rejected.reason)
         except Exception:
@@ -367,6 +372,7 @@ class ConsumeLoop:
         except BrokerUnavailable:
             log.warning("%s: the DLQ is unavailable; %s is read again", self.subscription.name, where)
             return False
+        metrics.DLQ_RECORDS.labels(record.topic).inc()
         log.warning("%s: %s sent to the DLQ: %s", self.subscription.name, where, reason)
         return True
 

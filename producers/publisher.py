@@ -40,6 +40,15 @@ class Publisher:
     def connected(self) -> bool:
         return self._producer is not None
 
+    async def check(self) -> None:
+        """One metadata request over this producer's connection (`/readyz`); BrokerUnavailable when it fails.
+        The caller bounds the time."""
+        producer = await self._ready()
+        try:
+            await producer.client.fetch_all_metadata()
+        except (KafkaError, OSError) as exc:
+            raise BrokerUnavailable(f"metadata request to {self._settings.kafka_bootstrap} failed: {exc!r}") from exc
+
     async def start(self) -> None:
         """Connect and ensure topics; when the broker is down, log it and leave the retry to `send`."""
         try:

@@ -13,6 +13,7 @@ from producers.publisher import Publisher
 from schemas.events import BatchSyncCompleted, BatchSyncRequested
 from schemas.wire import encode, event_headers, event_key
 from service.config import Settings
+from service.observability import tracing
 from service.ports import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,9 @@ class RequestReplyClient:
         future: asyncio.Future[BatchSyncCompleted | None] = loop.create_future()
         self._pending[correlation_id] = future
         try:
-            await self._publisher.send(self._settings.topics.requested, encode(event),
-                                       key=event_key(event), headers=event_headers(event))
+            topic = self._settings.topics.requested
+            with tracing.publishing(topic, event_headers(event)) as headers:
+                await self._publisher.send(topic, encode(event), key=event_key(event), headers=headers)
             try:
                 return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
             except TimeoutError:

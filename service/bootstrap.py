@@ -98,7 +98,7 @@ async def api_app(settings: Settings) -> AsyncIterator["FastAPI"]:
         state = AppState(settings=settings, sessions=db.sessions, requester=requester)
         live = asyncio.create_task(LiveEvents(settings, state.events.publish).run(), name="live-events")
         try:
-            yield create_app(state)
+            yield create_app(state, broker_check=publisher.check)
         finally:
             live.cancel()
             await asyncio.gather(live, return_exceptions=True)
@@ -134,10 +134,11 @@ async def run_api(settings: Settings) -> None:
 async def run_worker(settings: Settings) -> None:
     from consumers.sync_worker import SyncWorker
     from service.connectors.registry import REGISTRY
+    from service.observability.backlog import sampling_outbox
 
     _require(settings)
     async with database(settings, pool_size=settings.worker_concurrency + 5) as db:
-        async with publishing(settings, db) as (publisher, relay):
+        async with publishing(settings, db) as (publisher, relay), sampling_outbox(db.sessions):
             await SyncWorker(settings, db.sessions, publisher, relay, REGISTRY).run()
 
 

@@ -6,7 +6,6 @@ production. Every command reads its configuration from the one Settings class.
 
 import asyncio
 import contextlib
-import logging
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,7 +18,8 @@ from service.cli_audit import audit_app
 from service.cli_secrets import dev_secret_key, key_file, secrets_app
 from service.cli_sync import sync
 from service.config import Settings
-from service.logging_filters import install as install_secret_mask
+from service.observability.logs import configure as configure_logging
+from service.observability.process import observe_part
 from service.startup_errors import ExitCode, StartupError, reported
 
 app = typer.Typer(help="batchsync: sync data batches from source to target systems.", no_args_is_help=True,
@@ -53,23 +53,13 @@ def _main(debug: Annotated[bool, typer.Option("--debug", callback=_remember_debu
     """batchsync: sync data batches from source to target systems."""
 
 JWT_SECRET_FILE = "jwt_secret"
-QUIET_LOGGERS = ("httpx", "httpcore")
-"""Never below WARNING: they log full request URLs, and a source URL may carry credentials."""
-CHATTY_LOGGERS = ("aiokafka",)
-"""WARNING unless BATCHSYNC_LOG_LEVEL=DEBUG: every group join, rebalance and leave is an INFO line."""
 
 
 def _settings() -> Settings:
     """The Settings, or one line naming the first invalid setting (exit 2); logging set up from them."""
     with reported(_debug()):
         settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    install_secret_mask()
-    root = logging.getLogger().level
-    for quiet in QUIET_LOGGERS:
-        logging.getLogger(quiet).setLevel(max(logging.WARNING, root))
-    for chatty in CHATTY_LOGGERS:
-        logging.getLogger(chatty).setLevel(root if root <= logging.DEBUG else max(logging.WARNING, root))
+    configure_logging(settings)
     return settings
 
 
@@ -144,7 +134,8 @@ def up(demo: Annotated[bool, typer.Option("--demo", help="Create a demo source, 
                 _announce_demo(settings)
             console.print(f"batchsync up: http://{settings.http_host}:{settings.http_port} "
                           f"(docs at /docs; data in {Path(settings.data_dir).resolve()}); Ctrl-C stops.")
-            run_until_stopped(lambda: run_all(settings))
+            observe_part(settings, "up")
+        run_until_stopped(lambda: run_all(settings))
 
 
 def _announce_demo(settings: Settings) -> None:
@@ -171,6 +162,7 @@ def api() -> None:
     from service.bootstrap import run_api
 
     settings = startable(dev_secret(_settings(), create=False), http=True)
+    observe_part(settings, "api")
     run_until_stopped(lambda: run_api(settings))
 
 
@@ -180,6 +172,7 @@ def worker() -> None:
     from service.bootstrap import run_worker
 
     settings = startable(_settings())
+    observe_part(settings, "worker")
     run_until_stopped(lambda: run_worker(settings))
 
 
@@ -189,6 +182,7 @@ def projector() -> None:
     from service.bootstrap import run_projector
 
     settings = startable(_settings())
+    observe_part(settings, "projector")
     run_until_stopped(lambda: run_projector(settings))
 
 

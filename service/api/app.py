@@ -11,14 +11,19 @@ from fastapi_offline import FastAPIOffline
 from service.api import docs, errors, openapi
 from service.api.middleware import RequestGuard
 from service.api.routes import batches, connections, health, runs, stream
+from service.api.routes.health import BROKER_CHECK, BrokerCheck
+from service.api.routes.metrics import router as metrics_router
 from service.api.state import AppState
 from service.connectors.registry import KINDS
 from service.console import router as console
+from service.observability.http import ObservedRequests
 
 __all__ = ["AppState", "create_app"]
 
 
-def create_app(state: AppState) -> FastAPI:
+def create_app(state: AppState, broker_check: BrokerCheck | None = None) -> FastAPI:
+    """`broker_check` is what `/readyz` asks of the broker (a metadata request); without one it checks the
+    database alone."""
     app = FastAPIOffline(  # /docs from the package's own Swagger UI files, no CDN; /redoc in service/api/docs.py
         redoc_url=None,
         static_url=docs.DOCS_ASSETS,
@@ -28,9 +33,12 @@ def create_app(state: AppState) -> FastAPI:
         version="0.1.0",
     )
     app.state.batchsync = state
+    setattr(app.state, BROKER_CHECK, broker_check)
     errors.install(app)
     app.add_middleware(RequestGuard, settings=state.settings)
+    app.add_middleware(ObservedRequests, routes=app.router.routes)  # outermost: sees the guard's refusals
     app.include_router(health.router)
+    app.include_router(metrics_router)
     app.include_router(connections.router)
     app.include_router(batches.router)
     app.include_router(runs.router)

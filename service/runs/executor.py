@@ -18,10 +18,12 @@ from schemas.messages import INTERNAL_ERROR, SYNC_SUCCEEDED
 from service.config import Settings
 from service.connectors.base import Connectors
 from service.db.models import Run
+from service.observability.runs import observed_run, run_ended
 from service.ports import OutboxNotifier
 from service.runs import lifecycle
 from service.runs.recorder import LeaseLost, RunRecorder
 from service.runs.spec import load_spec
+from service.runs.status import status_for_error
 from service.security.policy import AccessPolicy
 from service.sync.errors import RunCancelled, SyncError
 from service.sync.model import RunObserver, RunResult, RunSpec
@@ -130,6 +132,10 @@ class RunExecutor:
             return "busy"
 
     async def _run(self, run: Run, spec: "RunSpec | SyncError") -> None:
+        with observed_run(run.id, run.batch_id, run.correlation_id, run.trigger):
+            await self._run_observed(run, spec)
+
+    async def _run_observed(self, run: Run, spec: "RunSpec | SyncError") -> None:
         run_id = run.id
         if run.cancel_requested_by:
             await self._finish(run_id, ErrorCode.CANCELLED, RunCancelled().reason)
@@ -175,11 +181,13 @@ class RunExecutor:
             counts = {"records_read": recorder.last.records_read, "records_written": recorder.last.records_written,
                       "chunks": recorder.last.chunk}
         async with self._sessions.begin() as session:
-            await lifecycle.complete(session, run_id, self.worker_id, self._settings.topics,
+            reply = await lifecycle.complete(session, run_id, self.worker_id, self._settings.topics,
                                      error_code=error_code, message=message,
                                      start=(0, None) if recorder is None else recorder.pending_start(),
                                      **counts)  # type: ignore[arg-type]
         self._notifier.notify()
+        if reply is not None:
+            run_ended(status_for_error(error_code.value if error_code else None), reply)
 
     # --- background ---
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.events import Event
 from schemas.wire import encode, event_headers, event_key
 from service.db.models import Outbox
+from service.observability import tracing
 from service.ports import OutboxMessage, StateStoreUnavailable
 
 MAX_ATTEMPTS = 10
@@ -31,7 +32,7 @@ def add_event(session: AsyncSession, topic: str, event: Event, key: str | None =
             topic=topic,
             key=key.encode() if key is not None else event_key(event),
             value=encode(event),
-            headers=event_headers(event),
+            headers=tracing.inject(event_headers(event)),
         )
     )
 

@@ -30,6 +30,7 @@ from service.connectors.base import (
     TargetTypes,
     TypeMap,
 )
+from service.observability.runs import observe_chunk
 from service.sync.errors import CheckpointTaken, ConfigInvalid, RunCancelled, TableMissing
 from service.sync.model import ProgressUpdate, RunObserver, RunResult, RunSpec
 from service.sync.retry import RetryPolicy, retry_transient
@@ -216,10 +217,12 @@ class _Run:
                 if self.observer.cancel_requested():
                     break
                 chunk.number = checkpoint.chunk + 1
+                observed = observe_chunk(chunk.number, checkpoint.records_written)
                 written = await target.write(key, chunk, checkpoint)
                 if written is None:
                     raise CheckpointTaken(detail=f"chunk {chunk.number}")
                 checkpoint = written
+                observed.done(checkpoint.records_written)
                 await self.observer.on_chunk(
                     ProgressUpdate(
                         chunk=checkpoint.chunk,
