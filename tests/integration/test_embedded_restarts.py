@@ -1,13 +1,16 @@
 """`batchsync up` comes back: quick restarts keep the embedded ports, and after a crash (SIGKILL of the main
 process, of its process group, or of every process it started) the next `up` in the same folder stops
 what was left behind, is ready and syncs the demo batch within 60 s with its history intact, and no
-process of the test outlives it (issue 9 item 1, issue 14 item 1)."""
+process of the test outlives it; servers left running on its data are stopped and replaced on their ports
+(issue 9 item 1, issue 14 item 1)."""
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import httpx
 import psutil
 import pytest
 
+from service.embedded import EmbeddedBroker, EmbeddedPostgres
 from tests.support.brokers import free_port
 from tests.support.embedded_up import CLI, STATE_DIR, kill_all, run_cli, start_up, stop_up, up_env, wait_healthy
 
@@ -151,5 +155,42 @@ def test_up_after_a_crash_is_ready_and_syncs_within_a_minute_with_history_intact
         stop_up(process, signal.SIGINT, children)
     finally:
         log.close()
+        kill_all(process, children)
+    _assert_no_orphans(tmp_path)
+
+
+def test_leftover_servers_not_started_by_this_up_are_stopped_and_replaced_on_their_ports(tmp_path: Path) -> None:
+    """A PostgreSQL and a broker on our data that outlived their `up` (no parent-death signal reached them):
+    the broker found by its `--data-dir` alone (no broker.pid), the database by its data directory."""
+    port = free_port()
+    process = start_up(tmp_path, port, "--demo")
+    children: list[psutil.Process] = []
+    leftovers: list[subprocess.Popen[bytes]] = []
+    try:
+        children = wait_healthy(process, port, tmp_path)
+        ports = _ports(tmp_path)
+        stop_up(process, signal.SIGINT, children)
+
+        state = tmp_path / STATE_DIR
+        pg, broker = EmbeddedPostgres(state), EmbeddedBroker(state)
+        pg.start()
+        broker.start()
+        (state / "broker.pid").unlink()
+        leftovers = [p for p in (pg.process, broker.process) if p is not None]
+        for leftover in leftovers:  # reaped as soon as they exit, as init would reap a real orphan
+            threading.Thread(target=leftover.wait, daemon=True).start()
+        assert _ports(tmp_path) == ports
+
+        process = start_up(tmp_path, port)
+        children = wait_healthy(process, port, tmp_path)
+        assert all(leftover.poll() is not None for leftover in leftovers)
+        assert pg.process is not None and pg.process.returncode == 0  # a fast shutdown, not a kill
+        assert _ports(tmp_path) == ports
+        _sync(tmp_path, port)
+        stop_up(process, signal.SIGINT, children)
+    finally:
+        for leftover in leftovers:
+            with contextlib.suppress(OSError):
+                leftover.kill()
         kill_all(process, children)
     _assert_no_orphans(tmp_path)
