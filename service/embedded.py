@@ -101,7 +101,7 @@ def _sticky_port(path: Path, what: str) -> int:
     if port and not port_taken(port):
         return port
     if port:
-        raise StartupError(f"the embedded {what} keeps port {port} ({path}) and another process listens on it"
+        raise StartupError(f"the embedded {what} keeps port {port} ({path}) and another process uses it"
                            f"{describe(listener(port))}: stop that process, or delete {path} to take a new port "
                            f"(connections that name port {port} must then be edited; `up --demo` updates the "
                            "demo ones)", ExitCode.PORT_IN_USE)
