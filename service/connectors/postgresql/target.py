@@ -1,8 +1,9 @@
 """PostgreSQL target: binary COPY per chunk, committed with its checkpoint row in `_batchsync_checkpoints`.
 
 append copies into the table; upsert copies into a temporary staging table and merges with
-`INSERT … ON CONFLICT`; overwrite fills a durable staging table and swaps its rows in at the end, in
-one transaction, so readers see the old rows or the new ones, never a half-empty table.
+`INSERT … ON CONFLICT`, and from its second chunk on merges on a second connection while the next chunk is
+staged (`upsert.py`); overwrite fills a durable staging table and swaps its rows in at the end, in one
+transaction, so readers see the old rows or the new ones, never a half-empty table.
 """
 
 import logging
@@ -17,6 +18,7 @@ from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
 from service.connectors.csv.stream import COPY_CSV
 from service.connectors.postgresql.connection import COPY_FORMAT, boundary, close, connect, dsn_of, relation_columns
 from service.connectors.postgresql.types import TYPES
+from service.connectors.postgresql.upsert import PipelinedUpsert, merge_sql
 from service.connectors.sql.target import (
     CHECKPOINTS,
     FINISHED_KEPT_DAYS,
@@ -73,6 +75,7 @@ class PostgresTarget:
         self._conn: asyncpg.Connection | None = None
         self._columns: list[str] = []
         self._merge = ""
+        self._upsert: PipelinedUpsert | None = None
         self._stream_format = COPY_FORMAT
 
     def accept_stream(self, copy_format: str) -> bool:
@@ -94,6 +97,8 @@ class PostgresTarget:
         return self
 
     async def __aexit__(self, exc_type: object, *_: object) -> None:
+        if self._upsert is not None:
+            await self._upsert.close(interrupted=isinstance(exc_type, type) and not issubclass(exc_type, Exception))
         await close(self._conn, clean=exc_type is None)
 
     @property
@@ -129,36 +134,21 @@ class PostgresTarget:
         mode = self._spec.mode
         with boundary("target"):
             if mode is WriteMode.UPSERT:
-                require_keys(self._spec.key_columns or [], columns, UPSERT_KEY_COLUMNS)
+                keys = self._spec.key_columns or []
+                require_keys(keys, columns, UPSERT_KEY_COLUMNS)
                 await self.conn.execute(
                     f"CREATE TEMP TABLE IF NOT EXISTS {_UPSERT_STAGE} ON COMMIT DELETE ROWS AS "
                     f"SELECT {cols} FROM {table} WITH NO DATA"
                 )
-                self._merge = self._merge_sql(await self._comparable_columns())
+                comparable = await self._comparable_columns()
+                self._merge = merge_sql(self._spec.table, _UPSERT_STAGE, columns, keys, comparable)
+                self._upsert = PipelinedUpsert(self._endpoint, self._spec.table, self._timeout, _SAVE_CHECKPOINT,
+                                               lambda stage: merge_sql(self._spec.table, stage, columns, keys,
+                                                                       comparable))
             elif mode is WriteMode.OVERWRITE:
                 await self.conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {self._stage(key)} AS SELECT {cols} FROM {table} WITH NO DATA"
                 )
-
-    def _merge_sql(self, comparable: set[str]) -> str:
-        """Upsert from the staging table; rows equal to what is already there are not rewritten, which
-        spares re-syncs of unchanged data the cost (and bloat) of an MVCC update per row."""
-        keys = self._spec.key_columns or []
-        cols = ", ".join(quote_ident(c) for c in self._columns)
-        conflict = ", ".join(quote_ident(k) for k in keys)
-        others = [quote_ident(c) for c in self._columns if c not in keys]
-        if not others:
-            action = "DO NOTHING"
-        else:
-            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in others)
-            cast = {quote_ident(c): "" if c in comparable else "::text" for c in self._columns}
-            old = ", ".join(f"t.{c}{cast[c]}" for c in others)
-            new = ", ".join(f"EXCLUDED.{c}{cast[c]}" for c in others)
-            action = f"DO UPDATE SET {updates} WHERE ({old}) IS DISTINCT FROM ({new})"
-        return (
-            f"INSERT INTO {quote_ident(self._spec.table)} AS t ({cols}) SELECT {cols} FROM {_UPSERT_STAGE} "
-            f"ON CONFLICT ({conflict}) {action}"
-        )
 
     async def _comparable_columns(self) -> set[str]:
         """Columns whose type has its own `=` operator; the rest (json, xml, …) are compared as text."""
@@ -174,6 +164,11 @@ class PostgresTarget:
     async def write(self, key: str, chunk: Chunk, previous: Checkpoint) -> Checkpoint | None:
         mode = self._spec.mode
         schema: str | None
+        if self._upsert is not None:
+            if self._upsert.pipelining:
+                with boundary("target"):
+                    return await self._upsert.write(self.conn, key, chunk, previous, self._stream_format == COPY_CSV)
+            self._upsert.pipelining = True  # the first chunk of a run (a small run's only one) merges right here
         if mode is WriteMode.UPSERT:
             schema, dest = None, _UPSERT_STAGE
         elif mode is WriteMode.OVERWRITE:
@@ -215,6 +210,8 @@ class PostgresTarget:
     async def finish(self, key: str, columns: list[str], last: Checkpoint) -> None:
         table, cols = quote_ident(self._spec.table), ", ".join(quote_ident(c) for c in columns)
         with boundary("target"):
+            if self._upsert is not None:
+                await self._upsert.settle()
             async with self.conn.transaction():
                 if self._spec.mode is WriteMode.OVERWRITE:
                     stage = self._stage(key)
@@ -222,6 +219,8 @@ class PostgresTarget:
                     await self.conn.execute(f"DELETE FROM {table}")
                     await self.conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}")
                     await self.conn.execute(f"DROP TABLE {stage}")
+                if self._upsert is not None:
+                    await self._upsert.drop_stages(self.conn, key)
                 await self.conn.execute(_SAVE_CHECKPOINT, *checkpoint_args(key, self._spec.table, last.as_finished()))
                 await self.conn.execute(_FORGET_FINISHED, self._spec.table, key)
 
@@ -229,6 +228,9 @@ class PostgresTarget:
         try:
             async with self.conn.transaction():
                 await self.conn.execute(f"DROP TABLE IF EXISTS {self._stage(key)}")
+                if self._upsert is not None:
+                    await self._upsert.close(interrupted=True)
+                    await self._upsert.drop_stages(self.conn, key)
                 await self.conn.execute(f"DELETE FROM {CHECKPOINTS} WHERE checkpoint_key = $1::uuid", key)
         except (pgerr.PostgresError, pgerr.InterfaceError, OSError) as exc:
             log.warning("could not clean up after a cancelled run: %s", type(exc).__name__)
