@@ -14,6 +14,15 @@ What each consumer once wrote for itself lives here:
 - **The DLQ**: a handler raising `Rejected(reason)` parks the record in `P.dlq` (consumers/dlq.py) and the
   loop goes on; a batch is then applied again without that record.
 - **Rebalance hooks**: the above, then the owner's `on_assigned`.
+- **One process, every partition** (`BATCHSYNC_PARTITION_ASSIGNMENT=all`, what `up` runs): a group
+  subscription is read without any group membership: the loop assigns itself every partition and seeks
+  each to the offset kept in PostgreSQL (a `PerRecord` handler names an `OffsetStore`, which the loop
+  saves to after each fetch). noida-db never evicts a dead member, so a restarted process relying on its
+  group would never get a partition again (docs/brokers.md).
+- **Offsets past the end** (a topic recreated or truncated, a broker that lost acknowledged writes): the
+  broker's OffsetOutOfRange (Kafka, noida-db) and a position beyond the high-water mark of a fetch (Tansu
+  stalls silently there) both reset the partition to its earliest offset with a WARNING naming the topic,
+  the partition and the gap; handlers are idempotent by eventId (or requestId), so re-reading is safe.
 
 A subscription without a group reads every partition of its topic from the end (reply listeners,
 `sync --follow`); nothing is committed for it. A bounded one (`Bounds`, consumers/bounded.py) reads every
@@ -30,7 +39,7 @@ from dataclasses import dataclass
 from typing import Protocol, assert_never
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 
 from consumers.bounded import Bounds, Extent
 from consumers.dlq import send_to_dlq
@@ -114,6 +123,16 @@ class Batch:
         return Batch(kept, self.next_offsets)
 
 
+class OffsetStore(Protocol):
+    """Where a `PerRecord` handler's positions are kept when no consumer group keeps them (PostgreSQL)."""
+
+    async def load(self) -> Mapping[int, int]:
+        """Partition → next offset to read, for the partitions stored."""
+
+    async def save(self, offsets: Mapping[int, int]) -> None:
+        """Store the next offsets of records whose effects are durable."""
+
+
 class RecordHandler(Protocol):
     async def __call__(self, record: Record) -> None:
         """Make the record's effect durable; raise Rejected to park it, anything else to retry it."""
@@ -126,9 +145,11 @@ class BatchHandler(Protocol):
 
 @dataclass(frozen=True)
 class PerRecord:
-    """Records one by one; the loop commits each one's offset once its handler returned."""
+    """Records one by one; the loop commits each one's offset once its handler returned: to the broker in a
+    group, to `offsets` when the process reads every partition itself."""
 
     handle: RecordHandler
+    offsets: OffsetStore | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +196,10 @@ class ConsumeLoop:
         """A bounded read's start and end per partition, once positioned."""
         if isinstance(handling, PerBatch) and handling.stored is None and subscription.group_id is not None:
             raise ValueError(f"{subscription.name}: a PerBatch handler in a group must say where it stored offsets")
+        self.solo = subscription.group_id is not None and settings.partition_assignment == "all"
+        """Every partition assigned here, positions from PostgreSQL, no group membership."""
+        if self.solo and isinstance(handling, PerRecord) and handling.offsets is None:
+            raise ValueError(f"{subscription.name}: reading every partition alone needs an OffsetStore")
         self._consumer: AIOKafkaConsumer | None = None
         self._done: dict[TopicPartition, int] = {}
         self._backoff = _Backoff()
@@ -208,10 +233,13 @@ class ConsumeLoop:
         clock = asyncio.get_running_loop()
         attempt = 2 * self.settings.kafka_request_timeout_ms / 1000
         deadline = None if sub.start_timeout is None else clock.time() + sub.start_timeout
-        tuning = {} if sub.max_partition_fetch_bytes is None else {
+        tuning: dict[str, object] = {} if sub.max_partition_fetch_bytes is None else {
             "max_partition_fetch_bytes": sub.max_partition_fetch_bytes}
+        if sub.bounds is None:
+            tuning["auto_offset_reset"] = "none"  # a position past the end is ours to notice (_restart_from_earliest)
+        group_id = None if self.solo else sub.group_id
         while True:
-            consumer = new_consumer(self.settings, group_id=sub.group_id, fetch_max_wait_ms=sub.fetch_max_wait_ms,
+            consumer = new_consumer(self.settings, group_id=group_id, fetch_max_wait_ms=sub.fetch_max_wait_ms,
                                     **tuning)
             try:
                 async with asyncio.timeout(attempt if deadline is None else min(attempt, deadline - clock.time())):
@@ -233,22 +261,35 @@ class ConsumeLoop:
         if sub.ensure_topics:
             await ensure_topics(self.settings)
         self._consumer = consumer
-        if sub.group_id is not None:
+        if sub.group_id is not None and not self.solo:
             consumer.subscribe([sub.topic], listener=_Rebalance(self))
         await consumer.start()
         pace_empty_fetches(consumer, sub.fetch_max_wait_ms)
         if sub.bounds is not None:
             await self._assign_bounded(consumer, sub.bounds)
+        elif self.solo:
+            await self._assign_all(consumer)
         elif sub.group_id is None:
             await self._assign_at_end(consumer)
 
-    async def _assign_at_end(self, consumer: AIOKafkaConsumer) -> None:
-        """Every partition at its end, positions resolved, so nothing published after this is missed."""
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         topic = self.subscription.topic
         await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+    async def _assign_all(self, consumer: AIOKafkaConsumer) -> None:
+        """Every partition, each at its stored offset (or its beginning), as a group's assignment would be."""
+        partitions = await self._partitions(consumer)
         if not partitions:
-            raise BrokerUnavailable(f"no partitions for {topic}")
+            raise BrokerUnavailable(f"no partitions for {self.subscription.topic}")
+        consumer.assign(partitions)
+        await self._assigned(partitions)
+
+    async def _assign_at_end(self, consumer: AIOKafkaConsumer) -> None:
+        """Every partition at its end, positions resolved, so nothing published after this is missed."""
+        partitions = await self._partitions(consumer)
+        if not partitions:
+            raise BrokerUnavailable(f"no partitions for {self.subscription.topic}")
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         for tp in partitions:
@@ -258,10 +299,8 @@ class ConsumeLoop:
 
     async def _assign_bounded(self, consumer: AIOKafkaConsumer, bounds: Bounds) -> None:
         """Every partition at its start; a topic that does not exist is an empty read (it is not created)."""
-        topic = self.subscription.topic
-        extent = Extent(topic, bounds)
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        extent = Extent(self.subscription.topic, bounds)
+        partitions = await self._partitions(consumer)
         extent.topic_exists = bool(partitions)
         if partitions:
             consumer.assign(partitions)
@@ -285,9 +324,19 @@ class ConsumeLoop:
         sub = self.subscription
         extent = self.extent if sub.bounds is not None else None
         while extent is None or not extent.done:
-            fetched = await consumer.getmany(timeout_ms=sub.poll_timeout_ms, max_records=sub.max_records)
+            try:
+                fetched = await consumer.getmany(timeout_ms=sub.poll_timeout_ms, max_records=sub.max_records)
+            except OffsetOutOfRangeError as gone:
+                await self._restart_from_earliest(consumer, dict(gone.args[0]) if gone.args else {})
+                continue
+            except NoOffsetForPartitionError as unpositioned:  # a group partition nobody committed yet
+                await consumer.seek_to_beginning(*[tp for tp in unpositioned.args if isinstance(tp, TopicPartition)]
+                                                 or consumer.assignment())
+                continue
             if extent is not None:
                 fetched = extent.trim(consumer, fetched)
+            else:
+                await self._check_past_end(consumer, fetched)
             match self.handling:
                 case PerRecord(handle):
                     failed = await self._each(consumer, fetched, handle)
@@ -303,6 +352,38 @@ class ConsumeLoop:
                 await self._backoff.sleep()
             elif fetched:
                 self._backoff.reset()
+
+    async def _check_past_end(self, consumer: AIOKafkaConsumer,
+                              fetched: Mapping[TopicPartition, Sequence[Record]]) -> None:
+        """A partition that fetched nothing while its position is beyond the high-water mark its fetch reported:
+        the log behind it is gone (Tansu answers such fetches with nothing, for ever)."""
+        beyond: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment() - set(fetched):
+            end = consumer.highwater(tp)
+            if end is None:
+                continue
+            with contextlib.suppress(KafkaError, AssertionError):
+                if (position := await consumer.position(tp)) > end:
+                    beyond[tp] = position
+        if beyond:
+            await self._restart_from_earliest(consumer, beyond)
+
+    async def _restart_from_earliest(self, consumer: AIOKafkaConsumer, positions: Mapping[TopicPartition, int]) -> None:
+        """Read the partitions again from their earliest offset: their log ends before where we were."""
+        gone = [tp for tp in positions if tp in consumer.assignment()]
+        for tp in gone:
+            end = consumer.highwater(tp)
+            if end is None:
+                with contextlib.suppress(KafkaError, TimeoutError):
+                    end = (await asyncio.wait_for(consumer.end_offsets([tp]), COMMIT_TIMEOUT)).get(tp)
+            gap = f"{positions[tp] - end} offsets ({end}..{positions[tp] - 1})" if end is not None else "unknown"
+            log.warning("%s: %s[%s] ends at %s but we were at offset %s: the topic was recreated or truncated "
+                        "(gap: %s); reading it again from the earliest offset, events are deduplicated by id",
+                        self.subscription.name, tp.topic, tp.partition, end if end is not None else "?",
+                        positions[tp], gap)
+            self._done.pop(tp, None)
+        if gone:
+            await consumer.seek_to_beginning(*gone)
 
     async def _each(self, consumer: AIOKafkaConsumer, fetched: Mapping[TopicPartition, Sequence[Record]],
                     handle: RecordHandler) -> bool:
@@ -379,13 +460,17 @@ class ConsumeLoop:
     # --- offsets ---
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
-        """Commit the offsets of records whose effects are durable; the next commit covers a failed one."""
+        """Commit the offsets of records whose effects are durable (to the broker, or to the handler's
+        `OffsetStore` when reading alone); the next commit covers a failed one."""
         assigned = consumer.assignment()
         offsets = {tp: offset for tp, offset in self._done.items() if tp in assigned}
         if not offsets:
             return
         try:
-            await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT)
+            if self.solo and isinstance(self.handling, PerRecord) and self.handling.offsets is not None:
+                await self.handling.offsets.save({tp.partition: offset for tp, offset in offsets.items()})
+            else:
+                await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT)
         except Exception as error:
             log.warning("%s: offset commit failed (%r); the next commit covers it", self.subscription.name, error)
             return
@@ -395,6 +480,8 @@ class ConsumeLoop:
 
     async def _commit_hint(self, consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int]) -> None:
         """Tell the broker how far a `PerBatch` handler got: a lag hint only, its offsets are in PostgreSQL."""
+        if self.solo:
+            return  # no group: nothing to hint
         try:
             await asyncio.wait_for(consumer.commit(dict(offsets)), COMMIT_TIMEOUT)
         except (KafkaError, TimeoutError) as exc:
@@ -404,10 +491,18 @@ class ConsumeLoop:
         if self._consumer is not None and isinstance(self.handling, PerRecord):
             await self._commit(self._consumer)
 
+    async def _stored(self) -> Mapping[int, int] | None:
+        """Where the handler's positions are kept, if it keeps them (PostgreSQL), else None (the broker's)."""
+        match self.handling:
+            case PerBatch(stored=stored) if stored is not None:
+                return await stored()
+            case PerRecord(offsets=offsets) if offsets is not None and self.solo:
+                return await offsets.load()
+        return None
+
     async def _assigned(self, assigned: Collection[TopicPartition]) -> None:
         consumer = self._consumer
-        if consumer is not None and isinstance(self.handling, PerBatch) and self.handling.stored is not None:
-            stored = await self.handling.stored()
+        if consumer is not None and (stored := await self._stored()) is not None:
             for tp in assigned:
                 if tp.partition in stored:
                     consumer.seek(tp, stored[tp.partition])

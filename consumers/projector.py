@@ -12,16 +12,18 @@ history or statistics.
 
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from consumers.loop import Batch, ConsumeLoop, PerBatch, Rejected, Subscription
 from producers.publisher import Publisher
-from schemas.events import lifecycle_event_adapter
+from schemas.events import LifecycleEvent, lifecycle_event_adapter
 from service.config import Settings
 from service.history.offsets import load_offsets, store_offsets
 from service.history.projection import project, projector_group
+from service.history.retention import settled_runs
 from service.security.event_signing import EventKeys
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class Projector:
         self._topic = settings.topics.events
         self._group = projector_group(settings.topic_prefix)
         self._keys = EventKeys.from_settings(settings)
+        self._retention = timedelta(seconds=settings.ledger_retention_seconds)
         self._own_publisher = publisher is None
         self._publisher = publisher or Publisher(settings)
         subscription = Subscription(name="projector", topic=self._topic, group_id=self._group,
@@ -65,21 +68,26 @@ class Projector:
 
     async def apply(self, batch: Batch) -> None:
         """Project one fetched batch and store its next offsets, all in one transaction; Rejected for a record
-        that is not ours or not valid."""
+        that is not ours or not valid. Events of settled runs (finished longer ago than the retention, their
+        `projected_events` pruned: service/history/retention.py) count as projected already."""
         projected = skipped = 0
+        events: list[LifecycleEvent] = []
+        for records in batch.records.values():
+            for record in records:
+                if (refusal := self._keys.refusal(record)) is not None:
+                    raise Rejected(refusal, record)
+                try:
+                    events.append(lifecycle_event_adapter.validate_json(record.value or b""))
+                except ValidationError as exc:
+                    raise Rejected(invalid_reason(exc), record) from exc
         async with self._sessions.begin() as session:
-            for records in batch.records.values():
-                for record in records:
-                    if (refusal := self._keys.refusal(record)) is not None:
-                        raise Rejected(refusal, record)
-                    try:
-                        event = lifecycle_event_adapter.validate_json(record.value or b"")
-                    except ValidationError as exc:
-                        raise Rejected(invalid_reason(exc), record) from exc
-                    if await project(session, event):
-                        projected += 1
-                    else:
-                        skipped += 1
+            settled = await settled_runs(session, {e.run_id for e in events if e.run_id is not None},
+                                         self._retention)
+            for event in events:
+                if event.run_id not in settled and await project(session, event):
+                    projected += 1
+                else:
+                    skipped += 1
             offsets = {tp.partition: offset for tp, offset in batch.next_offsets.items()}
             await store_offsets(session, self._group, self._topic, offsets)
         log.debug("projected %d events (%d already projected), offsets %s", projected, skipped, offsets)

@@ -6,6 +6,7 @@ rejected to the DLQ and the loop goes on. Runs execute in the RunExecutor, so th
 (and the group membership stays alive) however long a run takes.
 """
 
+import asyncio
 import logging
 import socket
 import uuid
@@ -20,9 +21,11 @@ from consumers.parsing import InvalidRequest, parse_request
 from producers.publisher import Publisher
 from service.config import Settings
 from service.connectors.base import Connectors
+from service.history.offsets import PgOffsets
 from service.ports import OutboxNotifier
 from service.runs.executor import RunExecutor
 from service.runs.requests import Admission, RequestRefused, admit
+from service.runs.retention import prune_periodically
 from service.runs.snapshot import run_id_for
 
 log = logging.getLogger(__name__)
@@ -45,20 +48,29 @@ class SyncWorker:
         self.notifier = notifier
         self.worker_id = settings.worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.executor = executor or RunExecutor(settings, sessions, notifier, self.worker_id, connectors)
+        group = f"{settings.topic_prefix}.worker"
         subscription = Subscription(
             name=f"sync worker {self.worker_id}", topic=settings.topics.requested,
-            group_id=f"{settings.topic_prefix}.worker", fetch_max_wait_ms=settings.request_fetch_max_wait_ms,
+            group_id=group, fetch_max_wait_ms=settings.request_fetch_max_wait_ms,
             max_records=MAX_RECORDS, poll_timeout_ms=POLL_TIMEOUT_MS,
         )
-        self.loop = ConsumeLoop(settings, subscription, PerRecord(self.handle), publisher=publisher,
+        offsets = PgOffsets(sessions, group, settings.topics.requested)
+        self.loop = ConsumeLoop(settings, subscription, PerRecord(self.handle, offsets), publisher=publisher,
                                 on_assigned=self._assigned)
 
     async def run(self) -> None:
+        """Consume requests until cancelled. The executor's lease renewal and periodic orphan scan start first
+        and never wait for a partition assignment: a worker that gets none (a broker whose group is stuck)
+        still resumes the runs of a dead worker. Workers also prune what the state store keeps only for a
+        while (service/runs/retention.py)."""
         self.executor.start()
         self.executor.scan_orphans_soon()
+        pruning = asyncio.create_task(prune_periodically(self.settings, self.sessions), name="pruning")
         try:
             await self.loop.run()
         finally:
+            pruning.cancel()
+            await asyncio.gather(pruning, return_exceptions=True)
             await self.executor.stop()
 
     def _assigned(self, _: Collection[TopicPartition]) -> None:
@@ -68,7 +80,8 @@ class SyncWorker:
         """Admit one request; returns once the admission is durable."""
         try:
             event = parse_request(record.value, self.settings.max_message_bytes)
-            admission = await admit(self.sessions, event, self.worker_id, self.settings.lease_seconds)
+            admission = await admit(self.sessions, event, self.worker_id, self.settings.lease_seconds,
+                                    claimer=self.executor)
         except (InvalidRequest, RequestRefused) as error:
             raise Rejected(str(error)) from error
         match admission:

@@ -4,6 +4,8 @@ The rows come through the `OutboxStore` port (`service/runs/outbox.py` owns the 
 composition root hands it over), so this module knows the broker and nothing of the state store. A row is
 marked published only after its ack, so a broker outage delays rows but never drops one; a row the broker
 refuses on its own is retried a bounded number of times by the store's count, and never blocks the others.
+Published rows are deleted only after the store's retention: until then the reconciler
+(consumers/outbox_reconciler.py) can queue again what a broker acknowledged and then lost.
 """
 
 import asyncio
@@ -83,4 +85,4 @@ class OutboxRelay:
         self._last_cleanup = time.monotonic()
         deleted = await self._store.delete_published()
         if deleted:
-            log.info("deleted %d outbox rows published over an hour ago", deleted)
+            log.info("deleted %d outbox rows published longer ago than their retention", deleted)

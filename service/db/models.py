@@ -123,6 +123,8 @@ class Run(Base):
     message: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(40))
     cancel_requested_by: Mapped[str | None] = mapped_column(String(200))
+    finishing_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """When the run began to publish what it wrote (an overwrite's swap): a cancel after it is too late."""
     waiters: Mapped[list[dict[str, str]] | None] = mapped_column(JSONB)
     """Duplicates of the request that arrived while the run was active: each gets the outcome too."""
     owner: Mapped[str | None] = mapped_column(String(200))
@@ -135,6 +137,7 @@ class Run(Base):
 
 class RequestLedger(Base):
     __tablename__ = "request_ledger"
+    __table_args__ = (Index("ix_request_ledger_last_seen_at", "last_seen_at"),)
 
     request_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
@@ -148,7 +151,11 @@ class RequestLedger(Base):
 
 class Outbox(Base):
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),)
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        Index("ix_outbox_topic_published_at", "topic", "published_at",
+              postgresql_where=text("published_at IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     topic: Mapped[str] = mapped_column(String(249))
@@ -163,7 +170,10 @@ class Outbox(Base):
 
 class RunHistory(Base):
     __tablename__ = "run_history"
-    __table_args__ = (Index("ix_run_history_batch_id_started_at", "batch_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_run_history_batch_id_started_at", "batch_id", "started_at"),
+        Index("ix_run_history_finished_at", "finished_at"),
+    )
 
     run_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     batch_id: Mapped[int] = mapped_column(Integer)
@@ -218,6 +228,7 @@ class Notification(Base):
 
 class ProjectedEvent(Base):
     __tablename__ = "projected_events"
+    __table_args__ = (Index("ix_projected_events_run_id", "run_id"),)
 
     event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))

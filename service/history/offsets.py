@@ -3,9 +3,11 @@
 The broker's committed offsets are only a lag hint; these rows decide where a consumer resumes.
 """
 
+from collections.abc import Mapping
+
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db.models import ConsumerOffset
 
@@ -32,3 +34,22 @@ async def store_offsets(session: AsyncSession, group_id: str, topic: str, offset
         index_elements=[ConsumerOffset.group_id, ConsumerOffset.topic, ConsumerOffset.partition],
         set_={"next_offset": stmt.excluded.next_offset},
     ))
+
+
+class PgOffsets:
+    """One group's positions on one topic in `consumer_offsets`, each load and save its own transaction: the
+    consume loop's `OffsetStore` for a handler whose effects commit elsewhere and are idempotent (a request
+    admitted twice is recognised by its ledger row)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], group_id: str, topic: str) -> None:
+        self._sessions = sessions
+        self._group_id = group_id
+        self._topic = topic
+
+    async def load(self) -> Mapping[int, int]:
+        async with self._sessions() as session:
+            return await load_offsets(session, self._group_id, self._topic)
+
+    async def save(self, offsets: Mapping[int, int]) -> None:
+        async with self._sessions.begin() as session:
+            await store_offsets(session, self._group_id, self._topic, dict(offsets))

@@ -5,24 +5,29 @@ Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several relays can run side b
 published only after its ack. A row the broker refuses on its own (too large, a reply topic that cannot
 exist) counts an attempt; after MAX_ATTEMPTS it stays in the table with its last error, so it cannot block
 the rows behind it.
+
+An ack is not durability (noida-db loses the last second of acked writes on a crash; a recreated topic
+loses everything, docs/brokers.md), so published rows are kept for `BATCHSYNC_OUTBOX_RETENTION_SECONDS`:
+the reconciler (consumers/outbox_reconciler.py) compares them with the log and puts back what it lacks.
 """
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.events import Event
-from schemas.wire import encode, event_headers, event_key
+from schemas.wire import EVENT_ID_HEADER, encode, event_headers, event_key
 from service.db.models import Outbox
 from service.observability import tracing
 from service.ports import OutboxMessage, StateStoreUnavailable
 
 MAX_ATTEMPTS = 10
-KEEP_PUBLISHED = text("interval '1 hour'")
+DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 
 
 def add_event(session: AsyncSession, topic: str, event: Event, key: str | None = None) -> None:
@@ -50,7 +55,10 @@ class _Claim:
 
     async def published(self, ids: Sequence[int]) -> None:
         if ids:
-            await self.session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(published_at=func.now()))
+            # the time of the acks, not of the claim: a row published before a reconciler's read began is
+            # on the log that read sees, unless the broker lost it
+            await self.session.execute(update(Outbox).where(Outbox.id.in_(ids))
+                                       .values(published_at=func.clock_timestamp()))
 
     async def refused(self, message_id: int, error: BaseException) -> bool:
         row = next(r for r in self.rows if r.id == message_id)
@@ -62,8 +70,14 @@ class _Claim:
 class SqlOutbox:
     """The `OutboxStore` over the state store's `outbox` table."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 retention_seconds: float = DEFAULT_RETENTION_SECONDS) -> None:
         self._sessions = sessions
+        self._retention = timedelta(seconds=retention_seconds)
+
+    @property
+    def retention(self) -> timedelta:
+        return self._retention
 
     @contextlib.asynccontextmanager
     async def claim(self, limit: int) -> AsyncIterator[_Claim]:
@@ -79,12 +93,42 @@ class SqlOutbox:
                 yield _Claim(session, rows)
 
     async def delete_published(self) -> int:
+        """Forget rows published longer ago than the retention."""
         with _unavailable():
             async with self._sessions.begin() as session:
                 deleted = (await session.scalars(
-                    delete(Outbox).where(Outbox.published_at < func.now() - KEEP_PUBLISHED).returning(Outbox.id)
+                    delete(Outbox).where(Outbox.published_at < func.now() - self._retention).returning(Outbox.id)
                 )).all()
         return len(deleted)
+
+    async def now(self) -> datetime:
+        """The state store's clock, which `published_at` is written on."""
+        with _unavailable():
+            async with self._sessions() as session:
+                now: datetime = (await session.execute(select(func.clock_timestamp()))).scalar_one()
+                return now
+
+    async def published(self, topic: str, since: datetime, until: datetime) -> dict[str, int]:
+        """eventId → row id of the rows to `topic` published in [since, until]."""
+        event_id = Outbox.headers[EVENT_ID_HEADER].astext
+        with _unavailable():
+            async with self._sessions() as session:
+                rows = await session.execute(
+                    select(event_id, Outbox.id).where(Outbox.topic == topic, Outbox.published_at >= since,
+                                                      Outbox.published_at <= until))
+                return {found: row_id for found, row_id in rows.all() if found is not None}
+
+    async def unpublish(self, ids: Sequence[int]) -> int:
+        """Queue published rows again (the log lost them); the relay sends them in id order."""
+        if not ids:
+            return 0
+        with _unavailable():
+            async with self._sessions.begin() as session:
+                again = (await session.scalars(
+                    update(Outbox).where(Outbox.id.in_(ids), Outbox.published_at.is_not(None))
+                    .values(published_at=None, attempts=0, last_error=None).returning(Outbox.id)
+                )).all()
+        return len(again)
 
 
 @contextlib.contextmanager

@@ -162,7 +162,8 @@ async def test_rows_published_over_an_hour_ago_are_deleted(broker, sessions) -> 
             published_at=func.now() - text("interval '10 minutes'")))
     publisher = Publisher(settings)
     await publisher.start()
-    task = asyncio.create_task(OutboxRelay(SqlOutbox(sessions), publisher, cleanup_every=0).run())
+    task = asyncio.create_task(OutboxRelay(SqlOutbox(sessions, retention_seconds=3600), publisher,
+                                           cleanup_every=0).run())
     try:
         async with asyncio.timeout(5):
             while True:

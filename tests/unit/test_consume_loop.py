@@ -60,6 +60,9 @@ class ScriptedConsumer:
     async def position(self, tp: TopicPartition) -> int:
         return self.next_offset
 
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return len(self.records)
+
     async def topics(self) -> set[str]:
         return {TOPIC}
 
