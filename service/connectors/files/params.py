@@ -16,7 +16,8 @@ class FileParams(ParamsModel):
         "glob: only a label")
     path: str | None = Field(default=None, description="A file, a folder of files or a glob")
     encoding: str | None = Field(default=None, description="utf-8 (default), utf-8-sig, gbk…")
-    compression: Literal["gzip", "none"] | None = None
+    compression: Literal["gzip", "none"] | None = Field(
+        default=None, description="`gzip` writes `.gz` files; reading detects `.gz` by name (default none)")
     columns: Columns = Field(default=None, description="Declared columns: names, {name, kind} or {name: kind}")
 
     def destination(self, url: str | None) -> tuple[Any, ...]:

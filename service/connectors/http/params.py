@@ -11,24 +11,26 @@ from service.connectors.params import Columns, ParamsModel, UrlForm, secret, url
 
 class HttpAuth(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["bearer", "basic"]
+    type: Literal["bearer", "basic"] = Field(description="`bearer` sends `token`; `basic` sends username and password")
     token: str | None = secret("Bearer token")
-    username: str | None = None
+    username: str | None = Field(default=None, description="Basic auth user")
     password: str | None = secret("Basic auth password")
 
 
 class HttpPagination(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["page", "offset", "cursor", "link", "none"] = "none"
-    pageParam: str | None = None
-    offsetParam: str | None = None
-    limitParam: str | None = None
-    cursorParam: str | None = None
-    sizeParam: str | None = None
-    start: int | None = None
-    pageSize: int | None = None
-    nextCursorPath: str | None = None
-    nextLinkPath: str | None = None
+    type: Literal["page", "offset", "cursor", "link", "none"] = Field(
+        default="none", description="How the next page is asked for (default `none`: one response)")
+    pageParam: str | None = Field(default=None, description="`page`: the page-number query parameter (default `page`)")
+    offsetParam: str | None = Field(default=None, description="`offset`: the offset query parameter (default `offset`)")
+    limitParam: str | None = Field(default=None, description="`offset`: the page-size query parameter")
+    cursorParam: str | None = Field(default=None, description="`cursor`: the cursor query parameter (default `cursor`)")
+    sizeParam: str | None = Field(default=None, description="The page-size query parameter (page, cursor)")
+    start: int | None = Field(default=None, description="The first page number or offset (default 1 or 0)")
+    pageSize: int | None = Field(default=None, description="Records asked per page; a shorter page ends the read")
+    nextCursorPath: str | None = Field(default=None, description="`cursor`: where the next cursor is (`meta.next`)")
+    nextLinkPath: str | None = Field(
+        default=None, description="`link`: where the next URL is (`links.next`); default the `Link` header")
 
 
 HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")]
@@ -45,16 +47,20 @@ class HttpParams(ParamsModel):
                                   "`tableAsPath: false` the URL is read as it is and the table is a label")
     headers: dict[HeaderName, HeaderValue] | None = secret(
         "Request headers; every value is a secret (custom auth headers)")
-    auth: HttpAuth | None = None
+    auth: HttpAuth | None = Field(default=None, description="Bearer token or basic auth (secrets)")
     query: dict[str, Any] | None = secret("Query parameters added to every request; every value is a secret")
-    timeout: float | None = Field(default=None, gt=0)
-    maxRetries: int | None = Field(default=None, ge=0)
-    maxRetryAfter: float | None = Field(default=None, ge=0)
-    pagination: HttpPagination | None = None
-    recordsPath: str | None = None
-    totalPath: str | None = None
-    columns: Columns = None
-    tableAsPath: bool | None = None
+    timeout: float | None = Field(default=None, gt=0, description="Seconds per request (default 30)")
+    maxRetries: int | None = Field(default=None, ge=0,
+                                   description="Retries of a 429/503 or dropped request (default 5)")
+    maxRetryAfter: float | None = Field(default=None, ge=0,
+                                        description="Longest `Retry-After` honoured, in seconds (default 60)")
+    pagination: HttpPagination | None = Field(default=None, description="How pages are followed (default one response)")
+    recordsPath: str | None = Field(default=None,
+                                    description="Where the records are in a response (`data.items`); default the body")
+    totalPath: str | None = Field(default=None, description="Where the total count is, for progress (`meta.total`)")
+    columns: Columns = Field(default=None, description="Declared columns; default learned from the first page")
+    tableAsPath: bool | None = Field(default=None,
+                                     description="Append the batch's table to the URL path (default true)")
 
     def destination(self, url: str | None) -> tuple[Any, ...]:
         """Scheme too: a secret for `https://host` must not go to `http://host` in clear."""
