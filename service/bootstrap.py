@@ -61,21 +61,25 @@ async def database(settings: Settings, pool_size: int = 10) -> AsyncIterator[Dat
 
 @contextlib.asynccontextmanager
 async def publishing(settings: Settings, db: Database) -> AsyncIterator[tuple["Publisher", "OutboxRelay"]]:
-    """A started publisher and its outbox relay running in the background."""
+    """A started publisher and its outbox relay running in the background, with the reconciler that queues
+    again what the broker acknowledged and lost."""
+    from consumers.outbox_reconciler import OutboxReconciler
     from producers.outbox_relay import OutboxRelay
     from producers.publisher import Publisher
     from service.runs.outbox import SqlOutbox
 
     publisher = Publisher(settings)
     await publisher.start()
-    relay = OutboxRelay(SqlOutbox(db.sessions), publisher)
-    relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+    outbox = SqlOutbox(db.sessions, settings.outbox_retention_seconds)
+    relay = OutboxRelay(outbox, publisher)
+    background = [asyncio.create_task(relay.run(), name="outbox-relay"),
+                  asyncio.create_task(OutboxReconciler(settings, outbox, relay).run(), name="outbox-reconciler")]
     try:
         yield publisher, relay
     finally:
-        relay_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await relay_task
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await publisher.stop()
 
 
@@ -151,7 +155,12 @@ async def run_projector(settings: Settings) -> None:
 
 
 async def run_all(settings: Settings) -> None:
-    """API, worker and projector in one process: when one stops, the others are stopped too."""
+    """API, worker and projector in one process: when one stops, the others are stopped too.
+
+    The one process reads every partition itself unless BATCHSYNC_PARTITION_ASSIGNMENT says otherwise: it
+    needs no consumer group, which the embedded broker does not keep working after a crash (docs/brokers.md)."""
+    if "partition_assignment" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"partition_assignment": "all"})
     tasks = [
         asyncio.create_task(run_api(settings), name="api"),
         asyncio.create_task(run_worker(settings), name="worker"),
