@@ -2,6 +2,7 @@
 an HTTP server, the broker): problems named by field, a preview after the mapping, and nothing written."""
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,14 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas.messages import EGRESS_REFUSED, source_column_missing, target_columns_missing, unmappable_columns
+from schemas.messages import (
+    CONNECT_TIMEOUT,
+    EGRESS_REFUSED,
+    source_column_missing,
+    target_columns_missing,
+    unmappable_columns,
+)
+from service.sync.check import phase_seconds
 from tests.contract.cases.kafka import create_topic, produce
 from tests.contract.cases.mysql import mysql_execute
 from tests.support.api import (
@@ -25,7 +33,7 @@ from tests.support.api import (
 from tests.support.builders import create_orders
 from tests.support.databases import fresh_database
 from tests.support.http_api import serving
-from tests.support.loopback import closed_port
+from tests.support.loopback import closed_port, silent_server
 
 MYSQL = "mysql://root@127.0.0.1:3306/test"
 
@@ -305,3 +313,35 @@ async def test_kafka_source_and_target_are_read_only(client, broker, target_dsn)
     data = await check(client, typo["id"])
     assert data["problems"] == [{"field": "target.table", "message": "目标表不存在：ordres"}]
     assert await _topics(broker.bootstrap) == before, "the dry run created a topic"
+
+
+async def test_a_silent_server_is_a_timeout_within_the_bound_and_a_bad_cast_fails_the_preview(
+        client, source_dsn, target_dsn, orders) -> None:
+    with silent_server() as port:
+        silent = (await create_connection(client, url=f"postgresql://app@127.0.0.1:{port}/db"))["id"]
+        batch = await create_batch(client, silent, await pg(client, target_dsn), source={"table": "orders"},
+                                   target={"table": unique("t"), "mode": "append", "create": True})
+        started = time.monotonic()
+        data = await check(client, batch["id"])
+        elapsed = time.monotonic() - started
+    assert data["problems"] == [{"field": "sourceConnectionId", "message": CONNECT_TIMEOUT}]
+    assert elapsed < phase_seconds(2) + 2
+
+    cast = await create_batch(client, await pg(client, source_dsn), await pg(client, target_dsn),
+                              source={"table": orders}, target={"table": unique("t"), "mode": "append",
+                                                                "create": True},
+                              mapping=[{"from": "customer", "type": "int"}])
+    data = await check(client, cast["id"])
+    assert data["ok"] is False and [p["field"] for p in data["problems"]] == ["preview"], data
+    assert data["preview"] == []
+
+
+async def test_the_openapi_document_describes_the_new_operations(client) -> None:
+    document = (await client.get("/openapi.json")).json()
+    check_op = document["paths"]["/integration/batch/{id}/check"]["post"]
+    types_op = document["paths"]["/integration/connection/types"]["get"]
+    for operation in (check_op, types_op):
+        assert operation["summary"] and "Needs `integration:" in operation["description"]
+        assert "422" not in operation["responses"] and {"401", "403", "503"} <= set(operation["responses"])
+    assert check_op["responses"]["404"]["content"]["application/json"]["example"]["message"] == "批次不存在"
+    assert check_op["responses"]["200"]["content"]["application/json"]["example"]["data"]["problems"]
