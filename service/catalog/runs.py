@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.api import HistoryRow, RunListRow, RunOut
 from schemas.envelope import Page
+from schemas.events import RunPhase
 from schemas.messages import RUN_NOT_FOUND
 from schemas.status import RunStatus
 from service.catalog.batches import load as load_batch
@@ -79,7 +80,18 @@ def run_out(row: Run) -> RunOut:
         error_code=row.error_code,
         resumed_from_run_id=row.resumed_from_run_id,
         config_hash=row.config_hash,
+        phase=run_phase(row),
     )
+
+
+def run_phase(row: Run) -> RunPhase | None:
+    """What a running run does now: `publishing` once it began to publish its rows, else `writing` after its
+    first chunk; null before that and once it ended."""
+    if row.status != RunStatus.RUNNING:
+        return None
+    if row.finishing_at is not None:
+        return RunPhase.PUBLISHING
+    return RunPhase.WRITING if row.chunks else None
 
 
 async def run_detail(session: AsyncSession, batch_id: int, run_id: UUID) -> RunOut:

@@ -4,7 +4,7 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.events import BatchSyncProgress
+from schemas.events import BatchSyncProgress, RunPhase
 from schemas.topics import Topics
 from service.db.models import Run
 from service.ports import OutboxNotifier
@@ -61,6 +61,20 @@ class RunRecorder:
         now = time.monotonic()
         if now - self._last_event < self._interval:
             return
+        await self._record(update, now)
+
+    async def on_phase(self, update: ProgressUpdate) -> None:
+        """Tell a new phase at once, unthrottled, once the run has lasted a progress interval: a follower
+        sees `publishing` instead of a bar standing still; a run shorter than that is still told by its
+        Completed event alone."""
+        if self.lost:
+            raise LeaseLost(str(self._run.id))
+        now = time.monotonic()
+        if now - self._started >= self._interval:
+            await self._record(update, now)
+
+    async def _record(self, update: ProgressUpdate, now: float) -> None:
+        """Mirror `update` on the run and queue its Progress event, in one transaction."""
         self._last_event = now
         elapsed = max(now - self._started, 1e-6)
         event = BatchSyncProgress(
@@ -69,6 +83,7 @@ class RunRecorder:
             records_written=update.records_written,
             total_estimate=update.total_estimate if update.total_estimate is not None else self._total_estimate,
             elapsed_ms=int(elapsed * 1000), records_per_second=round(update.records_written / elapsed, 1),
+            phase=update.phase,
         )
         async with self._sessions.begin() as session:
             if not self.start_recorded:
@@ -76,7 +91,7 @@ class RunRecorder:
             progressed = await record_progress(
                 session, self._run, self._worker_id, chunk=update.chunk, records_read=update.records_read,
                 records_written=update.records_written, checkpoint=update.checkpoint, event=event,
-                topics=self._topics,
+                topics=self._topics, publishing=update.phase is RunPhase.PUBLISHING,
             )
         if not progressed.still_ours:
             self.lost = True

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from schemas.api import MappingEntry, SourceSpec, TargetSpec
+from schemas.events import RunPhase
 
 if TYPE_CHECKING:
     from service.security.policy import AccessPolicy
@@ -53,6 +54,7 @@ class ProgressUpdate:
     records_written: int
     total_estimate: int | None
     checkpoint: Any
+    phase: RunPhase = RunPhase.WRITING
 
 
 @dataclass(frozen=True)
@@ -70,5 +72,10 @@ class RunObserver(Protocol):
     async def on_start(self, resumed_from_chunk: int, total_estimate: int | None) -> None: ...
 
     async def on_chunk(self, update: ProgressUpdate) -> None: ...
+
+    async def on_phase(self, update: ProgressUpdate) -> None:
+        """The run enters `update.phase` (e.g. `publishing`, where the count stands still for a while); told
+        even when progress is throttled, so a follower never sees a silent bar."""
+        ...
 
     def cancel_requested(self) -> bool: ...

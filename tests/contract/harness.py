@@ -145,6 +145,9 @@ class Recorder:
         if self.crash_after is not None and update.chunk >= self.crash_after:
             raise Crash(update.chunk)
 
+    async def on_phase(self, update: ProgressUpdate) -> None:
+        pass
+
     def cancel_requested(self) -> bool:
         return False
 

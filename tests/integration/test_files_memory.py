@@ -30,6 +30,7 @@ CHILD = textwrap.dedent("""
     class Quiet:
         async def on_start(self, *_): pass
         async def on_chunk(self, _): pass
+        async def on_phase(self, _): pass
         def cancel_requested(self): return False
 
     kind, folder, dsn, table, extra = sys.argv[1:6]

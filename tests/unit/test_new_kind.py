@@ -32,6 +32,9 @@ class Quiet:
     async def on_chunk(self, update: ProgressUpdate) -> None:
         pass
 
+    async def on_phase(self, update: ProgressUpdate) -> None:
+        pass
+
     def cancel_requested(self) -> bool:
         return False
 
