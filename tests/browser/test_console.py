@@ -3,6 +3,7 @@
 Each test saves screenshots in its tmp_path. Console errors are checked on every flow that should have
 none; the limited-token test calls a refused endpoint on purpose and checks its answer instead."""
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tests.browser.pages import (
     screenshot,
     wait_for,
 )
-from tests.support.builders import unique
+from tests.support.builders import create_orders, unique
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -79,8 +80,29 @@ def test_a_failed_run_shows_its_message_on_the_failures_page_and_the_batch(serve
     wait_for(browser, lambda d: d.find_element("css selector", "[data-run-status]")
              .get_attribute("data-run-status") == "FAILED")
     assert f"源表不存在：{missing}" in css(browser, ".card").text
-    assert all_css(browser, "[data-action=retry]"), "a failed batch offers a retry"
     screenshot(browser, tmp_path, "batch-failed")
+
+    asyncio.run(create_orders(source_dsn, missing, 1500))
+    css(browser, "h1 [data-action=retry]").click()
+    wait_for(browser, lambda d: d.execute_script(
+        "return document.querySelector('[data-run-status]').dataset.runStatus") == "SUCCESS", timeout=60)
+    assert "1,500" in css(browser, ".kv").text
+    assert console_errors(browser) == []
+
+
+def test_sync_from_the_list_then_cancel_the_run_on_its_page(server, browser, tmp_path: Path,
+                                                            source_dsn, target_dsn) -> None:
+    batch_id = orders_batch(server, source_dsn, target_dsn, 300_000, chunk_size=500)
+    log_in(browser, server, server.token())
+    css(browser, f'[data-batch-id="{batch_id}"] [data-action=sync]').click()
+    css(browser, f'[data-batch-id="{batch_id}"] .badge[data-status="RUNNING"]')
+    css(browser, f'[data-batch-id="{batch_id}"] a').click()
+    css(browser, "h1 [data-action=cancel]").click()
+    wait_for(browser, lambda d: d.execute_script(
+        "return document.querySelector('[data-run-status]').dataset.runStatus") == "CANCELLED", timeout=60)
+    screenshot(browser, tmp_path, "batch-cancelled")
+    run = server.api("GET", f"/integration/batch/{batch_id}").json()["data"]
+    assert run["status"] == "CANCELLED"
     assert console_errors(browser) == []
 
 

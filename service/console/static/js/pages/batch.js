@@ -97,7 +97,7 @@ function livePanel() {
       [t('run.startedAt'), time(live.startedAt)],
       [t('run.finishedAt'), live.finishedAt ? time(live.finishedAt) : null],
     ]) : null);
-    replace(message, live.message ? h('p', { class: TERMINAL.has(live.status) && live.status !== 'SUCCESS' ? 'notice error' : 'muted' },
+    replace(message, live.message ? h('p', { class: live.status === 'FAILED' ? 'notice error' : 'muted' },
       live.message) : null);
   }
 
@@ -215,8 +215,14 @@ export async function render(view, params) {
   let reload = null;
   const unsubscribe = onEvent((event) => {
     if (event.batchId !== id) return;
+    const known = event.runId === panel.live.runId;
     panel.fromEvent(event);
-    if (event.eventType !== 'BatchSyncProgress' && !reload) {
+    if (event.eventType === 'BatchSyncCompleted') {
+      // the run's row is final before its completion is published: show the batch's new state at once
+      clearTimeout(reload);
+      reload = null;
+      refreshAll();
+    } else if ((event.eventType === 'BatchSyncStarted' || !known) && !reload) {
       reload = setTimeout(() => { reload = null; refreshAll(); }, 300);
     }
   });
