@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from service.cli_client import (
+    EXIT_CODES,
     ApiUrlOption,
     Output,
     OutputOption,
@@ -29,7 +30,8 @@ from service.cli_client import (
 )
 from service.cli_sync import FollowOption, WaitOption, trigger
 
-batch_app = typer.Typer(help="Batches: list, show, create, check, retry, cancel, history.", no_args_is_help=True)
+batch_app = typer.Typer(help="Batches: list, show, create, check, retry, cancel, history.", no_args_is_help=True,
+                        epilog=EXIT_CODES)
 
 IdArgument = Annotated[int, typer.Argument(metavar="ID", min=1, max=2**31 - 1, help="The batch id.")]
 PageOption = Annotated[int, typer.Option("--page", min=1, help="Page number.")]

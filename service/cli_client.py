@@ -32,6 +32,9 @@ from rich.text import Text
 from service.config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING, EXIT_ERROR = 0, 1, 2, 3, 4
+EXIT_CODES = ("Exit codes: 0 done; 1 failed or refused (a failed run, test or check, any 400); 2 usage; "
+              "3 a run still going; 4 other (not found, 401/403, the API unreachable).")
+"""The epilog of every client command group's help."""
 MINTED_TTL_SECONDS = 600
 
 TOKEN_ON_COMMAND_LINE = ("error: --token is refused: a token on the command line is visible to every local user "

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from service.cli_client import (
+    EXIT_CODES,
     ApiUrlOption,
     Output,
     OutputOption,
@@ -20,7 +21,7 @@ from service.cli_client import (
     stdout,
 )
 
-connection_app = typer.Typer(help="Connections: list, show, test.", no_args_is_help=True)
+connection_app = typer.Typer(help="Connections: list, show, test.", no_args_is_help=True, epilog=EXIT_CODES)
 
 IdArgument = Annotated[int, typer.Argument(metavar="ID", min=1, max=2**31 - 1, help="The connection id.")]
 LIST_FIELDS = ("id", "name", "type", "url", "updatedAt")

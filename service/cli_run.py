@@ -10,6 +10,7 @@ from uuid import UUID
 import typer
 
 from service.cli_client import (
+    EXIT_CODES,
     ApiUrlOption,
     Output,
     OutputOption,
@@ -20,7 +21,7 @@ from service.cli_client import (
     finish,
 )
 
-run_app = typer.Typer(help="Runs: show one run's progress and outcome.", no_args_is_help=True)
+run_app = typer.Typer(help="Runs: show one run's progress and outcome.", no_args_is_help=True, epilog=EXIT_CODES)
 
 
 @run_app.command("show")
