@@ -15,6 +15,7 @@ Exit codes (also in the README):
     5  the broker cannot be reached (BATCHSYNC_KAFKA_BOOTSTRAP)
     6  an embedded server did not start (its log is named)
     7  another `batchsync up` runs in the same data directory
+  130  interrupted (Ctrl-C) while starting
 """
 
 import contextlib
@@ -34,6 +35,7 @@ class ExitCode(IntEnum):
     BROKER = 5
     EMBEDDED = 6
     ALREADY_RUNNING = 7
+    INTERRUPTED = 130
 
 
 class StartupError(Exception):
@@ -98,12 +100,17 @@ def _masked(text: str) -> str:
 def reported(debug: bool) -> Iterator[None]:
     """Turn a failure inside the block into one `error: …` line on stderr and its exit code.
 
-    Typer's own exits and usage errors, SystemExit and KeyboardInterrupt pass through untouched.
+    Typer's own exits and usage errors and SystemExit pass through untouched; a Ctrl-C while starting
+    exits 130 without a word (what the block started has been stopped on the way out).
     """
     try:
         yield
     except (typer.Exit, typer.Abort, typer.TyperException):
         raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as error:
         if debug:
             raise

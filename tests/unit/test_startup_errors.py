@@ -63,3 +63,10 @@ def test_reported_leaves_typer_exits_alone() -> None:
     with pytest.raises(typer.Exit) as exited, reported(debug=False):
         raise typer.Exit(0)
     assert exited.value.exit_code == 0
+
+
+def test_a_ctrl_c_while_starting_exits_130_quietly(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(typer.Exit) as exited, reported(debug=False):
+        raise KeyboardInterrupt
+    assert exited.value.exit_code == 130
+    assert capsys.readouterr().err == ""
