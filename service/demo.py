@@ -1,7 +1,8 @@
 """Demo data for `batchsync up --demo`: a 100,000-row `orders` source, an empty target, two connections and a batch.
 
 Every step is idempotent (create-if-missing, upsert by name), so restarting `up --demo` never duplicates
-rows or batches; connection URLs are refreshed in case the embedded server moved to another port.
+rows or batches; connection URLs are refreshed in case the embedded server moved to another port (the
+embedded servers keep theirs across restarts; they move only when their port file is deleted).
 
 The demo connections log in as `batchsync_demo`, an ordinary role that owns the two demo databases and
 nothing else, with a random password kept in `<data_dir>/demo_password` (0600): an operator who may use or
