@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from schemas.messages import not_a_param_of
 from service.connectors.kind import ConnectorKind
 from service.connectors.registry import KINDS, describe
 
@@ -26,7 +27,7 @@ _INTRO = """# Connectors
 
 A **connection** names a system (`POST /integration/connection`, body `{name, type, url?, params?}`); a
 **batch** reads a table or query from one connection and writes a table of another. Every kind below
-refuses an unknown `params` key (400 naming it, e.g. `params.delimeter 不是 csv 连接可用的参数`) and a
+refuses an unknown `params` key (400 naming it, e.g. `{unknown}`) and a
 `url` whose scheme it does not take (`postgresq://` is a 400 naming `postgresql://`). The same facts are
 served as JSON, with each kind's `params` JSON Schema, by `GET /integration/connection/types`
 (permission `integration:connection:list`), which forms and clients build from.
@@ -119,7 +120,8 @@ def _kind_section(kind: dict[str, Any], examples: Path) -> list[str]:
 
 def render(kinds: dict[str, ConnectorKind] | None = None, examples: Path = EXAMPLES) -> str:
     described = describe(kinds or KINDS)
-    lines = [_INTRO, "| type | source | target | write modes | incremental | url |", "|---|---|---|---|---|---|"]
+    intro = _INTRO.replace("{unknown}", not_a_param_of("params.delimeter", "csv"))
+    lines = [intro, "| type | source | target | write modes | incremental | url |", "|---|---|---|---|---|---|"]
     for kind in described:
         url = ", ".join(f"`{s}://`" for s in kind["url"]["schemes"]) if kind["url"] else ""
         lines.append(f"| [`{kind['type']}`](#{kind['type']}) | {'yes' if kind['source'] else ''} | "
