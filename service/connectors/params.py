@@ -12,8 +12,8 @@ holding an object (http `headers`, `query`) makes each of its values a secret.
 The URL is part of the schema too (`UrlForm`: the schemes a kind accepts, so `postgresq://` is refused
 at creation naming `postgresql://`, instead of failing the first run): its password is a secret for every
 type, and so is every value of its query string (`?key=`, `sig`, `sslpassword`…), since a query is how
-APIs and drivers take credentials. `destination()` names where a connection's secrets are sent, so an edit that moves the
-connection elsewhere must supply them again.
+APIs and drivers take credentials. `destination()` names where a connection's secrets are sent, so an
+edit that moves the connection elsewhere must supply them again.
 """
 
 import re
