@@ -131,6 +131,7 @@ async def run_api(settings: Settings) -> None:
             await asyncio.shield(serving)
         except asyncio.CancelledError:
             server.should_exit = True
+            app.state.batchsync.events.close()  # end the live event streams, which uvicorn would wait on for ever
             await serving
             raise
 

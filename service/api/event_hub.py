@@ -28,10 +28,15 @@ class Subscriber:
         if self.dropped:
             return
         if self.queue.qsize() >= self.size:
-            self.dropped = True
-            self.queue.put_nowait(None)
+            self.end()
             return
         self.queue.put_nowait(event)
+
+    def end(self) -> None:
+        """No more events: the stream ends once it has sent what is queued (there is always room for the end)."""
+        if not self.dropped:
+            self.dropped = True
+            self.queue.put_nowait(None)
 
     async def next(self) -> LifecycleEvent | None:
         """The next event; None once the hub dropped this stream."""
@@ -44,14 +49,24 @@ class EventHub:
 
     queue_size: int = QUEUE_SIZE
     subscribers: set[Subscriber] = field(default_factory=set)
+    closed: bool = False
 
     def publish(self, event: LifecycleEvent) -> None:
         for subscriber in list(self.subscribers):
             subscriber.offer(event)
 
+    def close(self) -> None:
+        """End every stream, and any opened later: the server is stopping, and it waits for open answers
+        to finish before it stops (a stream never would)."""
+        self.closed = True
+        for subscriber in list(self.subscribers):
+            subscriber.end()
+
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscriber]:
         subscriber = Subscriber(self.queue_size)
+        if self.closed:
+            subscriber.end()
         self.subscribers.add(subscriber)
         try:
             yield subscriber

@@ -2,8 +2,10 @@
 reach a streaming client in order, through the API's one reader of the events topic."""
 
 import asyncio
+import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -78,3 +80,21 @@ def test_the_stream_needs_a_token_with_the_query_permission(server) -> None:
     limited = {"Authorization": f"Bearer {server.token(['integration:batch:list'])}"}
     assert httpx.get(path, headers=limited, timeout=10).status_code == 403
     assert server.api("GET", "/integration/events/stream?batchId=0").status_code == 400
+
+
+def test_the_server_stops_at_once_with_a_stream_open(state_dsn, broker) -> None:
+    """uvicorn waits for open answers before it stops; an event stream never ends unless told to."""
+    opened, ended = threading.Event(), threading.Event()
+    with live_server(state_dsn, broker.bootstrap) as server:
+        def follow() -> None:
+            url, headers = f"{server.url}/integration/events/stream", {"Authorization": f"Bearer {server.token()}"}
+            with contextlib.suppress(httpx.HTTPError), httpx.stream("GET", url, headers=headers, timeout=60) as answer:
+                for _ in answer.iter_lines():
+                    opened.set()
+            ended.set()
+
+        threading.Thread(target=follow, daemon=True).start()
+        assert opened.wait(10)
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 10
+    assert ended.wait(5), "the client saw its stream end"

@@ -18,6 +18,7 @@ from tests.support.loopback import closed_port
 from tests.support.stack import stack_settings
 
 START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
 
 
 @dataclass
@@ -65,5 +66,7 @@ def live_server(state_dsn: str, bootstrap: str) -> Iterator[LiveServer]:
     finally:
         for task in tasks:
             loop.call_soon_threadsafe(task.cancel)
-        thread.join(30)
+        thread.join(STOP_TIMEOUT)
+        if thread.is_alive():
+            raise RuntimeError(f"the live server did not stop within {STOP_TIMEOUT:g} s")
         loop.close()

@@ -76,3 +76,20 @@ async def test_a_dropped_stream_ends() -> None:
     assert await anext(stream) == sse_message(completed)
     assert [frame async for frame in stream] == []
     assert not hub.subscribers
+
+
+async def test_closing_the_hub_ends_every_stream_and_any_opened_later() -> None:
+    hub = EventHub()
+    stream = event_stream(hub, batch_id=None, heartbeat=60)
+    await anext(stream)
+    hub.publish(started(1))
+    hub.close()
+    assert (await anext(stream)).startswith("event: BatchSyncStarted"), "what was queued is still sent"
+    assert [frame async for frame in stream] == []
+    late = event_stream(hub, batch_id=None, heartbeat=60)
+    assert (await anext(late)).startswith("retry: ")
+    assert await asyncio.wait_for(_rest(late), 1) == []
+
+
+async def _rest(stream) -> list[str]:
+    return [frame async for frame in stream]
