@@ -62,7 +62,8 @@ def connection(server: LiveServer, dsn: str, name: str | None = None) -> int:
 
 
 def orders_batch(server: LiveServer, source_dsn: str, target_dsn: str, rows: int, *, name: str | None = None,
-                 source_table: str | None = None, chunk_size: int = 1000, connection_name: str = "conn") -> int:
+                 source_table: str | None = None, chunk_size: int = 1000, connection_name: str = "conn",
+                 **extra: Any) -> int:
     """A batch copying a new orders table of `rows` rows (or `source_table`, which may not exist)."""
     table = unique("orders")
     if source_table is None:
@@ -71,7 +72,7 @@ def orders_batch(server: LiveServer, source_dsn: str, target_dsn: str, rows: int
     answer = server.api("POST", "/integration/batch", json={
         "name": name or unique("batch"), "sourceConnectionId": connection(server, source_dsn, unique(connection_name)),
         "source": {"table": source_table or table}, "targetConnectionId": connection(server, target_dsn),
-        "target": {"table": table, "mode": "overwrite"}, "chunkSize": chunk_size})
+        "target": {"table": table, "mode": "overwrite"}, "chunkSize": chunk_size, **extra})
     assert answer.status_code == 200, answer.text
     return int(answer.json()["data"]["id"])
 

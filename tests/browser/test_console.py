@@ -183,6 +183,22 @@ def test_a_limited_token_sees_no_button_it_may_not_use_and_the_server_still_refu
     assert refused == [403, "无权限执行此操作"]
 
 
+def test_a_scheduled_batch_shows_its_next_fire(server, browser, tmp_path: Path, source_dsn, target_dsn) -> None:
+    batch_id = orders_batch(server, source_dsn, target_dsn, 1,
+                            schedule={"cron": "30 2 * * *", "timezone": "Asia/Shanghai", "enabled": True})
+    next_fire = server.api("GET", f"/integration/batch/{batch_id}").json()["data"]["nextFireTime"]
+    assert next_fire
+    log_in(browser, server, server.token())
+    shown = browser.execute_script("const d = new Date(arguments[0]); const p = (n) => String(n).padStart(2, '0');"
+                                   "return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} `"
+                                   " + `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`", next_fire)
+    wait_for(browser, lambda d: shown in css(d, f'[data-batch-id="{batch_id}"]').text)
+    open_page(browser, server, f"#/batch/{batch_id}")
+    wait_for(browser, lambda d: "30 2 * * *" in css(d, "main").text and shown in css(d, "main").text)
+    screenshot(browser, tmp_path, "scheduled")
+    assert console_errors(browser) == []
+
+
 def test_english_is_one_click_away_and_remembered(server, browser, tmp_path: Path) -> None:
     log_in(browser, server, server.token())
     assert css(browser, "h1").text == "数据批次"
