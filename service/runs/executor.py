@@ -61,6 +61,8 @@ class RunExecutor:
         self._batch_locks: dict[int, asyncio.Lock] = {}
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._recorders: dict[uuid.UUID, RunRecorder] = {}
+        self._claimed: dict[uuid.UUID, Claimed] = {}
+        """Runs claimed by their admission's transaction, waiting for `submit`."""
         self._background: list[asyncio.Task[None]] = []
         self._scan_now = asyncio.Event()
 
@@ -117,17 +119,35 @@ class RunExecutor:
                     self._batch_locks.pop(batch_id, None)
             await asyncio.sleep(1.0)
 
+    def can_start(self, batch_id: int) -> bool:
+        """Whether a run of `batch_id` submitted now would start at once: a free slot and no local run of
+        the batch (requests.Claimer: then the admission's transaction claims it)."""
+        return not self._slots.locked() and batch_id not in self._batch_locks
+
+    async def claimed(self, session: AsyncSession, run: Run) -> None:
+        """The admission claimed `run` in `session`: read its spec there too, for `submit` to start with."""
+        self._claimed[run.id] = (run, await self._spec_of(session, run))
+
+    def forget(self, run_id: uuid.UUID) -> None:
+        self._claimed.pop(run_id, None)
+
+    async def _spec_of(self, session: AsyncSession, run: Run) -> RunSpec | SyncError:
+        try:
+            return await load_spec(session, run, self._settings.chunk_size, self._policy)
+        except SyncError as error:
+            return error
+
     async def _claim(self, run_id: uuid.UUID) -> Claimed | Literal["busy"] | None:
-        """Claim the run and read its spec in one transaction; "busy" while another run of the batch runs."""
+        """Claim the run and read its spec in one transaction (unless its admission did both already);
+        "busy" while another run of the batch runs."""
+        if (claimed := self._claimed.pop(run_id, None)) is not None:
+            return claimed
         try:
             async with self._sessions.begin() as session:
                 run = await lifecycle.claim(session, run_id, self.worker_id, self._settings.lease_seconds)
                 if run is None:
                     return None
-                try:
-                    return run, await load_spec(session, run, self._settings.chunk_size, self._policy)
-                except SyncError as error:
-                    return run, error
+                return run, await self._spec_of(session, run)
         except lifecycle.ClaimBusy:
             return "busy"
 
