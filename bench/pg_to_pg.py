@@ -2,16 +2,20 @@
 
     .venv/bin/python -m bench.pg_to_pg --rows 1000000            # through the HTTP sync (API + worker)
     .venv/bin/python -m bench.pg_to_pg --rows 1000000 --engine   # the engine alone, in this process
+    .venv/bin/python -m bench.pg_to_pg --quick                    # 200,000 rows, best of 1, 15 small syncs
 
 The HTTP run starts a broker, the API and a worker as separate processes, times
 `POST /integration/batch/{id}/sync` for append and upsert, reads the worker's peak RSS, and times 40
 syncs of a 100-row batch (the request-reply round trip). Every line prints its ratio to the pipe
-measured in the same run.
+measured in the same run. The engine run adds two lines for the changed-rows upsert: the same code with
+its merges on one connection (the path before pipelining), and a target whose fill factor leaves room for
+HOT updates (a setting users choose, docs/performance.md).
 """
 
 import argparse
 import asyncio
 import contextlib
+import os
 import resource
 import subprocess
 import time
@@ -67,6 +71,29 @@ async def truncate_target(target_dsn: str) -> None:
         await conn.close()
 
 
+async def set_fillfactor(target_dsn: str, percent: int) -> None:
+    """The target's fill factor, its rows rewritten so that every page has the room (VACUUM FULL)."""
+    conn = await asyncpg.connect(target_dsn)
+    try:
+        await conn.execute(f"ALTER TABLE {TARGET} SET (fillfactor = {percent})")
+        await conn.execute(f"VACUUM FULL ANALYZE {TARGET}")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def merges_on_one_connection() -> Iterator[None]:
+    """The upsert as it was before pipelining: every chunk staged and merged on the target's connection."""
+    from service.connectors.postgresql.upsert import PipelinedUpsert
+
+    PipelinedUpsert.pipelining = property(lambda _: False, lambda _, __: None)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        del PipelinedUpsert.pipelining
+
+
 async def change_every_source_row(source_dsn: str) -> None:
     """Make every source row differ from its target copy, so the next upsert must rewrite them all."""
     conn = await asyncpg.connect(source_dsn)
@@ -102,6 +129,9 @@ class _Quiet:
         return None
 
     async def on_chunk(self, update: ProgressUpdate) -> None:
+        return None
+
+    async def on_phase(self, update: ProgressUpdate) -> None:
         return None
 
     def cancel_requested(self) -> bool:
@@ -165,6 +195,12 @@ async def run(source_dsn: str, target_dsn: str, rows: int, chunk_size: int, repe
     await best("execute() upsert, rows exist, same", WriteMode.UPSERT, keep_rows=True)
     await change_every_source_row(source_dsn)
     await best("execute() upsert, rows exist, changed", WriteMode.UPSERT, keep_rows=True, times=1)
+    await change_every_source_row(source_dsn)
+    with merges_on_one_connection():
+        await best("  same, merges on one connection", WriteMode.UPSERT, keep_rows=True, times=1)
+    await set_fillfactor(target_dsn, 70)
+    await change_every_source_row(source_dsn)
+    await best("  same, target fillfactor 70", WriteMode.UPSERT, keep_rows=True, times=1)
     return lines
 
 
@@ -175,7 +211,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="best of N for each line")
     parser.add_argument("--engine", action="store_true", help="time the engine in-process instead of HTTP")
     parser.add_argument("--small-syncs", type=int, default=40)
+    parser.add_argument("--quick", action="store_true", help="200,000 rows, best of 1, 15 small syncs")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.repeat, args.small_syncs = 200_000, 1, 15
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at the start")
     print(f"{args.rows:,} rows × 9 columns, chunk size {args.chunk_size:,}, best of {args.repeat}")
     with scratch_databases() as (source_dsn, target_dsn):
         if args.engine:
