@@ -58,7 +58,7 @@ def http_stack(state_dsn: str, broker_kind: str = "tansu", **overrides: object) 
         settings = Settings(database_url=state_dsn, kafka_bootstrap=broker.bootstrap, jwt_secret=SECRET,
                             secret_key=SECRET, file_roots=tempfile.gettempdir(), http_port=port,
                             topic_prefix=f"bench{os.getpid()}.batch.sync",
-                            reply_fetch_max_wait_ms=10, request_fetch_max_wait_ms=10, **overrides)
+                            **{"reply_fetch_max_wait_ms": 10, "request_fetch_max_wait_ms": 10, **overrides})
         env = settings_env(settings)
         worker = _spawn(WORKER_MAIN, env)
         api = _spawn(API_MAIN, env)

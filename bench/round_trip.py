@@ -179,14 +179,15 @@ def report(broker: str, samples: list[Sample], engine: list[float], tx: list[flo
             print(f"  {name:<44}{statistics.median(values):7.1f}")
 
 
-def run(brokers: list[str], syncs: int) -> None:
+def run(brokers: list[str], syncs: int, fetch_wait_ms: int = 10) -> None:
     with fresh_database("bs_rt_src") as source_dsn, fresh_database("bs_rt_dst") as target_dsn, \
             fresh_database("bs_rt_state") as state_dsn:
         asyncio.run(_setup(source_dsn, target_dsn))
         upgrade(state_dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
         engine, tx = asyncio.run(_references(source_dsn, state_dsn, target_dsn, syncs))
         for broker in brokers:
-            with http_stack(state_dsn, broker) as stack:
+            waits = {"reply_fetch_max_wait_ms": fetch_wait_ms, "request_fetch_max_wait_ms": fetch_wait_ms}
+            with http_stack(state_dsn, broker, **waits) as stack:
                 samples = _syncs(stack, state_dsn, source_dsn, target_dsn, syncs)
             report(broker, samples, engine, tx)
 
@@ -195,11 +196,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--broker", choices=["tansu", "noida", "both"], default="both")
     parser.add_argument("--syncs", type=int, default=40)
+    parser.add_argument("--fetch-wait-ms", type=int, default=10,
+                        help="fetch_max_wait_ms of the request and reply consumers (docs/brokers.md)")
     parser.add_argument("--quick", action="store_true", help="Tansu only, 15 syncs")
     args = parser.parse_args()
     if args.quick:
         args.broker, args.syncs = "tansu", 15
-    run(["tansu", "noida"] if args.broker == "both" else [args.broker], args.syncs)
+    run(["tansu", "noida"] if args.broker == "both" else [args.broker], args.syncs, args.fetch_wait_ms)
 
 
 if __name__ == "__main__":
