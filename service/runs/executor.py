@@ -8,8 +8,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Literal
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,10 +27,12 @@ from service.runs.status import status_for_error
 from service.security.policy import AccessPolicy
 from service.sync.errors import RunCancelled, SyncError
 from service.sync.model import RunObserver, RunResult, RunSpec
+from service.sync.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-Execute = Callable[..., Awaitable[RunResult]]
+Execute = Callable[..., Coroutine[Any, Any, RunResult]]
+CANCEL_GRACE_SECONDS = 2.0
 Claimed = tuple[Run, RunSpec | SyncError]
 
 
@@ -63,6 +65,7 @@ class RunExecutor:
         self._recorders: dict[uuid.UUID, RunRecorder] = {}
         self._claimed: dict[uuid.UUID, Claimed] = {}
         """Runs claimed by their admission's transaction, waiting for `submit`."""
+        self._engines: dict[uuid.UUID, asyncio.Task[RunResult]] = {}
         self._background: list[asyncio.Task[None]] = []
         self._scan_now = asyncio.Event()
 
@@ -167,8 +170,12 @@ class RunExecutor:
             if isinstance(spec, SyncError):
                 raise spec
             observer: RunObserver = recorder
-            result = await self._execute(spec, observer, connectors=self._connectors,
-                                         connect_timeout=self._settings.connect_timeout_seconds)
+            engine = asyncio.create_task(self._execute(
+                spec, observer, connectors=self._connectors, connect_timeout=self._settings.connect_timeout_seconds,
+                io_timeout=self._settings.io_timeout_seconds,
+                policy=RetryPolicy(budget=self._settings.transient_retry_seconds)))
+            self._engines[run_id] = engine
+            result = await engine
         except LeaseLost:
             log.warning("run %s was taken over by another worker", run_id)
         except RunCancelled as cancelled:
@@ -188,6 +195,7 @@ class RunExecutor:
             )
         finally:
             self._recorders.pop(run_id, None)
+            self._engines.pop(run_id, None)
 
     async def _finish(
         self,
@@ -230,6 +238,22 @@ class RunExecutor:
                     recorder.lost = True
                 elif alive[run_id] and recorder.cancelled_by is None:
                     recorder.cancelled_by = alive[run_id]
+                    self._interrupt_later(run_id)
+
+    def _interrupt_later(self, run_id: uuid.UUID) -> None:
+        """A cancelled run stops at its next chunk boundary; one stuck waiting on a system (a frozen database,
+        a long merge) is interrupted after CANCEL_GRACE_SECONDS, so a cancel takes effect within seconds."""
+
+        async def interrupt() -> None:
+            await asyncio.sleep(CANCEL_GRACE_SECONDS)
+            engine = self._engines.get(run_id)
+            if engine is not None and not engine.done():
+                log.info("run %s: cancel requested; interrupting its in-flight I/O", run_id)
+                engine.cancel()
+
+        task = asyncio.create_task(interrupt(), name=f"interrupt-{run_id}")
+        self._background.append(task)
+        task.add_done_callback(self._background.remove)
 
     async def _orphan_loop(self) -> None:
         while True:

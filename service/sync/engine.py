@@ -12,9 +12,11 @@ registry's) and talks to what it builds through `service.connectors.base` alone.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
+from schemas.events import RunPhase
 from schemas.messages import column_incompatible, no_auto_create, unmappable_columns
 from service.connectors.base import (
     Checkpoint,
@@ -31,13 +33,28 @@ from service.connectors.base import (
     TypeMap,
 )
 from service.observability.runs import observe_chunk
-from service.sync.errors import CheckpointTaken, ConfigInvalid, RunCancelled, TableMissing
+from service.sync.errors import (
+    CheckpointTaken,
+    ConfigInvalid,
+    ConnectRefused,
+    ConnectTimeout,
+    RunCancelled,
+    Side,
+    TableMissing,
+    TransientSourceError,
+    TransientTargetError,
+    is_transient,
+)
 from service.sync.model import ProgressUpdate, RunObserver, RunResult, RunSpec
 from service.sync.retry import RetryPolicy, retry_transient
 from service.sync.transforms import check_target, plan_columns
 from service.sync.types import compatible, kind_of_value
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ABANDON_SECONDS = 5.0
+"""How long a cancelled run may spend dropping what it staged (the system may be the one that hung)."""
 
 _EMPTY = Checkpoint(chunk=0, position={}, records_read=0, records_written=0)
 
@@ -87,12 +104,25 @@ def source_side_types(
 
 async def execute(
     spec: RunSpec, observer: RunObserver, *, connectors: Connectors, connect_timeout: float,
-    policy: RetryPolicy | None = None,
+    io_timeout: float = 120.0, policy: RetryPolicy | None = None,
 ) -> RunResult:
     """Run `spec` to the end with the sources and targets `connectors` builds; terminal SyncErrors
-    surface, transient ones are retried first."""
-    run = _Run(spec, observer, connectors, connect_timeout)
-    return await retry_transient(run.attempt, policy or RetryPolicy())
+    surface, transient ones are retried in place first (from the last checkpoint).
+
+    Once the run has connected, a refused or timed-out connection is an outage (a database restarting),
+    not a misconfiguration, so it is retried too; before that it fails the run within the connect timeout.
+    Cancelled while waiting on a system (a cancel must not wait for a hung database), the run abandons what
+    it staged on a fresh connection and ends as RunCancelled.
+    """
+    run = _Run(spec, observer, connectors, connect_timeout, io_timeout)
+    try:
+        return await retry_transient(run.attempt, policy or RetryPolicy(), transient=run.transient,
+                                     progress=run.progress)
+    except asyncio.CancelledError:
+        if not observer.cancel_requested():
+            raise
+        await run.abandon()
+        raise RunCancelled() from None
 
 
 @dataclass
@@ -101,8 +131,9 @@ class _Failed:
 
 
 @contextlib.asynccontextmanager
-async def _prefetched(chunks: AsyncIterator[Chunk]) -> AsyncIterator[AsyncIterator[Chunk]]:
-    """Pull the next chunk in a background task while the caller writes the current one."""
+async def _prefetched(chunks: AsyncIterator[Chunk], io_timeout: float) -> AsyncIterator[AsyncIterator[Chunk]]:
+    """Pull the next chunk in a background task while the caller writes the current one; a source that
+    sends nothing for `io_timeout` seconds is a transient fault."""
     queue: asyncio.Queue[Chunk | _Failed | None] = asyncio.Queue(maxsize=1)
 
     async def pump() -> None:
@@ -116,7 +147,14 @@ async def _prefetched(chunks: AsyncIterator[Chunk]) -> AsyncIterator[AsyncIterat
         await queue.put(None)
 
     async def items() -> AsyncIterator[Chunk]:
-        while (item := await queue.get()) is not None:
+        while True:
+            try:
+                async with asyncio.timeout(io_timeout):
+                    item = await queue.get()
+            except TimeoutError as exc:
+                raise TransientSourceError(detail=f"no chunk in {io_timeout:g} s") from exc
+            if item is None:
+                return
             if isinstance(item, _Failed):
                 raise item.error
             yield item
@@ -126,19 +164,39 @@ async def _prefetched(chunks: AsyncIterator[Chunk]) -> AsyncIterator[AsyncIterat
         yield items()
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        with contextlib.suppress(asyncio.CancelledError, Exception):  # a hung source is terminated on close
+            async with asyncio.timeout(min(io_timeout, 5.0)):
+                await task
 
 
 class _Run:
     """State that survives retries of one run: whether on_start was told, and from which chunk."""
 
-    def __init__(self, spec: RunSpec, observer: RunObserver, connectors: Connectors, connect_timeout: float) -> None:
+    def __init__(self, spec: RunSpec, observer: RunObserver, connectors: Connectors, connect_timeout: float,
+                 io_timeout: float) -> None:
         self.spec, self.observer, self.connect_timeout = spec, observer, connect_timeout
+        self.io_timeout = io_timeout
         self.connectors = connectors
         self.started = False
         self.resumed_from = 0
         self.estimate: int | None = None
+        self.chunks_done = 0
+
+    def transient(self, error: BaseException) -> bool:
+        return is_transient(error) or (self.started and isinstance(error, ConnectRefused | ConnectTimeout))
+
+    def progress(self) -> int:
+        return self.chunks_done
+
+    async def _io(self, side: Side, operation: Awaitable[T]) -> T:
+        """One source or target operation, bounded by the I/O timeout: a system that stops answering (a
+        frozen server, a half-open socket) is an outage the run rides out, not a hang."""
+        try:
+            async with asyncio.timeout(self.io_timeout):
+                return await operation
+        except TimeoutError as exc:
+            error = TransientSourceError if side == "source" else TransientTargetError
+            raise error(detail=f"no answer in {self.io_timeout:g} s") from exc
 
     async def attempt(self, number: int) -> RunResult:
         spec = self.spec
@@ -147,18 +205,29 @@ class _Run:
         async with source, target:
             return await self._sync(source, target, number)
 
+    async def abandon(self) -> None:
+        """Best effort, after a cancel interrupted the run: drop what it staged, on a fresh connection."""
+        spec = self.spec
+        try:
+            async with asyncio.timeout(self.connect_timeout + ABANDON_SECONDS):
+                async with self.connectors.target_for(spec.target_endpoint, spec.target,
+                                                      self.connect_timeout) as target:
+                    await target.abandon(str(spec.checkpoint_key))
+        except Exception as exc:
+            log.warning("run %s: what it staged could not be dropped after the cancel: %s", spec.run_id, exc)
+
     async def _prepare_columns(self, source: Source, target: Target) -> tuple[list[SelectItem], TargetTypes]:
         """The mapping plan and the target's types as the source should produce them. Creates a missing
         target table when the batch opts in (`target.create`), and refuses incompatible columns before
         anything is written."""
         spec = self.spec
         try:
-            target_columns: list[Column] | None = await target.describe()
+            target_columns: list[Column] | None = await self._io("target", target.describe())
         except TableMissing as missing:
             if not spec.target.create or missing.side != "target":
                 raise
             target_columns = None
-        source_columns = await source.describe()
+        source_columns = await self._io("source", source.describe())
         plan = plan_columns([c.name for c in source_columns], spec.mapping)
         wanted = planned_columns(plan, source_columns)
         if target_columns is None:
@@ -168,10 +237,10 @@ class _Run:
             if unknown:
                 raise ConfigInvalid(unmappable_columns(unknown))
             log.info("run %s creates target table %s", spec.run_id, spec.target.table)
-            await target.create_table(wanted)
-            target_columns = await target.describe()
+            await self._io("target", target.create_table(wanted))
+            target_columns = await self._io("target", target.describe())
         if isinstance(target, SchemalessTarget):
-            target_columns = await target.accept_columns(wanted)
+            target_columns = await self._io("target", target.accept_columns(wanted))
         check_target(plan, {c.name: c.sql_type for c in target_columns}, spec.target.table)
         check_compatible(wanted, target_columns, spec.target.table)
         return plan, source_side_types(source.capabilities.types, target.capabilities.types, wanted, target_columns)
@@ -193,36 +262,37 @@ class _Run:
         plan, target_types = await self._prepare_columns(source, target)
         columns = [item.target for item in plan]
 
-        checkpoint = await target.read_checkpoint(key)
+        checkpoint = await self._io("target", target.read_checkpoint(key))
         if checkpoint is not None and checkpoint.finished:
             return await self._already_finished(source, checkpoint)
         if checkpoint is None:
-            checkpoint = replace(_EMPTY, position=await source.start(spec.high_water_mark))
+            checkpoint = replace(_EMPTY, position=await self._io("source", source.start(spec.high_water_mark)))
         if not self.started:
             self.resumed_from = checkpoint.chunk
-            self.estimate = await source.estimate(checkpoint.position)
+            self.estimate = await self._io("source", source.estimate(checkpoint.position))
             await self.observer.on_start(self.resumed_from, self.estimate)
             self.started = True
         elif attempt:
             log.info("run %s attempt %d resumes after chunk %d", spec.run_id, attempt + 1, checkpoint.chunk)
-        await target.prepare(key, columns)
+        await self._io("target", target.prepare(key, columns))
 
         fmt = source.capabilities.copy_format
         raw = fmt is not None and (
             fmt == target.capabilities.copy_format or (isinstance(target, StreamTarget) and target.accept_stream(fmt))
         )
         stream = source.chunks(plan, target_types, checkpoint.position, size=spec.chunk_size, raw=raw)
-        async with _prefetched(stream) as chunks:
+        async with _prefetched(stream, self.io_timeout) as chunks:
             async for chunk in chunks:
                 if self.observer.cancel_requested():
                     break
                 chunk.number = checkpoint.chunk + 1
                 observed = observe_chunk(chunk.number, checkpoint.records_written)
-                written = await target.write(key, chunk, checkpoint)
+                written = await self._io("target", target.write(key, chunk, checkpoint))
                 if written is None:
                     raise CheckpointTaken(detail=f"chunk {chunk.number}")
                 checkpoint = written
                 observed.done(checkpoint.records_written)
+                self.chunks_done += 1
                 await self.observer.on_chunk(
                     ProgressUpdate(
                         chunk=checkpoint.chunk,
@@ -233,9 +303,13 @@ class _Run:
                     )
                 )
         if self.observer.cancel_requested():
-            await target.abandon(key)
+            await self._io("target", target.abandon(key))
             raise RunCancelled()
-        await target.finish(key, columns, checkpoint)
+        await self.observer.on_phase(ProgressUpdate(
+            chunk=checkpoint.chunk, records_read=checkpoint.records_read, records_written=checkpoint.records_written,
+            total_estimate=self.estimate, checkpoint=checkpoint.position, phase=RunPhase.PUBLISHING,
+        ))
+        await self._io("target", target.finish(key, columns, checkpoint))
         return RunResult(
             records_read=checkpoint.records_read,
             records_written=checkpoint.records_written,

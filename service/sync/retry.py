@@ -1,5 +1,6 @@
-"""Retry of transient errors with full-jitter exponential back-off, bounded in attempts and total time,
-so a dropped connection heals quickly but a dead system still fails the run within a known budget.
+"""Retry of transient errors with full-jitter exponential back-off, bounded in time per outage, so a dropped
+connection or a restarted database heals in place but a dead system still fails the run within a known
+budget (`BATCHSYNC_TRANSIENT_RETRY_SECONDS`, docs/spec.md §9).
 """
 
 import asyncio
@@ -19,30 +20,46 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 4
+    budget: float = 60.0
+    """Seconds an outage may last: no attempt starts later than this after its first failure."""
     base_delay: float = 0.2
-    max_delay: float = 3.0
-    deadline: float = 60.0
-    """Seconds after the first attempt began when no further attempt starts."""
+    max_delay: float = 5.0
+    attempts: int | None = None
+    """At most this many attempts per outage (None: as many as the budget allows)."""
 
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**attempt)] (AWS architecture blog)."""
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
 
-async def retry_transient(operation: Callable[[int], Awaitable[T]], policy: RetryPolicy = RetryPolicy()) -> T:
-    """Await `operation(attempt)` until it succeeds or raises a terminal error or the budget runs out."""
-    started = time.monotonic()
-    attempt = 0
+async def retry_transient(
+    operation: Callable[[int], Awaitable[T]],
+    policy: RetryPolicy = RetryPolicy(),
+    *,
+    transient: Callable[[BaseException], bool] = is_transient,
+    progress: Callable[[], object] = lambda: None,
+) -> T:
+    """Await `operation(attempt)` until it succeeds, raises a terminal error, or an outage outlasts the budget.
+
+    `progress()` tells whether the operation moved on between two failures (e.g. the chunks it committed):
+    when it did, the next failure is a new outage with a fresh budget.
+    """
+    attempt, tries, outage_started, mark = 0, 0, 0.0, progress()
     while True:
         try:
             return await operation(attempt)
         except Exception as exc:
-            if not is_transient(exc):
+            if not transient(exc):
                 raise
+            now = time.monotonic()
+            if tries == 0 or progress() != mark:
+                tries, outage_started, mark = 0, now, progress()
+            tries += 1
             attempt += 1
-            pause = policy.delay(attempt)
-            if attempt >= policy.attempts or time.monotonic() - started + pause > policy.deadline:
+            pause = policy.delay(tries)
+            out_of_tries = policy.attempts is not None and tries >= policy.attempts
+            if out_of_tries or now - outage_started + pause > policy.budget:
                 raise
-            log.warning("transient error, attempt %d of %d in %.2fs: %s", attempt + 1, policy.attempts, pause, exc)
+            log.warning("transient error, attempt %d in %.2fs (%.0fs of %.0fs into the outage): %s",
+                        attempt + 1, pause, now - outage_started, policy.budget, exc)
             await asyncio.sleep(pause)

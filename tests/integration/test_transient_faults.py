@@ -1,0 +1,134 @@
+"""Transient faults inside a run are ridden out (docs/spec.md §9): a database restarted or frozen in the
+middle of a run, in each write mode, and the target still equals the source afterwards; a cancel does not
+wait for a frozen database."""
+
+import asyncio
+
+import pytest
+
+from tests.support.builders import count_duplicates, create_orders, table_fingerprint, unique
+from tests.support.own_postgres import OwnPostgres, own_postgres
+from tests.support.sql import execute, run_row
+from tests.support.stack import create_batch, create_connection, running_stack, stack_settings, wait_for_run
+
+pytestmark = pytest.mark.slow
+
+ROWS = 300_000
+OUTAGE_SECONDS = 10
+MODES = ["append", "overwrite", "upsert"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with own_postgres() as running:
+        yield running
+
+
+async def prepare(mode: str, source_dsn: str, target_dsn: str) -> str:
+    """A source of ROWS orders and a target the mode has to correct: stale extra rows for an overwrite,
+    changed rows for an upsert."""
+    table = unique("orders")
+    await create_orders(source_dsn, table, ROWS)
+    if mode == "overwrite":
+        await create_orders(target_dsn, table, 2_000, start=ROWS + 1)
+    elif mode == "upsert":
+        await create_orders(target_dsn, table, 5_000)
+        await execute(target_dsn, f'UPDATE "{table}" SET note = \'stale\'')
+    else:
+        await create_orders(target_dsn, table, 0)
+    return table
+
+
+async def start_run(stack, mode: str, source_dsn: str, target_dsn: str, table: str) -> tuple[int, str]:
+    source_id = await create_connection(stack, unique("src"), source_dsn)
+    target_id = await create_connection(stack, unique("tgt"), target_dsn)
+    target = {"table": table, "mode": mode, **({"keyColumns": ["id"]} if mode == "upsert" else {})}
+    batch_id = await create_batch(stack, unique("batch"), source_id, target_id, {"table": table}, target,
+                                  chunkSize=1_000)
+    response = await stack.client.post(f"/integration/batch/{batch_id}/sync?wait=0", headers=stack.headers())
+    assert response.status_code == 202, response.text
+    return batch_id, response.json()["data"]["runId"]
+
+
+async def mid_run(state_dsn: str, run_id: str, rows: int = 20_000) -> None:
+    async with asyncio.timeout(60):
+        while (row := await run_row(state_dsn, run_id)) is None or row["records_written"] < rows:
+            assert row is None or row["status"] in ("PENDING", "RUNNING"), dict(row)
+            await asyncio.sleep(0.02)
+    assert row["status"] == "RUNNING" and row["records_written"] < ROWS, "the run ended before the fault"
+
+
+async def assert_exact(source_dsn: str, target_dsn: str, table: str) -> None:
+    assert await count_duplicates(target_dsn, table) == 0
+    assert await table_fingerprint(target_dsn, table) == await table_fingerprint(source_dsn, table)
+
+
+@pytest.mark.parametrize("side", ["target", "source"])
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_database_restarted_mid_run_is_ridden_out(mode, side, server: OwnPostgres, state_dsn, target_dsn,
+                                                          source_dsn, broker):
+    source, target = (server.dsn, target_dsn) if side == "source" else (source_dsn, server.dsn)
+    table = await prepare(mode, source, target)
+    settings = stack_settings(state_dsn, broker.bootstrap, transient_retry_seconds=60)
+    async with running_stack(settings) as stack:
+        batch_id, run_id = await start_run(stack, mode, source, target, table)
+        await mid_run(state_dsn, run_id)
+        await asyncio.to_thread(server.stop)
+        await asyncio.sleep(OUTAGE_SECONDS)
+        await asyncio.to_thread(server.start)
+        run = await wait_for_run(stack, batch_id, run_id, within=180)
+    assert run["status"] == "SUCCESS", run
+    await assert_exact(source, target, table)
+
+
+async def test_an_outage_longer_than_the_budget_fails_the_run_with_the_reason(server: OwnPostgres, state_dsn,
+                                                                              source_dsn, broker):
+    table = await prepare("append", source_dsn, server.dsn)
+    settings = stack_settings(state_dsn, broker.bootstrap, transient_retry_seconds=3)
+    async with running_stack(settings) as stack:
+        batch_id, run_id = await start_run(stack, "append", source_dsn, server.dsn, table)
+        await mid_run(state_dsn, run_id)
+        await asyncio.to_thread(server.stop)
+        try:
+            run = await wait_for_run(stack, batch_id, run_id, within=60)
+        finally:
+            await asyncio.to_thread(server.start)
+    assert run["status"] == "FAILED" and "连接被拒绝" in run["message"], run
+
+
+async def test_a_frozen_target_is_an_outage_once_the_io_timeout_passes(server: OwnPostgres, state_dsn, source_dsn,
+                                                                       broker):
+    table = await prepare("upsert", source_dsn, server.dsn)
+    settings = stack_settings(state_dsn, broker.bootstrap, transient_retry_seconds=60, io_timeout_seconds=2)
+    async with running_stack(settings) as stack:
+        batch_id, run_id = await start_run(stack, "upsert", source_dsn, server.dsn, table)
+        await mid_run(state_dsn, run_id)
+        server.freeze()
+        try:
+            await asyncio.sleep(8)
+        finally:
+            server.thaw()
+        run = await wait_for_run(stack, batch_id, run_id, within=180)
+    assert run["status"] == "SUCCESS", run
+    await assert_exact(source_dsn, server.dsn, table)
+
+
+async def test_a_cancel_does_not_wait_for_a_frozen_target(server: OwnPostgres, state_dsn, source_dsn, broker):
+    table = await prepare("overwrite", source_dsn, server.dsn)
+    settings = stack_settings(state_dsn, broker.bootstrap, io_timeout_seconds=300)
+    async with running_stack(settings) as stack:
+        batch_id, run_id = await start_run(stack, "overwrite", source_dsn, server.dsn, table)
+        await mid_run(state_dsn, run_id)
+        server.freeze()
+        try:
+            response = await stack.client.post(f"/integration/batch/{batch_id}/cancel", headers=stack.headers())
+            assert response.status_code == 200, response.text
+            started = asyncio.get_running_loop().time()
+            run = await wait_for_run(stack, batch_id, run_id, within=30)
+            took = asyncio.get_running_loop().time() - started
+        finally:
+            server.thaw()
+    assert run["status"] == "CANCELLED", run
+    assert took < 15, f"the cancel took {took:.1f} s"
+    fingerprint = await table_fingerprint(server.dsn, table)
+    assert fingerprint[0] == 2_000, "an interrupted overwrite must leave the old rows in place"
