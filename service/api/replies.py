@@ -10,6 +10,7 @@ from schemas.messages import (
     BATCH_NOT_FAILED,
     BATCH_NOT_FOUND,
     BATCH_RUNNING,
+    CANCEL_TOO_LATE,
     NOTHING_TO_CANCEL,
     OK,
     RUNNING_IN_BACKGROUND,
@@ -24,6 +25,7 @@ from service.runs.outcomes import (
     BatchNotFound,
     CancelOutcome,
     CancelRequested,
+    CancelTooLate,
     Finished,
     NothingToCancel,
     NotRetryable,
@@ -82,6 +84,8 @@ def cancel_reply(outcome: CancelOutcome) -> Reply:
             return Reply(200, OK, {"batchId": batch_id, "runId": str(run_id)})
         case NothingToCancel():
             return Reply(400, NOTHING_TO_CANCEL)
+        case CancelTooLate(batch_id=batch_id, run_id=run_id):
+            return Reply(409, CANCEL_TOO_LATE, {"batchId": batch_id, "runId": str(run_id)})
         case BatchNotFound() | Unavailable():
             return _common(outcome)
         case _:

@@ -267,6 +267,24 @@ async def complete(
     return reply
 
 
+async def begin_finishing(session: AsyncSession, run_id: uuid.UUID, worker_id: str) -> Progressed:
+    """Pass the point after which a cancel is too late (an overwrite's swap, an upsert's merge), unless a cancel
+    was accepted first: then `cancelled_by` names who asked and the run must stop. Serialised with
+    `requests.request_cancel` by the run row's lock, so a cancel is either accepted before this (the run ends
+    CANCELLED) or answered 409 after it (the run ends as it would have)."""
+    passed = (await session.execute(
+        update(Run).where(Run.id == run_id, Run.owner == worker_id, Run.cancel_requested_by.is_(None))
+        .values(finishing_at=func.coalesce(Run.finishing_at, func.clock_timestamp()))
+        .returning(Run.id)
+    )).first()
+    if passed is not None:
+        return Progressed(still_ours=True, cancelled_by=None)
+    row = (await session.execute(select(Run.owner, Run.cancel_requested_by).where(Run.id == run_id))).first()
+    if row is None or row.owner != worker_id:
+        return Progressed(still_ours=False, cancelled_by=None)
+    return Progressed(still_ours=True, cancelled_by=row.cancel_requested_by)
+
+
 async def renew_leases(
     session: AsyncSession, worker_id: str, run_ids: list[uuid.UUID], lease_seconds: float
 ) -> dict[uuid.UUID, str | None]:

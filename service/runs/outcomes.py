@@ -57,5 +57,13 @@ class NothingToCancel:
     batch_id: int
 
 
+@dataclass(frozen=True)
+class CancelTooLate:
+    """The active run already began to publish what it wrote: 409 `同步已进入提交阶段，无法取消`."""
+
+    batch_id: int
+    run_id: UUID
+
+
 SyncOutcome = Finished | Accepted | BatchNotFound | AlreadyRunning | NotRetryable | Unavailable
-CancelOutcome = CancelRequested | NothingToCancel | BatchNotFound | Unavailable
+CancelOutcome = CancelRequested | NothingToCancel | CancelTooLate | BatchNotFound | Unavailable

@@ -8,7 +8,8 @@ from schemas.events import BatchSyncProgress, RunPhase
 from schemas.topics import Topics
 from service.db.models import Run
 from service.ports import OutboxNotifier
-from service.runs.lifecycle import PRODUCER, record_progress, record_start
+from service.runs.lifecycle import PRODUCER, begin_finishing, record_progress, record_start
+from service.sync.errors import RunCancelled
 from service.sync.model import ProgressUpdate
 
 
@@ -69,9 +70,23 @@ class RunRecorder:
         Completed event alone."""
         if self.lost:
             raise LeaseLost(str(self._run.id))
+        if update.phase is RunPhase.PUBLISHING:
+            await self._begin_finishing()
         now = time.monotonic()
         if now - self._started >= self._interval:
             await self._record(update, now)
+
+    async def _begin_finishing(self) -> None:
+        """Past here a cancel is answered as too late (lifecycle.begin_finishing); one accepted before stops
+        the run now, whatever the cached flag the engine last read said."""
+        async with self._sessions.begin() as session:
+            gate = await begin_finishing(session, self._run.id, self._worker_id)
+        if not gate.still_ours:
+            self.lost = True
+            raise LeaseLost(str(self._run.id))
+        if gate.cancelled_by is not None:
+            self.cancelled_by = self.cancelled_by or gate.cancelled_by
+            raise RunCancelled()
 
     async def _record(self, update: ProgressUpdate, now: float) -> None:
         """Mirror `update` on the run and queue its Progress event, in one transaction."""

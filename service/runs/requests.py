@@ -35,6 +35,7 @@ from service.runs.outcomes import (
     BatchNotFound,
     CancelOutcome,
     CancelRequested,
+    CancelTooLate,
     Finished,
     NothingToCancel,
     NotRetryable,
@@ -145,7 +146,9 @@ async def _withdraw(state: RequestContext, event: BatchSyncRequested, run_id: uu
 
 
 async def request_cancel(state: RequestContext, batch_id: int, requested_by: str) -> CancelOutcome:
-    """Flag the active run; its worker stops at the next chunk boundary and records who cancelled."""
+    """Flag the active run; its worker stops at the next chunk boundary and records who cancelled. A run that
+    already began to publish what it wrote (`finishing_at`, set by `lifecycle.begin_finishing` under the same
+    row lock) can no longer be stopped: the cancel is answered as too late and not recorded."""
     try:
         async with state.sessions.begin() as session:
             batch, running = await _locked_batch(session, batch_id)
@@ -153,10 +156,13 @@ async def request_cancel(state: RequestContext, batch_id: int, requested_by: str
                 return BatchNotFound(batch_id)
             if running is None:
                 return NothingToCancel(batch_id)
-            await session.execute(
-                update(Run).where(Run.id == running.id, Run.cancel_requested_by.is_(None))
-                .values(cancel_requested_by=requested_by)
+            flagged = await session.execute(
+                update(Run).where(Run.id == running.id, Run.finishing_at.is_(None))
+                .values(cancel_requested_by=func.coalesce(Run.cancel_requested_by, requested_by))
+                .returning(Run.id)
             )
+            if flagged.first() is None:
+                return CancelTooLate(batch_id, running.id)
             return CancelRequested(batch_id, running.id)
     except Exception as error:
         if database_down(error):

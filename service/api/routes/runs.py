@@ -12,6 +12,7 @@ from schemas.envelope import Envelope, Page
 from schemas.messages import (
     BATCH_NOT_FAILED,
     BATCH_NOT_FOUND,
+    CANCEL_TOO_LATE,
     NOTHING_TO_CANCEL,
     RUN_NOT_FOUND,
     RUNNING_IN_BACKGROUND,
@@ -59,8 +60,10 @@ async def retry_batch(id: IdDep, state: StateDep, wait: WaitDep,
 
 @router.post("/{id}/cancel", response_model=Envelope[dict[str, Any]], summary="Cancel a batch's run",
              description="Asks the active run to stop at the next chunk boundary and answers with its `runId`; "
-                         "400 when no run is active. Needs `integration:batch:sync`.",
-             responses=answers(*PROTECTED, 404, e400=NOTHING_TO_CANCEL, e404=BATCH_NOT_FOUND))
+                         "400 when no run is active; 409 when the run already began to publish what it wrote "
+                         "(an overwrite's swap): too late, it ends as it would have. Needs `integration:batch:sync`.",
+             responses=answers(*PROTECTED, 404, 409, e400=NOTHING_TO_CANCEL, e404=BATCH_NOT_FOUND,
+                               e409=CANCEL_TOO_LATE))
 async def cancel_batch(id: IdDep, state: StateDep,
                        user: Annotated[Principal, Depends(require("integration:batch:sync"))]) -> JSONResponse:
     outcome = await run_requests.request_cancel(state, id, user.sub)
