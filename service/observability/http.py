@@ -1,5 +1,10 @@
 """Every HTTP request as an operator sees it: a server span, two metrics and one access-log line.
 
+The span continues the caller's `traceparent`. FastAPI releases with native OpenTelemetry open the server
+span themselves once a tracer provider is installed; this middleware then runs inside that span and opens
+none of its own, so a request is one span either way. Without a provider its span is a non-recording one
+that still hands the caller's context on to the records the request publishes.
+
 The outermost middleware, so refusals of the request guard (401, 413) are counted and logged too. The
 route label is the route's template (`/integration/batch/{batch_id}/sync`), never the path a client sent,
 so a scanner cannot grow the metric without bound. The access line carries the path without its query
@@ -7,12 +12,15 @@ string (a query may carry a secret), and never a header: tokens stay out of the 
 `/readyz`, `/metrics`) are logged at DEBUG, so a scraper every few seconds does not bury the rest.
 """
 
+import contextlib
 import logging
 import time
 from collections.abc import MutableMapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -49,15 +57,13 @@ class ObservedRequests:
                 status = int(message["status"])
             await send(message)
 
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
-                   if k in (b"traceparent", b"tracestate")}
-        with tracer.start_as_current_span(method, context=from_http(headers), kind=SpanKind.SERVER) as span:
+        with self._server_span(scope, method) as span:
             try:
                 await self.app(scope, receive, tracked)
             finally:
                 route = self._route(scope)
                 elapsed = time.perf_counter() - started
-                if span.is_recording():
+                if span is not None and span.is_recording():
                     span.update_name(f"{method} {route}")
                     span.set_attributes({"http.request.method": method, "http.route": route,
                                          "http.response.status_code": status})
@@ -66,6 +72,15 @@ class ObservedRequests:
                 metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
                 metrics.HTTP_DURATION.labels(method, route).observe(elapsed)
                 self._log(scope, method, status, elapsed)
+
+    @staticmethod
+    def _server_span(scope: Scope, method: str) -> AbstractContextManager[Span | None]:
+        """Ours, unless the framework already opened a recording server span around us."""
+        if trace.get_current_span().is_recording():
+            return contextlib.nullcontext()
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
+                   if k in (b"traceparent", b"tracestate")}
+        return tracer.start_as_current_span(method, context=from_http(headers), kind=SpanKind.SERVER)
 
     def _route(self, scope: Scope) -> str:
         route = scope.get("route")

@@ -28,8 +28,9 @@ QUIET_LOGGERS: Final = ("httpx", "httpcore")
 """Never below WARNING: they log full request URLs, and a source URL may carry credentials."""
 CHATTY_LOGGERS: Final = ("aiokafka",)
 """WARNING unless BATCHSYNC_LOG_LEVEL=DEBUG: every group join, rebalance and leave is an INFO line."""
-DROPPED_EXTRAS: Final = frozenset({"color_message"})
-"""uvicorn's coloured copy of its message."""
+DROPPED_EXTRAS: Final = frozenset({"color_message", "message", "asctime"})
+"""Record attributes that are no extras: uvicorn's coloured copy of its message, and what another handler's
+formatter (pytest's, say) already stored on the shared record."""
 ACCESS_LOGGER: Final = "batchsync.access"
 
 
