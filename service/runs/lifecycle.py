@@ -183,16 +183,12 @@ async def record_progress(
     checkpoint: Any,
     event: BatchSyncProgress | None,
     topics: Topics,
-    publishing: bool = False,
 ) -> Progressed:
-    """Mirror the progress on the run, and learn whether it is still ours and whether a cancel was asked.
-    `publishing`: every chunk is written and the target publishes them now (the run's `finishing_at`)."""
+    """Mirror the progress on the run, and learn whether it is still ours and whether a cancel was asked."""
     await relaxed(session)
-    finishing = {"finishing_at": func.coalesce(Run.finishing_at, func.now())} if publishing else {}
     row = (await session.execute(
         update(Run).where(Run.id == run.id, Run.owner == worker_id)
-        .values(chunks=chunk, records_read=records_read, records_written=records_written, checkpoint=checkpoint,
-                **finishing)
+        .values(chunks=chunk, records_read=records_read, records_written=records_written, checkpoint=checkpoint)
         .returning(Run.cancel_requested_by)
     )).first()
     if row is None:

@@ -106,7 +106,7 @@ class RunRecorder:
             progressed = await record_progress(
                 session, self._run, self._worker_id, chunk=update.chunk, records_read=update.records_read,
                 records_written=update.records_written, checkpoint=update.checkpoint, event=event,
-                topics=self._topics, publishing=update.phase is RunPhase.PUBLISHING,
+                topics=self._topics,
             )
         if not progressed.still_ours:
             self.lost = True

@@ -34,6 +34,7 @@ class Recorder:
     def __init__(self, hook: Callable[[ProgressUpdate], Awaitable[None]] | None = None) -> None:
         self.starts: list[tuple[int, int | None]] = []
         self.updates: list[ProgressUpdate] = []
+        self.phases: list[str] = []
         self.hook = hook
         self.cancel = False
 
@@ -44,6 +45,9 @@ class Recorder:
         self.updates.append(update)
         if self.hook is not None:
             await self.hook(update)
+
+    async def on_phase(self, update: ProgressUpdate) -> None:
+        self.phases.append(update.phase)
 
     def cancel_requested(self) -> bool:
         return self.cancel
@@ -137,6 +141,8 @@ async def test_append_copies_every_row_in_chunks(source_dsn: str, target_dsn: st
     assert [(u.chunk, u.records_read, u.records_written) for u in observer.updates] == [
         (1, 300, 300), (2, 600, 600), (3, 900, 900), (4, 1000, 1000)
     ]
+    assert {u.phase for u in observer.updates} == {"writing"}
+    assert observer.phases == ["publishing"], "told once, after the last chunk, before the target publishes"
     assert (result.records_written, result.chunks, result.resumed_from_chunk) == (1000, 4, 0)
     assert await checkpoints_left(target_dsn, spec.checkpoint_key) == 0
 
