@@ -36,9 +36,9 @@ QUEUED_FETCHES = 2
 class EventLogReader:
     """An `EventSource` over the events topic; use as `async with EventLogReader(...) as source`."""
 
-    def __init__(self, settings: Settings, since: datetime | None = None) -> None:
+    def __init__(self, settings: Settings, since: datetime | None = None, name: str = "audit replay") -> None:
         subscription = Subscription(
-            name="audit replay", topic=settings.topics.events, group_id=None, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            name=name, topic=settings.topics.events, group_id=None, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             max_records=MAX_RECORDS, poll_timeout_ms=POLL_TIMEOUT_MS, ensure_topics=False, bounds=Bounds(since),
             start_timeout=2 * settings.kafka_request_timeout_ms / 1000,
             max_partition_fetch_bytes=max(MAX_PARTITION_FETCH_BYTES, settings.max_message_bytes + 64 * 1024))

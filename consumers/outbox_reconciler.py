@@ -79,7 +79,7 @@ class OutboxReconciler:
     async def _event_ids_on_log(self, since: datetime) -> set[str]:
         """The eventIds of the signed records on `P.events` from `since` to its current end."""
         found: set[str] = set()
-        async with EventLogReader(self._settings, since) as reader:
+        async with EventLogReader(self._settings, since, name="outbox reconciler") as reader:
             async for records in reader.batches():
                 found.update(event_id for record in records if (event_id := self._event_id(record)) is not None)
         return found
