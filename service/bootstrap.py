@@ -60,9 +60,10 @@ async def database(settings: Settings, pool_size: int = 10) -> AsyncIterator[Dat
 
 
 @contextlib.asynccontextmanager
-async def publishing(settings: Settings, db: Database) -> AsyncIterator[tuple["Publisher", "OutboxRelay"]]:
-    """A started publisher and its outbox relay running in the background, with the reconciler that queues
-    again what the broker acknowledged and lost."""
+async def publishing(settings: Settings, db: Database,
+                     reconcile: bool = False) -> AsyncIterator[tuple["Publisher", "OutboxRelay"]]:
+    """A started publisher and its outbox relay running in the background; with `reconcile` (the worker's),
+    also the reconciler that queues again what the broker acknowledged and lost (one per process suffices)."""
     from consumers.outbox_reconciler import OutboxReconciler
     from producers.outbox_relay import OutboxRelay
     from producers.publisher import Publisher
@@ -72,8 +73,10 @@ async def publishing(settings: Settings, db: Database) -> AsyncIterator[tuple["P
     await publisher.start()
     outbox = SqlOutbox(db.sessions, settings.outbox_retention_seconds)
     relay = OutboxRelay(outbox, publisher)
-    background = [asyncio.create_task(relay.run(), name="outbox-relay"),
-                  asyncio.create_task(OutboxReconciler(settings, outbox, relay).run(), name="outbox-reconciler")]
+    background = [asyncio.create_task(relay.run(), name="outbox-relay")]
+    if reconcile:
+        background.append(asyncio.create_task(OutboxReconciler(settings, outbox, relay).run(),
+                                              name="outbox-reconciler"))
     try:
         yield publisher, relay
     finally:
@@ -143,7 +146,7 @@ async def run_worker(settings: Settings) -> None:
 
     _require(settings)
     async with database(settings, pool_size=settings.worker_concurrency + 5) as db:
-        async with publishing(settings, db) as (publisher, relay), sampling_outbox(db.sessions):
+        async with publishing(settings, db, reconcile=True) as (publisher, relay), sampling_outbox(db.sessions):
             await SyncWorker(settings, db.sessions, publisher, relay, REGISTRY).run()
 
 
