@@ -135,7 +135,7 @@ def up(demo: Annotated[bool, typer.Option("--demo", help="Create a demo source, 
             console.print(f"batchsync up: http://{settings.http_host}:{settings.http_port} "
                           f"(docs at /docs; data in {Path(settings.data_dir).resolve()}); Ctrl-C stops.")
             observe_part(settings, "up")
-        run_until_stopped(lambda: run_all(settings))
+            run_until_stopped(lambda: run_all(settings))
 
 
 def _announce_demo(settings: Settings) -> None:
