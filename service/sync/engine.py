@@ -305,10 +305,15 @@ class _Run:
         if self.observer.cancel_requested():
             await self._io("target", target.abandon(key))
             raise RunCancelled()
-        await self.observer.on_phase(ProgressUpdate(
-            chunk=checkpoint.chunk, records_read=checkpoint.records_read, records_written=checkpoint.records_written,
-            total_estimate=self.estimate, checkpoint=checkpoint.position, phase=RunPhase.PUBLISHING,
-        ))
+        try:  # the observer may learn only now of a cancel accepted before this point (RunRecorder's handshake)
+            await self.observer.on_phase(ProgressUpdate(
+                chunk=checkpoint.chunk, records_read=checkpoint.records_read,
+                records_written=checkpoint.records_written, total_estimate=self.estimate,
+                checkpoint=checkpoint.position, phase=RunPhase.PUBLISHING,
+            ))
+        except RunCancelled:
+            await self._io("target", target.abandon(key))
+            raise
         await self._io("target", target.finish(key, columns, checkpoint))
         return RunResult(
             records_read=checkpoint.records_read,

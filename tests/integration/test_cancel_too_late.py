@@ -116,3 +116,29 @@ async def test_after_the_swap_began_a_cancel_is_too_late_and_not_recorded(state_
     outcome = await request_cancel(_State(Settings(), sessions), run.batch_id, "carol")
     assert outcome == CancelTooLate(run.batch_id, run.id)
     assert await fetchval(state_dsn, "SELECT cancel_requested_by FROM runs WHERE id = $1", run.id) is None
+
+
+async def test_a_cancel_learnt_at_the_swap_drops_what_the_run_staged(source_dsn, target_dsn) -> None:
+    """The engine hears of the accepted cancel only from on_phase: it must abandon its staging, not leave it."""
+    from schemas.api import WriteMode
+    from service.connectors.registry import REGISTRY
+    from service.connectors.sql.target import stage_parts
+    from service.sync.engine import execute as run_engine
+    from tests.integration.test_engine_sync import SOURCE_FILL, Recorder, pg, source_table, spec_for, target_like
+
+    class CancelledAtTheSwap(Recorder):
+        async def on_phase(self, update: ProgressUpdate) -> None:
+            await super().on_phase(update)
+            raise RunCancelled()
+
+    src = await source_table(source_dsn, 250)
+    tgt = await target_like(target_dsn)
+    async with pg(target_dsn) as conn:
+        await conn.execute(SOURCE_FILL.format(t=tgt, lo=5000, hi=5009))
+    spec = spec_for(source_dsn, target_dsn, tgt, table=src, mode=WriteMode.OVERWRITE, chunk_size=100)
+    with pytest.raises(RunCancelled):
+        await run_engine(spec, CancelledAtTheSwap(), connectors=REGISTRY, connect_timeout=5)
+    _, stage = stage_parts(tgt, str(spec.checkpoint_key))
+    async with pg(target_dsn) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM pg_class WHERE relname = $1", stage) == 0
+        assert await conn.fetchval(f"SELECT count(*) FROM {tgt}") == 10, "the old rows stay"
