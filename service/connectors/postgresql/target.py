@@ -17,6 +17,7 @@ from schemas.messages import UPSERT_KEY_COLUMNS
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
 from service.connectors.csv.stream import COPY_CSV
 from service.connectors.postgresql.connection import COPY_FORMAT, boundary, close, connect, dsn_of, relation_columns
+from service.connectors.postgresql.overwrite import Held, checkpoint_after, hold, publish, released
 from service.connectors.postgresql.types import TYPES
 from service.connectors.postgresql.upsert import PipelinedUpsert, merge_sql
 from service.connectors.sql.target import (
@@ -76,6 +77,9 @@ class PostgresTarget:
         self._columns: list[str] = []
         self._merge = ""
         self._upsert: PipelinedUpsert | None = None
+        self._held: Held | None = None
+        self._previous: Checkpoint | None = None
+        self._create_stage = ""
         self._stream_format = COPY_FORMAT
 
     def accept_stream(self, copy_format: str) -> bool:
@@ -145,10 +149,9 @@ class PostgresTarget:
                 self._upsert = PipelinedUpsert(self._endpoint, self._spec.table, self._timeout, _SAVE_CHECKPOINT,
                                                lambda stage: merge_sql(self._spec.table, stage, columns, keys,
                                                                        comparable))
-            elif mode is WriteMode.OVERWRITE:
-                await self.conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {self._stage(key)} AS SELECT {cols} FROM {table} WITH NO DATA"
-                )
+            elif mode is WriteMode.OVERWRITE:  # created with the first staged chunk: a small run never needs it
+                self._create_stage = (f"CREATE TABLE IF NOT EXISTS {self._stage(key)} AS "
+                                      f"SELECT {cols} FROM {table} WITH NO DATA")
 
     async def _comparable_columns(self) -> set[str]:
         """Columns whose type has its own `=` operator; the rest (json, xml, …) are compared as text."""
@@ -162,6 +165,23 @@ class PostgresTarget:
         return {r["attname"] for r in rows}
 
     async def write(self, key: str, chunk: Chunk, previous: Checkpoint) -> Checkpoint | None:
+        if self._spec.mode is WriteMode.OVERWRITE:
+            if self._held is not None:  # a second chunk: the held first one goes to the staging table after all
+                held, self._held = self._held, None
+                assert self._previous is not None
+                if await self._write(key, released(held), self._previous) is None:
+                    await chunk.drain()
+                    return None
+            elif chunk.number == 1 and previous.chunk == 0 and self._stream_format == COPY_FORMAT:
+                with boundary("target"):
+                    kept = await hold(chunk)
+                if isinstance(kept, Held):
+                    self._held, self._previous = kept, previous
+                    return checkpoint_after(previous, kept)
+                chunk = kept
+        return await self._write(key, chunk, previous)
+
+    async def _write(self, key: str, chunk: Chunk, previous: Checkpoint) -> Checkpoint | None:
         mode = self._spec.mode
         schema: str | None
         if self._upsert is not None:
@@ -183,6 +203,8 @@ class PostgresTarget:
                 if done is not None and done >= chunk.number:
                     await chunk.drain()
                     return None
+                if self._create_stage:
+                    await self.conn.execute(self._create_stage)
                 if chunk.stream is not None and self._stream_format == COPY_CSV:
                     await self.conn.execute("SET LOCAL TimeZone = 'UTC'")  # a time without an offset is UTC
                     status = await self.conn.copy_to_table(
@@ -205,6 +227,7 @@ class PostgresTarget:
                     await self.conn.execute(self._merge)
                 checkpoint = previous.after(chunk, read, written)
                 await self.conn.execute(_SAVE_CHECKPOINT, *checkpoint_args(key, self._spec.table, checkpoint))
+        self._create_stage = ""
         return checkpoint
 
     async def finish(self, key: str, columns: list[str], last: Checkpoint) -> None:
@@ -213,12 +236,16 @@ class PostgresTarget:
             if self._upsert is not None:
                 await self._upsert.settle()
             async with self.conn.transaction():
-                if self._spec.mode is WriteMode.OVERWRITE:
+                if self._held is not None:
+                    await publish(self.conn, self._spec.table, key, self._held)
+                    await self.conn.execute(f"DROP TABLE IF EXISTS {self._stage(key)}")  # an earlier attempt's
+                elif self._spec.mode is WriteMode.OVERWRITE:
                     stage = self._stage(key)
                     await self.conn.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
                     await self.conn.execute(f"DELETE FROM {table}")
-                    await self.conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}")
-                    await self.conn.execute(f"DROP TABLE {stage}")
+                    if await self.conn.fetchval("SELECT to_regclass($1) IS NOT NULL", stage):  # none: no rows
+                        await self.conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}")
+                        await self.conn.execute(f"DROP TABLE {stage}")
                 if self._upsert is not None:
                     await self._upsert.drop_stages(self.conn, key)
                 await self.conn.execute(_SAVE_CHECKPOINT, *checkpoint_args(key, self._spec.table, last.as_finished()))
