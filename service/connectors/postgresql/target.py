@@ -237,8 +237,7 @@ class PostgresTarget:
                 await self._upsert.settle()
             async with self.conn.transaction():
                 if self._held is not None:
-                    await publish(self.conn, self._spec.table, key, self._held)
-                    await self.conn.execute(f"DROP TABLE IF EXISTS {self._stage(key)}")  # an earlier attempt's
+                    await publish(self.conn, self._spec.table, key, self._held)  # held: no checkpoint, no stage
                 elif self._spec.mode is WriteMode.OVERWRITE:
                     stage = self._stage(key)
                     await self.conn.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
