@@ -111,3 +111,15 @@ def test_debug_flag_shows_the_traceback_of_a_bad_setting_too(tmp_path: Path) -> 
     result = _run(tmp_path, ["--debug", "worker"], _env(chunk_size="lots"))
     assert result.returncode != 0
     assert "Traceback (most recent call last)" in result.stderr and "chunk_size" in result.stderr
+
+
+def test_api_checks_its_http_port_before_the_database_and_broker(tmp_path: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = _run(tmp_path, ["api"], _env(http_port=str(port), database_url=f"postgresql://app:{PASSWORD}@"
+                                              f"{_refused()}/state", kafka_bootstrap=_refused()))
+    line = _one_line(result)
+    assert result.returncode == ExitCode.PORT_IN_USE
+    assert f"port {port} " in line and "BATCHSYNC_HTTP_PORT" in line
