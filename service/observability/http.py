@@ -15,7 +15,7 @@ string (a query may carry a secret), and never a header: tokens stay out of the 
 import contextlib
 import logging
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.observability import metrics
 from service.observability.logs import ACCESS_LOGGER
-from service.observability.tracing import from_http, tracer
+from service.observability.tracing import active, continued, from_http, tracer
 
 access = logging.getLogger(ACCESS_LOGGER)
 
@@ -75,11 +75,14 @@ class ObservedRequests:
 
     @staticmethod
     def _server_span(scope: Scope, method: str) -> AbstractContextManager[Span | None]:
-        """Ours, unless the framework already opened a recording server span around us."""
+        """Ours, unless the framework already opened a recording server span around us; without a tracer
+        provider only the caller's context, so what the request publishes carries it on."""
         if trace.get_current_span().is_recording():
             return contextlib.nullcontext()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
                    if k in (b"traceparent", b"tracestate")}
+        if not active():
+            return _no_span(continued(from_http(headers)))
         return tracer.start_as_current_span(method, context=from_http(headers), kind=SpanKind.SERVER)
 
     def _route(self, scope: Scope) -> str:
@@ -100,3 +103,9 @@ class ObservedRequests:
         access.log(level, "%s %s %d %.1fms", method, path, status, elapsed * 1000, extra={
             "method": method, "path": path, "status": status, "durationMs": round(elapsed * 1000, 1),
             "client": client[0] if client else None, "user": getattr(principal, "sub", None)})
+
+
+@contextlib.contextmanager
+def _no_span(inner: AbstractContextManager[None]) -> Iterator[Span | None]:
+    with inner:
+        yield None

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from opentelemetry.trace import Span, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, StatusCode
 
 from schemas.events import BatchSyncCompleted
-from service.observability import metrics
+from service.observability import metrics, tracing
 from service.observability.context import bound_to_run
 from service.observability.tracing import tracer
 
@@ -35,9 +35,10 @@ _current: ContextVar[_Observed | None] = ContextVar("batchsync_run", default=Non
 def observed_run(run_id: object, batch_id: int, correlation_id: str | None, trigger: str) -> Iterator[None]:
     """The run's span (current inside, so chunks and the events it writes continue it), its ids bound for
     logging, and the active-runs gauge."""
-    with bound_to_run(run_id, batch_id, correlation_id), \
-            tracer.start_as_current_span("run", attributes={"batchsync.run_id": str(run_id),
-                                                            "batchsync.batch_id": batch_id}) as span:
+    spanned = tracer.start_as_current_span("run", attributes={"batchsync.run_id": str(run_id),
+                                                              "batchsync.batch_id": batch_id}) \
+        if tracing.active() else contextlib.nullcontext(INVALID_SPAN)
+    with bound_to_run(run_id, batch_id, correlation_id), spanned as span:
         token = _current.set(_Observed(trigger, span))
         metrics.ACTIVE_RUNS.inc()
         try:
@@ -70,11 +71,12 @@ class ChunkObservation:
     def __init__(self, number: int, records_before: int) -> None:
         self._started = time.perf_counter()
         self._records = records_before
-        self._span = tracer.start_span("chunk", attributes={"batchsync.chunk": number})
+        self._span = tracer.start_span("chunk", attributes={"batchsync.chunk": number}) if tracing.active() else None
 
     def done(self, records_after: int) -> None:
         metrics.chunk_written(records_after - self._records, time.perf_counter() - self._started)
-        self._span.end()
+        if self._span is not None:
+            self._span.end()
 
 
 def observe_chunk(number: int, records_before: int) -> ChunkObservation:

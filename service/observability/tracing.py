@@ -1,12 +1,14 @@
 """OpenTelemetry traces: a W3C `traceparent` travels from the HTTP request through the Kafka headers of
 the request, the events and the reply, and every process continues it (docs/spec.md §8).
 
-Spans: the HTTP request (service/observability/http.py), each publish of a record, each record consumed,
+Spans: the HTTP request (service/observability/http.py), the publish of a request, each record consumed,
 the run and each chunk. Export is OTLP over HTTP, switched on only by OpenTelemetry's own
 `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`); its other `OTEL_*` variables (headers, sampler,
-timeout) are read by the SDK. Unset, no provider is installed: spans are the API's non-recording ones,
-which still carry an incoming `traceparent` on to the records a process writes, at a few microseconds
-each. The `traceparent` header is not signed: the `batchsync-signature` covers topic, key and value only
+timeout) are read by the SDK. Unset, no provider is installed and no span is made at all (`active()` is
+false): an incoming `traceparent` is only attached as the current context, so the records a process
+writes still carry it on, for about a microsecond.
+
+The `traceparent` header is not signed: the `batchsync-signature` covers topic, key and value only
 (schemas/signing.py), so adding it changes no signature and audit replay reads records as before.
 """
 
@@ -17,7 +19,7 @@ from typing import Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from service.config import Settings
@@ -49,6 +51,24 @@ def configure(settings: Settings, role: str) -> bool:
     return True
 
 
+def active() -> bool:
+    """Whether a tracer provider is installed (by `configure`, or by a test): spans are worth making."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+@contextlib.contextmanager
+def continued(context: otel_context.Context | None) -> Iterator[None]:
+    """`context` (a caller's) current inside the block, without a span of ours."""
+    if context is None:
+        yield
+        return
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 def inject(headers: dict[str, str]) -> dict[str, str]:
     """`headers` plus the current span's `traceparent` (and `tracestate`), when there is a span."""
     _propagator.inject(headers)
@@ -68,26 +88,26 @@ def from_http(headers: Mapping[str, str]) -> otel_context.Context | None:
 
 @contextlib.contextmanager
 def consuming(topic: str, partition: int, offset: int,
-              headers: Iterable[tuple[str, bytes | None]] | None) -> Iterator[Span]:
+              headers: Iterable[tuple[str, bytes | None]] | None) -> Iterator[None]:
     """The span of handling one record, continuing the trace its producer wrote in the headers."""
+    if not active():
+        with continued(from_kafka(headers)):
+            yield
+        return
     with tracer.start_as_current_span(f"process {topic}", context=from_kafka(headers), kind=SpanKind.CONSUMER,
                                       attributes={"messaging.system": "kafka", "messaging.destination.name": topic,
                                                   "messaging.kafka.destination.partition": partition,
-                                                  "messaging.kafka.message.offset": offset}) as span:
-        yield span
+                                                  "messaging.kafka.message.offset": offset}):
+        yield
 
 
 @contextlib.contextmanager
 def publishing(topic: str, headers: dict[str, str]) -> Iterator[dict[str, str]]:
     """The span of publishing one record; `headers` gain its `traceparent`, so the reader continues it."""
+    if not active():
+        yield inject(headers)
+        return
     with tracer.start_as_current_span(f"send {topic}", kind=SpanKind.PRODUCER,
                                       attributes={"messaging.system": "kafka",
                                                   "messaging.destination.name": topic}):
         yield inject(headers)
-
-
-@contextlib.contextmanager
-def span(name: str, **attributes: str | int) -> Iterator[Span]:
-    """An internal span (a run, a chunk) under the current one."""
-    with tracer.start_as_current_span(name, attributes=attributes) as current:
-        yield current
