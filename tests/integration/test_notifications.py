@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from service.notify.sender import Notifier
 from service.security.network import NetworkPolicy
 from tests.support.builders import create_empty_like_orders, create_orders, unique
 from tests.support.databases import fresh_database
-from tests.support.loopback import http_server
+from tests.support.loopback import http_server, silent_server
 from tests.support.scheduling import eventually, fetch
 from tests.support.stack import Stack, create_batch, create_connection, running_stack, stack_settings
 
@@ -106,13 +107,14 @@ async def notifying(settings: Settings, network: NetworkPolicy | None = None) ->
         await engine.dispose()
 
 
-async def orders_batch(stack: Stack, source_dsn: str, target_dsn: str, **extra: object) -> int:
+async def orders_batch(stack: Stack, source_dsn: str, target_dsn: str, mode: str = "append", **extra: object) -> int:
     table = unique("orders")
     await create_orders(source_dsn, table, 30)
     await create_empty_like_orders(target_dsn, table)
     src = await create_connection(stack, unique("src"), source_dsn)
     tgt = await create_connection(stack, unique("tgt"), target_dsn)
-    return await create_batch(stack, unique("notify"), src, tgt, {"table": table}, {"table": table}, **extra)
+    return await create_batch(stack, unique("notify"), src, tgt, {"table": table}, {"table": table, "mode": mode},
+                              **extra)
 
 
 async def run_detail(stack: Stack, batch_id: int, run_id: str) -> dict:
@@ -234,3 +236,24 @@ async def test_the_notify_address_is_shown_masked_and_kept_when_sent_back(stack,
     refused = await stack.client.put(f"/integration/batch/{batch_id}", headers=stack.headers(),
                                      json={**body, "notify": {"url": "ftp://files.example/x"}})
     assert refused.status_code == 400 and "notify.url" in refused.json()["message"], refused.text
+
+
+async def test_a_hung_receiver_never_delays_a_run(stack, source_dsn, target_dsn):
+    with silent_server() as port:
+        batch_id = await orders_batch(stack, source_dsn, target_dsn, "overwrite",
+                                      notify={"url": f"http://127.0.0.1:{port}/hook", "on": ["SUCCESS"]})
+        async with notifying(stack.settings):
+            for _ in range(2):  # the second run starts while the first one's notification hangs
+                response = await stack.client.post(f"/integration/batch/{batch_id}/sync", headers=stack.headers())
+                assert response.status_code == 200, response.text
+                run_id = response.json()["data"]["runId"]
+                run = await run_detail(stack, batch_id, run_id)
+                took = datetime.fromisoformat(run["finishedAt"]) - datetime.fromisoformat(run["startedAt"])
+                assert run["status"] == "SUCCESS" and took < timedelta(seconds=2), run
+            notes = await eventually(lambda: _attempted(stack, batch_id, run_id), within=30)
+    assert notes[0]["status"] == "PENDING" and "Timeout" in notes[0]["lastError"]  # tried again later
+
+
+async def _attempted(stack: Stack, batch_id: int, run_id: str) -> list[dict] | None:
+    notes = (await run_detail(stack, batch_id, run_id))["notifications"]
+    return notes if notes and notes[0]["attempts"] >= 1 else None
