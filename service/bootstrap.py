@@ -158,8 +158,28 @@ async def run_projector(settings: Settings) -> None:
         await Projector(settings, db.sessions).run()
 
 
+async def run_scheduler(settings: Settings) -> None:
+    """Schedules, the retry policy and run notifications (service/scheduling, service/notify): any number may
+    run; each fire and each retry starts once, each notification is sent by one of them."""
+    from consumers.notifier import NotificationFeed
+    from service.notify.deliveries import Defaults
+    from service.notify.sender import Notifier
+    from service.scheduling.scheduler import Scheduler
+    from service.security.policy import AccessPolicy
+
+    _require(settings)
+    key = settings.secret_key.get_secret_value() if settings.secret_key else ""
+    async with database(settings, pool_size=5) as db, publishing(settings, db) as (publisher, relay):
+        notifier = Notifier(db.sessions, AccessPolicy.from_settings(settings).network, key,
+                            Defaults.from_settings(settings), settings.notify_timeout_seconds)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(Scheduler(settings, db.sessions, relay).run(), name="scheduler")
+            group.create_task(NotificationFeed(settings, db.sessions, publisher).run(), name="notification-feed")
+            group.create_task(notifier.run(), name="notifier")
+
+
 async def run_all(settings: Settings) -> None:
-    """API, worker and projector in one process: when one stops, the others are stopped too.
+    """API, worker, projector and scheduler in one process: when one stops, the others are stopped too.
 
     The one process reads every partition itself unless BATCHSYNC_PARTITION_ASSIGNMENT says otherwise: it
     needs no consumer group, which the embedded broker does not keep working after a crash (docs/brokers.md)."""
@@ -169,6 +189,7 @@ async def run_all(settings: Settings) -> None:
         asyncio.create_task(run_api(settings), name="api"),
         asyncio.create_task(run_worker(settings), name="worker"),
         asyncio.create_task(run_projector(settings), name="projector"),
+        asyncio.create_task(run_scheduler(settings), name="scheduler"),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -15,6 +15,9 @@ import typer
 from rich.console import Console
 
 from service.cli_audit import audit_app
+from service.cli_batch import batch_app
+from service.cli_connection import connection_app
+from service.cli_run import run_app
 from service.cli_secrets import dev_secret_key, key_file, secrets_app
 from service.cli_sync import sync
 from service.config import Settings
@@ -23,13 +26,29 @@ from service.observability.process import observe_part
 from service.startup_errors import ExitCode, StartupError, reported
 
 app = typer.Typer(help="batchsync: sync data batches from source to target systems.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False)
 db_app = typer.Typer(help="State-store maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(connection_app, name="connection")
+app.add_typer(batch_app, name="batch")
+app.add_typer(run_app, name="run")
 app.command("sync")(sync)
 console = Console()
+
+JWT_SECRET_FILE = "jwt_secret"
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"batchsync {version('batchsync')}")
+        except PackageNotFoundError:
+            typer.echo("batchsync (not installed as a package)")
+        raise typer.Exit(0)
 
 
 class _Flags:
@@ -48,11 +67,11 @@ def _debug(settings: Settings | None = None) -> bool:
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", callback=_remember_debug, is_eager=True,
+def _main(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the version and exit.")] = False,
+          debug: Annotated[bool, typer.Option("--debug", callback=_remember_debug, is_eager=True,
                                               help="Show the traceback of a start-up error.")] = False) -> None:
     """batchsync: sync data batches from source to target systems."""
-
-JWT_SECRET_FILE = "jwt_secret"
 
 
 def _settings() -> Settings:
@@ -184,6 +203,17 @@ def projector() -> None:
     settings = startable(_settings())
     observe_part(settings, "projector")
     run_until_stopped(lambda: run_projector(settings))
+
+
+@app.command()
+def scheduler() -> None:
+    """Fires scheduled batches, resumes failed runs their retry policy covers, sends run notifications; run any
+    number, each fire starts once."""
+    from service.bootstrap import run_scheduler
+
+    settings = startable(_settings())
+    observe_part(settings, "scheduler")
+    run_until_stopped(lambda: run_scheduler(settings))
 
 
 @db_app.command("upgrade")
