@@ -44,8 +44,10 @@ def read_events(server: LiveServer, query: str, until_type: str, found: list[dic
         for line in answer.iter_lines():
             opened.set()
             if line.startswith("data: "):
-                found.append(json.loads(line.removeprefix("data: ")))
-                if found[-1]["eventType"] == until_type:
+                event = json.loads(line.removeprefix("data: "))
+                if found or event["eventType"] == "BatchSyncStarted":  # not the tail of the warm-up run
+                    found.append(event)
+                if found and event["eventType"] == until_type:
                     return
 
 

@@ -139,7 +139,9 @@ def _reuse(key: str) -> asyncpg.Connection | None:
     loop = asyncio.get_running_loop()
     while idle:
         since, conn = idle.pop()
-        if not conn.is_closed() and time.monotonic() - since < IDLE_SECONDS and conn._loop is loop:
+        if conn._loop is not loop:
+            continue  # parked by another event loop (tests run several): only that loop may close it
+        if not conn.is_closed() and time.monotonic() - since < IDLE_SECONDS:
             return conn
         conn.terminate()
     return None
