@@ -86,9 +86,11 @@ class ObservedRequests:
         return tracer.start_as_current_span(method, context=from_http(headers), kind=SpanKind.SERVER)
 
     def _route(self, scope: Scope) -> str:
+        """The template of the route that served the request, or would have served one refused before
+        routing (401, 413); `unmatched` when none matches."""
         route = scope.get("route")
         if route is None:
-            route = next((r for r in self.routes if r.matches(scope)[0] is Match.FULL), None)
+            route = next((r for r in _leaves(self.routes) if r.matches(scope)[0] is Match.FULL), None)
         path = getattr(route, "path", None)
         return path if isinstance(path, str) else UNMATCHED
 
@@ -109,3 +111,13 @@ class ObservedRequests:
 def _no_span(inner: AbstractContextManager[None]) -> Iterator[Span | None]:
     with inner:
         yield None
+
+
+def _leaves(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """The routes themselves: recent FastAPI keeps an included router whole (its `original_router`)."""
+    for route in routes:
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        if isinstance(inner, list):
+            yield from _leaves(inner)
+        else:
+            yield route
