@@ -42,8 +42,7 @@ async def test_two_scheduler_processes_fire_each_time_once(state, broker, source
         batch_id = await create_batch(stack, unique("sched"), src, tgt, {"table": table},
                                       {"table": table, "mode": "overwrite"}, schedule={"intervalSeconds": 2})
         logs = [tmp_path / f"scheduler{n}.log" for n in (1, 2)]
-        processes = [subprocess.Popen([BATCHSYNC, "scheduler"], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=log.open("w")) for log in logs]
+        processes = start_schedulers(env, logs)
         dsn = settings.asyncpg_dsn
         try:
             await eventually(lambda: _fired(dsn, batch_id, 3), within=30)
@@ -66,6 +65,11 @@ async def test_two_scheduler_processes_fire_each_time_once(state, broker, source
     seen = await fetch(dsn, "SELECT request_id, seen_count FROM request_ledger WHERE batch_id = $1", batch_id)
     assert sorted(r["request_id"] for r in seen) == sorted(r["request_id"] for r in runs)
     assert {r["seen_count"] for r in seen} == {1}, seen  # each fire was published by one scheduler, once
+
+
+def start_schedulers(env: dict[str, str], logs: list[Path]) -> list[subprocess.Popen]:
+    return [subprocess.Popen([BATCHSYNC, "scheduler"], env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+            for log in logs]
 
 
 async def _fired(dsn: str, batch_id: int, count: int) -> bool:
