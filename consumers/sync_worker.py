@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from consumers.loop import ConsumeLoop, PerRecord, Record, Rejected, Subscription
 from consumers.parsing import InvalidRequest, parse_request
+from producers.outbox_relay import OutboxRelay
 from producers.publisher import Publisher
 from service.config import Settings
 from service.connectors.base import Connectors
@@ -47,7 +48,9 @@ class SyncWorker:
         self.sessions = sessions
         self.notifier = notifier
         self.worker_id = settings.worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-        self.executor = executor or RunExecutor(settings, sessions, notifier, self.worker_id, connectors)
+        sender = notifier if isinstance(notifier, OutboxRelay) else None  # replies leave right after the commit
+        self.executor = executor or RunExecutor(settings, sessions, notifier, self.worker_id, connectors,
+                                                sender=sender)
         group = f"{settings.topic_prefix}.worker"
         subscription = Subscription(
             name=f"sync worker {self.worker_id}", topic=settings.topics.requested,

@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 
 from producers.publisher import Publisher
-from service.ports import BrokerUnavailable, OutboxStore, StateStoreUnavailable
+from service.ports import BrokerUnavailable, OutboxMessage, OutboxStore, StateStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,20 @@ class OutboxRelay:
     def notify(self) -> None:
         """New rows were committed: publish them now rather than at the next poll."""
         self._wake.set()
+
+    async def send_now(self, messages: Sequence[OutboxMessage]) -> list[int]:
+        """The `ReplySender`: publish these committed rows now (a reply the API waits for), without waiting for
+        the drain's claim; returns the ids acknowledged. What is not acknowledged the drain publishes."""
+        try:
+            results = await self._publisher.send_many(
+                [(m.topic, m.value, m.key, dict(m.headers or {})) for m in messages])
+        except BrokerUnavailable as exc:
+            log.info("direct reply not sent, the relay will: %r", exc)
+            return []
+        for message, error in zip(messages, results, strict=True):
+            if error is not None:
+                log.info("direct reply to %s not sent, the relay will: %r", message.topic, error)
+        return [message.id for message, error in zip(messages, results, strict=True) if error is None]
 
     async def drain_once(self) -> int:
         """Publish every unpublished row in id order; returns how many were published."""

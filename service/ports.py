@@ -49,6 +49,15 @@ class OutboxMessage(Protocol):
     def headers(self) -> Mapping[str, str] | None: ...
 
 
+class ReplySender(Protocol):
+    async def send_now(self, messages: Sequence["OutboxMessage"]) -> list[int]:
+        """Publish committed outbox rows at once, ahead of the relay's drain (a reply someone waits for);
+        returns the ids the broker acknowledged, for the caller to mark published. A row not acknowledged
+        (only logged here) is the relay's, as is one it claimed first: a reader may then get a reply twice,
+        and dedupes it by eventId."""
+        ...
+
+
 class OutboxClaim(Protocol):
     """Rows claimed in one transaction: nobody else publishes them until it ends."""
 

@@ -17,10 +17,10 @@ from schemas.events import ErrorCode
 from schemas.messages import INTERNAL_ERROR, SYNC_SUCCEEDED
 from service.config import Settings
 from service.connectors.base import Connectors
-from service.db.models import Run
+from service.db.models import Outbox, Run
 from service.observability.runs import observed_run, run_ended
-from service.ports import OutboxNotifier
-from service.runs import lifecycle
+from service.ports import OutboxNotifier, ReplySender
+from service.runs import lifecycle, outbox
 from service.runs.recorder import LeaseLost, RunRecorder
 from service.runs.spec import load_spec
 from service.runs.status import status_for_error
@@ -45,9 +45,11 @@ class RunExecutor:
         worker_id: str,
         connectors: Connectors,
         execute: Execute | None = None,
+        sender: ReplySender | None = None,
     ) -> None:
         """`connectors` builds each run's source and target (the composition root passes the registry's);
-        `execute` stands in for the engine in tests."""
+        `execute` stands in for the engine in tests; `sender` publishes a run's replies right after its
+        completion commits, ahead of the outbox relay (which still publishes them)."""
         if execute is None:
             from service.sync.engine import execute as engine_execute
 
@@ -57,6 +59,7 @@ class RunExecutor:
         self._policy = AccessPolicy.from_settings(settings)
         self._sessions = sessions
         self._notifier = notifier
+        self._sender = sender
         self.worker_id = worker_id
         self._execute = execute
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
@@ -208,11 +211,17 @@ class RunExecutor:
         if recorder is not None and recorder.last is not None and not counts:
             counts = {"records_read": recorder.last.records_read, "records_written": recorder.last.records_written,
                       "chunks": recorder.last.chunk}
+        replies: list[Outbox] = []
         async with self._sessions.begin() as session:
             reply = await lifecycle.complete(session, run_id, self.worker_id, self._settings.topics,
                                      error_code=error_code, message=message,
                                      start=(0, None) if recorder is None else recorder.pending_start(),
-                                     **counts)  # type: ignore[arg-type]
+                                     replies=replies, **counts)  # type: ignore[arg-type]
+        if replies and self._sender is not None:  # before the relay is woken, so it rarely sends them again
+            sent = await self._sender.send_now(replies)
+            with contextlib.suppress(Exception):  # unmarked, the relay sends them again: harmless
+                async with self._sessions.begin() as session:
+                    await outbox.mark_published(session, sent)
         self._notifier.notify()
         if reply is not None:
             run_ended(status_for_error(error_code.value if error_code else None), reply)

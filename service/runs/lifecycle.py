@@ -24,7 +24,7 @@ from schemas.events import (
 )
 from schemas.status import ACTIVE, BatchStatus, RunStatus, sql_list
 from schemas.topics import Topics
-from service.db.models import Batch, RequestLedger, Run
+from service.db.models import Batch, Outbox, RequestLedger, Run
 from service.runs.outbox import add_event
 from service.runs.snapshot import config_hash, config_snapshot, run_id_for
 from service.runs.status import may_become, status_for_error
@@ -211,6 +211,7 @@ async def complete(
     chunks: int | None = None,
     high_water_mark: Any = None,
     start: tuple[int, int | None] | None = None,
+    replies: list[Outbox] | None = None,
 ) -> BatchSyncCompleted | None:
     """Finish the run, update its batch, record the outcome and queue the Completed event and reply.
 
@@ -218,6 +219,7 @@ async def complete(
     the hot path reads no row before writing it; None when it is no longer ours or already ended.
     `start` (resumed-from chunk, total estimate) queues the Started event first when it was not written
     yet (short runs, runs that failed before the engine began), so every run in the log has both.
+    `replies` collects the outbox rows of the replies, for the caller to publish at once after the commit.
     """
     status = status_for_error(error_code.value if error_code else None)
     now = utcnow()
@@ -255,11 +257,13 @@ async def complete(
         .values(outcome=reply.model_dump(mode="json"))
     )
     add_event(session, topics.events, reply)
-    if run.reply_to:
-        add_event(session, run.reply_to, reply, key=run.correlation_id)
+    rows = [add_event(session, run.reply_to, reply, key=run.correlation_id)] if run.reply_to else []
     for waiter in run.waiters or []:
-        add_event(session, waiter["replyTo"], reply.model_copy(update={"correlation_id": waiter["correlationId"]}),
-                  key=waiter["correlationId"])
+        rows.append(add_event(session, waiter["replyTo"],
+                              reply.model_copy(update={"correlation_id": waiter["correlationId"]}),
+                              key=waiter["correlationId"]))
+    if replies is not None:
+        replies.extend(rows)
     return reply
 
 

@@ -30,16 +30,25 @@ MAX_ATTEMPTS = 10
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 
 
-def add_event(session: AsyncSession, topic: str, event: Event, key: str | None = None) -> None:
+def add_event(session: AsyncSession, topic: str, event: Event, key: str | None = None) -> Outbox:
     """Queue `event` for `topic`; keyed by batchId unless a key is given (replies use correlationId)."""
-    session.add(
-        Outbox(
-            topic=topic,
-            key=key.encode() if key is not None else event_key(event),
-            value=encode(event),
-            headers=tracing.inject(event_headers(event)),
-        )
+    row = Outbox(
+        topic=topic,
+        key=key.encode() if key is not None else event_key(event),
+        value=encode(event),
+        headers=tracing.inject(event_headers(event)),
     )
+    session.add(row)
+    return row
+
+
+async def mark_published(session: AsyncSession, ids: Sequence[int]) -> None:
+    """Rows sent outside the relay (a run's replies, right after its completion): published, unless the relay
+    holds them already (SKIP LOCKED), which then publishes them a second time (readers dedupe by eventId)."""
+    if ids:
+        held = select(Outbox.id).where(Outbox.id.in_(ids), Outbox.published_at.is_(None)).with_for_update(
+            skip_locked=True)
+        await session.execute(update(Outbox).where(Outbox.id.in_(held)).values(published_at=func.now()))
 
 
 @dataclass
