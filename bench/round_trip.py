@@ -7,10 +7,10 @@
 Each sync is `POST /integration/batch/{id}/sync` of a 100-row overwrite batch (PostgreSQL → PostgreSQL). The
 breakdown comes from the timestamps the state store keeps anyway (every `now()` is its transaction's start),
 so nothing is instrumented: the client's send and receive times, `runs.created_at` (the API's admission),
-`request_ledger.first_seen_at` (the worker's admission), `runs.started_at` (the claim), the Completed outbox
-row's `created_at` (the completion's transaction) and the reply row's `published_at` (the relay's claim, or
-the worker's direct publish). The same run measures two references on this machine at this moment: the
-engine alone, in this process, on the same batch, and one durable state-store transaction.
+`request_ledger.first_seen_at` (the worker's admission), `runs.started_at` (the claim), the reply's outbox row:
+its `created_at` (the completion's transaction) and `published_at` (set once the worker's direct send of the
+reply was acknowledged, or at the relay's claim). The same run measures two references on this machine at
+this moment: the engine alone, in this process, on the same batch, and one durable state-store transaction.
 """
 
 import argparse
@@ -39,12 +39,12 @@ FILL = """INSERT INTO small SELECT g, g % 1000, g / 100.0, 'item-' || md5(g::tex
               FROM generate_series(1, 100) g"""
 
 SEGMENTS = (
-    ("HTTP in, auth, API admission start", "sent", "created"),
-    ("API tx + publish + hop 1 + worker fetch", "created", "admitted"),
-    ("worker admission + claim", "admitted", "claimed"),
-    ("spec + engine (100-row overwrite)", "claimed", "completing"),
-    ("completion tx + until reply publish", "completing", "publishing"),
-    ("publish + hop 2 + HTTP out", "publishing", "received"),
+    ("HTTP in, auth, until the API's transaction", "sent", "created"),
+    ("API tx, publish, hop 1, worker fetch", "created", "admitted"),
+    ("admission to claim (0: one transaction)", "admitted", "claimed"),
+    ("admission/claim tx, spec, engine", "claimed", "completing"),
+    ("completion tx, reply sent (or relay claim)", "completing", "publishing"),
+    ("hop 2, HTTP out", "publishing", "received"),
 )
 
 BREAKDOWN_SQL = """
