@@ -68,7 +68,9 @@ async def test_history_is_newest_first_and_paginated(client, pair, state_dsn) ->
     assert [r["runId"] for r in page["rows"]] == [str(running), str(failed), str(old)]
     assert page["rows"][1] == {"runId": str(failed), "trigger": "retry", "requestedBy": "alice", "status": "FAILED",
                                "startedAt": "2026-01-09T10:01:00.000Z", "finishedAt": "2026-01-09T10:01:30.000Z",
-                               "recordsSynced": 0, "message": "连接超时"}
+                               "recordsSynced": 0, "message": "连接超时", "resumedFromRunId": None,
+                               "retriedByRunId": None, "retryAttempt": None, "skippedFires": 0,
+                               "lastSkippedFireAt": None}
     assert page["rows"][0]["finishedAt"] is None and page["rows"][0]["requestedBy"] == ""
     second = (await client.get(f"/integration/batch/{batch['id']}/history",
                                params={"pageNum": 2, "pageSize": 2})).json()["data"]
