@@ -44,11 +44,16 @@ SIDECAR = "checkpoint.json"
 def atomic_write(files: FilePolicy, path: Path, data: bytes) -> None:
     """Write `path` so that it holds the old bytes or all of `data`, never part of it."""
     temp = path.with_name(path.name + ".tmp")
-    with files.create(temp) as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    files.replace(temp, path)
+    try:
+        with files.create(temp) as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        files.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk must not keep the half-written temp file too
+            files.unlink(temp)
+        raise
     files.fsync_dir(path.parent)
 
 
@@ -147,6 +152,7 @@ class FileTarget(Target):
         try:
             return await asyncio.to_thread(self._write, key, chunk, previous)
         except OSError as exc:
+            await asyncio.to_thread(self._clean_up_failed, key)
             raise io_failed("target", self.path, exc) from exc
 
     def _write(self, key: str, chunk: Chunk, previous: Checkpoint) -> Checkpoint | None:
@@ -165,7 +171,23 @@ class FileTarget(Target):
         try:
             await asyncio.to_thread(self._finish, key, last)
         except OSError as exc:
+            await asyncio.to_thread(self._clean_up_failed, key)
             raise io_failed("target", self.path, exc) from exc
+
+    def _clean_up_failed(self, key: str) -> None:
+        """After a write or publish failed on the file system (a full disk, a file size limit): remove the
+        run's temp file, parts and sidecar, so nothing half-written stays behind and a retry starts the
+        file over. Kept when the sidecar says the file was already published: that marker is what stops a
+        retried finish from appending the parts twice."""
+        with contextlib.suppress(OSError):
+            self.files.unlink(self._temp(key))
+            state = self._sidecar(key)
+            if state is None or state.get("published") is None:
+                self.files.remove_tree(self._work(key))
+
+    def _temp(self, key: str) -> Path:
+        """The file `finish` assembles before renaming it over the target file."""
+        return self.path.with_name(f".{self.path.name}.{key}.tmp")
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -186,7 +208,7 @@ class FileTarget(Target):
             already = published is not None and current is not None and current.st_ino == published
             nothing = not state["chunk"] and self._spec.mode is WriteMode.APPEND and current is not None
             if not (already or nothing):
-                temp = self.path.with_name(f".{self.path.name}.{key}.tmp")
+                temp = self._temp(key)
                 state["published"] = self._assemble(temp, work, int(state["chunk"]))
                 self.files.mkdirs(work)
                 atomic_write(self.files, work / SIDECAR, json.dumps(state).encode("utf-8"))
@@ -236,7 +258,7 @@ class FileTarget(Target):
     async def abandon(self, key: str) -> None:
         def drop() -> None:
             self.files.remove_tree(self._work(key))
-            self.files.unlink(self.path.with_name(f".{self.path.name}.{key}.tmp"))
+            self.files.unlink(self._temp(key))
         await asyncio.to_thread(drop)
 
 
