@@ -63,6 +63,11 @@ def unavailable(part: str) -> str:
 DATABASE_DOWN: Final = unavailable(DATABASE)
 
 
+def unavailable_parts(*parts: str) -> str:
+    """`服务暂不可用：数据库、消息队列`: every part that is down, as `/readyz` names them."""
+    return unavailable("、".join(parts))
+
+
 # A request the API refuses before any service code runs: `参数错误：<field>：<problem>`.
 def bad_request(problem: object) -> str:
     return f"参数错误：{problem}"

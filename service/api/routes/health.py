@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from schemas.envelope import Envelope
-from schemas.messages import BROKER, DATABASE, OK, unavailable
+from schemas.messages import BROKER, DATABASE, OK, unavailable, unavailable_parts
 from service.api.deps import StateDep
 from service.api.errors import envelope
 from service.api.openapi import answers
@@ -57,7 +57,7 @@ async def readyz(state: StateDep, request: Request) -> JSONResponse:
     found = await _within(READY_TIMEOUT_SECONDS, checks)
     down = [name for name, up in found.items() if not up]
     if down:  # an error envelope like every 503: the message names the parts
-        return envelope(503, unavailable("、".join(PARTS[name] for name in down)))
+        return envelope(503, unavailable_parts(*(PARTS[name] for name in down)))
     return envelope(200, OK, {"status": "UP"} | dict.fromkeys(found, "UP"))
 
 
