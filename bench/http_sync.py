@@ -97,7 +97,7 @@ def run_http(source_dsn: str, target_dsn: str, rows: int, chunk_size: int, repea
 
             _sync(client, small_id)
             round_trips = [_sync(client, small_id)[0] * 1000 for _ in range(small_syncs)]
-            quantiles = statistics.quantiles(round_trips, n=20)
+            quantiles = statistics.quantiles(round_trips, n=20, method="inclusive")
             print(f"  {small_syncs} syncs of a 100-row batch: p50 {statistics.median(round_trips):.1f} ms, "
                   f"p95 {quantiles[18]:.1f} ms, max {max(round_trips):.1f} ms", flush=True)
             print(f"  worker peak RSS over the whole run: {stack.worker_peak_rss_mb():.0f} MB")

@@ -160,7 +160,7 @@ async def _references(source_dsn: str, state_dsn: str, target_dsn: str, count: i
 
 
 def _p(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=20)[q - 1] if len(values) >= 2 else values[0]
+    return statistics.quantiles(values, n=20, method="inclusive")[q - 1] if len(values) >= 2 else values[0]
 
 
 def report(broker: str, samples: list[Sample], engine: list[float], tx: list[float]) -> None:
