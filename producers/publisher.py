@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from producers.clients import new_producer
 from producers.topics import create_missing_topics, ensure_topics
 from service.config import Settings
+from service.observability import tracing
 from service.ports import BrokerUnavailable
 from service.security.event_signing import EventKeys
 
@@ -149,6 +150,8 @@ class Publisher:
         topic, value, key, headers = message
         wire_headers = self._keys.signed_headers(topic, key, value, headers)
         ack: asyncio.Future[object] = await producer.send(topic, value, key=key, headers=wire_headers)
+        if (span := tracing.publish_span(topic, headers)) is not None:
+            ack.add_done_callback(lambda _: span.end())
         return ack
 
     async def _recreate_unknown(self, producer: AIOKafkaProducer, topics: set[str]) -> None:

@@ -1,12 +1,12 @@
 """OpenTelemetry traces: a W3C `traceparent` travels from the HTTP request through the Kafka headers of
 the request, the events and the reply, and every process continues it (docs/spec.md §8).
 
-Spans: the HTTP request (service/observability/http.py), the publish of a request, each record consumed,
-the run and each chunk. Export is OTLP over HTTP, switched on only by OpenTelemetry's own
-`OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`); its other `OTEL_*` variables (headers, sampler,
-timeout) are read by the SDK. Unset, no provider is installed and no span is made at all (`active()` is
-false): an incoming `traceparent` is only attached as the current context, so the records a process
-writes still carry it on, for about a microsecond.
+Spans: the HTTP request (service/observability/http.py), each publish (a request; an outbox row, under
+the context its stored headers carry), each record consumed, the run and each chunk. Export is OTLP over
+HTTP, switched on only by OpenTelemetry's own `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`); its
+other `OTEL_*` variables (headers, sampler, timeout) are read by the SDK. Unset, no provider is installed
+and no span is made at all (`active()` is false): an incoming `traceparent` is only attached as the
+current context, so the records a process writes still carry it on, for about a microsecond.
 
 The `traceparent` header is not signed: the `batchsync-signature` covers topic, key and value only
 (schemas/signing.py), so adding it changes no signature and audit replay reads records as before.
@@ -19,7 +19,7 @@ from typing import Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from service.config import Settings
@@ -99,6 +99,15 @@ def consuming(topic: str, partition: int, offset: int,
                                                   "messaging.kafka.destination.partition": partition,
                                                   "messaging.kafka.message.offset": offset}):
         yield
+
+
+def publish_span(topic: str, headers: Mapping[str, str] | None) -> Span | None:
+    """A started span for publishing a record written earlier (an outbox row), as a child of the context
+    its headers carry; the caller ends it on the broker's ack. None without a provider or a context."""
+    if not active() or not headers or "traceparent" not in headers:
+        return None
+    return tracer.start_span(f"send {topic}", context=_propagator.extract(dict(headers)), kind=SpanKind.PRODUCER,
+                             attributes={"messaging.system": "kafka", "messaging.destination.name": topic})
 
 
 @contextlib.contextmanager

@@ -112,6 +112,8 @@ async def test_one_trace_from_the_http_request_to_the_chunks_in_the_worker(state
     assert parent(run) == consume.context.span_id
     assert len(chunks) == 3 and {parent(c) for c in chunks} == {run.context.span_id}
     assert parent(reply) == run.context.span_id  # the reply's headers carry the run's context back
+    relayed = by_name[f"send {topics.events}"]  # the outbox relay's publishes, under the run
+    assert relayed and all(parent(span) == run.context.span_id for span in relayed)
     assert run.attributes["batchsync.run_id"] == run_id
 
     keys = EventKeys.from_settings(settings)
