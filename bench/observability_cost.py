@@ -12,7 +12,8 @@ and the real log handler (JSON to /dev/null, the production format):
 - the request's publish span and its traceparent, the consume spans of the request and of the reply;
 - the run: its span, bound ids, active-runs gauge, its outcome counted and logged (INFO);
 - one chunk: its span, records and duration;
-- the traceparent added to the three outbox rows of a run (Started, Completed, reply);
+- the traceparent added to the three outbox rows of a run (Started, Completed, reply), and the relay's
+  publish of each;
 - the consumer-lag sampler's throttle check on two fetches.
 
 Each is measured with tracing off (no provider: the default without OTEL_EXPORTER_OTLP_ENDPOINT) and on (the
@@ -73,10 +74,13 @@ async def http_observed() -> None:
     await _observed(_scope(), _nothing, _ignore)
 
 
+_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
 class _Record:
     topic, partition, offset = "p.requested", 0, 1
     headers = [("eventType", b"BatchSyncRequested"),
-               ("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
+               ("traceparent", _TRACEPARENT.encode())]
 
 
 _reply = BatchSyncCompleted(correlation_id="c", batch_id=1, run_id=uuid.uuid4(), producer="bench", success=True,
@@ -100,6 +104,9 @@ async def bus_and_run() -> None:
             for _ in range(3):
                 tracing.inject({"eventType": "BatchSyncCompleted", "correlationId": "c"})
             run_ended("SUCCESS", _reply)
+    for _ in range(3):  # the relay publishes the three rows
+        if (span := tracing.publish_span("p.events", {"traceparent": _TRACEPARENT})) is not None:
+            span.end()
     with tracing.consuming("p.replies", 0, 1, _Record.headers):
         pass
     for _ in range(2):
