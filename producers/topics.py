@@ -1,4 +1,4 @@
-"""Create the four topics at their final partition counts (the test broker cannot add partitions later).
+"""Create the five topics at their final partition counts (the test broker cannot add partitions later).
 
 The events topic is the audit log: created with unlimited retention, and a finite retention on an
 existing one is reported loudly because it would silently lose history.
@@ -30,6 +30,7 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         t.events: (settings.events_partitions, {"retention.ms": "-1", "retention.bytes": "-1"}),
         t.replies: (settings.replies_partitions, {"retention.ms": str(settings.replies_retention_ms)}),
         t.dlq: (settings.events_partitions, {"retention.ms": str(settings.dlq_retention_ms)}),
+        t.rejected: (settings.events_partitions, {"retention.ms": str(settings.dlq_retention_ms)}),
     }
 
 

@@ -26,6 +26,7 @@ from schemas.base import UtcTime, WireModel
 from schemas.events import RunPhase
 from schemas.messages import (
     DROP_NEEDS_FROM,
+    ERROR_LIMIT_EMPTY,
     EXPECTED_JSON,
     INTEGER_OUT_OF_RANGE,
     LONE_SURROGATE,
@@ -377,6 +378,20 @@ class NotifySpec(InputModel):
         return value
 
 
+class ErrorLimitSpec(InputModel):
+    """How many bad rows a run may reject (to `P.rejected`) instead of failing: at most `records` rows, and at
+    most `ratio` of the rows read (checked when the run ends); either or both (docs/spec.md §9)."""
+
+    records: int | None = Field(default=None, ge=0, le=2**62)
+    ratio: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> "ErrorLimitSpec":
+        if self.records is None and self.ratio is None:
+            raise ValueError(ERROR_LIMIT_EMPTY)
+        return self
+
+
 class BatchIn(InputModel):
     name: Text = Field(min_length=1, max_length=200)
     source_connection_id: Id
@@ -388,6 +403,7 @@ class BatchIn(InputModel):
     schedule: ScheduleSpec | None = None
     retry_policy: RetryPolicySpec | None = None
     notify: NotifySpec | None = None
+    error_limit: ErrorLimitSpec | None = None
 
 
 class BatchOut(BatchIn):
@@ -456,6 +472,8 @@ class RunOut(WireModel):
     notifications: list[NotificationOut] = Field(default_factory=list)
     phase: RunPhase | None = None
     """While RUNNING: `writing` chunks, or `publishing` them (an overwrite's swap); null otherwise."""
+    records_rejected: int = 0
+    """Rows set aside under the batch's `errorLimit` (sent to `P.rejected`)."""
 
 
 class HistoryRow(WireModel):
@@ -474,6 +492,7 @@ class HistoryRow(WireModel):
     skipped_fires: int = 0
     """Schedule fires skipped because this run was still active."""
     last_skipped_fire_at: UtcTime | None = None
+    records_rejected: int = 0
 
 
 class RunListRow(HistoryRow):
@@ -495,6 +514,7 @@ class BatchStatistics(WireModel):
     last_sync_time: UtcTime | None
     last_success_time: UtcTime | None
     avg_duration_ms: float | None
+    total_records_rejected: int = 0
 
 
 class OverallStatistics(WireModel):
@@ -507,6 +527,7 @@ class OverallStatistics(WireModel):
     last_sync_time: UtcTime | None
     last_success_time: UtcTime | None
     avg_duration_ms: float | None
+    total_records_rejected: int = 0
     batches_by_status: dict[str, int]
     batches_by_mode: dict[str, int]
 

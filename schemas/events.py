@@ -5,7 +5,7 @@ Readers ignore unknown fields, so additive changes keep `schemaVersion` at 1.
 """
 
 from enum import StrEnum
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID, uuid4
 
 from pydantic import Field, TypeAdapter, field_validator, model_validator
@@ -113,6 +113,14 @@ class BatchSyncCompleted(Event):
     duration_ms: int = 0
     error_code: ErrorCode | None = None
     cancelled_by: str | None = None
+    records_rejected: int = 0
+    """Rows set aside under the batch's `errorLimit` (each told on `P.rejected`)."""
+    source_count: int | None = None
+    """A full run's reconciliation: the source's row count after the run (null: incremental, or not counted)."""
+    target_count: int | None = None
+    """The target's row count after the run (for files, the rows written)."""
+    reconciled: bool | None = None
+    """Whether the counts agree as the write mode expects; false names the difference in `message`."""
 
 
 class BatchSyncSkipped(Event):
@@ -138,6 +146,17 @@ class BatchSyncRetryScheduled(Event):
     failed_error_code: ErrorCode | None = None
 
 
+class BatchRowRejected(Event):
+    """A row the run set aside under the batch's `errorLimit`, on `P.rejected` (keyed by batchId): the row as
+    the source gave it (values as JSON; what JSON cannot hold as text) and why it was refused. Its `eventId` is
+    derived from the run's checkpoint chain, chunk and row, so a row told again after a crash keeps its id."""
+
+    event_type: Literal["BatchRowRejected"] = "BatchRowRejected"
+    chunk: int = Field(ge=1)
+    row: dict[str, Any]
+    reason: str
+
+
 LifecycleEvent = (BatchSyncStarted | BatchSyncProgress | BatchSyncCompleted | BatchSyncSkipped
                   | BatchSyncRetryScheduled)
 """The events a run tells about itself on `P.events`: the one list of them. The parsers below, the
@@ -151,5 +170,5 @@ lifecycle_event_adapter: TypeAdapter[LifecycleEvent] = TypeAdapter(
 
 LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = get_args(LifecycleEvent)
 
-ALL_EVENTS: tuple[type[Event], ...] = (BatchSyncRequested, *LIFECYCLE_EVENTS)
-"""Every message of the contract: the request (a command) and the lifecycle events."""
+ALL_EVENTS: tuple[type[Event], ...] = (BatchSyncRequested, *LIFECYCLE_EVENTS, BatchRowRejected)
+"""Every message of the contract: the request (a command), the lifecycle events and rejected rows."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from schemas.events import ALL_EVENTS, BatchSyncCompleted, BatchSyncRequested, Event
+from schemas.events import ALL_EVENTS, BatchRowRejected, BatchSyncCompleted, BatchSyncRequested, Event
 from schemas.signing import SIGNATURE_HEADER
 from schemas.topics import DEFAULT_PREFIX, Topics
 
@@ -115,7 +115,8 @@ def asyncapi(events: tuple[type[Event], ...] = ALL_EVENTS, prefix: str = DEFAULT
     by_name = {event.__name__: event for event in events}
     topics = Topics(prefix)
     request, reply = BatchSyncRequested.__name__, BatchSyncCompleted.__name__
-    lifecycle = [name for name in by_name if name != request]
+    rejected = BatchRowRejected.__name__
+    lifecycle = [name for name in by_name if name not in (request, rejected)]
     messages = {name: _message(event, "batchId, as a decimal string") for name, event in by_name.items()}
     messages[REPLY_MESSAGE] = {
         **_message(by_name[reply], "correlationId of the request"),
@@ -157,6 +158,8 @@ def asyncapi(events: tuple[type[Event], ...] = ALL_EVENTS, prefix: str = DEFAULT
                                 [REPLY_MESSAGE], None),
             "dlq": _channel(topics.dlq, "Messages that could not be parsed, validated or processed. Retention: "
                             "BATCHSYNC_DLQ_RETENTION_MS.", ["DeadLetter"], None),
+            "rejected": _channel(topics.rejected, "Rows runs set aside under their errorLimit, keyed by batchId. "
+                                 "Retention: BATCHSYNC_DLQ_RETENTION_MS.", [rejected], None),
         },
         "operations": {
             "requestSync": {
@@ -190,6 +193,12 @@ def asyncapi(events: tuple[type[Event], ...] = ALL_EVENTS, prefix: str = DEFAULT
                 "channel": _ref("channels", "replies"),
                 "summary": "The HTTP service resolves its waiting requests by correlationId.",
                 "messages": [_ref("channels", "replies", "messages", REPLY_MESSAGE)],
+            },
+            "rejectRows": {
+                "action": "send",
+                "channel": _ref("channels", "rejected"),
+                "summary": "Workers tell each row a run set aside under its errorLimit, with the reason.",
+                "messages": [_ref("channels", "rejected", "messages", rejected)],
             },
             "parkUnprocessable": {
                 "action": "send",

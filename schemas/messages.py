@@ -681,3 +681,31 @@ def cron_invalid(expression: str) -> str:
 
 def timezone_unknown(name: str) -> str:
     return f"未知的时区：{name}"
+
+
+# Rejected rows (`errorLimit`) and reconciliation of a run (docs/spec.md §9).
+ERROR_LIMIT_EMPTY: Final = "errorLimit 至少需要指定 records 或 ratio 之一"
+RECONCILE_MISMATCH_PREFIX: Final = "源与目标记录数不一致"
+
+
+def too_many_rejected(rejected: int, limit: str, reasons: list[str]) -> str:
+    """`拒绝的记录数超出限制：已拒绝 7 行（上限 5 行），原因：字段转换失败：id（3 行）；…`."""
+    return f"拒绝的记录数超出限制：已拒绝 {rejected} 行（上限 {limit}），原因：{'；'.join(reasons)}"
+
+
+def rejected_rows_limit(records: int | None, ratio: float | None) -> str:
+    parts = ([f"{records} 行"] if records is not None else []) + ([f"{ratio:.2%}"] if ratio is not None else [])
+    return "、".join(parts)
+
+
+def reason_count(reason: str, count: int) -> str:
+    return f"{reason}（{count} 行）"
+
+
+def row_refused(reason: str) -> str:
+    """A row the target refused: `目标拒绝写入：<the database's reason>`."""
+    return f"目标拒绝写入：{reason}"
+
+
+def counts_differ(source_count: int, target_count: int) -> str:
+    return f"{RECONCILE_MISMATCH_PREFIX}：源 {source_count} 行，目标 {target_count} 行"

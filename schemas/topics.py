@@ -25,5 +25,10 @@ class Topics:
     def dlq(self) -> str:
         return f"{self.prefix}.dlq"
 
+    @property
+    def rejected(self) -> str:
+        """Rows runs set aside under their `errorLimit` (`BatchRowRejected`)."""
+        return f"{self.prefix}.rejected"
+
     def all(self) -> list[str]:
-        return [self.requested, self.events, self.replies, self.dlq]
+        return [self.requested, self.events, self.replies, self.dlq, self.rejected]

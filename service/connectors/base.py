@@ -106,6 +106,16 @@ class Column:
     """The canonical kind (one of KINDS), when known: how a target that creates tables maps it."""
 
 
+@dataclass(frozen=True)
+class RejectedRow:
+    """A row set aside under the batch's `errorLimit`: its values (column → JSON value) and why."""
+
+    row: dict[str, Any]
+    reason: str
+    at_source: bool = False
+    """The source could not convert it (it never reached the target, so it is not in the target's count)."""
+
+
 @dataclass
 class Chunk:
     """One unit of work: either decoded `rows` or a raw `stream` in the shared copy format."""
@@ -115,6 +125,8 @@ class Chunk:
     columns: list[str]
     rows: list[tuple[Any, ...]] | None = None
     stream: AsyncIterator[bytes] | None = None
+    rejected: list[RejectedRow] = field(default_factory=list)
+    """Rows of this chunk set aside, by a tolerant source (at_source) or a tolerant target's `write`."""
 
     async def drain(self) -> None:
         """Consume an unused stream so the source can move on."""
@@ -143,9 +155,16 @@ class Checkpoint:
                           records_written=self.records_written, extra={**self.extra, "finished": True})
 
     def after(self, chunk: Chunk, read: int, written: int) -> "Checkpoint":
-        """The checkpoint saved with `chunk`: its number and position, this one's counts plus its own."""
+        """The checkpoint saved with `chunk`: its number and position, this one's counts plus its own. Rows
+        the chunk rejected are counted (`rejected`) and kept until the next chunk (`rejectedRows`), so that
+        they are told exactly once with it (service/sync/rejects.py)."""
+        extra = {k: v for k, v in self.extra.items() if k != "rejectedRows"}
+        if chunk.rejected:
+            read += sum(1 for r in chunk.rejected if r.at_source)
+            extra["rejected"] = int(extra.get("rejected", 0)) + len(chunk.rejected)
+            extra["rejectedRows"] = [{"row": r.row, "reason": r.reason} for r in chunk.rejected]
         return Checkpoint(chunk=chunk.number, position=chunk.position, records_read=self.records_read + read,
-                          records_written=self.records_written + written, extra=self.extra)
+                          records_written=self.records_written + written, extra=extra)
 
 
 @dataclass(frozen=True)
@@ -219,6 +238,14 @@ class Target(Protocol):
     async def abandon(self, key: str) -> None:
         """Drop staging and checkpoint of a cancelled run; the target table stays as it was."""
         ...
+
+
+@runtime_checkable
+class Tolerant(Protocol):
+    """A source or target that can set bad rows aside (`Chunk.rejected`) instead of failing the run; the
+    engine asks it to only when the batch has an `errorLimit`."""
+
+    def tolerate_bad_rows(self) -> None: ...
 
 
 @runtime_checkable

@@ -23,6 +23,7 @@ from service.connectors.base import (
     Chunk,
     Column,
     Connectors,
+    RejectedRow,
     SchemalessTarget,
     SelectItem,
     Source,
@@ -30,6 +31,7 @@ from service.connectors.base import (
     TableCreator,
     Target,
     TargetTypes,
+    Tolerant,
     TypeMap,
 )
 from service.observability.runs import observe_chunk
@@ -45,7 +47,8 @@ from service.sync.errors import (
     TransientTargetError,
     is_transient,
 )
-from service.sync.model import ProgressUpdate, RunObserver, RunResult, RunSpec
+from service.sync.model import ProgressUpdate, RejectObserver, RunObserver, RunResult, RunSpec
+from service.sync.rejects import Tally, rejected_total, rows_of_last_chunk
 from service.sync.retry import RetryPolicy, retry_transient
 from service.sync.transforms import check_target, plan_columns
 from service.sync.types import compatible, kind_of_value
@@ -169,6 +172,13 @@ async def _prefetched(chunks: AsyncIterator[Chunk], io_timeout: float) -> AsyncI
                 await task
 
 
+def _tolerate(*sides: Source | Target) -> None:
+    """Ask the sides that can set bad rows aside (`Tolerant`) to do so; the others still fail on one."""
+    for side in sides:
+        if isinstance(side, Tolerant):
+            side.tolerate_bad_rows()
+
+
 class _Run:
     """State that survives retries of one run: whether on_start was told, and from which chunk."""
 
@@ -181,6 +191,7 @@ class _Run:
         self.resumed_from = 0
         self.estimate: int | None = None
         self.chunks_done = 0
+        self.tally = Tally(spec.error_limit)
 
     def transient(self, error: BaseException) -> bool:
         return is_transient(error) or (self.started and isinstance(error, ConnectRefused | ConnectTimeout))
@@ -253,12 +264,23 @@ class _Run:
             self.resumed_from = checkpoint.chunk
             await self.observer.on_start(checkpoint.chunk, None)
             self.started = True
+        await self._tell_rejected(checkpoint.chunk, rows_of_last_chunk(checkpoint))
         return RunResult(records_read=checkpoint.records_read, records_written=checkpoint.records_written,
                          chunks=checkpoint.chunk, resumed_from_chunk=self.resumed_from,
-                         high_water_mark=source.high_water_mark(checkpoint.position, self.spec.high_water_mark))
+                         high_water_mark=source.high_water_mark(checkpoint.position, self.spec.high_water_mark),
+                         records_rejected=rejected_total(checkpoint))
+
+    async def _tell_rejected(self, chunk: int, rows: list[RejectedRow]) -> None:
+        """Hand a chunk's rejected rows to the observer (after the chunk is durable, before its progress)."""
+        if rows and isinstance(self.observer, RejectObserver):
+            await self.observer.on_rejected(chunk, rows)
+        elif rows:
+            log.warning("run %s rejected %d rows of chunk %d: %s", self.spec.run_id, len(rows), chunk, rows[0].reason)
 
     async def _sync(self, source: Source, target: Target, attempt: int) -> RunResult:
         spec, key = self.spec, str(self.spec.checkpoint_key)
+        if spec.error_limit is not None:  # without one, a bad row fails the run where it is found
+            _tolerate(source, target)
         plan, target_types = await self._prepare_columns(source, target)
         columns = [item.target for item in plan]
 
@@ -274,6 +296,7 @@ class _Run:
             self.started = True
         elif attempt:
             log.info("run %s attempt %d resumes after chunk %d", spec.run_id, attempt + 1, checkpoint.chunk)
+        await self._tell_rejected(checkpoint.chunk, rows_of_last_chunk(checkpoint))
         await self._io("target", target.prepare(key, columns))
 
         fmt = source.capabilities.copy_format
@@ -293,6 +316,8 @@ class _Run:
                 checkpoint = written
                 observed.done(checkpoint.records_written)
                 self.chunks_done += 1
+                self.tally.add(chunk.rejected)
+                await self._tell_rejected(chunk.number, chunk.rejected)
                 await self.observer.on_chunk(
                     ProgressUpdate(
                         chunk=checkpoint.chunk,
@@ -300,16 +325,19 @@ class _Run:
                         records_written=checkpoint.records_written,
                         total_estimate=self.estimate,
                         checkpoint=checkpoint.position,
+                        records_rejected=rejected_total(checkpoint),
                     )
                 )
+                self.tally.check_records(rejected_total(checkpoint))
         if self.observer.cancel_requested():
             await self._io("target", target.abandon(key))
             raise RunCancelled()
+        self.tally.check_ratio(rejected_total(checkpoint), checkpoint.records_read)
         try:  # the observer may learn only now of a cancel accepted before this point (RunRecorder's handshake)
             await self.observer.on_phase(ProgressUpdate(
                 chunk=checkpoint.chunk, records_read=checkpoint.records_read,
                 records_written=checkpoint.records_written, total_estimate=self.estimate,
-                checkpoint=checkpoint.position, phase=RunPhase.PUBLISHING,
+                checkpoint=checkpoint.position, phase=RunPhase.PUBLISHING, records_rejected=rejected_total(checkpoint),
             ))
         except RunCancelled:
             await self._io("target", target.abandon(key))
@@ -321,4 +349,5 @@ class _Run:
             chunks=checkpoint.chunk,
             resumed_from_chunk=self.resumed_from,
             high_water_mark=source.high_water_mark(checkpoint.position, spec.high_water_mark),
+            records_rejected=rejected_total(checkpoint),
         )

@@ -1,11 +1,12 @@
 """What the engine needs to run a batch and what it reports back; free of storage and Kafka."""
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from uuid import UUID
 
-from schemas.api import MappingEntry, SourceSpec, TargetSpec
+from schemas.api import ErrorLimitSpec, MappingEntry, SourceSpec, TargetSpec
 from schemas.events import RunPhase
+from service.connectors.base import RejectedRow
 
 if TYPE_CHECKING:
     from service.security.policy import AccessPolicy
@@ -45,6 +46,8 @@ class RunSpec:
     mapping: list[MappingEntry] | None
     chunk_size: int
     high_water_mark: Any | None = None
+    error_limit: ErrorLimitSpec | None = None
+    """Bad rows up to this limit are rejected (told on `P.rejected`) instead of failing the run."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class ProgressUpdate:
     total_estimate: int | None
     checkpoint: Any
     phase: RunPhase = RunPhase.WRITING
+    records_rejected: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class RunResult:
     chunks: int
     resumed_from_chunk: int
     high_water_mark: Any | None = None
+    records_rejected: int = 0
 
 
 class RunObserver(Protocol):
@@ -79,3 +84,12 @@ class RunObserver(Protocol):
         ...
 
     def cancel_requested(self) -> bool: ...
+
+
+@runtime_checkable
+class RejectObserver(Protocol):
+    """An observer that tells rejected rows (the worker: to `P.rejected` through the outbox)."""
+
+    async def on_rejected(self, chunk: int, rows: list[RejectedRow]) -> None:
+        """The rows chunk `chunk` set aside, in order; told again after a resume (ids derive from the order)."""
+        ...

@@ -17,11 +17,21 @@ from typing_extensions import override
 
 from schemas.api import SourceSpec
 from schemas.messages import FILE_SOURCE_NO_CURSOR, FILE_SOURCE_NO_QUERY, at_line, file_changed, located
-from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, Source, TargetTypes
+from service.connectors.base import (
+    Capabilities,
+    Chunk,
+    Column,
+    Position,
+    RejectedRow,
+    SelectItem,
+    Source,
+    TargetTypes,
+)
 from service.connectors.files.convert import BadValue, ChunkConverter
 from service.connectors.files.options import FileOptions, LineReader, display_name, is_gzip, options_of, source_files
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
+from service.sync.rejects import row_of
 
 ESTIMATE_SAMPLE_BYTES = 1 << 20
 
@@ -44,6 +54,11 @@ class FileSource(Source):
         self.files: list[Path] = []
         self.columns: list[Column] = []
         self._cursor: tuple[int, LineReader | None] = (0, None)
+        self._tolerant = False
+
+    def tolerate_bad_rows(self) -> None:
+        """A record whose values do not convert is set aside on the chunk (`errorLimit`), not fatal."""
+        self._tolerant = True
 
     async def __aenter__(self) -> Self:
         return self
@@ -122,14 +137,26 @@ class FileSource(Source):
 
     def _read_chunk(
         self, records: Generator[list[Any]], size: int, convert: ChunkConverter
-    ) -> tuple[list[tuple[Any, ...]], Position]:
+    ) -> tuple[list[tuple[Any, ...]], list[RejectedRow], int, Position]:
+        """Converted rows, the records set aside (tolerant only), how many records were read, the position."""
         start = self._position()
         raw = list(islice(records, size))
         try:
-            rows = convert(raw)
+            return convert(raw), [], len(raw), self._position()
         except BadValue as bad:
-            raise SourceFailed(located(bad.reason, self._locate(start, bad.row))) from bad.__cause__
-        return rows, self._position()
+            if not self._tolerant:
+                raise SourceFailed(located(bad.reason, self._locate(start, bad.row))) from bad.__cause__
+        end, reading = self._position(), self._cursor
+        rows, rejected = [], []
+        for index, record in enumerate(raw):  # only a chunk with a bad value is converted record by record
+            try:
+                rows.extend(convert([record]))
+            except BadValue as bad:
+                where = self._locate(start, index)
+                self._cursor = reading  # locating read the chunk again with a reader of its own
+                rejected.append(RejectedRow(row_of([c.name for c in self.columns], record),
+                                            located(bad.reason, where), at_source=True))
+        return rows, rejected, len(raw), end
 
     def _locate(self, start: Position, row: int) -> str:
         """File and line of the chunk's `row`-th record, found by reading the chunk again (errors only)."""
@@ -151,10 +178,10 @@ class FileSource(Source):
         records = self._records(position)
         try:
             while True:
-                rows, position = await asyncio.to_thread(self._read_chunk, records, size, convert)
-                if rows:
-                    yield Chunk(number=0, position=position, columns=columns, rows=rows)
-                if len(rows) < size:
+                rows, rejected, read, position = await asyncio.to_thread(self._read_chunk, records, size, convert)
+                if read:
+                    yield Chunk(number=0, position=position, columns=columns, rows=rows, rejected=rejected)
+                if read < size:
                     break
         finally:
             with contextlib.suppress(ValueError):  # still running in a worker thread after a cancel

@@ -18,6 +18,7 @@ from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
 from service.connectors.csv.stream import COPY_CSV
 from service.connectors.postgresql.connection import COPY_FORMAT, boundary, close, connect, dsn_of, relation_columns
 from service.connectors.postgresql.overwrite import Held, checkpoint_after, hold, publish, released
+from service.connectors.postgresql.rejects import TolerantCopy
 from service.connectors.postgresql.types import TYPES
 from service.connectors.postgresql.upsert import PipelinedUpsert, merge_sql
 from service.connectors.sql.target import (
@@ -81,6 +82,12 @@ class PostgresTarget:
         self._previous: Checkpoint | None = None
         self._create_stage = ""
         self._stream_format = COPY_FORMAT
+        self._tolerant = False
+
+    def tolerate_bad_rows(self) -> None:
+        """Isolate refused rows of a chunk (`rejects.py`); upsert then merges each chunk on this connection
+        and overwrite stages every chunk, so a refusal is always met inside a chunk's own transaction."""
+        self._tolerant = True
 
     def accept_stream(self, copy_format: str) -> bool:
         """Chunk streams in CSV (RFC 4180, UTF-8, empty = NULL) are COPYed as PostgreSQL parses CSV."""
@@ -146,6 +153,8 @@ class PostgresTarget:
                 )
                 comparable = await self._comparable_columns()
                 self._merge = merge_sql(self._spec.table, _UPSERT_STAGE, columns, keys, comparable)
+                if self._tolerant:
+                    return
                 self._upsert = PipelinedUpsert(self._endpoint, self._spec.table, self._timeout, _SAVE_CHECKPOINT,
                                                lambda stage: merge_sql(self._spec.table, stage, columns, keys,
                                                                        comparable))
@@ -172,7 +181,8 @@ class PostgresTarget:
                 if await self._write(key, released(held), self._previous) is None:
                     await chunk.drain()
                     return None
-            elif chunk.number == 1 and previous.chunk == 0 and self._stream_format == COPY_FORMAT:
+            elif (chunk.number == 1 and previous.chunk == 0 and self._stream_format == COPY_FORMAT
+                  and not self._tolerant):
                 with boundary("target"):
                     kept = await hold(chunk)
                 if isinstance(kept, Held):
@@ -205,7 +215,12 @@ class PostgresTarget:
                     return None
                 if self._create_stage:
                     await self.conn.execute(self._create_stage)
-                if chunk.stream is not None and self._stream_format == COPY_CSV:
+                if self._tolerant:
+                    upsert = mode is WriteMode.UPSERT
+                    read, written = await TolerantCopy(
+                        self.conn, dest, schema or None, "csv" if self._stream_format == COPY_CSV else "binary",
+                        self._merge if upsert else None, _UPSERT_STAGE if upsert else None).write(chunk)
+                elif chunk.stream is not None and self._stream_format == COPY_CSV:
                     await self.conn.execute("SET LOCAL TimeZone = 'UTC'")  # a time without an offset is UTC
                     status = await self.conn.copy_to_table(
                         dest, schema_name=schema or None, source=chunk.stream, columns=chunk.columns, format="csv",
@@ -223,7 +238,7 @@ class PostgresTarget:
                         dest, schema_name=schema or None, records=rows, columns=chunk.columns
                     )
                     written = read = len(rows)
-                if mode is WriteMode.UPSERT:
+                if mode is WriteMode.UPSERT and not self._tolerant:
                     await self.conn.execute(self._merge)
                 checkpoint = previous.after(chunk, read, written)
                 await self.conn.execute(_SAVE_CHECKPOINT, *checkpoint_args(key, self._spec.table, checkpoint))
