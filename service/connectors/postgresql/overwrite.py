@@ -1,5 +1,6 @@
 """PostgreSQL overwrite of a small table without a staging table: the run's first chunk is held in memory
-(up to HOLD_BYTES) and, when it turns out to be the last, published at `finish` in one transaction:
+(up to HOLD_BYTES of binary COPY or HOLD_ROWS decoded rows) and, when it turns out to be the last, published
+at `finish` in one transaction:
 `LOCK … SHARE ROW EXCLUSIVE`, `DELETE`, `COPY`, the finished checkpoint. No DDL, one transaction.
 
 Readers: `SHARE ROW EXCLUSIVE` blocks other writers but not readers, and `DELETE` is MVCC: a reader sees the
@@ -9,7 +10,7 @@ whose snapshot is older than the commit (REPEATABLE READ) then sees the table em
 
 Nothing held is durable: no checkpoint is written until `finish`, so a run that dies before it starts
 again from its first chunk. A second chunk sends the held one to the staging table after all (the usual
-path); so does a first chunk bigger than HOLD_BYTES, its bytes read so far put back in front of the rest.
+path); a bigger first chunk goes there at once, its bytes read so far put back in front of the rest.
 """
 
 import struct
@@ -25,6 +26,9 @@ from service.sync.transforms import quote_ident
 
 HOLD_BYTES = 1 << 20
 """The most of a first chunk's binary COPY held in memory (a 100-row chunk of 9 columns is about 15 KB)."""
+HOLD_ROWS = 5_000
+"""The most decoded rows held: holding a first chunk keeps it until the next one, so a big one would add a
+chunk to the run's memory."""
 
 _HEADER = 11  # PGCOPY\n\377\r\n\0
 
@@ -67,7 +71,8 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 async def hold(chunk: Chunk) -> Held | Chunk:
     """Hold `chunk` if it is small; otherwise the chunk to stage (same rows, the stream read so far put back)."""
     if chunk.stream is None:
-        return Held(chunk, None, len(chunk.rows or []))
+        rows = chunk.rows or []
+        return Held(chunk, None, len(rows)) if len(rows) <= HOLD_ROWS else chunk
     parts: list[bytes] = []
     size = 0
     async for part in chunk.stream:
