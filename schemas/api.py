@@ -474,6 +474,11 @@ class RunOut(WireModel):
     """While RUNNING: `writing` chunks, or `publishing` them (an overwrite's swap); null otherwise."""
     records_rejected: int = 0
     """Rows set aside under the batch's `errorLimit` (sent to `P.rejected`)."""
+    source_count: int | None = None
+    """A full run's reconciliation: the source's rows after the run (null: incremental, or not counted)."""
+    target_count: int | None = None
+    reconciled: bool | None = None
+    """False when the counts differ from what the write mode expects; `message` then says by how much."""
 
 
 class HistoryRow(WireModel):
@@ -493,6 +498,9 @@ class HistoryRow(WireModel):
     """Schedule fires skipped because this run was still active."""
     last_skipped_fire_at: UtcTime | None = None
     records_rejected: int = 0
+    source_count: int | None = None
+    target_count: int | None = None
+    reconciled: bool | None = None
 
 
 class RunListRow(HistoryRow):

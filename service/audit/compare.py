@@ -77,13 +77,18 @@ def runs_view(row: dict[str, Any]) -> dict[str, Any]:
         "cancelled_by": row.get("cancel_requested_by") if status == RunStatus.CANCELLED else None,
         "resumed_from_run_id": row.get("resumed_from_run_id"),
         "config_hash": row.get("config_hash"),
+        "records_rejected": row.get("records_rejected") or 0,
+        "source_count": row.get("source_count"),
+        "target_count": row.get("target_count"),
+        "reconciled": row.get("reconciled"),
         "config_snapshot_hash": config_hash(snapshot) if snapshot is not None else None,
     }
 
 
 RUNS_FIELDS = (
     "batch_id", "status", "trigger", "requested_by", "started_at", "finished_at", "records_synced", "duration_ms",
-    "message", "error_code", "cancelled_by", "resumed_from_run_id", "config_hash",
+    "message", "error_code", "cancelled_by", "resumed_from_run_id", "config_hash", "records_rejected",
+    "source_count", "target_count", "reconciled",
 )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from schemas.api import (
     BatchIn,
     BatchOut,
+    ErrorLimitSpec,
     MappingEntry,
     NotifySpec,
     RetryPolicySpec,
@@ -44,6 +45,7 @@ def to_out(row: Batch) -> BatchOut:
         schedule=None if row.schedule is None else ScheduleSpec.model_validate(row.schedule),
         retry_policy=None if row.retry_policy is None else RetryPolicySpec.model_validate(row.retry_policy),
         notify=None if row.notify is None else _masked_notify(row.notify),
+        error_limit=None if row.error_limit is None else ErrorLimitSpec.model_validate(row.error_limit),
         next_fire_time=row.next_fire_time,
         status=BatchStatus(row.status),
         last_sync_time=row.last_sync_time,
@@ -87,6 +89,7 @@ def _apply(row: Batch, body: BatchIn) -> None:
                    [m.model_dump(mode="json", by_alias=True, exclude_defaults=True) for m in body.mapping])
     row.chunk_size = body.chunk_size
     row.retry_policy = _wire(body.retry_policy)
+    row.error_limit = _wire(body.error_limit)
     notify = _wire(body.notify)
     if notify is not None and row.notify is not None and notify["url"] == masked(row.notify["url"]):
         notify["url"] = row.notify["url"]  # the masked address read back and sent again: unchanged
@@ -99,7 +102,7 @@ def _masked_notify(stored: dict[str, Any]) -> NotifySpec:
     return spec.model_copy(update={"url": masked(spec.url)})
 
 
-def _wire(spec: ScheduleSpec | RetryPolicySpec | NotifySpec | None) -> dict[str, Any] | None:
+def _wire(spec: ScheduleSpec | RetryPolicySpec | NotifySpec | ErrorLimitSpec | None) -> dict[str, Any] | None:
     return None if spec is None else spec.model_dump(mode="json", by_alias=True)
 
 

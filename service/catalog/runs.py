@@ -32,6 +32,10 @@ def history_row(row: RunHistory) -> HistoryRow:
         retry_attempt=row.retry_attempt,
         skipped_fires=row.skipped_fires,
         last_skipped_fire_at=row.last_skipped_fire_at,
+        records_rejected=row.records_rejected,
+        source_count=row.source_count,
+        target_count=row.target_count,
+        reconciled=row.reconciled,
     )
 
 
@@ -81,6 +85,10 @@ def run_out(row: Run) -> RunOut:
         resumed_from_run_id=row.resumed_from_run_id,
         config_hash=row.config_hash,
         phase=run_phase(row),
+        records_rejected=row.records_rejected,
+        source_count=row.source_count,
+        target_count=row.target_count,
+        reconciled=row.reconciled,
     )
 
 

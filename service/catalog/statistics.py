@@ -30,6 +30,7 @@ async def _figures(session: AsyncSession, where: ColumnElement[bool] | None) -> 
         func.count().filter(RunHistory.status == RunStatus.SUCCESS).label("success"),
         func.count().filter(RunHistory.status == RunStatus.FAILED).label("failed"),
         func.coalesce(func.sum(RunHistory.records_synced), 0).label("records"),
+        func.coalesce(func.sum(RunHistory.records_rejected), 0).label("rejected"),
         func.max(RunHistory.finished_at).label("last_sync"),
         func.max(RunHistory.finished_at).filter(RunHistory.status == RunStatus.SUCCESS).label("last_success"),
         func.avg(RunHistory.duration_ms).filter(finished).label("avg_ms"),
@@ -48,6 +49,7 @@ async def _figures(session: AsyncSession, where: ColumnElement[bool] | None) -> 
         "last_sync_time": row.last_sync,
         "last_success_time": row.last_success,
         "avg_duration_ms": _ms(row.avg_ms),
+        "total_records_rejected": int(row.rejected),
     }
 
 

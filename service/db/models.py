@@ -87,6 +87,7 @@ class Batch(Base):
     schedule: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     notify: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error_limit: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     next_fire_time: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
     """When the schedule fires next; the scheduler claims due batches by it (service/scheduling)."""
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
@@ -116,6 +117,10 @@ class Run(Base):
     config_hash: Mapped[str | None] = mapped_column(String(64))
     records_read: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     records_written: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    records_rejected: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    source_count: Mapped[int | None] = mapped_column(BigInteger)
+    target_count: Mapped[int | None] = mapped_column(BigInteger)
+    reconciled: Mapped[bool | None] = mapped_column(Boolean)
     chunks: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     resumed_from_chunk: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     total_estimate: Mapped[int | None] = mapped_column(BigInteger)
@@ -199,6 +204,10 @@ class RunHistory(Base):
     retry_attempt: Mapped[int | None] = mapped_column(Integer)
     skipped_fires: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_skipped_fire_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    records_rejected: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    source_count: Mapped[int | None] = mapped_column(BigInteger)
+    target_count: Mapped[int | None] = mapped_column(BigInteger)
+    reconciled: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Notification(Base):

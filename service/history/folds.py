@@ -173,6 +173,10 @@ COMPLETED: Fold[BatchSyncCompleted] = Fold(
         "error_code": Rule(Merge.LATEST, lambda e: e.error_code.value if e.error_code else None),
         "cancelled_by": Rule(Merge.LATEST, lambda e: e.cancelled_by),
         "success": Rule(Merge.LATEST, lambda e: e.success),
+        "records_rejected": Rule(Merge.LATEST, lambda e: e.records_rejected),
+        "source_count": Rule(Merge.LATEST, lambda e: e.source_count),
+        "target_count": Rule(Merge.LATEST, lambda e: e.target_count),
+        "reconciled": Rule(Merge.LATEST, lambda e: e.reconciled),
     },
 )
 

@@ -194,7 +194,7 @@ class RunExecutor:
             await self._finish(
                 run_id, None, SYNC_SUCCEEDED, recorder, records_read=result.records_read,
                 records_written=result.records_written, chunks=result.chunks,
-                high_water_mark=result.high_water_mark,
+                records_rejected=result.records_rejected, high_water_mark=result.high_water_mark,
             )
         finally:
             self._recorders.pop(run_id, None)
@@ -210,7 +210,7 @@ class RunExecutor:
     ) -> None:
         if recorder is not None and recorder.last is not None and not counts:
             counts = {"records_read": recorder.last.records_read, "records_written": recorder.last.records_written,
-                      "chunks": recorder.last.chunk}
+                      "chunks": recorder.last.chunk, "records_rejected": recorder.last.records_rejected}
         replies: list[Outbox] = []
         async with self._sessions.begin() as session:
             reply = await lifecycle.complete(session, run_id, self.worker_id, self._settings.topics,

@@ -105,6 +105,8 @@ def completed_from_run(run: Run, correlation_id: str) -> BatchSyncCompleted:
         sync_time=run.finished_at or utcnow(), records_synced=run.records_written, duration_ms=duration,
         error_code=ErrorCode(run.error_code) if run.error_code else None,
         cancelled_by=run.cancel_requested_by if run.status == RunStatus.CANCELLED else None,
+        records_rejected=run.records_rejected or 0, source_count=run.source_count, target_count=run.target_count,
+        reconciled=run.reconciled,
     )
 
 
@@ -209,6 +211,10 @@ async def complete(
     records_read: int | None = None,
     records_written: int | None = None,
     chunks: int | None = None,
+    records_rejected: int | None = None,
+    source_count: int | None = None,
+    target_count: int | None = None,
+    reconciled: bool | None = None,
     high_water_mark: Any = None,
     start: tuple[int, int | None] | None = None,
     replies: list[Outbox] | None = None,
@@ -227,7 +233,9 @@ async def complete(
         "status": status, "finished_at": now, "started_at": func.coalesce(Run.started_at, now), "message": message,
         "error_code": error_code.value if error_code else None, "owner": None, "lease_until": None,
     }
-    counts = {"records_read": records_read, "records_written": records_written, "chunks": chunks}
+    counts = {"records_read": records_read, "records_written": records_written, "chunks": chunks,
+              "records_rejected": records_rejected, "source_count": source_count, "target_count": target_count,
+              "reconciled": reconciled}
     values.update({name: value for name, value in counts.items() if value is not None})
     if start is not None:
         values["resumed_from_chunk"], values["total_estimate"] = start

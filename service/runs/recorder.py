@@ -4,13 +4,16 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.events import BatchSyncProgress, RunPhase
+from schemas.events import BatchRowRejected, BatchSyncProgress, RunPhase
 from schemas.topics import Topics
+from service.connectors.base import RejectedRow
 from service.db.models import Run
 from service.ports import OutboxNotifier
 from service.runs.lifecycle import PRODUCER, begin_finishing, record_progress, record_start
+from service.runs.outbox import add_event
 from service.sync.errors import RunCancelled
 from service.sync.model import ProgressUpdate
+from service.sync.rejects import event_id
 
 
 class LeaseLost(Exception):
@@ -113,6 +116,21 @@ class RunRecorder:
             raise LeaseLost(str(self._run.id))
         self.start_recorded = True
         self.cancelled_by = self.cancelled_by or progressed.cancelled_by
+        self._notifier.notify()
+
+    async def on_rejected(self, chunk: int, rows: list[RejectedRow]) -> None:
+        """Queue the chunk's rejected rows for `P.rejected` in one transaction, unthrottled. Their event ids
+        derive from the checkpoint chain, chunk and order, so rows told again after a resume are the same
+        events (readers dedupe by eventId)."""
+        if self.lost:
+            raise LeaseLost(str(self._run.id))
+        run = self._run
+        async with self._sessions.begin() as session:
+            for index, row in enumerate(rows):
+                add_event(session, self._topics.rejected, BatchRowRejected(
+                    event_id=event_id(run.checkpoint_key, chunk, index), correlation_id=run.correlation_id,
+                    batch_id=run.batch_id, run_id=run.id, producer=PRODUCER, chunk=chunk, row=row.row,
+                    reason=row.reason))
         self._notifier.notify()
 
     def cancel_requested(self) -> bool:

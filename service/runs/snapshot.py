@@ -30,6 +30,7 @@ def config_snapshot(batch: Batch) -> dict[str, Any]:
         "target": batch.target,
         "mapping": batch.mapping,
         "chunkSize": batch.chunk_size,
+        **({"errorLimit": batch.error_limit} if batch.error_limit else {}),
     }
 
 

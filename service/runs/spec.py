@@ -2,7 +2,7 @@
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import MappingEntry, SourceSpec, TargetSpec
+from schemas.api import ErrorLimitSpec, MappingEntry, SourceSpec, TargetSpec
 from schemas.messages import BATCH_NOT_FOUND, connection_missing
 from service.catalog.connections import endpoint_of
 from service.db.models import Batch, Connection, Run
@@ -27,6 +27,7 @@ async def load_spec(session: AsyncSession, run: Run, default_chunk_size: int, po
         source = SourceSpec.model_validate(config["source"])
         target = TargetSpec.model_validate(config["target"])
         mapping = [MappingEntry.model_validate(entry) for entry in config.get("mapping") or []]
+        error_limit = ErrorLimitSpec.model_validate(config["errorLimit"]) if config.get("errorLimit") else None
     except (KeyError, ValueError) as error:
         raise ConfigInvalid(detail=str(error)) from error
     return RunSpec(
@@ -40,4 +41,5 @@ async def load_spec(session: AsyncSession, run: Run, default_chunk_size: int, po
         mapping=mapping or None,
         chunk_size=config.get("chunkSize") or default_chunk_size,
         high_water_mark=batch.high_water_mark,
+        error_limit=error_limit,
     )

@@ -27,9 +27,11 @@ from schemas.messages import (
     WRITE_REFUSED,
     postgresql_parameters_refused,
     postgresql_sslmode,
+    row_refused,
 )
 from service.connectors.base import Column
 from service.connectors.errors import failed, mapped, transient
+from service.connectors.postgresql.rejects import REFUSALS, refusal_reason
 from service.connectors.postgresql.types import kind_of
 from service.security.network import IPAddress
 from service.sync.errors import (
@@ -210,6 +212,8 @@ def map_error(exc: BaseException, side: Side) -> SyncError:
     if isinstance(exc, pgerr.UndefinedTableError):
         match = _MISSING_RELATION.search(str(exc))
         return TableMissing(match.group(1) if match else "?", side)
+    if side == "target" and isinstance(exc, REFUSALS):  # a row the target refuses: say which and why
+        return failed(side, row_refused(refusal_reason(exc)), detail=exc.sqlstate)
     if isinstance(exc, pgerr.PostgresError):
         return failed(side, detail=f"{exc.sqlstate}: {exc}")
     return failed(side, detail=type(exc).__name__)

@@ -45,7 +45,7 @@ async def isolate(conn: asyncpg.Connection, records: Sequence[Any], copy: Copy) 
             return
         except REFUSALS as exc:
             if hi - lo == 1:
-                refused.append((lo, row_refused(_reason(exc))))
+                refused.append((lo, row_refused(refusal_reason(exc))))
                 return
         mid = (lo + hi) // 2
         await attempt(lo, mid)
@@ -56,7 +56,8 @@ async def isolate(conn: asyncpg.Connection, records: Sequence[Any], copy: Copy) 
     return refused
 
 
-def _reason(exc: pgerr.PostgresError) -> str:
+def refusal_reason(exc: pgerr.PostgresError) -> str:
+    """The database's own words for a refused row, with the column or constraint when it names one."""
     where = getattr(exc, "column_name", None) or getattr(exc, "constraint_name", None)
     message = str(getattr(exc, "message", None) or exc).splitlines()[0]
     return located(message, where) if where and where not in message else message
