@@ -65,3 +65,9 @@ def test_no_free_port_is_a_warning_not_a_crash(busy_run, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="service.observability.metrics"):
         assert serve_metrics(Settings(_env_file=None, metrics_port=wanted), "scheduler") is None
     assert "are all in use; this process serves no metrics" in caplog.text
+
+
+def test_an_address_it_cannot_bind_is_a_warning_not_a_crash(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="service.observability.metrics"):
+        assert serve_metrics(Settings(_env_file=None, metrics_port=0, http_host="192.0.2.1"), "worker") is None
+    assert "worker: metrics not served on 192.0.2.1:0" in caplog.text
