@@ -32,6 +32,13 @@ class RequestReplyClient:
         """Whether any request awaits its reply (the listener skips parsing when none does)."""
         return bool(self._pending)
 
+    async def ready(self) -> None:
+        """Request-reply can work now (`/readyz`): the reply listener is positioned and the broker answers a
+        metadata request on the producer's connection. BrokerUnavailable otherwise; the caller bounds the time."""
+        if not self.listening.is_set():
+            raise BrokerUnavailable("reply consumer is not connected to the broker")
+        await self._publisher.check()
+
     async def stop(self) -> None:
         """Answer every waiting request with None (no reply)."""
         for future in self._pending.values():

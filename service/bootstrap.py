@@ -105,7 +105,7 @@ async def api_app(settings: Settings) -> AsyncIterator["FastAPI"]:
         state = AppState(settings=settings, sessions=db.sessions, requester=requester)
         live = asyncio.create_task(LiveEvents(settings, state.events.publish).run(), name="live-events")
         try:
-            yield create_app(state, broker_check=publisher.check)
+            yield create_app(state, broker_check=requester.ready)
         finally:
             live.cancel()
             await asyncio.gather(live, return_exceptions=True)

@@ -27,7 +27,8 @@ router = APIRouter(tags=["health"])
 
 READY_TIMEOUT_SECONDS: Final = 2.0
 BrokerCheck = Callable[[], Awaitable[None]]
-"""A metadata request to the broker on the app's own producer connection; raises when it fails."""
+"""Whether the app's request-reply works (reply listener connected, a metadata request answered on its
+producer's connection); raises when it does not."""
 BROKER_CHECK: Final = "broker_check"
 """Where `create_app` keeps the app's BrokerCheck in `app.state`."""
 PARTS: Final = {"database": DATABASE, "broker": BROKER}
@@ -44,7 +45,8 @@ async def healthz() -> Envelope[dict[str, Any]]:
 
 
 @router.get("/readyz", response_model=Envelope[dict[str, Any]], summary="Readiness",
-            description=f"Checks the state database (`SELECT 1`) and the broker (a metadata request): 200 when "
+            description=f"Checks the state database (`SELECT 1`) and the broker (reply listener connected, a "
+                        f"metadata request answered): 200 when "
                         f"both answer, 503 `{unavailable(DATABASE)}` or `{unavailable(BROKER)}` (both named when "
                         f"both are down) within {READY_TIMEOUT_SECONDS:g} s when one does not. Open to all.",
             responses=answers(503))
