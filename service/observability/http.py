@@ -96,7 +96,8 @@ class ObservedRequests:
 
     @staticmethod
     def _log(scope: Scope, method: str, status: int, elapsed: float) -> None:
-        path: str = scope["path"]
+        path: str = scope["path"]  # decoded: `%0a` is a newline here, which must not start a forged log line
+        path = path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
         level = logging.DEBUG if path in PROBES and status < 500 else logging.INFO
         if not access.isEnabledFor(level):
             return

@@ -57,3 +57,10 @@ async def test_one_access_line_per_request_without_token_or_query(client, caplog
     for record in lines:
         assert token not in record.getMessage() and QUERY_SECRET not in record.getMessage()
         assert QUERY_SECRET not in str(record.__dict__) and token not in str(record.__dict__)
+
+
+async def test_a_path_cannot_forge_a_log_line(client, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="batchsync.access"):
+        await client.get("/no/such%0A2026-01-01 INFO batchsync.access: GET /admin 200")
+    (line,) = [r for r in caplog.records if r.name == "batchsync.access"]
+    assert "\n" not in line.getMessage() and "\\n2026" in line.getMessage()
