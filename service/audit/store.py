@@ -25,6 +25,7 @@ REBUILT_COLUMNS = tuple(name for name in HISTORY_COLUMNS if name != "events")
 RUNS_COLUMNS = (
     "id", "batch_id", "status", "trigger", "requested_by", "started_at", "finished_at", "records_written",
     "message", "error_code", "cancel_requested_by", "resumed_from_run_id", "config_hash", "config",
+    "records_rejected", "source_count", "target_count", "reconciled",
 )
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.events import ErrorCode
-from schemas.messages import INTERNAL_ERROR, SYNC_SUCCEEDED
+from schemas.messages import INTERNAL_ERROR, SYNC_SUCCEEDED, counts_differ, located
 from service.config import Settings
 from service.connectors.base import Connectors
 from service.db.models import Outbox, Run
@@ -191,10 +191,15 @@ class RunExecutor:
             log.exception("run %s failed unexpectedly", run_id)
             await self._finish(run_id, ErrorCode.INTERNAL, INTERNAL_ERROR, recorder)
         else:
+            message = SYNC_SUCCEEDED
+            if result.reconciled is False and result.source_count is not None and result.target_count is not None:
+                message = located(SYNC_SUCCEEDED, counts_differ(result.source_count, result.target_count))
             await self._finish(
-                run_id, None, SYNC_SUCCEEDED, recorder, records_read=result.records_read,
+                run_id, None, message, recorder, records_read=result.records_read,
                 records_written=result.records_written, chunks=result.chunks,
-                records_rejected=result.records_rejected, high_water_mark=result.high_water_mark,
+                records_rejected=result.records_rejected, source_count=result.source_count,
+                target_count=result.target_count, reconciled=result.reconciled,
+                high_water_mark=result.high_water_mark,
             )
         finally:
             self._recorders.pop(run_id, None)

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from schemas.api import WriteMode
 from schemas.events import RunPhase
 from schemas.messages import column_incompatible, no_auto_create, unmappable_columns
 from service.connectors.base import (
@@ -48,6 +49,7 @@ from service.sync.errors import (
     is_transient,
 )
 from service.sync.model import ProgressUpdate, RejectObserver, RunObserver, RunResult, RunSpec
+from service.sync.reconcile import TARGET_BEFORE, Reconciliation, agrees, count
 from service.sync.rejects import Tally, rejected_total, rows_of_last_chunk
 from service.sync.retry import RetryPolicy, retry_transient
 from service.sync.transforms import check_target, plan_columns
@@ -256,7 +258,7 @@ class _Run:
         check_compatible(wanted, target_columns, spec.target.table)
         return plan, source_side_types(source.capabilities.types, target.capabilities.types, wanted, target_columns)
 
-    async def _already_finished(self, source: Source, checkpoint: Checkpoint) -> RunResult:
+    async def _already_finished(self, source: Source, target: Target, checkpoint: Checkpoint) -> RunResult:
         """The target published this chain's rows before the outcome was recorded: report, write nothing."""
         log.warning("run %s: the target already holds its finished rows; nothing is written again",
                     self.spec.run_id)
@@ -265,10 +267,48 @@ class _Run:
             await self.observer.on_start(checkpoint.chunk, None)
             self.started = True
         await self._tell_rejected(checkpoint.chunk, rows_of_last_chunk(checkpoint))
-        return RunResult(records_read=checkpoint.records_read, records_written=checkpoint.records_written,
-                         chunks=checkpoint.chunk, resumed_from_chunk=self.resumed_from,
-                         high_water_mark=source.high_water_mark(checkpoint.position, self.spec.high_water_mark),
-                         records_rejected=rejected_total(checkpoint))
+        return self._result(source, checkpoint, await self._reconcile(source, target, checkpoint))
+
+    def _result(self, source: Source, checkpoint: Checkpoint, reconciled: Reconciliation | None) -> RunResult:
+        return RunResult(
+            records_read=checkpoint.records_read, records_written=checkpoint.records_written,
+            chunks=checkpoint.chunk, resumed_from_chunk=self.resumed_from,
+            high_water_mark=source.high_water_mark(checkpoint.position, self.spec.high_water_mark),
+            records_rejected=rejected_total(checkpoint),
+            source_count=reconciled.source_count if reconciled else None,
+            target_count=reconciled.target_count if reconciled else None,
+            reconciled=reconciled.reconciled if reconciled else None,
+        )
+
+    @property
+    def _full(self) -> bool:
+        """A run that reads the whole source (no cursor column): the one kind that is reconciled."""
+        return self.spec.source.cursor_column is None
+
+    async def _counted_before(self, target: Target) -> dict[str, int]:
+        """An append run's target count before its first chunk, kept in the checkpoint across resumes."""
+        if not self._full or self.spec.target.mode is not WriteMode.APPEND:
+            return {}
+        before = await count(target, "target", self.io_timeout)
+        return {} if before is None else {TARGET_BEFORE: before}
+
+    async def _reconcile(self, source: Source, target: Target, last: Checkpoint) -> Reconciliation | None:
+        """Count both sides after a full run; a side without a cheap count stands for the rows it read or
+        wrote (a query, a file)."""
+        if not self._full:
+            return None
+        source_count = await count(source, "source", self.io_timeout)
+        target_count = await count(target, "target", self.io_timeout)
+        source_count = last.records_read if source_count is None else source_count
+        target_count = last.records_written if target_count is None else target_count
+        before = last.extra.get(TARGET_BEFORE)
+        ok = agrees(self.spec.target.mode, source=source_count, target=target_count,
+                    before=None if before is None else int(before), written=last.records_written,
+                    rejected=rejected_total(last))
+        if not ok:
+            log.warning("run %s does not reconcile: source %d rows, target %d rows", self.spec.run_id,
+                        source_count, target_count)
+        return Reconciliation(source_count, target_count, ok)
 
     async def _tell_rejected(self, chunk: int, rows: list[RejectedRow]) -> None:
         """Hand a chunk's rejected rows to the observer (after the chunk is durable, before its progress)."""
@@ -286,9 +326,10 @@ class _Run:
 
         checkpoint = await self._io("target", target.read_checkpoint(key))
         if checkpoint is not None and checkpoint.finished:
-            return await self._already_finished(source, checkpoint)
+            return await self._already_finished(source, target, checkpoint)
         if checkpoint is None:
-            checkpoint = replace(_EMPTY, position=await self._io("source", source.start(spec.high_water_mark)))
+            checkpoint = replace(_EMPTY, position=await self._io("source", source.start(spec.high_water_mark)),
+                                 extra=await self._counted_before(target))
         if not self.started:
             self.resumed_from = checkpoint.chunk
             self.estimate = await self._io("source", source.estimate(checkpoint.position))
@@ -343,11 +384,4 @@ class _Run:
             await self._io("target", target.abandon(key))
             raise
         await self._io("target", target.finish(key, columns, checkpoint))
-        return RunResult(
-            records_read=checkpoint.records_read,
-            records_written=checkpoint.records_written,
-            chunks=checkpoint.chunk,
-            resumed_from_chunk=self.resumed_from,
-            high_water_mark=source.high_water_mark(checkpoint.position, spec.high_water_mark),
-            records_rejected=rejected_total(checkpoint),
-        )
+        return self._result(source, checkpoint, await self._reconcile(source, target, checkpoint))

@@ -69,6 +69,10 @@ class RunResult:
     resumed_from_chunk: int
     high_water_mark: Any | None = None
     records_rejected: int = 0
+    source_count: int | None = None
+    """A full run's reconciliation (service/sync/reconcile.py); None for an incremental run or no count."""
+    target_count: int | None = None
+    reconciled: bool | None = None
 
 
 class RunObserver(Protocol):

@@ -70,7 +70,8 @@ async def test_history_is_newest_first_and_paginated(client, pair, state_dsn) ->
                                "startedAt": "2026-01-09T10:01:00.000Z", "finishedAt": "2026-01-09T10:01:30.000Z",
                                "recordsSynced": 0, "message": "连接超时", "resumedFromRunId": None,
                                "retriedByRunId": None, "retryAttempt": None, "skippedFires": 0,
-                               "lastSkippedFireAt": None}
+                               "lastSkippedFireAt": None, "recordsRejected": 0, "sourceCount": None,
+                               "targetCount": None, "reconciled": None}
     assert page["rows"][0]["finishedAt"] is None and page["rows"][0]["requestedBy"] == ""
     second = (await client.get(f"/integration/batch/{batch['id']}/history",
                                params={"pageNum": 2, "pageSize": 2})).json()["data"]
@@ -85,8 +86,8 @@ async def test_history_of_unknown_batch_is_404(client) -> None:
 async def test_batch_statistics_math(client, pair, state_dsn) -> None:
     batch = await create_batch(client, *pair)
     await insert_history(state_dsn, batch["id"], [
-        {"records_synced": 100, "duration_ms": 1000},
-        {"status": "FAILED", "records_synced": 5, "duration_ms": 500},
+        {"records_synced": 100, "duration_ms": 1000, "records_rejected": 3},
+        {"status": "FAILED", "records_synced": 5, "duration_ms": 500, "records_rejected": 11},
         {"records_synced": 200, "duration_ms": 2000},
         {"status": "RUNNING", "finished_at": None, "records_synced": 7},
     ])
@@ -96,7 +97,7 @@ async def test_batch_statistics_math(client, pair, state_dsn) -> None:
     assert stats == {
         "batchId": batch["id"], "totalRuns": 4, "successRuns": 2, "failedRuns": 1, "successRate": 0.5,
         "totalRecordsSynced": 312, "lastRecordsSynced": 200, "lastSyncTime": "2026-01-09T10:02:30.000Z",
-        "lastSuccessTime": "2026-01-09T10:02:30.000Z", "avgDurationMs": 1166.7,
+        "lastSuccessTime": "2026-01-09T10:02:30.000Z", "avgDurationMs": 1166.7, "totalRecordsRejected": 14,
     }
 
 
@@ -112,7 +113,7 @@ async def test_statistics_of_a_batch_without_runs(client, pair) -> None:
     stats = (await client.get(f"/integration/batch/{batch['id']}/statistics")).json()["data"]
     assert stats == {"batchId": batch["id"], "totalRuns": 0, "successRuns": 0, "failedRuns": 0, "successRate": 0,
                      "totalRecordsSynced": 0, "lastRecordsSynced": None, "lastSyncTime": None,
-                     "lastSuccessTime": None, "avgDurationMs": None}
+                     "lastSuccessTime": None, "avgDurationMs": None, "totalRecordsRejected": 0}
     missing = await client.get("/integration/batch/987654/statistics")
     assert missing.status_code == 404
 
@@ -150,6 +151,7 @@ async def test_overall_statistics_count_by_status_and_mode(empty_state_dsn) -> N
         "totalRecordsSynced": 3, "lastSyncTime": "2026-01-09T10:01:30.000Z",
         "lastSuccessTime": "2026-01-09T10:01:30.000Z", "avgDurationMs": 20.0,
         "batchesByStatus": {"NEVER_RUN": 2, "SUCCESS": 1}, "batchesByMode": {"append": 2, "upsert": 1},
+        "totalRecordsRejected": 0,
     }
 
 

@@ -121,6 +121,11 @@ class PostgresTarget:
         schema, name = stage_parts(self._spec.table, key)
         return quote_ident(f"{schema}.{name}" if schema else name)
 
+    async def count_rows(self) -> int:
+        """The target table's rows, for a full run's reconciliation."""
+        with boundary("target"):
+            return int(await self.conn.fetchval(f"SELECT count(*) FROM {quote_ident(self._spec.table)}"))
+
     async def describe(self) -> list[Column]:
         return await relation_columns(self.conn, self._spec.table, "target")
 

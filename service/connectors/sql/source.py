@@ -106,6 +106,14 @@ class SQLSource(Source):
             return self.quote(self._spec.table)
         return f"(\n{self._query_text()}\n) AS q"
 
+    async def count_rows(self) -> int | None:
+        """The table's rows (in the run's read snapshot), for a full run's reconciliation; None for a query,
+        whose count would be a second run of it."""
+        if self._spec.table is None:
+            return None
+        rows = await self._fetch(f"SELECT COUNT(*) FROM {self.quote(self._spec.table)}", [])
+        return int(rows[0][0])
+
     def _check_cursor(self, columns: Sequence[str]) -> None:
         cursor = self._spec.cursor_column
         if cursor is not None and cursor not in columns:

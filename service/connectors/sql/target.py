@@ -181,6 +181,12 @@ class SQLTarget:
         schema, name = stage_parts(self._spec.table, key)
         return self.quote(f"{schema}.{name}" if schema else name)
 
+    async def count_rows(self) -> int:
+        """The target table's rows, for a full run's reconciliation."""
+        with self._boundary(self._spec.table):
+            rows = await self._fetch(f"SELECT COUNT(*) FROM {self.quote(self._spec.table)}", ())
+        return int(rows[0][0])
+
     async def describe(self) -> list[Column]:
         columns = await self._table_columns()
         self._kinds = {c.name: c.kind for c in columns}
