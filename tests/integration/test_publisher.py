@@ -108,7 +108,8 @@ async def test_topics_lost_in_a_broker_restart_are_recreated_and_the_send_retrie
             assert partitions == {settings.topics.requested: settings.requested_partitions,
                                   settings.topics.events: settings.events_partitions,
                                   settings.topics.replies: settings.replies_partitions,
-                                  settings.topics.dlq: settings.events_partitions}
+                                  settings.topics.dlq: settings.events_partitions,
+                                  settings.topics.rejected: settings.events_partitions}
         finally:
             await admin.close()
     finally:

@@ -38,12 +38,13 @@ async def test_topics_have_their_partitions_and_retention(broker) -> None:
     t = settings.topics
     await ensure_topics(settings)
     partitions, configs = await describe(broker.bootstrap, t.all())
-    assert partitions == {t.requested: 5, t.events: 4, t.replies: 2, t.dlq: 4}
+    assert partitions == {t.requested: 5, t.events: 4, t.replies: 2, t.dlq: 4, t.rejected: 4}
     assert configs[t.events]["retention.ms"] == "-1"
     assert configs[t.events]["retention.bytes"] == "-1"
     assert configs[t.requested]["retention.ms"] == str(settings.requests_retention_ms)
     assert configs[t.replies]["retention.ms"] == str(settings.replies_retention_ms)
     assert configs[t.dlq]["retention.ms"] == str(settings.dlq_retention_ms)
+    assert configs[t.rejected]["retention.ms"] == str(settings.dlq_retention_ms)
 
 
 async def test_ensure_is_idempotent(broker) -> None:
