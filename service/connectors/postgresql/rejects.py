@@ -34,8 +34,10 @@ Copy = Callable[[Sequence[Any]], Awaitable[None]]
 """COPYs some of the chunk's records (and merges them, for upsert) into the target, in a savepoint."""
 
 
-async def isolate(conn: asyncpg.Connection, records: Sequence[Any], copy: Copy) -> list[tuple[int, str]]:
-    """Copy `records`, setting aside those the database refuses: (index, reason) of each refused one."""
+async def isolate(conn: asyncpg.Connection, records: Sequence[Any], copy: Copy, *,
+                  refused_whole: bool = False) -> list[tuple[int, str]]:
+    """Copy `records`, setting aside those the database refuses: (index, reason) of each refused one.
+    `refused_whole`: the caller already saw the whole chunk refused, so halving starts at once."""
     refused: list[tuple[int, str]] = []
 
     async def attempt(lo: int, hi: int) -> None:
@@ -51,7 +53,10 @@ async def isolate(conn: asyncpg.Connection, records: Sequence[Any], copy: Copy) 
         await attempt(lo, mid)
         await attempt(mid, hi)
 
-    if records:
+    if len(records) > 1 and refused_whole:
+        await attempt(0, len(records) // 2)
+        await attempt(len(records) // 2, len(records))
+    elif records:
         await attempt(0, len(records))
     return refused
 
@@ -135,6 +140,17 @@ class TolerantCopy:
         data = b"".join([piece async for piece in chunk.stream])
         if self.fmt == "csv":
             await self.conn.execute("SET LOCAL TimeZone = 'UTC'")  # a time without an offset is UTC, as untolerant
+        try:  # the whole chunk first, as it came: a good chunk is not cut into records at all
+            async with self.conn.transaction():
+                status = await self.conn.copy_to_table(
+                    self.dest, schema_name=self.schema, columns=chunk.columns, format=self.fmt,
+                    force_null=chunk.columns if self.fmt == "csv" else None, source=_stream(data))
+                await self._after()
+            copied = int(status.rsplit(" ", 1)[-1])
+            return copied, copied
+        except REFUSALS:
+            pass
+        if self.fmt == "csv":
             return await self._csv(chunk, data)
         return await self._binary(chunk, data)
 
@@ -158,7 +174,7 @@ class TolerantCopy:
                                           force_null=chunk.columns, source=_stream(b"".join(r[0] for r in part)))
             await self._after()
 
-        refused = await isolate(self.conn, records, copy)
+        refused = await isolate(self.conn, records, copy, refused_whole=True)
         for i, reason in refused:
             values = [v if v != "" else None for v in records[i][1]]
             chunk.rejected.append(RejectedRow(row_of(chunk.columns, values), reason))
@@ -173,7 +189,7 @@ class TolerantCopy:
                                           source=_stream(body))
             await self._after()
 
-        refused = await isolate(self.conn, records, copy)
+        refused = await isolate(self.conn, records, copy, refused_whole=True)
         for i, reason in refused:
             row = await self._decoded(chunk.columns, header + records[i] + _BINARY_TRAILER)
             if row is None:
