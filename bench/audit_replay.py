@@ -39,7 +39,7 @@ from tests.support.signing import signed_headers
 NS = uuid.UUID("0b9d2e4c-7d8f-4a51-9e3a-2c6b1f0d5e77")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BATCHES = 1000
-CLI = "from service.cli_audit import audit_app; audit_app()"
+CLI = "from service.cli.audit import audit_app; audit_app()"
 
 
 def config_for(batch_id: int) -> dict:

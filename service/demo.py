@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from service.catalog.connections import put_named
-from service.cli_secrets import key_file
 from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
 from service.db.models import Batch
+from service.security.key_files import key_file
 from service.security.policy import AccessPolicy
 
 SOURCE_DB = "demo_source"

@@ -52,10 +52,10 @@ from urllib.parse import quote
 import asyncpg
 import psutil
 
-from service.cli_secrets import key_file
 from service.config import Settings
 from service.preflight import describe, listener, port_taken
 from service.security.files import STATE_FILES_FOLDER as FILES_FOLDER
+from service.security.key_files import key_file
 from service.startup_errors import ExitCode, StartupError
 
 log = logging.getLogger(__name__)

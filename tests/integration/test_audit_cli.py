@@ -7,7 +7,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from typer.testing import CliRunner
 
 from producers.topics import ensure_topics
-from service.cli_audit import audit_app
+from service.cli.audit import audit_app
 from service.config import Settings
 from tests.support.brokers import free_port
 

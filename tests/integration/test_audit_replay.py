@@ -16,7 +16,7 @@ from consumers.projector import Projector
 from producers.publisher import Publisher
 from schemas.events import BatchSyncProgress, BatchSyncStarted, Trigger
 from schemas.wire import encode
-from service.cli_audit import audit_app
+from service.cli.audit import audit_app
 from service.db.engine import make_engine, make_sessionmaker
 from service.db.migrate import upgrade
 from service.runs.snapshot import config_hash

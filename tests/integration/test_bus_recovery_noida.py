@@ -10,7 +10,7 @@ import logging
 import pytest
 from typer.testing import CliRunner
 
-from service.cli_audit import audit_app
+from service.cli.audit import audit_app
 from service.db.migrate import upgrade
 from tests.integration.test_bus_recovery import in_history, new_batch
 from tests.support.databases import fresh_database

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from service.auth import verify_token
 from service.bootstrap import run_api
-from service.cli import app, dev_secret
+from service.cli.main import app, dev_secret
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.demo import seed_demo
@@ -185,7 +185,7 @@ async def test_sync_command_reports_runs_by_exit_code(state_dsn, source_dsn, tar
 def test_http_client_logs_never_carry_source_urls(caplog) -> None:
     import logging
 
-    from service.cli import _settings
+    from service.cli.main import _settings
 
     _settings()
     with caplog.at_level(logging.INFO):

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from typer.testing import CliRunner
 
-from service.cli_audit import audit_app
+from service.cli.audit import audit_app
 from service.db.engine import make_engine, make_sessionmaker
 from service.db.migrate import upgrade
 from service.scheduling.retries import retry_request_id

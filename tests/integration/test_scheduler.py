@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from producers.publisher import Publisher
 from schemas.events import BatchSyncRequested, Trigger
 from schemas.wire import encode, event_headers, event_key
-from service.cli_audit import audit_app
+from service.cli.audit import audit_app
 from service.db.engine import make_engine, make_sessionmaker
 from service.db.migrate import upgrade
 from service.scheduling.scheduler import Scheduler

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from service.catalog.redaction import MASK
 from service.cli import app
-from service.cli_secrets import dev_secret_key
+from service.cli.secrets import dev_secret_key
 from service.config import Settings
 from service.db.engine import make_engine
 from service.db.migrate import upgrade

@@ -18,7 +18,7 @@ from producers.request_reply import RequestReplyClient
 from schemas.base import utcnow
 from schemas.events import BatchSyncCompleted, BatchSyncRequested, BatchSyncStarted, Trigger
 from schemas.wire import encode
-from service.cli_audit import audit_app
+from service.cli.audit import audit_app
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.ports import BrokerUnavailable

@@ -3,7 +3,7 @@ and the phase shown when the count stands still."""
 
 import pytest
 
-from service.cli_follow import RateMeter, describe
+from service.cli.follow import RateMeter, describe
 
 
 def test_rate_is_a_moving_average_over_the_window() -> None:

@@ -1,13 +1,13 @@
 """`batchsync connection list|show|test`: the connections the API holds, secrets redacted as it sends them.
 
-A Typer sub-app, registered by `service/cli.py`; exit codes as in service/cli_client.py (a failed test is 1).
+A Typer sub-app, registered by `service/cli/main.py`; exit codes as in service/cli/client.py (a failed test is 1).
 """
 
 from typing import Annotated
 
 import typer
 
-from service.cli_client import (
+from service.cli.client import (
     EXIT_CODES,
     ApiUrlOption,
     Output,

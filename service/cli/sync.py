@@ -1,7 +1,7 @@
 """`batchsync sync ID` and `batchsync batch retry ID`: start a run over HTTP and report it, optionally
-following its progress live (service/cli_follow.py).
+following its progress live (service/cli/follow.py).
 
-Exit codes (service/cli_client.py): 0 SUCCESS, 1 the run failed or was refused, 2 usage, 3 still running
+Exit codes (service/cli/client.py): 0 SUCCESS, 1 the run failed or was refused, 2 usage, 3 still running
 (without `--follow`), 4 anything else. With `--output json` stdout holds only the final answer's `data`:
 the sync result, the accepted run, or (with `--follow`) the finished run.
 """
@@ -16,7 +16,7 @@ import httpx
 import typer
 
 from schemas.status import RunStatus
-from service.cli_client import (
+from service.cli.client import (
     EXIT_ERROR,
     EXIT_FAILED,
     EXIT_OK,
@@ -72,7 +72,7 @@ async def _event_feed(settings: Settings, bootstrap: str) -> "EventFeed | None":
 
 async def _run(settings: Settings, api_url: str, creds: Credentials, action: str, batch_id: int,
                wait: float | None, follow: bool, output: Output) -> int:
-    from service.cli_follow import Follower
+    from service.cli.follow import Follower
 
     headers = {"Authorization": f"Bearer {creds.token}"} if creds.token else {}
     started = time.monotonic()

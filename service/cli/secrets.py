@@ -1,20 +1,17 @@
 """`batchsync secrets …`: the secret key `up` keeps in its data directory, and key rotation (docs/spec.md §7).
 
-A Typer sub-app, registered by `service/cli.py` as `app.add_typer(secrets_app, name="secrets")`.
+A Typer sub-app, registered by `service/cli/main.py` as `app.add_typer(secrets_app, name="secrets")`.
 Rotation: set the new key as BATCHSYNC_SECRET_KEY and the old one in BATCHSYNC_SECRET_KEY_PREVIOUS, run
 `batchsync secrets rotate`, then drop the previous key. Exit codes: 0 done, 2 not configured or unreadable.
 """
 
 import asyncio
-import contextlib
-import os
-import secrets
 from pathlib import Path
 
 import typer
-from pydantic import SecretStr
 
 from service.config import Settings
+from service.security.key_files import key_file
 
 SECRET_KEY_FILE = "secret_key"
 EXIT_UNUSABLE = 2
@@ -25,19 +22,6 @@ secrets_app = typer.Typer(help="Connection secrets at rest: key rotation.", no_a
 @secrets_app.callback()
 def _secrets() -> None:
     """Connection secrets are encrypted with BATCHSYNC_SECRET_KEY."""
-
-
-def key_file(path: Path, *, create: bool) -> SecretStr | None:
-    """A random key kept in `path` (mode 0600, created once, never overwritten), or None when absent."""
-    if create and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48) + "\n")
-    if not path.exists():
-        return None
-    return SecretStr(path.read_text().strip())
 
 
 def dev_secret_key(settings: Settings, *, create: bool) -> Settings:

@@ -95,7 +95,7 @@ def credentials(settings: Settings, token_file: Path | None, perms: Sequence[str
     if settings.token is not None and settings.token.get_secret_value():
         return Credentials(settings.token.get_secret_value(), "BATCHSYNC_TOKEN")
     from service.auth import TokenConfigError, TokenTtlTooLong, mint_token
-    from service.cli import JWT_SECRET_FILE, dev_secret
+    from service.cli.main import JWT_SECRET_FILE, dev_secret
 
     secret_file = (Path(settings.data_dir) / JWT_SECRET_FILE).resolve()
     keyed = dev_secret(settings, create=False)

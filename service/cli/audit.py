@@ -1,6 +1,6 @@
 """`batchsync audit replay`: the audit of the run history against the events log (docs/spec.md §6).
 
-A Typer sub-app, registered by `service/cli.py` as `app.add_typer(audit_app, name="audit")`. Exit codes:
+A Typer sub-app, registered by `service/cli/main.py` as `app.add_typer(audit_app, name="audit")`. Exit codes:
 0 everything matches, 1 mismatches (a `forged` event is one), 2 the log or the database could not be read.
 """
 
@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from service.audit.replay import LogUnavailable, ReplayOptions, replay, summary_lines
-from service.cli_secrets import dev_secret_key
+from service.cli.secrets import dev_secret_key
 from service.config import Settings
 from service.embedded import with_running_endpoints
 from service.history.projection import projector_group

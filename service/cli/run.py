@@ -1,7 +1,7 @@
 """`batchsync run show RUN_ID --batch ID`: one run with its live progress.
 
 The API serves a run under its batch (`GET /integration/batch/{id}/runs/{runId}`), so the batch is named
-too; `batchsync batch history ID` lists a batch's run ids. Exit codes as in service/cli_client.py.
+too; `batchsync batch history ID` lists a batch's run ids. Exit codes as in service/cli/client.py.
 """
 
 from typing import Annotated
@@ -9,7 +9,7 @@ from uuid import UUID
 
 import typer
 
-from service.cli_client import (
+from service.cli.client import (
     EXIT_CODES,
     ApiUrlOption,
     Output,

@@ -14,15 +14,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from service.cli_audit import audit_app
-from service.cli_batch import batch_app
-from service.cli_connection import connection_app
-from service.cli_run import run_app
-from service.cli_secrets import dev_secret_key, key_file, secrets_app
-from service.cli_sync import sync
+from service.cli.audit import audit_app
+from service.cli.batch import batch_app
+from service.cli.connection import connection_app
+from service.cli.run import run_app
+from service.cli.secrets import dev_secret_key, secrets_app
+from service.cli.sync import sync
 from service.config import Settings
 from service.observability.logs import configure as configure_logging
 from service.observability.process import observe_part
+from service.security.key_files import key_file
 from service.startup_errors import ExitCode, StartupError, reported
 
 app = typer.Typer(help="batchsync: sync data batches from source to target systems.", no_args_is_help=True,

@@ -1,6 +1,6 @@
 """`batchsync batch list|show|create|check|retry|cancel|history`: batches over the API.
 
-A Typer sub-app, registered by `service/cli.py`; exit codes as in service/cli_client.py: `check` exits 1
+A Typer sub-app, registered by `service/cli/main.py`; exit codes as in service/cli/client.py: `check` exits 1
 when it found problems, `retry` answers like `sync` (3 while the run goes on, unless `--follow`).
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from service.cli_client import (
+from service.cli.client import (
     EXIT_CODES,
     ApiUrlOption,
     Output,
@@ -28,7 +28,7 @@ from service.cli_client import (
     finish,
     stdout,
 )
-from service.cli_sync import FollowOption, WaitOption, trigger
+from service.cli.sync import FollowOption, WaitOption, trigger
 
 batch_app = typer.Typer(help="Batches: list, show, create, check, retry, cancel, history.", no_args_is_help=True,
                         epilog=EXIT_CODES)
