@@ -97,7 +97,7 @@ async def test_lenient_writes_995_and_rejects_5_with_reasons(orders_csv: Any, ta
     assert observer.updates[-1].records_rejected == 5
 
 
-@pytest.mark.parametrize("mode", ["append", "upsert"])
+@pytest.mark.parametrize("mode", ["append", "upsert", "overwrite"])
 async def test_rows_a_constraint_refuses_are_rejected(tmp_path: Path, target_dsn: str, mode: str):
     """A JSON Lines source hands decoded rows (copy_records_to_table); the CHECK constraint is the target's."""
     table = f"checked_{uuid.uuid4().hex[:8]}"

@@ -163,6 +163,8 @@ class PostgresTarget:
                 self._upsert = PipelinedUpsert(self._endpoint, self._spec.table, self._timeout, _SAVE_CHECKPOINT,
                                                lambda stage: merge_sql(self._spec.table, stage, columns, keys,
                                                                        comparable))
+            elif mode is WriteMode.OVERWRITE and self._tolerant:  # the target's checks meet each chunk, not the swap
+                self._create_stage = f"CREATE TABLE IF NOT EXISTS {self._stage(key)} (LIKE {table} INCLUDING ALL)"
             elif mode is WriteMode.OVERWRITE:  # created with the first staged chunk: a small run never needs it
                 self._create_stage = (f"CREATE TABLE IF NOT EXISTS {self._stage(key)} AS "
                                       f"SELECT {cols} FROM {table} WITH NO DATA")
