@@ -10,6 +10,7 @@ import base64
 import math
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -28,6 +29,33 @@ class TooManyRejected(SyncError):
     """More rows were rejected than the batch's `errorLimit` allows: terminal, a retry would reject them again."""
 
     code = ErrorCode.TARGET_ERROR
+
+
+Attempt = Callable[[int, int], Awaitable[str | None]]
+"""Writes rows [lo, hi) of a chunk inside a savepoint: None when they went in, else the target's reason
+(the savepoint rolled back)."""
+
+
+async def halve(count: int, attempt: Attempt, *, refused_whole: bool = False) -> list[tuple[int, str]]:
+    """The rows of a chunk a target refuses, found by halving: a range that goes in is done, a refused one
+    is split until its refused rows stand alone; k bad rows among n cost about 2·k·log2(n) attempts.
+    `refused_whole`: the caller saw the whole chunk refused already, so halving starts at once."""
+    refused: list[tuple[int, str]] = []
+
+    async def split(lo: int, hi: int, known: str | None = None) -> None:
+        reason = known if known is not None else await attempt(lo, hi)
+        if reason is None:
+            return
+        if hi - lo == 1:
+            refused.append((lo, reason))
+            return
+        mid = (lo + hi) // 2
+        await split(lo, mid)
+        await split(mid, hi)
+
+    if count:
+        await split(0, count, "" if refused_whole and count > 1 else None)
+    return refused
 
 
 def jsonable(value: Any) -> Any:

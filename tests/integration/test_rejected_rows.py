@@ -179,3 +179,40 @@ async def test_a_crash_after_a_chunk_tells_its_rejected_rows_again_with_the_same
                                                                (4, "999")]
     assert result.records_rejected == 5 and result.records_written == 995
     assert event_id(spec.checkpoint_key, 1, 0) == event_id(spec.checkpoint_key, 1, 0)
+
+
+MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
+
+
+@pytest.mark.parametrize("kind", ["mysql", "sqlite"])
+async def test_mariadb_and_sqlite_targets_reject_what_their_constraints_refuse(tmp_path: Path, kind: str):
+    """Rows inserted with executemany are halved in savepoints the same way (SAVEPOINT / ROLLBACK TO)."""
+    from tests.contract.cases.mysql import mysql_execute, mysql_fetch
+
+    table = f"checked_{uuid.uuid4().hex[:8]}"
+    ddl = f"CREATE TABLE {table} (id bigint PRIMARY KEY, qty integer NOT NULL CHECK (qty >= 0), code varchar(3))"
+    lines = [f'{{"id": {i}, "qty": {-1 if i % 100 == 0 else i}, "code": "{"TOOLONG" if i == 7 else "ok"}"}}'
+             for i in range(1, 301)]
+    (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    source = Endpoint(type="jsonl", params={"path": str(tmp_path)}, policy=policy_for(tmp_path)), SourceSpec(table="t")
+    if kind == "mysql":
+        await mysql_execute(MYSQL_URL, ddl)
+        target = Endpoint("mysql", url=MYSQL_URL)
+        refused = [7, 100, 200, 300]  # varchar(3) is enforced in strict mode
+    else:
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "t.db") as db:
+            db.execute(ddl)
+        target = Endpoint("sqlite", url=f"sqlite:///{tmp_path / 't.db'}", policy=policy_for(tmp_path))
+        refused = [100, 200, 300]  # SQLite keeps text of any length
+    observer = Rejects()
+
+    result = await sync(with_limit(spec_for(source, target, table, chunk_size=128), records=10), observer)
+
+    assert sorted(int(row.row["id"]) for _, row in observer.rejected) == refused
+    assert result.records_rejected == len(refused) and result.records_written == 300 - len(refused)
+    assert all(row.reason.startswith("目标拒绝写入：") for _, row in observer.rejected)
+    if kind == "mysql":
+        assert (await mysql_fetch(MYSQL_URL, f"SELECT count(*) AS n FROM {table}"))[0]["n"] == 296
+        await mysql_execute(MYSQL_URL, f"DROP TABLE {table}")

@@ -39,6 +39,10 @@ VALUES (%s, %s, %s, %s, %s, %s, %s)
 ON DUPLICATE KEY UPDATE chunk = VALUES(chunk), position = VALUES(position), records_read = VALUES(records_read),
     records_written = VALUES(records_written), extra = VALUES(extra), updated_at = CURRENT_TIMESTAMP(6)"""
 
+ROW_REFUSALS = frozenset({1048, 1062, 1264, 1265, 1292, 1366, 1406, 1451, 1452, 1690, 3819, 4025})
+"""Server errors one row causes: NULL into NOT NULL, a duplicate key, a value out of range, truncated, of the
+wrong form or too long (strict mode), a foreign key, a CHECK constraint (MySQL 3819, MariaDB 4025)."""
+
 _KEY_TYPES = {"string": "varchar(255)", "binary": "varbinary(255)", "json": "varchar(255)"}
 """Key columns need a bounded length in an InnoDB index."""
 
@@ -93,6 +97,11 @@ class MySQLTarget(SQLTarget):
 
     def _boundary(self, table: str | None = None) -> contextlib.AbstractContextManager[None]:
         return boundary("target", table)
+
+    def _refused(self, exc: BaseException) -> str | None:
+        args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
+        code = args[0] if args and isinstance(args[0], int) else None
+        return str(args[1]) if code in ROW_REFUSALS and len(args) > 1 else None
 
     async def _table_columns(self) -> list[Column]:
         columns, _ = await table_columns(self.conn, self._spec.table, "target")

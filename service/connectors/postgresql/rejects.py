@@ -22,7 +22,7 @@ import asyncpg.exceptions as pgerr
 
 from schemas.messages import located, row_refused
 from service.connectors.base import Chunk, RejectedRow
-from service.sync.rejects import row_of
+from service.sync.rejects import halve, row_of
 
 REFUSALS = (pgerr.DataError, pgerr.IntegrityConstraintViolationError)
 """What a single row can cause: a value the column cannot take, or a constraint it breaks."""
@@ -38,27 +38,16 @@ async def isolate(conn: asyncpg.Connection, records: Sequence[Any], copy: Copy, 
                   refused_whole: bool = False) -> list[tuple[int, str]]:
     """Copy `records`, setting aside those the database refuses: (index, reason) of each refused one.
     `refused_whole`: the caller already saw the whole chunk refused, so halving starts at once."""
-    refused: list[tuple[int, str]] = []
 
-    async def attempt(lo: int, hi: int) -> None:
+    async def attempt(lo: int, hi: int) -> str | None:
         try:
             async with conn.transaction():
                 await copy(records[lo:hi])
-            return
         except REFUSALS as exc:
-            if hi - lo == 1:
-                refused.append((lo, row_refused(refusal_reason(exc))))
-                return
-        mid = (lo + hi) // 2
-        await attempt(lo, mid)
-        await attempt(mid, hi)
+            return row_refused(refusal_reason(exc))
+        return None
 
-    if len(records) > 1 and refused_whole:
-        await attempt(0, len(records) // 2)
-        await attempt(len(records) // 2, len(records))
-    elif records:
-        await attempt(0, len(records))
-    return refused
+    return await halve(len(records), attempt, refused_whole=refused_whole)
 
 
 def refusal_reason(exc: pgerr.PostgresError) -> str:

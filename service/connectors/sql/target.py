@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from schemas.api import TargetSpec, WriteMode
-from schemas.messages import KEY_COLUMNS, UPSERT_KEY_COLUMNS, columns_not_mapped, copy_refused
-from service.connectors.base import Capabilities, Checkpoint, Chunk, Column
+from schemas.messages import KEY_COLUMNS, UPSERT_KEY_COLUMNS, columns_not_mapped, copy_refused, row_refused
+from service.connectors.base import Capabilities, Checkpoint, Chunk, Column, RejectedRow
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint
+from service.sync.rejects import halve, row_of
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,11 @@ class SQLTarget:
         self._kinds: dict[str, str | None] = {}
         self._insert = ""
         self._adapt: Adapter | None = None
+        self._tolerant = False
+
+    def tolerate_bad_rows(self) -> None:
+        """Rows the database refuses (`_refused`) are found by halving the chunk in savepoints and set aside."""
+        self._tolerant = True
 
     @property
     def conn(self) -> Any:
@@ -130,6 +136,10 @@ class SQLTarget:
     @staticmethod
     def quote(name: str) -> str:
         raise NotImplementedError
+
+    def _refused(self, exc: BaseException) -> str | None:  # noqa: ARG002 (a dialect without refusals)
+        """The database's reason when `exc` is a single row's fault (a bad value, a constraint), else None."""
+        return None
 
     def _boundary(self, table: str | None = None) -> contextlib.AbstractContextManager[None]:
         """The target's error boundary; `table` names the table a missing-table error is about."""
@@ -238,15 +248,39 @@ class SQLTarget:
                 if done and done[0][0] >= chunk.number:
                     await self._rollback()
                     return None
-                if rows:
+                written = len(rows)
+                if rows and self._tolerant:
+                    written = await self._insert_tolerant(chunk, rows)
+                elif rows:
                     await self._executemany(self._insert, rows)
-                checkpoint = previous.after(chunk, len(rows), len(rows))
+                checkpoint = previous.after(chunk, len(rows), written)
                 await self._execute(self.save_checkpoint_sql, checkpoint_args(key, self._spec.table, checkpoint))
                 await self._commit()
             except BaseException:
                 await self._abort()
                 raise
         return checkpoint
+
+    async def _insert_tolerant(self, chunk: Chunk, rows: list[tuple[Any, ...]]) -> int:
+        """Insert `rows`, setting aside on the chunk those the database refuses; the rows written."""
+
+        async def attempt(lo: int, hi: int) -> str | None:
+            await self._execute("SAVEPOINT batchsync_rows")
+            try:
+                await self._executemany(self._insert, rows[lo:hi])
+            except Exception as exc:
+                reason = self._refused(exc)
+                if reason is None:
+                    raise
+                await self._execute("ROLLBACK TO SAVEPOINT batchsync_rows")
+                return row_refused(reason)
+            await self._execute("RELEASE SAVEPOINT batchsync_rows")
+            return None
+
+        refused = await halve(len(rows), attempt)
+        original = chunk.rows or []
+        chunk.rejected.extend(RejectedRow(row_of(chunk.columns, original[i]), reason) for i, reason in refused)
+        return len(rows) - len(refused)
 
     async def finish(self, key: str, columns: list[str], last: Checkpoint) -> None:
         """Swap the staged rows in (overwrite) and mark the checkpoint finished in one transaction."""

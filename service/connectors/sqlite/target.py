@@ -7,6 +7,7 @@ and, at the end, replaces the rows, drops the stage and forgets the checkpoint i
 """
 
 import contextlib
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Self
@@ -98,6 +99,10 @@ class SQLiteTarget(SQLTarget):
     async def _create_stage(self, stage: str, cols: str) -> None:
         await self._execute(f"CREATE TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {quote_ident(self._spec.table)} "
                             "WHERE 0")
+
+    def _refused(self, exc: BaseException) -> str | None:
+        """A constraint (NOT NULL, CHECK, UNIQUE, a foreign key) is one row's fault; SQLite takes any value."""
+        return str(exc) if isinstance(exc, sqlite3.IntegrityError) else None
 
     async def _execute(self, sql: str, args: Sequence[Any] | None = None) -> None:
         await self.conn.execute(sql, args)
