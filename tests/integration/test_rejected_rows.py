@@ -216,3 +216,29 @@ async def test_mariadb_and_sqlite_targets_reject_what_their_constraints_refuse(t
     if kind == "mysql":
         assert (await mysql_fetch(MYSQL_URL, f"SELECT count(*) AS n FROM {table}"))[0]["n"] == 296
         await mysql_execute(MYSQL_URL, f"DROP TABLE {table}")
+
+
+@pytest.mark.parametrize("declared", [False, True])
+async def test_a_file_source_rejects_values_it_cannot_convert(tmp_path: Path, declared: bool):
+    """Into a file target the source converts values itself: with `params.columns` kinds while parsing, else
+    to the target's types chunk by chunk; the reason names the file and line either way."""
+    write_orders(tmp_path / "orders.csv", 400)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "t.jsonl").write_text("", encoding="utf-8")
+    params: dict[str, Any] = {"path": str(tmp_path)}
+    if declared:
+        params["columns"] = [{"name": "id", "kind": "int"}, "name", {"name": "qty", "kind": "int"}]
+    source = Endpoint(type="csv", params=params, policy=policy_for(tmp_path)), SourceSpec(table="orders")
+    target = Endpoint(type="jsonl", params={"path": str(tmp_path / "out"), "columns": [
+        {"name": "id", "kind": "int"}, {"name": "name"}, {"name": "qty", "kind": "int"}]}, policy=policy_for(tmp_path))
+    observer = Rejects()
+
+    result = await sync(with_limit(spec_for(source, target, "t", chunk_size=150), records=5), observer)
+
+    bad = sorted(i for i in BAD_LINES if i <= 400)
+    assert (result.records_read, result.records_written, result.records_rejected) == (400, 400 - len(bad), len(bad))
+    assert [row.row["id"] for _, row in observer.rejected] == [str(i) for i in bad]  # as the file has them
+    assert all(row.reason.startswith("字段转换失败：qty（orders.csv 第 ") for _, row in observer.rejected)
+    assert f"第 {bad[0] + 1} 行" in observer.rejected[0][1].reason
+    written = (tmp_path / "out" / "t.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(written) == 400 - len(bad)

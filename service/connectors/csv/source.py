@@ -24,11 +24,13 @@ from schemas.messages import (
 )
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, TargetTypes
 from service.connectors.csv.stream import COPY_CSV, header_of, streamable, take_records, utf8
+from service.connectors.files.convert import BadRecord
 from service.connectors.files.options import LineReader, declared_columns, display_name
 from service.connectors.files.source import FileSource
 from service.connectors.files.values import Converter, converter
 from service.connectors.json_records import RECORD_TYPES
 from service.sync.errors import ConfigInvalid, SourceFailed
+from service.sync.rejects import row_of
 
 FIELD_SIZE_LIMIT = 1 << 30
 """Long text fields (the stdlib's default limit is 128 KiB) must not fail a sync."""
@@ -107,8 +109,14 @@ class CsvSource(FileSource):
                     record += [null] * (width - len(record))
                 if kinds is None:
                     yield record
-                else:
-                    yield self._typed([None if v == null else v for v in record], kinds, name, reader.line)
+                    continue
+                values = [None if v == null else v for v in record]
+                try:
+                    yield self._typed(values, kinds, name, reader.line)
+                except SourceFailed as bad:
+                    if not self._tolerant:
+                        raise
+                    yield BadRecord(row_of([c.name for c in self.columns], values), bad.reason)  # type: ignore[misc]
         except csv.Error as exc:
             raise SourceFailed(csv_malformed(at_line(name, reader.line)), detail=str(exc)[:120]) from exc
 

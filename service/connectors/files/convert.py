@@ -28,6 +28,14 @@ class BadValue(Exception):
         self.row, self.reason = row, reason
 
 
+class BadRecord:
+    """A record a format's parser could not type (CSV `params.columns`), passed on in place of its values
+    by a tolerant source so the chunk can set it aside (`errorLimit`) instead of failing."""
+
+    def __init__(self, row: dict[str, Any], reason: str) -> None:
+        self.row, self.reason = row, reason
+
+
 class ChunkConverter:
     def __init__(self, columns: Sequence[Column], plan: Sequence[SelectItem], target_types: TargetTypes, *,
                  from_text: bool, null_text: str | None) -> None:

@@ -27,7 +27,7 @@ from service.connectors.base import (
     Source,
     TargetTypes,
 )
-from service.connectors.files.convert import BadValue, ChunkConverter
+from service.connectors.files.convert import BadRecord, BadValue, ChunkConverter
 from service.connectors.files.options import FileOptions, LineReader, display_name, is_gzip, options_of, source_files
 from service.sync.errors import ConfigInvalid, SourceFailed
 from service.sync.model import Endpoint
@@ -141,13 +141,16 @@ class FileSource(Source):
         """Converted rows, the records set aside (tolerant only), how many records were read, the position."""
         start = self._position()
         raw = list(islice(records, size))
+        read, typed = len(raw), [RejectedRow(r.row, r.reason, at_source=True) for r in raw if isinstance(r, BadRecord)]
+        if typed:
+            raw = [r for r in raw if not isinstance(r, BadRecord)]
         try:
-            return convert(raw), [], len(raw), self._position()
+            return convert(raw), typed, read, self._position()
         except BadValue as bad:
             if not self._tolerant:
                 raise SourceFailed(located(bad.reason, self._locate(start, bad.row))) from bad.__cause__
         end, reading = self._position(), self._cursor
-        rows, rejected = [], []
+        rows, rejected = [], typed
         for index, record in enumerate(raw):  # only a chunk with a bad value is converted record by record
             try:
                 rows.extend(convert([record]))
@@ -156,7 +159,7 @@ class FileSource(Source):
                 self._cursor = reading  # locating read the chunk again with a reader of its own
                 rejected.append(RejectedRow(row_of([c.name for c in self.columns], record),
                                             located(bad.reason, where), at_source=True))
-        return rows, rejected, len(raw), end
+        return rows, rejected, read, end
 
     def _locate(self, start: Position, row: int) -> str:
         """File and line of the chunk's `row`-th record, found by reading the chunk again (errors only)."""
