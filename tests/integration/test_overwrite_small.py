@@ -11,6 +11,7 @@ import pytest
 from schemas.api import WriteMode
 from service.connectors.postgresql import overwrite
 from service.connectors.registry import REGISTRY
+from service.connectors.sql.target import stage_parts
 from service.sync.engine import execute
 from service.sync.errors import CheckpointTaken
 from service.sync.model import ProgressUpdate
@@ -25,12 +26,12 @@ from tests.integration.test_engine_sync import (
     target_like,
 )
 
-STAGES = "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_batchsync\\_stage\\_%'"
 
-
-async def stages(target_dsn: str) -> int:
+async def stages(target_dsn: str, spec) -> int:
+    """The run's staging tables (other tests' cancelled runs may leave theirs in the shared database)."""
+    _, name = stage_parts(spec.target.table, str(spec.checkpoint_key))
     async with pg(target_dsn) as conn:
-        return int(await conn.fetchval(STAGES))
+        return int(await conn.fetchval("SELECT count(*) FROM pg_class WHERE relname LIKE $1", f"{name}%"))
 
 
 async def test_a_one_chunk_overwrite_needs_no_staging_table(source_dsn: str, target_dsn: str) -> None:
@@ -41,13 +42,13 @@ async def test_a_one_chunk_overwrite_needs_no_staging_table(source_dsn: str, tar
     seen: list[int] = []
 
     async def look(_: ProgressUpdate) -> None:
-        seen.append(await stages(target_dsn))
+        seen.append(await stages(target_dsn, spec))
 
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, mode=WriteMode.OVERWRITE, chunk_size=100)
     result = await execute(spec, Recorder(look), connectors=REGISTRY, connect_timeout=5)
 
     assert (result.records_written, result.chunks) == (80, 1)
-    assert seen == [0] and await stages(target_dsn) == 0
+    assert seen == [0] and await stages(target_dsn, spec) == 0
     await same_rows(source_dsn, src, target_dsn, tgt)
     assert await checkpoints_left(target_dsn, spec.checkpoint_key) == 0
 
@@ -141,10 +142,10 @@ async def test_a_first_chunk_too_big_to_hold_is_staged(
     seen: list[int] = []
 
     async def look(_: ProgressUpdate) -> None:
-        seen.append(await stages(target_dsn))
+        seen.append(await stages(target_dsn, spec))
 
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, mode=WriteMode.OVERWRITE, chunk_size=100)
     result = await execute(spec, Recorder(look), connectors=REGISTRY, connect_timeout=5)
     assert result.records_written == 90
-    assert seen == [1] and await stages(target_dsn) == 0
+    assert seen == [1] and await stages(target_dsn, spec) == 0
     await same_rows(source_dsn, src, target_dsn, tgt)

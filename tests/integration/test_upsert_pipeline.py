@@ -9,6 +9,7 @@ import pytest
 
 from schemas.api import WriteMode
 from service.connectors.registry import REGISTRY
+from service.connectors.sql.target import stage_parts
 from service.sync.engine import execute
 from service.sync.errors import SyncError
 from service.sync.model import ProgressUpdate
@@ -25,7 +26,13 @@ from tests.integration.test_engine_sync import (
 )
 from tests.support.databases import ADMIN_DSN, dsn_for
 
-STAGES_LEFT = "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_batchsync\\_stage\\_%\\_u_'"
+STAGES_LEFT = "SELECT count(*) FROM pg_class WHERE relname LIKE $1"
+
+
+def stages_of(spec) -> str:
+    """The LIKE pattern of the run's pipelined staging tables (other tests may leave theirs in the database)."""
+    _, name = stage_parts(spec.target.table, str(spec.checkpoint_key))
+    return f"{name}_u_"
 
 
 async def test_every_changed_row_is_merged_once(source_dsn: str, target_dsn: str) -> None:
@@ -42,7 +49,7 @@ async def test_every_changed_row_is_merged_once(source_dsn: str, target_dsn: str
     await same_rows(source_dsn, src, target_dsn, tgt)
     async with pg(target_dsn) as conn:
         assert await conn.fetchval(f"SELECT count(*) FROM {tgt}") == 1000
-        assert await conn.fetchval(STAGES_LEFT) == 0
+        assert await conn.fetchval(STAGES_LEFT, stages_of(again)) == 0
         assert await conn.fetchval(f"SELECT chunk FROM {CHECKPOINTS} WHERE checkpoint_key = $1",
                                    again.checkpoint_key) == 10
 
@@ -76,7 +83,7 @@ async def test_a_cancelled_run_keeps_the_merge_in_flight_and_resumes_after_it(
     assert result.records_written == 800
     await same_rows(source_dsn, src, target_dsn, tgt)
     async with pg(target_dsn) as conn:
-        assert await conn.fetchval(STAGES_LEFT) == 0
+        assert await conn.fetchval(STAGES_LEFT, stages_of(spec)) == 0
     assert await checkpoints_left(target_dsn, spec.checkpoint_key) == 0  # finished
 
 
