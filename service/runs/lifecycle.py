@@ -185,12 +185,14 @@ async def record_progress(
     checkpoint: Any,
     event: BatchSyncProgress | None,
     topics: Topics,
+    records_rejected: int = 0,
 ) -> Progressed:
     """Mirror the progress on the run, and learn whether it is still ours and whether a cancel was asked."""
     await relaxed(session)
     row = (await session.execute(
         update(Run).where(Run.id == run.id, Run.owner == worker_id)
-        .values(chunks=chunk, records_read=records_read, records_written=records_written, checkpoint=checkpoint)
+        .values(chunks=chunk, records_read=records_read, records_written=records_written, checkpoint=checkpoint,
+                records_rejected=records_rejected)
         .returning(Run.cancel_requested_by)
     )).first()
     if row is None:

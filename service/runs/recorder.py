@@ -109,7 +109,7 @@ class RunRecorder:
             progressed = await record_progress(
                 session, self._run, self._worker_id, chunk=update.chunk, records_read=update.records_read,
                 records_written=update.records_written, checkpoint=update.checkpoint, event=event,
-                topics=self._topics,
+                topics=self._topics, records_rejected=update.records_rejected,
             )
         if not progressed.still_ours:
             self.lost = True
