@@ -12,6 +12,7 @@ import pytest
 
 from schemas.api import ErrorLimitSpec, SourceSpec
 from service.connectors.base import RejectedRow
+from service.connectors.sql.target import stage_parts
 from service.sync.errors import SyncError
 from service.sync.model import Endpoint, RunSpec
 from service.sync.rejects import TooManyRejected, event_id
@@ -162,6 +163,8 @@ async def test_beyond_the_ratio_the_run_fails_before_publishing(orders_csv: Any,
 
     assert "已拒绝 5 行" in failed.value.reason and "0.40%" in failed.value.reason
     assert [r["id"] for r in await fetch(target_dsn, f"SELECT id FROM {target_table}")] == [-1]  # not swapped
+    _, stage = stage_parts(target_table, str(spec.checkpoint_key))  # kept for a retry: dropped for the next tests
+    await execute_sql(target_dsn, f"DROP TABLE {stage}")
 
 
 async def test_a_crash_after_a_chunk_tells_its_rejected_rows_again_with_the_same_ids(
