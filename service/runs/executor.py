@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 Execute = Callable[..., Coroutine[Any, Any, RunResult]]
 CANCEL_GRACE_SECONDS = 2.0
+DIRECT_REPLY_SECONDS = 2.0
+"""How long a finished run waits for its replies' direct send before leaving them to the outbox relay."""
 Claimed = tuple[Run, RunSpec | SyncError]
 
 
@@ -223,7 +225,9 @@ class RunExecutor:
                                      start=(0, None) if recorder is None else recorder.pending_start(),
                                      replies=replies, **counts)  # type: ignore[arg-type]
         if replies and self._sender is not None:  # before the relay is woken, so it rarely sends them again
-            sent = await self._sender.send_now(replies)
+            sent: list[int] = []
+            with contextlib.suppress(TimeoutError):  # a slow broker must not hold the run's slot: the relay sends
+                sent = await asyncio.wait_for(self._sender.send_now(replies), DIRECT_REPLY_SECONDS)
             with contextlib.suppress(Exception):  # unmarked, the relay sends them again: harmless
                 async with self._sessions.begin() as session:
                     await outbox.mark_published(session, sent)

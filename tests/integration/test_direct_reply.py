@@ -16,6 +16,7 @@ from service.config import Settings
 from service.connectors.registry import REGISTRY
 from service.db.models import Outbox, Run
 from service.ports import BrokerUnavailable
+from service.runs import executor as executor_module
 from service.runs.executor import RunExecutor
 from service.runs.lifecycle import utcnow
 from service.runs.outbox import SqlOutbox, add_event, mark_published
@@ -132,3 +133,30 @@ async def test_only_acknowledged_rows_count_as_sent():
     assert await OutboxRelay(store=None, publisher=refusing).send_now(rows) == []  # type: ignore[arg-type]
     assert refusing.handed == ["a", "b"]
     assert await OutboxRelay(store=None, publisher=HalfPublisher()).send_now(rows) == [1]  # type: ignore[arg-type]
+
+
+class StuckSender(Sender):
+    async def send_now(self, messages) -> list[int]:
+        self.arrived.set()
+        await asyncio.Event().wait()  # a broker that never acknowledges
+        return []
+
+
+async def test_a_stuck_direct_send_is_left_to_the_relay(db, state_dsn, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(executor_module, "DIRECT_REPLY_SECONDS", 0.2)
+    notifier = Notifier()
+    executor = RunExecutor(Settings(database_url=state_dsn, topic_prefix="direct.test"), db.sessions, notifier,
+                           "w1", REGISTRY, execute=engine_stand_in, sender=StuckSender(notifier))
+    event = BatchSyncRequested(correlation_id=str(uuid.uuid4()), batch_id=await state_batch(db.sessions),
+                               producer="test", requested_by="t", trigger=Trigger.HTTP, reply_to="direct.replies")
+    assert await admit(db.sessions, event, "w1", 30, claimer=executor) is Admission.SCHEDULE
+    executor.submit(run_id_for(event.request_id), event.batch_id)
+    try:
+        async with asyncio.timeout(5):
+            while notifier.calls == 0:  # the relay is woken all the same, without waiting for the broker
+                await asyncio.sleep(0.01)
+    finally:
+        await executor.stop()
+    async with db.sessions() as session:
+        [row] = (await session.scalars(select(Outbox).where(Outbox.key == event.correlation_id.encode()))).all()
+    assert row.published_at is None, "not acknowledged: the relay publishes it"
