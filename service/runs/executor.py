@@ -71,6 +71,7 @@ class RunExecutor:
         self._claimed: dict[uuid.UUID, Claimed] = {}
         """Runs claimed by their admission's transaction, waiting for `submit`."""
         self._engines: dict[uuid.UUID, asyncio.Task[RunResult]] = {}
+        self._interrupting: set[uuid.UUID] = set()
         self._background: list[asyncio.Task[None]] = []
         self._scan_now = asyncio.Event()
 
@@ -206,6 +207,7 @@ class RunExecutor:
         finally:
             self._recorders.pop(run_id, None)
             self._engines.pop(run_id, None)
+            self._interrupting.discard(run_id)
 
     async def _finish(
         self,
@@ -254,13 +256,17 @@ class RunExecutor:
             for run_id, recorder in list(self._recorders.items()):
                 if run_id not in alive:
                     recorder.lost = True
-                elif alive[run_id] and recorder.cancelled_by is None:
-                    recorder.cancelled_by = alive[run_id]
+                elif alive[run_id]:
+                    recorder.cancelled_by = recorder.cancelled_by or alive[run_id]
                     self._interrupt_later(run_id)
 
     def _interrupt_later(self, run_id: uuid.UUID) -> None:
         """A cancelled run stops at its next chunk boundary; one stuck waiting on a system (a frozen database,
         a long merge) is interrupted after CANCEL_GRACE_SECONDS, so a cancel takes effect within seconds."""
+
+        if run_id in self._interrupting:
+            return
+        self._interrupting.add(run_id)
 
         async def interrupt() -> None:
             await asyncio.sleep(CANCEL_GRACE_SECONDS)

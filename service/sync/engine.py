@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from schemas.api import WriteMode
 from schemas.events import RunPhase
@@ -181,6 +181,11 @@ def _tolerate(*sides: Source | Target) -> None:
             side.tolerate_bad_rows()
 
 
+def _abandon(task: "asyncio.Future[Any]") -> None:
+    task.cancel()
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
 class _Run:
     """State that survives retries of one run: whether on_start was told, and from which chunk."""
 
@@ -204,12 +209,19 @@ class _Run:
     async def _io(self, side: Side, operation: Awaitable[T]) -> T:
         """One source or target operation, bounded by the I/O timeout: a system that stops answering (a
         frozen server, a half-open socket) is an outage the run rides out, not a hang."""
+        task = asyncio.ensure_future(operation)
         try:
-            async with asyncio.timeout(self.io_timeout):
-                return await operation
-        except TimeoutError as exc:
+            done, _ = await asyncio.wait({task}, timeout=self.io_timeout)
+        except asyncio.CancelledError:
+            _abandon(task)
+            raise
+        if not done:
+            # Not awaited: a driver that cleans up on cancel (a ROLLBACK) would wait on the hung system too.
+            # The connection is terminated when the attempt leaves its `async with`, which ends the task.
+            _abandon(task)
             error = TransientSourceError if side == "source" else TransientTargetError
-            raise error(detail=f"no answer in {self.io_timeout:g} s") from exc
+            raise error(detail=f"no answer in {self.io_timeout:g} s")
+        return task.result()
 
     async def attempt(self, number: int) -> RunResult:
         spec = self.spec

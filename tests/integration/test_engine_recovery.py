@@ -133,7 +133,8 @@ async def test_cancel_leaves_an_overwritten_target_untouched(source_dsn: str, ta
     async with pg(target_dsn) as conn:
         assert await conn.fetchval(f"SELECT count(*) FROM {tgt} WHERE id BETWEEN 9001 AND 9050") == 50
         assert await conn.fetchval(f"SELECT count(*) FROM {tgt}") == 50
-        assert await conn.fetchval("SELECT count(*) FROM pg_class WHERE relname LIKE '_batchsync_stage_%'") == 0
+        stage = f"_batchsync_stage_{str(spec.checkpoint_key).replace('-', '')[:20]}%"
+        assert await conn.fetchval("SELECT count(*) FROM pg_class WHERE relname LIKE $1", stage) == 0
     assert await checkpoints_left(target_dsn, spec.checkpoint_key) == 0
 
 

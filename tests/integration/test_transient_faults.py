@@ -3,6 +3,7 @@ middle of a run, in each write mode, and the target still equals the source afte
 wait for a frozen database."""
 
 import asyncio
+import logging
 
 import pytest
 
@@ -97,7 +98,7 @@ async def test_an_outage_longer_than_the_budget_fails_the_run_with_the_reason(se
 
 
 async def test_a_frozen_target_is_an_outage_once_the_io_timeout_passes(server: OwnPostgres, state_dsn, source_dsn,
-                                                                       broker):
+                                                                       broker, caplog):
     table = await prepare("upsert", source_dsn, server.dsn)
     settings = stack_settings(state_dsn, broker.bootstrap, transient_retry_seconds=60, io_timeout_seconds=2)
     async with running_stack(settings) as stack:
@@ -105,9 +106,12 @@ async def test_a_frozen_target_is_an_outage_once_the_io_timeout_passes(server: O
         await mid_run(state_dsn, run_id)
         server.freeze()
         try:
-            await asyncio.sleep(8)
+            with caplog.at_level(logging.WARNING, logger="service.sync.retry"):
+                await asyncio.sleep(8)
+            retried_while_frozen = [r.getMessage() for r in caplog.records if "no answer in 2 s" in r.getMessage()]
         finally:
             server.thaw()
+        assert retried_while_frozen, "the frozen write was never given up on"
         run = await wait_for_run(stack, batch_id, run_id, within=180)
     assert run["status"] == "SUCCESS", run
     await assert_exact(source_dsn, server.dsn, table)

@@ -162,11 +162,8 @@ class PipelinedUpsert:
         back: a frozen database cannot hold a cancel up)."""
         pending, self._pending = self._pending, None
         if pending is not None and not pending.done():
-            with contextlib.suppress(BaseException):
-                if interrupted:
-                    await asyncio.wait_for(pending, self._timeout)
-                else:
-                    await pending
+            with contextlib.suppress(BaseException):  # bounded either way: the database may be the thing that hung
+                await asyncio.wait_for(pending, self._timeout if interrupted else self._timeout * 3)
         merged = pending is None or (not pending.cancelled() and pending.exception() is None)
         await close(self._merger, clean=merged)
         self._merger = None
