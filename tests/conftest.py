@@ -78,3 +78,17 @@ def mariadb_test_database_left_clean() -> Iterator[None]:
         return
     yield
     asyncio.run(_drop_mariadb_tables(asyncio.run(_mariadb_tables()) - before))
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Iterator[None]:
+    """A command run in-process (typer's CliRunner) sets up logging onto its own captured stderr; the next
+    test must not keep writing there, nor inherit its level."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)

@@ -146,11 +146,13 @@ async def test_sync_needs_a_token_and_the_permission(stack, connections, source_
     batch_id, _ = await make_batch(stack, connections, source_dsn, target_dsn, 1)
     anonymous = await stack.client.post(f"/integration/batch/{batch_id}/sync")
     assert anonymous.status_code == 401
-    assert anonymous.json() == {"code": 401, "message": "认证失败，无法访问系统资源", "data": None}
+    assert anonymous.json() == {"code": 401, "message": "认证失败，无法访问系统资源",
+                                "data": {"reason": "missing", "description": "no bearer token was sent"}}
     reader = await stack.client.post(f"/integration/batch/{batch_id}/sync",
                                      headers=stack.headers(["integration:batch:query"]))
     assert reader.status_code == 403
-    assert reader.json() == {"code": 403, "message": "无权限执行此操作", "data": None}
+    assert reader.json()["code"] == 403 and reader.json()["message"] == "无权限执行此操作"
+    assert reader.json()["data"]["permission"] == "integration:batch:sync"
 
 
 async def test_history_and_statistics_follow_the_runs(stack, connections, source_dsn, target_dsn):
