@@ -102,7 +102,7 @@ async def test_dropped_connection_is_retried_without_rereading(
         result = await execute(spec, observer, connectors=REGISTRY, connect_timeout=5)
 
     await same_rows(source_dsn, src, target_dsn, tgt)
-    assert killed == [1]
+    assert killed and set(killed) == {1}  # the run's backend (and any parked idle one) terminated
     assert [u.chunk for u in observer.updates] == list(range(1, 11))
     assert result.records_written == 1000
     messages = [r.getMessage() for r in caplog.records]
