@@ -222,7 +222,7 @@ class ConsumeLoop:
                 log.warning("%s: the consumer failed, reconnecting in %.1fs: %r", name, self._backoff.delay, exc)
             finally:
                 self.ready.clear()
-                await self._stop(consumer)
+                await self._stop_within(consumer)
             await self._backoff.sleep()
 
     # --- start and stop ---
@@ -308,6 +308,17 @@ class ConsumeLoop:
         self.extent = extent
         if self.on_assigned is not None:
             self.on_assigned(partitions)
+
+    async def _stop_within(self, consumer: AIOKafkaConsumer) -> None:
+        """Stop, but never hold a shutdown for ever: a client whose broker or store no longer answers (a commit,
+        a group leave) is left behind after a bound, with a warning."""
+        bound = 2 * self.settings.kafka_request_timeout_ms / 1000 + COMMIT_TIMEOUT
+        task = asyncio.ensure_future(self._stop(consumer))
+        done, _ = await asyncio.wait({task}, timeout=bound)
+        if not done:
+            task.cancel()
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            log.warning("%s: the consumer did not stop within %.0fs; left behind", self.subscription.name, bound)
 
     async def _stop(self, consumer: AIOKafkaConsumer) -> None:
         if self._consumer is consumer:

@@ -92,3 +92,12 @@ def root_logging_restored() -> Iterator[None]:
     for handler in [h for h in root.handlers if h not in handlers]:
         root.removeHandler(handler)
     root.setLevel(level)
+
+
+@pytest.fixture
+def fresh_secret_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests that compare exact output: values earlier tests' connections taught the process-wide log mask
+    (a password of 'secrets', a user named 'batchsync') would be masked in it, as they are in production."""
+    from service import logging_filters
+
+    monkeypatch.setattr(logging_filters, "_remembered", logging_filters._Remembered())

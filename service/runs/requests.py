@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.events import BatchSyncCompleted, BatchSyncRequested, ErrorCode, Trigger
 from schemas.messages import BATCH_NOT_FAILED, BATCH_NOT_FOUND, BROKER, DATABASE, REQUEST_MISMATCH, unavailable
-from schemas.status import TERMINAL, RunStatus
+from schemas.status import ACTIVE, TERMINAL, RunStatus
 from service.config import Settings
 from service.db.failures import database_down
 from service.db.models import Batch, RequestLedger, Run
@@ -151,13 +151,17 @@ async def request_cancel(state: RequestContext, batch_id: int, requested_by: str
     row lock) can no longer be stopped: the cancel is answered as too late and not recorded."""
     try:
         async with state.sessions.begin() as session:
-            batch, running = await _locked_batch(session, batch_id)
+            # No lock on the batch row: a worker claiming the run locks the run and then the batch, so taking
+            # them in the other order here deadlocked. The run row's lock alone serialises the handshake.
+            batch = await session.get(Batch, batch_id)
             if batch is None:
                 return BatchNotFound(batch_id)
+            running = await active_run(session, batch_id)
             if running is None:
                 return NothingToCancel(batch_id)
             flagged = await session.execute(
-                update(Run).where(Run.id == running.id, Run.finishing_at.is_(None))
+                update(Run).where(Run.id == running.id, Run.finishing_at.is_(None),
+                                  Run.status.in_(sorted(ACTIVE)))
                 .values(cancel_requested_by=func.coalesce(Run.cancel_requested_by, requested_by))
                 .returning(Run.id)
             )

@@ -26,6 +26,8 @@ from tests.support.databases import fresh_database
 from tests.support.http_api import TOKEN, ApiServer, serving
 from tests.support.stack import create_batch, running_stack, stack_settings
 
+pytestmark = pytest.mark.usefixtures("fresh_secret_memory")
+
 PG_SECRET = "pg-SECRET-at-rest-3141"
 HEADER_SECRET = "hdr-SECRET-custom-2718"
 QUERY_KEY, QUERY_SIG = "qkey-SECRET-1618", "qsig-SECRET-1414"

@@ -2,6 +2,7 @@
 it, and nothing of the token in either."""
 
 import time
+from collections.abc import Callable
 
 import jwt
 import pytest
@@ -16,6 +17,8 @@ from service.auth import (
     verify_token,
 )
 from service.config import Settings
+
+pytestmark = pytest.mark.usefixtures("fresh_secret_memory")
 
 SECRET = "unit-test-secret-0123456789-abcdef"
 OTHER = "another-secret-0123456789-abcdefgh"
@@ -34,29 +37,34 @@ def reason_of(settings: Settings, value: str) -> AuthReason:
     return failed.value.reason
 
 
-NOW = int(time.time())
-CASES = [
-    ("garbage", {}, AuthReason.MALFORMED),
-    (jwt.encode({"sub": "a"}, None, algorithm="none"), {}, AuthReason.BAD_ALGORITHM),
-    (token(OTHER), {}, AuthReason.BAD_SIGNATURE),
-    (token(exp=NOW - 5, iat=NOW - 60), {}, AuthReason.EXPIRED),
-    (token(iat=NOW + 600, exp=NOW + 660), {}, AuthReason.NOT_YET_VALID),
-    (token(exp=None), {}, AuthReason.MISSING_CLAIM),
-    (token(sub=None), {}, AuthReason.MISSING_CLAIM),
-    (token(sub=""), {}, AuthReason.BAD_CLAIMS),
-    (token(perms=[1, 2]), {}, AuthReason.BAD_CLAIMS),
-    (token(iat="yesterday"), {}, AuthReason.BAD_CLAIMS),
-    (token(iss="someone-else"), {"jwt_issuer": "batchsync"}, AuthReason.WRONG_ISSUER),
-    (token(aud="another-api"), {"jwt_audience": "batchsync"}, AuthReason.WRONG_AUDIENCE),
-    (token(iat=NOW - 90_000, exp=NOW + 60), {}, AuthReason.TTL_TOO_LONG),
-    (token(), {"jwt_secret": None}, AuthReason.NOT_CONFIGURED),
+def now() -> int:
+    return int(time.time())
+
+
+# Each token is minted when its test runs, not at import: a token minted at collection would expire during a
+# long run and turn every case into EXPIRED.
+CASES: list[tuple[Callable[[], str], dict, AuthReason]] = [
+    (lambda: "garbage", {}, AuthReason.MALFORMED),
+    (lambda: jwt.encode({"sub": "a"}, None, algorithm="none"), {}, AuthReason.BAD_ALGORITHM),
+    (lambda: token(OTHER), {}, AuthReason.BAD_SIGNATURE),
+    (lambda: token(exp=now() - 5, iat=now() - 60), {}, AuthReason.EXPIRED),
+    (lambda: token(iat=now() + 600, exp=now() + 660), {}, AuthReason.NOT_YET_VALID),
+    (lambda: token(exp=None), {}, AuthReason.MISSING_CLAIM),
+    (lambda: token(sub=None), {}, AuthReason.MISSING_CLAIM),
+    (lambda: token(sub=""), {}, AuthReason.BAD_CLAIMS),
+    (lambda: token(perms=[1, 2]), {}, AuthReason.BAD_CLAIMS),
+    (lambda: token(iat="yesterday"), {}, AuthReason.BAD_CLAIMS),
+    (lambda: token(iss="someone-else"), {"jwt_issuer": "batchsync"}, AuthReason.WRONG_ISSUER),
+    (lambda: token(aud="another-api"), {"jwt_audience": "batchsync"}, AuthReason.WRONG_AUDIENCE),
+    (lambda: token(iat=now() - 90_000, exp=now() + 60), {}, AuthReason.TTL_TOO_LONG),
+    (lambda: token(), {"jwt_secret": None}, AuthReason.NOT_CONFIGURED),
 ]
 
 
-@pytest.mark.parametrize(("value", "settings", "reason"), CASES, ids=[case[2].value + str(i) for i, case in
-                                                                      enumerate(CASES)])
-def test_each_failure_has_its_reason(value: str, settings: dict, reason: AuthReason) -> None:
-    assert reason_of(Settings(_env_file=None, **{"jwt_secret": SECRET, **settings}), value) is reason
+@pytest.mark.parametrize(("make", "settings", "reason"), CASES, ids=[case[2].value + str(i) for i, case in
+                                                                     enumerate(CASES)])
+def test_each_failure_has_its_reason(make: Callable[[], str], settings: dict, reason: AuthReason) -> None:
+    assert reason_of(Settings(_env_file=None, **{"jwt_secret": SECRET, **settings}), make()) is reason
 
 
 def test_every_reason_is_described_in_ascii_and_the_challenge_quotes_it() -> None:
