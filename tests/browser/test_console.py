@@ -52,7 +52,9 @@ def test_log_in_sync_a_batch_and_watch_its_run_reach_success_live(server, browse
 
     wait_for(browser, finished, timeout=90)
     assert "RUNNING" in seen and "progress" in seen, f"the live run was shown with its progress: {seen}"
-    wait_for(browser, lambda d: "60,000" in d.find_element("css selector", ".tiles").text)
+    # read in one script: the tiles re-render as the statistics arrive, so a found element can go stale
+    wait_for(browser, lambda d: "60,000" in d.execute_script(
+        "return document.querySelector('.tiles')?.textContent ?? ''"))
     assert len(all_css(browser, ".chart svg rect")) == 1, "one bar per run"
     screenshot(browser, tmp_path, "batch-success")
 

@@ -19,6 +19,17 @@ OUTAGE_SECONDS = 10
 MODES = ["append", "overwrite", "upsert"]
 
 
+class Collected(logging.Handler):
+    """The messages one logger emits, whatever the root logger's handlers are."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def server():
     with own_postgres() as running:
@@ -98,7 +109,7 @@ async def test_an_outage_longer_than_the_budget_fails_the_run_with_the_reason(se
 
 
 async def test_a_frozen_target_is_an_outage_once_the_io_timeout_passes(server: OwnPostgres, state_dsn, source_dsn,
-                                                                       broker, caplog):
+                                                                       broker):
     table = await prepare("upsert", source_dsn, server.dsn)
     settings = stack_settings(state_dsn, broker.bootstrap, transient_retry_seconds=60, io_timeout_seconds=2)
     async with running_stack(settings) as stack:
@@ -106,12 +117,16 @@ async def test_a_frozen_target_is_an_outage_once_the_io_timeout_passes(server: O
         await mid_run(state_dsn, run_id)
         server.freeze()
         try:
-            with caplog.at_level(logging.WARNING, logger="service.sync.retry"):
-                await asyncio.sleep(8)
-            retried_while_frozen = [r.getMessage() for r in caplog.records if "no answer in 2 s" in r.getMessage()]
+            retries = Collected()
+            logging.getLogger("service.sync.retry").addHandler(retries)
+            try:
+                await asyncio.sleep(12)  # a 2 s I/O timeout, then up to 2 s for the pipelined merge to let go
+            finally:
+                logging.getLogger("service.sync.retry").removeHandler(retries)
+            retried_while_frozen = [m for m in retries.messages if "no answer in 2 s" in m]
         finally:
             server.thaw()
-        assert retried_while_frozen, "the frozen write was never given up on"
+        assert retried_while_frozen, f"the frozen write was never given up on: {retries.messages}"
         run = await wait_for_run(stack, batch_id, run_id, within=180)
     assert run["status"] == "SUCCESS", run
     await assert_exact(source_dsn, server.dsn, table)

@@ -109,7 +109,7 @@ class PostgresTarget:
 
     async def __aexit__(self, exc_type: object, *_: object) -> None:
         if self._upsert is not None:
-            await self._upsert.close(interrupted=isinstance(exc_type, type) and not issubclass(exc_type, Exception))
+            await self._upsert.close()
         await close(self._conn, clean=exc_type is None)
 
     @property
@@ -277,7 +277,7 @@ class PostgresTarget:
             async with self.conn.transaction():
                 await self.conn.execute(f"DROP TABLE IF EXISTS {self._stage(key)}")
                 if self._upsert is not None:
-                    await self._upsert.close(interrupted=True)
+                    await self._upsert.close()
                     await self._upsert.drop_stages(self.conn, key)
                 await self.conn.execute(f"DELETE FROM {CHECKPOINTS} WHERE checkpoint_key = $1::uuid", key)
         except (pgerr.PostgresError, pgerr.InterfaceError, OSError) as exc:

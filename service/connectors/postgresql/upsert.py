@@ -155,15 +155,15 @@ class PipelinedUpsert:
         await conn.execute(f"DROP TABLE IF EXISTS {stages}")
         self._stages = []
 
-    async def close(self, *, interrupted: bool) -> None:
-        """End the merging connection. A merge still in flight finishes first, so the chunk the engine was
-        told is written stays written and a resumed run goes on after it; when the run was `interrupted`
-        (cancelled) it gets `connect_timeout` seconds for that, then is cancelled (its transaction rolls
-        back: a frozen database cannot hold a cancel up)."""
+    async def close(self) -> None:
+        """End the merging connection. A merge still in flight gets `connect_timeout` seconds to finish (then
+        the chunk the engine was told is written stays written); after that it is cancelled and rolls back, and
+        a resumed run merges that chunk again (harmless for an upsert): a frozen database cannot hold the run
+        up, whether it is unwinding from an I/O timeout or from a cancel."""
         pending, self._pending = self._pending, None
         if pending is not None and not pending.done():
             with contextlib.suppress(BaseException):  # bounded either way: the database may be the thing that hung
-                await asyncio.wait_for(pending, self._timeout if interrupted else self._timeout * 3)
+                await asyncio.wait_for(pending, self._timeout)
         merged = pending is None or (not pending.cancelled() and pending.exception() is None)
         await close(self._merger, clean=merged)
         self._merger = None
