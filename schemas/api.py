@@ -392,6 +392,20 @@ class ErrorLimitSpec(InputModel):
         return self
 
 
+class SplitSpec(InputModel):
+    """Spread one run over the consumer group (docs/spec.md §10): slices by ranges of `column` (an integer, date or
+    timestamp column of a table source), each at most `maxRowsPerSlice` rows, or exactly `slices` ranges."""
+
+    column: Text
+    max_rows_per_slice: int = Field(default=500_000, ge=1, le=2**62)
+    slices: int | None = Field(default=None, ge=1, le=10_000)
+
+    @field_validator("column")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        return check_identifier(value)
+
+
 class BatchIn(InputModel):
     name: Text = Field(min_length=1, max_length=200)
     source_connection_id: Id
@@ -404,6 +418,7 @@ class BatchIn(InputModel):
     retry_policy: RetryPolicySpec | None = None
     notify: NotifySpec | None = None
     error_limit: ErrorLimitSpec | None = None
+    split: SplitSpec | None = None
 
 
 class BatchOut(BatchIn):

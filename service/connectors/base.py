@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 if TYPE_CHECKING:
     from schemas.api import SourceSpec, TargetSpec
+    from service.slicing.ranges import SliceRange
     from service.sync.model import Endpoint
 
 Position = dict[str, Any]
@@ -270,6 +271,43 @@ class StreamTarget(Protocol):
     CSV source hands over undecoded); it answers whether it takes `copy_format` for this run."""
 
     def accept_stream(self, copy_format: str) -> bool: ...
+
+
+@runtime_checkable
+class SliceableSource(Protocol):
+    """A table source that can be read in slices (docs/spec.md §10): it answers the planner's questions about one
+    column, and once `restrict`ed every later read (estimate, count, chunks) sees only the slice's rows."""
+
+    async def column_kind(self, column: str) -> str | None:
+        """The canonical kind (`int`, `date`, `datetime`, ...) of a column of the table; ConfigInvalid if absent."""
+        ...
+
+    async def bounds(self, column: str) -> tuple[Any, Any] | None:
+        """The smallest and largest non-NULL value of `column` as JSON values; None when every value is NULL."""
+        ...
+
+    async def count_range(self, where: "SliceRange", *, exact: bool = True) -> int:
+        """The rows in `where`; not `exact`: the database's estimate (its statistics), for tables too big to count."""
+        ...
+
+    def restrict(self, where: "SliceRange") -> None:
+        """Read only the rows in `where` from now on."""
+        ...
+
+
+@runtime_checkable
+class SliceStagingTarget(Protocol):
+    """A target an overwrite can be sliced into: each slice stages its rows under its own checkpoint key, and the
+    run publishes every stage at once, atomically, after the last slice (readers never see a half-written table)."""
+
+    async def stage_finished(self, key: str, columns: list[str], last: Checkpoint) -> None:
+        """The slice `key` staged all its rows: store `last` marked staged (`extra["staged"]`), publish nothing."""
+        ...
+
+    async def publish_stages(self, keys: list[str], columns: list[str]) -> None:
+        """In one transaction: replace the table's rows with the union of the stages of `keys`, mark each key's
+        checkpoint finished, drop the stages. Idempotent: when every key is finished already, nothing happens."""
+        ...
 
 
 class Connectors(Protocol):
