@@ -3,18 +3,46 @@ and a Tansu broker on a free port. Tests that need a clean slate build their own
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
 from service.db.migrate import upgrade
 from tests.support.brokers import RunningBroker, tansu
 from tests.support.databases import fresh_database
+from tests.support.watchdog import Watchdog, terminal_writer
 
 # The suite's own trust settings, inherited by every Settings() and every process a test starts:
 # files may live under the temp folder (where tmp_path is), and a fixed key encrypts and signs.
 os.environ.setdefault("BATCHSYNC_FILE_ROOTS", tempfile.gettempdir())
 os.environ.setdefault("BATCHSYNC_SECRET_KEY", "test-secret-key-for-the-suite-only-0123456789")
+
+WATCHDOG_SECONDS = float(os.environ.get("BATCHSYNC_TEST_WATCHDOG_SECONDS", "120"))
+"""A test running this long has every asyncio task (with what it awaits) and every thread written to the
+terminal, before pytest-timeout's 300 s fail it with thread stacks only (tests/support/watchdog.py)."""
+_watchdog = pytest.StashKey[Watchdog]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_watchdog] = Watchdog(WATCHDOG_SECONDS, terminal_writer(config))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    watchdog = item.config.stash[_watchdog]
+    watchdog.started(item.nodeid)
+    try:
+        return (yield)
+    finally:
+        watchdog.finished()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    fired = config.stash[_watchdog].fired
+    if fired:
+        terminalreporter.write_sep("=", f"watchdog: tasks dumped for tests over {WATCHDOG_SECONDS:.0f} s")
+        for test in dict.fromkeys(fired):
+            terminalreporter.write_line(f"{test} ({fired.count(test)} dump(s))")
 
 
 @pytest.fixture(scope="session")
