@@ -283,6 +283,25 @@ def incremental_unsupported(kind: str) -> str:
     return f"源类型 {kind} 不支持增量同步（cursorColumn）"
 
 
+def split_unsupported(kind: str, side: str) -> str:
+    """A batch with `split` whose source cannot be read by ranges, or whose target cannot take slices."""
+    return f"{side}类型 {kind} 不支持分片同步（split）"
+
+
+SPLIT_NEEDS_TABLE: Final = "分片同步（split）需要以表（table）为源，不支持查询（query）"
+SPLIT_NOT_INCREMENTAL: Final = "分片同步（split）不能与增量同步（cursorColumn）同时使用"
+
+
+def slice_failed(number: int, message: str) -> str:
+    """A split run failed because slice `number` did: `分片 3 同步失败：<the slice's message>`."""
+    return f"分片 {number} 同步失败：{message}"
+
+
+def split_column_kind(column: str, kind: object) -> str:
+    """The `split` column is not an integer, date or timestamp column (service/slicing/planner.py)."""
+    return f"分片同步（split）的列 {column} 类型为 {kind}，只支持整数、日期和时间列"
+
+
 # SQL databases: shared by the postgresql, mysql and sqlite connectors (service/connectors/sql).
 WRITE_REFUSED: Final = "源查询试图写入（源端只读）"
 DATABASE_MISSING: Final = "数据库不存在"
