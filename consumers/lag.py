@@ -38,7 +38,8 @@ class LagSampler:
             if end is None:
                 continue
             try:
-                position = await asyncio.wait_for(consumer.position(tp), POSITION_WAIT)
+                async with asyncio.timeout(POSITION_WAIT):  # not wait_for: it can drop the loop's cancel (loop.py)
+                    position = await consumer.position(tp)
             except Exception:  # no position yet, or the partition was just revoked: the next sample has it
                 continue
             CONSUMER_LAG.labels(self._group, tp.topic, str(tp.partition)).set(max(end - position, 0))

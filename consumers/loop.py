@@ -10,7 +10,10 @@ What each consumer once wrote for itself lives here:
   their offsets committed to the broker after each fetch and on revocation; a `PerBatch` handler stores
   its offsets in PostgreSQL with its effects (PostgreSQL is the transaction boundary, docs/brokers.md),
   the loop seeks to them on every assignment, and broker commits are only a lag hint. Commits are
-  bounded in time because they can hang on a restarted test broker.
+  bounded in time because they can hang on a restarted test broker. Every bound inside the loop is an
+  `asyncio.timeout`, never `asyncio.wait_for`: on Python 3.11 `wait_for` returns the result and drops a
+  cancel that arrives as the awaited call completes, and a loop that lost its cancel runs for ever (it hung
+  whoever awaited the cancelled task: tests stopping a loop right after a commit).
 - **The DLQ**: a handler raising `Rejected(reason)` parks the record in `P.dlq` (consumers/dlq.py) and the
   loop goes on; a batch is then applied again without that record.
 - **Rebalance hooks**: the above, then the owner's `on_assigned`.
@@ -326,7 +329,8 @@ class ConsumeLoop:
                 await self._commit(consumer)
             self._consumer = None
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(consumer.stop(), self.settings.kafka_request_timeout_ms / 1000)
+            async with asyncio.timeout(self.settings.kafka_request_timeout_ms / 1000):
+                await consumer.stop()
 
     # --- consuming ---
 
@@ -386,7 +390,8 @@ class ConsumeLoop:
             end = consumer.highwater(tp)
             if end is None:
                 with contextlib.suppress(KafkaError, TimeoutError):
-                    end = (await asyncio.wait_for(consumer.end_offsets([tp]), COMMIT_TIMEOUT)).get(tp)
+                    async with asyncio.timeout(COMMIT_TIMEOUT):
+                        end = (await consumer.end_offsets([tp])).get(tp)
             gap = f"{positions[tp] - end} offsets ({end}..{positions[tp] - 1})" if end is not None else "unknown"
             log.warning("%s: %s[%s] ends at %s but we were at offset %s: the topic was recreated or truncated "
                         "(gap: %s); reading it again from the earliest offset, events are deduplicated by id",
@@ -481,7 +486,8 @@ class ConsumeLoop:
             if self.solo and isinstance(self.handling, PerRecord) and self.handling.offsets is not None:
                 await self.handling.offsets.save({tp.partition: offset for tp, offset in offsets.items()})
             else:
-                await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT)
+                async with asyncio.timeout(COMMIT_TIMEOUT):
+                    await consumer.commit(offsets)
         except Exception as error:
             log.warning("%s: offset commit failed (%r); the next commit covers it", self.subscription.name, error)
             return
@@ -494,7 +500,8 @@ class ConsumeLoop:
         if self.solo:
             return  # no group: nothing to hint
         try:
-            await asyncio.wait_for(consumer.commit(dict(offsets)), COMMIT_TIMEOUT)
+            async with asyncio.timeout(COMMIT_TIMEOUT):
+                await consumer.commit(dict(offsets))
         except (KafkaError, TimeoutError) as exc:
             log.debug("%s: commit hint failed (offsets are in PostgreSQL): %r", self.subscription.name, exc)
 

@@ -180,6 +180,41 @@ async def test_a_group_less_subscription_reads_from_the_end_and_commits_nothing(
     assert consumer.seeks == ["end"] and consumer.commits == []
 
 
+
+class CancelledAsItCommits(ScriptedConsumer):
+    """The loop's cancel lands in the very loop iteration its commit completes in (a test stopping the loop as
+    soon as what it waited for is durable)."""
+
+    task: "asyncio.Task[None] | None" = None
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        await super().commit(offsets)
+        assert self.task is not None
+        asyncio.get_running_loop().call_soon(self.task.cancel)
+
+
+@pytest.mark.parametrize("per", ["record", "batch"])
+async def test_a_cancel_arriving_as_a_commit_completes_stops_the_loop(scripted, per: str) -> None:
+    """On Python 3.11 `asyncio.wait_for` returns the result and drops such a cancel: the loop ran on and
+    whoever awaited it hung (tests awaiting a cancelled loop hung in full runs, where the timing lines up)."""
+    consumer = scripted["consumer"] = CancelledAsItCommits([Record(0)])
+
+    async def nothing(_: object) -> None:
+        return None
+
+    async def stored() -> dict[int, int]:
+        return {}
+
+    handling = PerRecord(nothing) if per == "record" else PerBatch(nothing, stored)
+    task = consumer.task = asyncio.create_task(ConsumeLoop(SETTINGS, subscription(), handling).run())
+    try:
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert task in done and task.cancelled(), "the cancel was lost: the loop still runs"
+        assert consumer.commits == [{TP: 1}]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
 # --- bounded reads (audit replay) ---
 
 
