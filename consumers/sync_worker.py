@@ -83,6 +83,11 @@ class SyncWorker:
         """Admit one request; returns once the admission is durable."""
         try:
             event = parse_request(record.value, self.settings.max_message_bytes)
+            if event.slice is not None and event.run_id is not None:
+                # A slice of a split run: claimed (or found taken, or ended) when a slot is free; its run's
+                # coordinator stored it before the request was published, so there is nothing to admit.
+                self.executor.submit_slice(event.run_id, event.slice)
+                return
             admission = await admit(self.sessions, event, self.worker_id, self.settings.lease_seconds,
                                     claimer=self.executor)
         except (InvalidRequest, RequestRefused) as error:

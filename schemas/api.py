@@ -37,6 +37,8 @@ from schemas.messages import (
     NUMBER_NOT_FINITE,
     SCHEDULE_CRON_OR_INTERVAL,
     SOURCE_TABLE_OR_QUERY,
+    SPLIT_NEEDS_TABLE,
+    SPLIT_NOT_INCREMENTAL,
     UPSERT_NEEDS_KEYS,
     URL_PORT_RANGE,
     URL_UNPARSABLE,
@@ -420,6 +422,14 @@ class BatchIn(InputModel):
     error_limit: ErrorLimitSpec | None = None
     split: SplitSpec | None = None
 
+    @model_validator(mode="after")
+    def _split_a_table(self) -> "BatchIn":
+        if self.split is not None and self.source.table is None:
+            raise ValueError(SPLIT_NEEDS_TABLE)
+        if self.split is not None and self.source.cursor_column is not None:
+            raise ValueError(SPLIT_NOT_INCREMENTAL)
+        return self
+
 
 class BatchOut(BatchIn):
     model_config = ConfigDict(extra="ignore")
@@ -468,6 +478,26 @@ class NotificationOut(WireModel):
     created_at: UtcTime
 
 
+class SliceOut(WireModel):
+    """One slice of a split run (docs/spec.md §10): its range, where it ran and how it went."""
+
+    slice: int
+    range: dict[str, Any]
+    status: RunStatus
+    worker_id: str | None = None
+    attempts: int = 0
+    records_read: int = 0
+    records_written: int = 0
+    records_rejected: int = 0
+    chunks: int = 0
+    message: str | None = None
+    error_code: str | None = None
+    carried_from_run_id: UUID | None = None
+    """A retry's slice that had succeeded in the run it resumes: carried over, not run again."""
+    started_at: UtcTime | None = None
+    finished_at: UtcTime | None = None
+
+
 class RunOut(WireModel):
     run_id: UUID
     batch_id: int
@@ -494,6 +524,8 @@ class RunOut(WireModel):
     target_count: int | None = None
     reconciled: bool | None = None
     """False when the counts differ from what the write mode expects; `message` then says by how much."""
+    slices: list[SliceOut] | None = None
+    """A split run's slices (null for a run that is not split); its counts are their sums."""
 
 
 class HistoryRow(WireModel):

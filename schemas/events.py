@@ -58,6 +58,14 @@ class BatchSyncRequested(Event):
     trigger: Trigger = Trigger.EVENT
     reply_to: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,249}$")
     resume_run_id: UUID | None = None
+    slice: int | None = Field(default=None, ge=0, le=100_000, description=(
+        "a slice of a split run (docs/spec.md §10): `runId` names the run, this the slice; null for a run"))
+
+    @model_validator(mode="after")
+    def _slice_of_a_run(self) -> "BatchSyncRequested":
+        if self.slice is not None and self.run_id is None:
+            raise ValueError("a slice request names its run (runId)")
+        return self
 
     @field_validator("correlation_id", "producer", "request_id", "requested_by")
     @classmethod
@@ -157,8 +165,26 @@ class BatchRowRejected(Event):
     reason: str
 
 
+class BatchSliceCompleted(Event):
+    """One slice of a split run ended (docs/spec.md §10): which slice, its range of the source, the worker that
+    ran it and what it moved. The run's own `BatchSyncCompleted` follows once every slice has ended."""
+
+    event_type: Literal["BatchSliceCompleted"] = "BatchSliceCompleted"
+    slice: int = Field(ge=0)
+    range: dict[str, Any]
+    """The slice's range: `column`, `kind`, `lo` (inclusive), `hi` (exclusive), null bounds open, and `nulls`."""
+    worker_id: str | None = None
+    success: bool
+    records_synced: int = 0
+    records_read: int = 0
+    records_rejected: int = 0
+    message: str = ""
+    error_code: ErrorCode | None = None
+    duration_ms: int = 0
+
+
 LifecycleEvent = (BatchSyncStarted | BatchSyncProgress | BatchSyncCompleted | BatchSyncSkipped
-                  | BatchSyncRetryScheduled)
+                  | BatchSyncRetryScheduled | BatchSliceCompleted)
 """The events a run tells about itself on `P.events`: the one list of them. The parsers below, the
 history fold table (service/history/folds.py) and the generated schemas all derive from it, so adding an
 event is its model here, added to this union, and its fold entry (docs/events.md)."""

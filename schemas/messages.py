@@ -284,8 +284,9 @@ def incremental_unsupported(kind: str) -> str:
 
 
 def split_unsupported(kind: str, side: str) -> str:
-    """A batch with `split` whose source cannot be read by ranges, or whose target cannot take slices."""
-    return f"{side}类型 {kind} 不支持分片同步（split）"
+    """A batch with `split` whose source (`side` "source") cannot be read by ranges, or whose target cannot take
+    slices."""
+    return f"{'源' if side == 'source' else '目标'}类型 {kind} 不支持分片同步（split）"
 
 
 SPLIT_NEEDS_TABLE: Final = "分片同步（split）需要以表（table）为源，不支持查询（query）"

@@ -19,6 +19,7 @@ from schemas.api import (
     RetryPolicySpec,
     ScheduleSpec,
     SourceSpec,
+    SplitSpec,
     TargetSpec,
 )
 from schemas.envelope import Page
@@ -46,6 +47,7 @@ def to_out(row: Batch) -> BatchOut:
         retry_policy=None if row.retry_policy is None else RetryPolicySpec.model_validate(row.retry_policy),
         notify=None if row.notify is None else _masked_notify(row.notify),
         error_limit=None if row.error_limit is None else ErrorLimitSpec.model_validate(row.error_limit),
+        split=None if row.split is None else SplitSpec.model_validate(row.split),
         next_fire_time=row.next_fire_time,
         status=BatchStatus(row.status),
         last_sync_time=row.last_sync_time,
@@ -74,7 +76,7 @@ async def _check_connections(session: AsyncSession, body: BatchIn) -> None:
             raise missing_connection(connection_id)
     assert source is not None and target is not None
     problem = registry.check_batch(source.type, target.type, body.target.mode.value,
-                                   cursor=body.source.cursor_column is not None)
+                                   cursor=body.source.cursor_column is not None, split=body.split is not None)
     if problem is not None:
         raise Invalid(bad_request(problem))
 
@@ -90,6 +92,7 @@ def _apply(row: Batch, body: BatchIn) -> None:
     row.chunk_size = body.chunk_size
     row.retry_policy = _wire(body.retry_policy)
     row.error_limit = _wire(body.error_limit)
+    row.split = _wire(body.split)
     notify = _wire(body.notify)
     if notify is not None and row.notify is not None and notify["url"] == masked(row.notify["url"]):
         notify["url"] = row.notify["url"]  # the masked address read back and sent again: unchanged
@@ -102,7 +105,8 @@ def _masked_notify(stored: dict[str, Any]) -> NotifySpec:
     return spec.model_copy(update={"url": masked(spec.url)})
 
 
-def _wire(spec: ScheduleSpec | RetryPolicySpec | NotifySpec | ErrorLimitSpec | None) -> dict[str, Any] | None:
+def _wire(spec: ScheduleSpec | RetryPolicySpec | NotifySpec | ErrorLimitSpec | SplitSpec | None
+          ) -> dict[str, Any] | None:
     return None if spec is None else spec.model_dump(mode="json", by_alias=True)
 
 

@@ -5,7 +5,7 @@ from uuid import UUID
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import HistoryRow, RunListRow, RunOut
+from schemas.api import HistoryRow, RunListRow, RunOut, SliceOut
 from schemas.envelope import Page
 from schemas.events import RunPhase
 from schemas.messages import RUN_NOT_FOUND
@@ -13,7 +13,7 @@ from schemas.status import RunStatus
 from service.catalog.batches import load as load_batch
 from service.catalog.errors import NotFound
 from service.catalog.paging import PageRequest, fetch_page
-from service.db.models import Batch, Run, RunHistory
+from service.db.models import Batch, Run, RunHistory, RunSlice
 from service.notify.deliveries import for_run as notifications_of
 
 
@@ -106,4 +106,17 @@ async def run_detail(session: AsyncSession, batch_id: int, run_id: UUID) -> RunO
     row = await session.get(Run, run_id)
     if row is None or row.batch_id != batch_id:
         raise NotFound(RUN_NOT_FOUND)
-    return run_out(row).model_copy(update={"notifications": await notifications_of(session, run_id)})
+    detail: dict[str, object] = {"notifications": await notifications_of(session, run_id)}
+    if row.slices is not None:
+        parts = await session.scalars(select(RunSlice).where(RunSlice.run_id == run_id).order_by(RunSlice.slice))
+        detail["slices"] = [slice_out(part) for part in parts]
+    return run_out(row).model_copy(update=detail)
+
+
+def slice_out(row: RunSlice) -> SliceOut:
+    return SliceOut(
+        slice=row.slice, range=row.range, status=RunStatus(row.status), worker_id=row.worker_id,
+        attempts=row.attempts, records_read=row.records_read, records_written=row.records_written,
+        records_rejected=row.records_rejected, chunks=row.chunks, message=row.message, error_code=row.error_code,
+        carried_from_run_id=row.carried_from_run_id, started_at=row.started_at, finished_at=row.finished_at,
+    )

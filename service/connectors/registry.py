@@ -15,6 +15,7 @@ from schemas.messages import (
     mode_unsupported,
     not_a_source,
     not_a_target,
+    split_unsupported,
     unsupported_kind,
 )
 from service.connectors import csv, http, jsonl, kafka, mysql, postgresql, sqlite
@@ -68,9 +69,11 @@ REGISTRY = Registry(KINDS)
 """The built-in kinds as the engine's connector factory (`service.bootstrap` hands it over)."""
 
 
-def check_batch(source_type: str, target_type: str, mode: str, *, cursor: bool = False) -> str | None:
-    """Why a batch with these connection types, write mode and (with `cursor`) incremental reads cannot
-    run, or None when it can."""
+def check_batch(source_type: str, target_type: str, mode: str, *, cursor: bool = False,
+                split: bool = False) -> str | None:
+    """Why a batch with these connection types, write mode, (with `cursor`) incremental reads and (with `split`)
+    slices cannot run, or None when it can. Slices need a source read by ranges and a transactional target that
+    many writers may share and an overwrite can be staged into (`SliceableSource`, `SliceStagingTarget`)."""
     source, target = KINDS.get(source_type), KINDS.get(target_type)
     if source is None or target is None:
         return unsupported_kind(source_type if source is None else target_type)
@@ -82,6 +85,10 @@ def check_batch(source_type: str, target_type: str, mode: str, *, cursor: bool =
         return mode_unsupported(target_type, mode)
     if cursor and not source.cursor:
         return incremental_unsupported(source_type)
+    if split and not hasattr(source.source, "restrict"):
+        return split_unsupported(source_type, "source")
+    if split and not hasattr(target.target, "publish_stages"):
+        return split_unsupported(target_type, "target")
     return None
 
 

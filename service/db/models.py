@@ -88,6 +88,8 @@ class Batch(Base):
     retry_policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     notify: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error_limit: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    split: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """`split`: a run is planned into slices spread over the workers (service/slicing, docs/spec.md §10)."""
     next_fire_time: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
     """When the schedule fires next; the scheduler claims due batches by it (service/scheduling)."""
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
@@ -135,7 +137,41 @@ class Run(Base):
     owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    slices: Mapped[int | None] = mapped_column(Integer)
+    """How many slices the run was planned into (`run_slices`); None for a run that is not split."""
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class RunSlice(Base):
+    """One slice of a split run: its range of the source (the plan, kept so a retry and an audit see the same
+    slices), and, like a run, its own lease, counts and outcome. Its checkpoint lives in the target under
+    `slicing.slice_key(run.checkpoint_key, slice)`."""
+
+    __tablename__ = "run_slices"
+    __table_args__ = (
+        Index("ix_run_slices_active_lease", "lease_until", postgresql_where=text(f"status IN ({sql_list(ACTIVE)})")),
+    )
+
+    run_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("runs.id", ondelete="CASCADE"),
+                                              primary_key=True)
+    slice: Mapped[int] = mapped_column(Integer, primary_key=True)
+    range: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(20), server_default=text(f"'{RunStatus.PENDING}'"))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    """The worker that ran it last (kept after it ends; `owner` is cleared)."""
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    records_read: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    records_written: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    records_rejected: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    chunks: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    message: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    carried_from_run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """A retry's slice that had already succeeded in the run it resumes: carried over, never run again."""
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
@@ -208,6 +244,8 @@ class RunHistory(Base):
     source_count: Mapped[int | None] = mapped_column(BigInteger)
     target_count: Mapped[int | None] = mapped_column(BigInteger)
     reconciled: Mapped[bool | None] = mapped_column(Boolean)
+    slices_completed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    slices_failed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
 
 class Notification(Base):

@@ -21,6 +21,7 @@ from sqlalchemy import Column, DefaultClause, Table, TextClause
 
 from schemas.events import (
     LIFECYCLE_EVENTS,
+    BatchSliceCompleted,
     BatchSyncCompleted,
     BatchSyncProgress,
     BatchSyncRetryScheduled,
@@ -201,12 +202,23 @@ RETRY_SCHEDULED: Fold[BatchSyncRetryScheduled] = Fold(
 )
 """Told on the failed run the retry policy resumed; the resuming run tells its own story (trigger `retry`)."""
 
+SLICE_COMPLETED: Fold[BatchSliceCompleted] = Fold(
+    history={
+        **every_event(),
+        "status": Rule(Merge.WHILE_OPEN, lambda _e: RunStatus.RUNNING.value),
+        "slices_completed": Rule(Merge.COUNT, lambda _e: 1),
+        "slices_failed": Rule(Merge.COUNT, lambda e: 0 if e.success else 1),
+    },
+)
+"""A slice of a split run ended; the run's own Completed event tells the outcome (its counts are the sums)."""
+
 FOLDS: dict[type[Event], Fold[Any]] = {
     BatchSyncStarted: STARTED,
     BatchSyncProgress: PROGRESS,
     BatchSyncCompleted: COMPLETED,
     BatchSyncSkipped: SKIPPED,
     BatchSyncRetryScheduled: RETRY_SCHEDULED,
+    BatchSliceCompleted: SLICE_COMPLETED,
 }
 """The fold table. Dispatch is a lookup by the parsed model's type: an unknown `eventType` never gets
 here, the parser refuses it first (the projector sends it to the DLQ, audit replay counts it invalid)."""

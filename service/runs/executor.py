@@ -9,12 +9,15 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from schemas.api import SplitSpec
 from schemas.events import ErrorCode
 from schemas.messages import INTERNAL_ERROR, SYNC_SUCCEEDED, counts_differ, located
+from schemas.status import RunStatus
 from service.config import Settings
 from service.connectors.base import Connectors
 from service.db.models import Outbox, Run
@@ -25,6 +28,10 @@ from service.runs.recorder import LeaseLost, RunRecorder
 from service.runs.spec import load_spec
 from service.runs.status import status_for_error
 from service.security.policy import AccessPolicy
+from service.slicing import store as slices
+from service.slicing.coordinator import Coordinator
+from service.slicing.ranges import SliceRange, slice_key
+from service.slicing.recorder import SliceRecorder
 from service.sync.errors import RunCancelled, SyncError
 from service.sync.model import RunObserver, RunResult, RunSpec
 from service.sync.retry import RetryPolicy
@@ -36,6 +43,12 @@ CANCEL_GRACE_SECONDS = 2.0
 DIRECT_REPLY_SECONDS = 2.0
 """How long a finished run waits for its replies' direct send before leaving them to the outbox relay."""
 Claimed = tuple[Run, RunSpec | SyncError]
+
+
+def _split_of(run: Run) -> SplitSpec | None:
+    """The split of a run's config snapshot: such a run is coordinated, its slices move the rows."""
+    split = (run.config or {}).get("split")
+    return SplitSpec.model_validate(split) if split else None
 
 
 class RunExecutor:
@@ -74,6 +87,10 @@ class RunExecutor:
         self._interrupting: set[uuid.UUID] = set()
         self._background: list[asyncio.Task[None]] = []
         self._scan_now = asyncio.Event()
+        self._slice_tasks: dict[slices.SliceId, asyncio.Task[None]] = {}
+        self._slice_recorders: dict[slices.SliceId, SliceRecorder] = {}
+        self._slice_engines: dict[slices.SliceId, asyncio.Task[RunResult]] = {}
+        self._coordinators: dict[uuid.UUID, Coordinator] = {}
 
     # --- lifecycle ---
 
@@ -84,14 +101,16 @@ class RunExecutor:
         ]
 
     async def stop(self) -> None:
-        """Stop runs at once and expire their leases, so another worker resumes them without waiting."""
-        for task in [*self._background, *self._tasks.values()]:
+        """Stop runs and slices at once and expire their leases, so another worker resumes them without waiting."""
+        tasks = [*self._background, *self._tasks.values(), *self._slice_tasks.values()]
+        owned, owned_slices = list(self._tasks), list(self._slice_tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._background, *self._tasks.values(), return_exceptions=True)
-        owned = list(self._tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             async with self._sessions.begin() as session:
                 await lifecycle.release(session, self.worker_id, owned)
+                await slices.release(session, self.worker_id, owned_slices)
 
     def scan_orphans_soon(self) -> None:
         self._scan_now.set()
@@ -112,11 +131,15 @@ class RunExecutor:
         while True:
             lock = self._batch_locks.setdefault(batch_id, asyncio.Lock())
             try:
-                async with lock, self._slots:
-                    claimed = await self._claim(run_id)
-                    if claimed != "busy":
-                        if isinstance(claimed, tuple):
+                async with lock:
+                    async with self._slots:
+                        claimed = await self._claim(run_id)
+                        if isinstance(claimed, tuple) and _split_of(claimed[0]) is None:
                             await self._run(*claimed)
+                            return
+                    if isinstance(claimed, tuple):  # a split run waits for its slices without a slot
+                        await self._run(*claimed)
+                    if claimed != "busy":
                         return
             except asyncio.CancelledError:
                 raise
@@ -176,10 +199,19 @@ class RunExecutor:
             if isinstance(spec, SyncError):
                 raise spec
             observer: RunObserver = recorder
-            engine = asyncio.create_task(self._execute(
-                spec, observer, connectors=self._connectors, connect_timeout=self._settings.connect_timeout_seconds,
-                io_timeout=self._settings.io_timeout_seconds,
-                policy=RetryPolicy(budget=self._settings.transient_retry_seconds)))
+            split = _split_of(run)
+            if split is not None:
+                coordinator = Coordinator(self._sessions, run, self.worker_id, self._settings, self._connectors,
+                                          self._notifier)
+                self._coordinators[run_id] = coordinator
+                work = coordinator.execute(spec, recorder, split)
+            else:
+                work = self._execute(
+                    spec, observer, connectors=self._connectors,
+                    connect_timeout=self._settings.connect_timeout_seconds,
+                    io_timeout=self._settings.io_timeout_seconds,
+                    policy=RetryPolicy(budget=self._settings.transient_retry_seconds))
+            engine = asyncio.create_task(work)
             self._engines[run_id] = engine
             result = await engine
         except LeaseLost:
@@ -207,6 +239,7 @@ class RunExecutor:
         finally:
             self._recorders.pop(run_id, None)
             self._engines.pop(run_id, None)
+            self._coordinators.pop(run_id, None)
             self._interrupting.discard(run_id)
 
     async def _finish(
@@ -237,28 +270,111 @@ class RunExecutor:
         if reply is not None:
             run_ended(status_for_error(error_code.value if error_code else None), reply)
 
+    # --- slices ---
+
+    def submit_slice(self, run_id: uuid.UUID, number: int) -> None:
+        """Run slice `number` of a split run here, beside other work, once a slot is free (no batch lock: the
+        slices of one run run in parallel)."""
+        sid = (run_id, number)
+        if sid in self._slice_tasks:
+            return
+        task = asyncio.create_task(self._run_slice(run_id, number), name=f"slice-{run_id}-{number}")
+        self._slice_tasks[sid] = task
+        task.add_done_callback(lambda _: self._slice_tasks.pop(sid, None))
+
+    async def _run_slice(self, run_id: uuid.UUID, number: int) -> None:
+        try:
+            async with self._slots:
+                async with self._sessions.begin() as session:
+                    claimed = await slices.claim(session, run_id, number, self.worker_id, self._settings.lease_seconds)
+                    run = await session.get(Run, run_id) if claimed is not None else None
+                    spec = await self._spec_of(session, run) if run is not None else None
+                if claimed is None or run is None or spec is None:
+                    return
+                with observed_run(run.id, run.batch_id, run.correlation_id, run.trigger):
+                    await self._slice_observed(run, number, SliceRange.from_json(claimed.range), spec)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("slice %d of run %s stopped by an unexpected error; its lease will expire and it resumes",
+                          number, run_id)
+        finally:
+            coordinator = self._coordinators.get(run_id)
+            if coordinator is not None:
+                coordinator.nudge.set()
+
+    async def _slice_observed(self, run: Run, number: int, where: SliceRange, spec: RunSpec | SyncError) -> None:
+        sid = (run.id, number)
+        key = slice_key(run.checkpoint_key, number)
+        recorder = SliceRecorder(self._sessions, run, number, key, self.worker_id, self._settings.topics,
+                                 self._notifier, self._settings.progress_interval_seconds)
+        self._slice_recorders[sid] = recorder
+        outcome: slices.SliceOutcome
+        try:
+            if isinstance(spec, SyncError):
+                raise spec
+            engine = asyncio.create_task(self._execute(
+                replace(spec, slice=where, checkpoint_key=key), recorder, connectors=self._connectors,
+                connect_timeout=self._settings.connect_timeout_seconds, io_timeout=self._settings.io_timeout_seconds,
+                policy=RetryPolicy(budget=self._settings.transient_retry_seconds)))
+            self._slice_engines[sid] = engine
+            result = await engine
+            outcome = slices.SliceOutcome(RunStatus.SUCCESS, result.records_read, result.records_written,
+                                          result.records_rejected, result.chunks, SYNC_SUCCEEDED)
+        except LeaseLost:
+            log.warning("slice %d of run %s was taken over by another worker", number, run.id)
+            return
+        except SyncError as error:
+            cancelled = isinstance(error, RunCancelled)
+            last = recorder.last
+            outcome = slices.SliceOutcome(
+                RunStatus.CANCELLED if cancelled else RunStatus.FAILED,
+                last.records_read if last else 0, last.records_written if last else 0,
+                last.records_rejected if last else 0, last.chunk if last else 0, error.reason,
+                ErrorCode.CANCELLED if cancelled else error.code)
+        finally:
+            self._slice_recorders.pop(sid, None)
+            self._slice_engines.pop(sid, None)
+        async with self._sessions.begin() as session:
+            await slices.complete(session, run, number, self.worker_id, outcome, self._settings.topics)
+        self._notifier.notify()
+
     # --- background ---
 
     async def _lease_loop(self) -> None:
         interval = self._settings.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
-            owned = list(self._tasks)
-            if not owned:
+            owned, owned_slices = list(self._tasks), list(self._slice_tasks)
+            if not owned and not owned_slices:
                 continue
             try:
                 async with self._sessions.begin() as session:
                     alive = await lifecycle.renew_leases(session, self.worker_id, owned,
                                                          self._settings.lease_seconds)
+                    alive_slices = await slices.renew(session, self.worker_id, owned_slices,
+                                                      self._settings.lease_seconds)
             except Exception:
                 log.warning("lease renewal failed; retrying", exc_info=True)
                 continue
+            self._heard_of_slices(alive_slices)
             for run_id, recorder in list(self._recorders.items()):
                 if run_id not in alive:
                     recorder.lost = True
                 elif alive[run_id]:
                     recorder.cancelled_by = recorder.cancelled_by or alive[run_id]
                     self._interrupt_later(run_id)
+
+    def _heard_of_slices(self, alive: dict[slices.SliceId, str | None]) -> None:
+        """Slices no longer ours stop; slices of a cancelled run stop at their next chunk, or are interrupted."""
+        for sid, recorder in list(self._slice_recorders.items()):
+            if sid not in alive:
+                recorder.lost = True
+            elif alive[sid]:
+                recorder.cancelled_by = recorder.cancelled_by or alive[sid]
+                engine = self._slice_engines.get(sid)
+                if engine is not None:
+                    asyncio.get_running_loop().call_later(CANCEL_GRACE_SECONDS, engine.cancel)
 
     def _interrupt_later(self, run_id: uuid.UUID) -> None:
         """A cancelled run stops at its next chunk boundary; one stuck waiting on a system (a frozen database,
@@ -297,3 +413,16 @@ class RunExecutor:
             for run in orphans:
                 log.info("resuming run %s of batch %s (previous owner's lease expired)", run.id, run.batch_id)
                 self.submit(run.id, run.batch_id)
+            await self._orphan_slices(capacity)
+
+    async def _orphan_slices(self, capacity: int) -> None:
+        try:
+            async with self._sessions.begin() as session:
+                orphans = await slices.claim_orphans(session, self.worker_id, self._settings.lease_seconds,
+                                                     capacity)
+        except Exception:
+            log.warning("orphan slice scan failed; retrying", exc_info=True)
+            return
+        for run_id, number, batch_id in orphans:
+            log.info("resuming slice %d of run %s of batch %s (its lease expired)", number, run_id, batch_id)
+            self.submit_slice(run_id, number)

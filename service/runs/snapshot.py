@@ -31,6 +31,7 @@ def config_snapshot(batch: Batch) -> dict[str, Any]:
         "mapping": batch.mapping,
         "chunkSize": batch.chunk_size,
         **({"errorLimit": batch.error_limit} if batch.error_limit else {}),
+        **({"split": batch.split} if batch.split else {}),
     }
 
 

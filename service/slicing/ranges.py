@@ -1,5 +1,6 @@
 """A slice's share of the source: a half-open range of one column, stored with the run as JSON."""
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,3 +31,8 @@ class SliceRange:
         lo = "-∞" if self.lo is None else str(self.lo)
         hi = "+∞" if self.hi is None else str(self.hi)
         return f"{self.column} ∈ [{lo}, {hi})" + (" ∪ NULL" if self.nulls else "")
+
+
+def slice_key(checkpoint_key: uuid.UUID, number: int) -> uuid.UUID:
+    """The checkpoint key of slice `number` of a run chain: a retry's slice finds its predecessor's checkpoint."""
+    return uuid.uuid5(checkpoint_key, f"slice-{number}")

@@ -12,13 +12,13 @@ registry's) and talks to what it builds through `service.connectors.base` alone.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas.api import WriteMode
 from schemas.events import RunPhase
-from schemas.messages import column_incompatible, no_auto_create, unmappable_columns
+from schemas.messages import column_incompatible, no_auto_create, split_unsupported, unmappable_columns
 from service.connectors.base import (
     Checkpoint,
     Chunk,
@@ -27,6 +27,8 @@ from service.connectors.base import (
     RejectedRow,
     SchemalessTarget,
     SelectItem,
+    SliceableSource,
+    SliceStagingTarget,
     Source,
     StreamTarget,
     TableCreator,
@@ -54,6 +56,9 @@ from service.sync.rejects import Tally, rejected_total, rows_of_last_chunk
 from service.sync.retry import RetryPolicy, retry_transient
 from service.sync.transforms import check_target, plan_columns
 from service.sync.types import compatible, kind_of_value
+
+if TYPE_CHECKING:
+    from service.slicing.ranges import SliceRange
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +232,10 @@ class _Run:
         spec = self.spec
         source = self.connectors.source_for(spec.source_endpoint, spec.source, self.connect_timeout)
         target = self.connectors.target_for(spec.target_endpoint, spec.target, self.connect_timeout)
+        if spec.slice is not None:
+            if not isinstance(source, SliceableSource):
+                raise ConfigInvalid(split_unsupported(spec.source_endpoint.type, "source"))
+            source.restrict(spec.slice)
         async with source, target:
             return await self._sync(source, target, number)
 
@@ -294,8 +303,14 @@ class _Run:
 
     @property
     def _full(self) -> bool:
-        """A run that reads the whole source (no cursor column): the one kind that is reconciled."""
-        return self.spec.source.cursor_column is None
+        """A run that reads the whole source (no cursor column, not a slice): the one kind that is reconciled
+        (a split run is reconciled as a whole once its slices are published: `publish_slices`)."""
+        return self.spec.source.cursor_column is None and self.spec.slice is None
+
+    @property
+    def _staged_slice(self) -> bool:
+        """An overwrite slice: it stages its rows, and the run publishes every slice's at once."""
+        return self.spec.slice is not None and self.spec.target.mode is WriteMode.OVERWRITE
 
     async def _counted_before(self, target: Target) -> dict[str, int]:
         """An append run's target count before its first chunk, kept in the checkpoint across resumes."""
@@ -337,7 +352,7 @@ class _Run:
         columns = [item.target for item in plan]
 
         checkpoint = await self._io("target", target.read_checkpoint(key))
-        if checkpoint is not None and checkpoint.finished:
+        if checkpoint is not None and (checkpoint.finished or checkpoint.extra.get("staged")):
             return await self._already_finished(source, target, checkpoint)
         if checkpoint is None:
             checkpoint = replace(_EMPTY, position=await self._io("source", source.start(spec.high_water_mark)),
@@ -395,5 +410,84 @@ class _Run:
         except RunCancelled:
             await self._io("target", target.abandon(key))
             raise
-        await self._io("target", target.finish(key, columns, checkpoint))
+        await self._finish(target, key, columns, checkpoint)
         return self._result(source, checkpoint, await self._reconcile(source, target, checkpoint))
+
+    async def _finish(self, target: Target, key: str, columns: list[str], checkpoint: Checkpoint) -> None:
+        """Publish the run's rows, or, for an overwrite slice, only mark them staged (the run publishes)."""
+        if not self._staged_slice:
+            await self._io("target", target.finish(key, columns, checkpoint))
+            return
+        if not isinstance(target, SliceStagingTarget):
+            raise ConfigInvalid(split_unsupported(self.spec.target_endpoint.type, "target"))
+        await self._io("target", target.stage_finished(key, columns, checkpoint))
+
+
+class _Unobserved:
+    """The observer of a split run's planning and publishing, which report through the run's coordinator."""
+
+    async def on_start(self, *_: object) -> None:
+        return None
+
+    async def on_chunk(self, *_: object) -> None:
+        return None
+
+    async def on_phase(self, *_: object) -> None:
+        return None
+
+    def cancel_requested(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    ranges: list["SliceRange"]
+    total_estimate: int | None
+
+
+async def plan_split(
+    spec: RunSpec, planner: Callable[[SliceableSource], Awaitable[list["SliceRange"]]], *, connectors: Connectors,
+    connect_timeout: float, io_timeout: float = 120.0, policy: RetryPolicy | None = None,
+) -> SplitPlan:
+    """Plan a split run into slices with `planner` (service/slicing/planner.py) before any slice starts, after
+    checking the mapping against the target and creating a missing target table once (slices running at once
+    would race to create it). Transient errors are retried as in `execute`."""
+    run = _Run(replace(spec, slice=None), _Unobserved(), connectors, connect_timeout, io_timeout)
+
+    async def attempt(_: int) -> SplitPlan:
+        source = connectors.source_for(spec.source_endpoint, spec.source, connect_timeout)
+        target = connectors.target_for(spec.target_endpoint, spec.target, connect_timeout)
+        if not isinstance(source, SliceableSource):
+            raise ConfigInvalid(split_unsupported(spec.source_endpoint.type, "source"))
+        async with source, target:
+            await run._prepare_columns(source, target)
+            position = await run._io("source", source.start(spec.high_water_mark))
+            estimate = await run._io("source", source.estimate(position))
+            ranges = await run._io("source", planner(source))
+            return SplitPlan(ranges, estimate)
+
+    return await retry_transient(attempt, policy or RetryPolicy(), transient=is_transient)
+
+
+async def publish_slices(
+    spec: RunSpec, keys: list[str], *, read: int, written: int, rejected: int, connectors: Connectors,
+    connect_timeout: float, io_timeout: float = 120.0, policy: RetryPolicy | None = None,
+) -> Reconciliation | None:
+    """Every slice of a split run succeeded: publish an overwrite's stages at once (`publish_stages`, one
+    transaction: readers never see a half-written table), then reconcile the run as a whole."""
+    run = _Run(replace(spec, slice=None), _Unobserved(), connectors, connect_timeout, io_timeout)
+    last = Checkpoint(chunk=0, position={}, records_read=read, records_written=written,
+                      extra={"rejected": rejected} if rejected else {})
+
+    async def attempt(_: int) -> Reconciliation | None:
+        source = connectors.source_for(spec.source_endpoint, spec.source, connect_timeout)
+        target = connectors.target_for(spec.target_endpoint, spec.target, connect_timeout)
+        async with source, target:
+            if spec.target.mode is WriteMode.OVERWRITE:
+                if not isinstance(target, SliceStagingTarget):
+                    raise ConfigInvalid(split_unsupported(spec.target_endpoint.type, "target"))
+                plan, _types = await run._prepare_columns(source, target)
+                await run._io("target", target.publish_stages(keys, [item.target for item in plan]))
+            return await run._reconcile(source, target, last)
+
+    return await retry_transient(attempt, policy or RetryPolicy(), transient=is_transient)

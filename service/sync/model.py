@@ -7,6 +7,7 @@ from uuid import UUID
 from schemas.api import ErrorLimitSpec, MappingEntry, SourceSpec, TargetSpec
 from schemas.events import RunPhase
 from service.connectors.base import RejectedRow
+from service.slicing.ranges import SliceRange
 
 if TYPE_CHECKING:
     from service.security.policy import AccessPolicy
@@ -48,6 +49,9 @@ class RunSpec:
     high_water_mark: Any | None = None
     error_limit: ErrorLimitSpec | None = None
     """Bad rows up to this limit are rejected (told on `P.rejected`) instead of failing the run."""
+    slice: SliceRange | None = None
+    """One slice of a split run (docs/spec.md §10): read only this range; `checkpoint_key` is the slice's own.
+    An overwrite slice stages its rows and leaves publishing to the run, once every slice has staged."""
 
 
 @dataclass(frozen=True)
