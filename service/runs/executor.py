@@ -413,9 +413,13 @@ class RunExecutor:
             for run in orphans:
                 log.info("resuming run %s of batch %s (previous owner's lease expired)", run.id, run.batch_id)
                 self.submit(run.id, run.batch_id)
-            await self._orphan_slices(capacity)
+            await self._orphan_slices()
 
-    async def _orphan_slices(self, capacity: int) -> None:
+    async def _orphan_slices(self) -> None:
+        """Take slices whose worker died, or which wait for a slot elsewhere, up to this worker's free slots."""
+        capacity = self._settings.worker_concurrency - len(self._slice_tasks) - len(self._engines)
+        if capacity <= 0:
+            return
         try:
             async with self._sessions.begin() as session:
                 orphans = await slices.claim_orphans(session, self.worker_id, self._settings.lease_seconds,

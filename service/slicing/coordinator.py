@@ -133,7 +133,7 @@ class Coordinator:
             if run.slices is not None:
                 return run.total_estimate
             if run.resumed_from_run_id is not None and await store.carry_plan(
-                    session, run, run.resumed_from_run_id, self._topics, self.worker_id):
+                    session, run, run.resumed_from_run_id, self._topics, self.worker_id, self.settings.lease_seconds):
                 log.info("run %s resumes the slices of run %s", run.id, run.resumed_from_run_id)
                 self.notifier.notify()
                 return run.total_estimate
@@ -142,7 +142,8 @@ class Coordinator:
                                 io_timeout=self.settings.io_timeout_seconds, policy=self._policy)
         async with self.sessions.begin() as session:
             run = await session.get(Run, self.run.id, populate_existing=True)
-            if run is None or not await store.store_plan(session, run, plan.ranges, self._topics, self.worker_id):
+            if run is None or not await store.store_plan(session, run, plan.ranges, self._topics, self.worker_id,
+                                                            self.settings.lease_seconds):
                 raise LeaseLost(str(self.run.id))
         log.info("run %s of batch %s planned into %d slices by %s", self.run.id, self.run.batch_id,
                  len(plan.ranges), split.column)

@@ -23,8 +23,6 @@ from service.slicing.ranges import SliceRange
 
 SliceId = tuple[uuid.UUID, int]
 """(run id, slice number)."""
-PENDING_GRACE_SECONDS = 30
-"""A planned slice waits this long for a worker to take its request before the orphan scan may."""
 _SLICE_EVENTS = uuid.UUID("0c9d5a8e-7f55-4c8e-9a57-3e1f0b7d2c41")
 
 
@@ -38,9 +36,13 @@ def completed_event_id(run_id: uuid.UUID, number: int) -> uuid.UUID:
 
 
 async def store_plan(session: AsyncSession, run: Run, ranges: Sequence[SliceRange], topics: Topics,
-                     worker_id: str) -> bool:
+                     worker_id: str, grace: float) -> bool:
     """Store the plan of `run` (still ours and not planned yet) and queue a request per slice; False when the run
-    is no longer ours or was planned by another execution meanwhile."""
+    is no longer ours or was planned by another execution meanwhile.
+
+    A slice not claimed within `grace` seconds (its request sits behind busy slots on the worker that read it, or
+    on a partition nobody reads yet) is claimed by the first worker with a free slot (`claim_orphans`): slices
+    go to whoever has room, whatever the partition their request landed on."""
     planned = (await session.execute(
         update(Run).where(Run.id == run.id, Run.owner == worker_id, Run.slices.is_(None))
         .values(slices=len(ranges)).returning(Run.id)
@@ -49,13 +51,14 @@ async def store_plan(session: AsyncSession, run: Run, ranges: Sequence[SliceRang
         return False
     for number, where in enumerate(ranges):
         session.add(RunSlice(run_id=run.id, slice=number, range=where.as_json(), status=RunStatus.PENDING,
-                             lease_until=lease_from_now(PENDING_GRACE_SECONDS)))
+                             lease_until=lease_from_now(grace)))
     await session.flush()
     queue_requests(session, run, range(len(ranges)), topics)
     return True
 
 
-async def carry_plan(session: AsyncSession, run: Run, previous: uuid.UUID, topics: Topics, worker_id: str) -> bool:
+async def carry_plan(session: AsyncSession, run: Run, previous: uuid.UUID, topics: Topics, worker_id: str,
+                     grace: float) -> bool:
     """A retry keeps the plan of the run it resumes: slices that succeeded there are carried over (never run
     again; their rows are in the target, or staged under the chain's keys), the others are requested again and
     resume from their checkpoints. False when `previous` was not split (plan afresh) or the run is not ours."""
@@ -75,7 +78,7 @@ async def carry_plan(session: AsyncSession, run: Run, previous: uuid.UUID, topic
         session.add(RunSlice(
             run_id=run.id, slice=old.slice, range=old.range,
             status=RunStatus.SUCCESS if done else RunStatus.PENDING,
-            lease_until=None if done else lease_from_now(PENDING_GRACE_SECONDS),
+            lease_until=None if done else lease_from_now(grace),
             worker_id=old.worker_id if done else None,
             records_read=old.records_read if done else 0, records_written=old.records_written if done else 0,
             records_rejected=old.records_rejected if done else 0, chunks=old.chunks if done else 0,
