@@ -8,6 +8,7 @@ from collections.abc import Generator, Iterator
 import pytest
 
 from service.db.migrate import upgrade
+from tests.support import logging_guard
 from tests.support.brokers import RunningBroker, tansu
 from tests.support.databases import fresh_database
 from tests.support.watchdog import Watchdog, terminal_writer
@@ -21,6 +22,7 @@ WATCHDOG_SECONDS = float(os.environ.get("BATCHSYNC_TEST_WATCHDOG_SECONDS", "120"
 """A test running this long has every asyncio task (with what it awaits) and every thread written to the
 terminal, before pytest-timeout's 300 s fail it with thread stacks only (tests/support/watchdog.py)."""
 _watchdog = pytest.StashKey[Watchdog]()
+_logging_changes = pytest.StashKey[list[str]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,6 +45,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_sep("=", f"watchdog: tasks dumped for tests over {WATCHDOG_SECONDS:.0f} s")
         for test in dict.fromkeys(fired):
             terminalreporter.write_line(f"{test} ({fired.count(test)} dump(s))")
+    if changed := config.stash.get(_logging_changes, []):
+        terminalreporter.write_sep("=", "logging changed by a test (put back after it)")
+        for line in changed:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -109,17 +115,14 @@ def mariadb_test_database_left_clean() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def root_logging_restored() -> Iterator[None]:
-    """A command run in-process (typer's CliRunner) sets up logging onto its own captured stderr; the next
-    test must not keep writing there, nor inherit its level."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+def logging_restored(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A command run in-process (typer's CliRunner) sets up logging onto its own captured stderr, a library may
+    disable loggers or stop their propagation: the next test must not keep writing there, nor inherit a level,
+    nor lose records its `caplog` should see. What a test changed is put back and listed at the end of the run."""
+    before = logging_guard.snapshot()
     yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-    root.setLevel(level)
+    if changes := logging_guard.restore(before):
+        request.config.stash.setdefault(_logging_changes, []).append(f"{request.node.nodeid}: {'; '.join(changes)}")
 
 
 @pytest.fixture
