@@ -10,10 +10,14 @@ runs in REPEATABLE READ, so the window fixed at the start and the rows read see 
 READ COMMITTED, so a long keyset read holds no snapshot between chunks.
 
 The mapping runs in SQL here (`select_expressions`), so only the window, the estimate and the resume
-positions are shared with the other SQL sources (`sql/source.py`).
+positions are shared with the other SQL sources (`sql/source.py`). A sliced run's range is a term of the
+window (`_window`), so it reaches the keyset bounds, the raw binary COPY of each chunk and the cursor read
+alike; its bounds are bound as the column's own type (asyncpg infers it from the comparison), and the
+planner's estimates are `EXPLAIN`'s.
 """
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar, Self
@@ -35,7 +39,7 @@ from service.connectors.postgresql.connection import (
 )
 from service.connectors.postgresql.types import TYPES, kind_of
 from service.connectors.sql.query_guard import Dialect
-from service.connectors.sql.source import SQLSource, where_clause
+from service.connectors.sql.source import SQLSource, slice_value, where_clause
 from service.sync import incremental
 from service.sync.errors import SyncError
 from service.sync.model import Endpoint
@@ -162,6 +166,16 @@ class PostgresSource(SQLSource):
         rows = await self._fetch("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)",
                                  [quote_ident(self._spec.table or "")])
         return rows[0][0] if rows else None
+
+    def _slice_param(self, kind: str, value: Any, args: list[Any]) -> str:
+        args.append(slice_value(kind, value))
+        return f"${len(args)}"
+
+    async def _estimate_where(self, where: str, args: list[Any]) -> int | None:
+        """The planner's row estimate of the table's rows in `where` (`EXPLAIN`, from the column statistics)."""
+        plan = await self._fetch(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {self._relation} {where}", args)
+        found = json.loads(plan[0][0]) if isinstance(plan[0][0], str) else plan[0][0]
+        return int(found[0]["Plan"]["Plan Rows"])
 
     async def chunks(
         self, plan: list[SelectItem], target_types: TargetTypes, position: Position, *, size: int, raw: bool

@@ -4,8 +4,14 @@ append copies into the table; upsert copies into a temporary staging table and m
 `INSERT … ON CONFLICT`, and from its second chunk on merges on a second connection while the next chunk is
 staged (`upsert.py`); overwrite fills a durable staging table and swaps its rows in at the end, in one
 transaction, so readers see the old rows or the new ones, never a half-empty table.
+
+A sliced overwrite (`SliceStagingTarget`, docs/spec.md §10) stages each slice under its own checkpoint key
+(`stage_finished` marks it staged, a held first chunk sent to its stage first) and publishes every stage in
+one transaction after the last slice (`publish_stages`): the same lock, DELETE and INSERT … SELECT as `finish`,
+once for all the slices.
 """
 
+import json
 import logging
 from typing import Self
 
@@ -30,6 +36,8 @@ from service.connectors.sql.target import (
     create_table_sql,
     require_keys,
     stage_parts,
+    staged,
+    to_publish,
 )
 from service.sync.model import Endpoint
 from service.sync.transforms import quote_ident
@@ -271,6 +279,48 @@ class PostgresTarget:
                     await self._upsert.drop_stages(self.conn, key)
                 await self.conn.execute(_SAVE_CHECKPOINT, *checkpoint_args(key, self._spec.table, last.as_finished()))
                 await self.conn.execute(_FORGET_FINISHED, self._spec.table, key)
+
+    async def stage_finished(self, key: str, columns: list[str], last: Checkpoint) -> None:  # noqa: ARG002
+        """The slice `key` staged all its rows: a held first chunk goes to its stage (with its checkpoint), then
+        `last` is stored marked staged; a checkpoint already finished (published) is left as it is."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            assert self._previous is not None
+            await self._write(key, released(held), self._previous)
+        with boundary("target"):
+            async with self.conn.transaction():
+                extra = await self.conn.fetchval(
+                    f"SELECT extra FROM {CHECKPOINTS} WHERE checkpoint_key = $1::uuid FOR UPDATE", key)
+                if extra is not None and json.loads(extra).get("finished"):
+                    return
+                await self.conn.execute(_SAVE_CHECKPOINT, *checkpoint_args(key, self._spec.table, staged(last)))
+
+    async def publish_stages(self, keys: list[str], columns: list[str]) -> None:
+        """One transaction: lock the table as `finish` does, replace its rows with every existing stage of
+        `keys` (a slice without rows has none), drop the stages, mark each checkpoint finished (its counts
+        kept). Nothing happens when every key is finished already; TargetFailed when a key is not staged."""
+        table, cols = quote_ident(self._spec.table), ", ".join(quote_ident(c) for c in columns)
+        with boundary("target"):
+            async with self.conn.transaction():
+                await self.conn.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+                rows = await self.conn.fetch(
+                    f"SELECT checkpoint_key::text AS k, chunk, position, records_read, records_written, extra "
+                    f"FROM {CHECKPOINTS} WHERE checkpoint_key = ANY($1::uuid[]) FOR UPDATE", keys)
+                found = {str(r["k"]): checkpoint_of(r["chunk"], r["position"], r["records_read"],
+                                                    r["records_written"], r["extra"]) for r in rows}
+                ready = to_publish(keys, found)
+                if not ready:
+                    return
+                await self.conn.execute(f"DELETE FROM {table}")
+                for key in keys:
+                    stage = self._stage(key)
+                    if await self.conn.fetchval("SELECT to_regclass($1) IS NOT NULL", stage):
+                        await self.conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}")
+                        await self.conn.execute(f"DROP TABLE {stage}")
+                for key, checkpoint in ready.items():
+                    await self.conn.execute(_SAVE_CHECKPOINT,
+                                            *checkpoint_args(key, self._spec.table, checkpoint.as_finished()))
+                await self.conn.execute(_FORGET_FINISHED, self._spec.table, keys[0])
 
     async def abandon(self, key: str) -> None:
         try:

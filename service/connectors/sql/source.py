@@ -2,20 +2,27 @@
 fix the incremental window at the run's start, estimate the rows in it, and cut decoded rows into chunks
 that carry their resume position (the last key of a keyed table, the rows read so far otherwise).
 
+A table source is also sliceable (`SliceableSource`, docs/spec.md §10): it tells the planner a column's kind,
+bounds and the rows of a range, and once `restrict`ed to a slice's range, that range joins every WHERE it
+builds (the window's, the estimate's, the count's, each page's), so the run reads only the slice's rows. The
+incremental window stays the table's (fixed by `start` over the whole table): a slice reads its share of it.
+
 A dialect says how it binds parameters, fetches rows, counts approximately and pages through a table;
 `postgresql/source.py`, `mysql/source.py` and `sqlite/source.py` are those hooks. See `service.sync.incremental`
 for the window's terms.
 """
 
 from collections.abc import AsyncIterator, Sequence
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from typing_extensions import override
 
 from schemas.api import SourceSpec
-from schemas.messages import cursor_column_missing
+from schemas.messages import SPLIT_NEEDS_TABLE, cursor_column_missing, source_column_missing
 from service.connectors.base import Capabilities, Chunk, Column, Position, SelectItem, Source, TargetTypes
 from service.connectors.sql.query_guard import Dialect, checked_query
+from service.slicing.ranges import SliceRange
 from service.sync import incremental
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint
@@ -32,6 +39,24 @@ Page = tuple[list[Sequence[Any]], Position]
 
 def where_clause(terms: Sequence[str]) -> str:
     return f"WHERE {' AND '.join(terms)}" if terms else ""
+
+
+def slice_value(kind: str, value: Any) -> Any:
+    """A slice bound (JSON: an integer, or ISO 8601 text) as the Python value its column compares with."""
+    if kind == "date":
+        return date.fromisoformat(str(value)[:10])
+    if kind == "datetime":
+        return datetime.fromisoformat(str(value))
+    return int(value)
+
+
+def bound_json(value: Any) -> Any:
+    """A column's smallest or largest value as a slice bound: integers as numbers, dates and times as ISO text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, date):
+        return value.isoformat()
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class SQLSource(Source):
@@ -54,6 +79,8 @@ class SQLSource(Source):
         """The single-column primary key of a table: keyset paging and `after` positions; None otherwise."""
         self._query: str | None = None
         """The query as `query_guard` let it through (see `_check_query`)."""
+        self._slice: SliceRange | None = None
+        """The range of a sliced run (`restrict`): a term of every WHERE; None reads the whole table."""
 
     @property
     def conn(self) -> Any:
@@ -82,6 +109,15 @@ class SQLSource(Source):
         """The catalog's row estimate of the table, when the dialect keeps one."""
         return None
 
+    async def _estimate_where(self, where: str, args: list[Any]) -> int | None:  # noqa: ARG002 (SQLite counts)
+        """The planner's estimate of the table's rows matching `where` (a WHERE clause); None: count them."""
+        return None
+
+    def _slice_param(self, kind: str, value: Any, args: list[Any]) -> str:
+        """Bind one slice bound (JSON) as its column's Python value (`slice_value`)."""
+        args.append(slice_value(kind, value))
+        return self.placeholder
+
     def _pages(self, select: str, position: Position, size: int) -> AsyncIterator[Page]:
         """Pages of at most `size` rows after `position`; the last one is short (or empty)."""
         raise NotImplementedError
@@ -107,12 +143,65 @@ class SQLSource(Source):
         return f"(\n{self._query_text()}\n) AS q"
 
     async def count_rows(self) -> int | None:
-        """The table's rows (in the run's read snapshot), for a full run's reconciliation; None for a query,
-        whose count would be a second run of it."""
+        """The table's rows (in the run's read snapshot; a sliced run's: its range's), for a full run's
+        reconciliation; None for a query, whose count would be a second run of it."""
         if self._spec.table is None:
             return None
-        rows = await self._fetch(f"SELECT COUNT(*) FROM {self.quote(self._spec.table)}", [])
+        args: list[Any] = []
+        where = where_clause(self._slice_terms(self._slice, args))
+        rows = await self._fetch(f"SELECT COUNT(*) FROM {self.quote(self._spec.table)} {where}", args)
         return int(rows[0][0])
+
+    # Slices (`SliceableSource`).
+
+    def _sliceable(self) -> str:
+        """The table a slice is a range of; ConfigInvalid for a query, which has no column to range over."""
+        if self._spec.table is None:
+            raise ConfigInvalid(SPLIT_NEEDS_TABLE)
+        return self.quote(self._spec.table)
+
+    async def column_kind(self, column: str) -> str | None:
+        self._sliceable()
+        if not self._columns:
+            await self.describe()
+        found = next((c for c in self._columns if c.name == column), None)
+        if found is None:
+            raise ConfigInvalid(source_column_missing(column))
+        return found.kind
+
+    async def bounds(self, column: str) -> tuple[Any, Any] | None:
+        table, name = self._sliceable(), self.quote(column)
+        rows = await self._fetch(f"SELECT min({name}), max({name}) FROM {table}", [])
+        if not rows or rows[0][0] is None:
+            return None
+        return bound_json(rows[0][0]), bound_json(rows[0][1])
+
+    async def count_range(self, where: SliceRange, *, exact: bool = True) -> int:
+        table = self._sliceable()
+        args: list[Any] = []
+        clause = where_clause(self._slice_terms(where, args))
+        if not exact and (estimated := await self._estimate_where(clause, args)) is not None:
+            return estimated
+        return int((await self._fetch(f"SELECT count(*) FROM {table} {clause}", args))[0][0])
+
+    def restrict(self, where: SliceRange) -> None:
+        self._sliceable()
+        self._slice = where
+
+    def _slice_terms(self, where: SliceRange | None, args: list[Any]) -> list[str]:
+        """WHERE terms of a slice's range: `lo <= column < hi`, with `OR column IS NULL` for the slice that
+        takes the NULLs; bounds bound as parameters (`_slice_param`)."""
+        if where is None:
+            return []
+        column = self.quote(where.column)
+        terms = []
+        if where.lo is not None:
+            terms.append(f"{column} >= {self._slice_param(where.kind, where.lo, args)}")
+        if where.hi is not None:
+            terms.append(f"{column} < {self._slice_param(where.kind, where.hi, args)}")
+        if not where.nulls:
+            return terms or [f"{column} IS NOT NULL"]
+        return [f"({column} IS NULL OR {' AND '.join(terms)})"] if terms else []
 
     def _check_cursor(self, columns: Sequence[str]) -> None:
         cursor = self._spec.cursor_column
@@ -138,11 +227,11 @@ class SQLSource(Source):
         return param, member
 
     def _window(self, position: Position, args: list[Any]) -> list[str]:
-        """WHERE terms of the incremental window fixed at the run's start."""
+        """WHERE terms of the rows a run reads: the incremental window fixed at its start, and a sliced run's
+        range."""
         cursor = self._spec.cursor_column
-        if cursor is None:
-            return []
-        return incremental.window_terms(position, self.quote(cursor), *self._binders(args))
+        terms = [] if cursor is None else incremental.window_terms(position, self.quote(cursor), *self._binders(args))
+        return terms + self._slice_terms(self._slice, args)
 
     async def _cursor_max(self, column: str, where: str, args: list[Any]) -> Any | None:
         """The window's upper bound: the cursor's largest value above the lower bound, as JSON."""
@@ -175,10 +264,13 @@ class SQLSource(Source):
         if self._spec.table is None:
             return None
         approx = await self._approximate_rows()
-        if approx is not None and approx >= EXACT_COUNT_BELOW:
-            return int(approx)
         args: list[Any] = []
         where = where_clause(self._window(position, args))
+        if approx is not None and approx >= EXACT_COUNT_BELOW:
+            if self._slice is None:
+                return int(approx)
+            if (estimated := await self._estimate_where(where, args)) is not None:
+                return estimated
         return int((await self._fetch(f"SELECT count(*) FROM {self._relation} {where}", args))[0][0])
 
     def high_water_mark(self, position: Position, previous: Any | None) -> Any | None:

@@ -11,12 +11,13 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from schemas.api import TargetSpec, WriteMode
 from schemas.messages import KEY_COLUMNS, UPSERT_KEY_COLUMNS, columns_not_mapped, copy_refused, row_refused
 from service.connectors.base import Capabilities, Checkpoint, Chunk, Column, RejectedRow
-from service.sync.errors import ConfigInvalid
+from service.sync.errors import ConfigInvalid, TargetFailed
 from service.sync.model import Endpoint
 from service.sync.rejects import halve, row_of
 
@@ -59,6 +60,24 @@ def checkpoint_of(chunk: int, position: str, read: int, written: int, extra: str
     """A stored checkpoint row (position and extra as JSON text) as a Checkpoint."""
     return Checkpoint(chunk=chunk, position=json.loads(position), records_read=read, records_written=written,
                       extra=json.loads(extra))
+
+
+def staged(last: Checkpoint) -> Checkpoint:
+    """A slice's last checkpoint marked staged: its rows wait in its stage for `publish_stages`."""
+    return replace(last, extra={**last.extra, "staged": True})
+
+
+def to_publish(keys: Sequence[str], found: dict[str, Checkpoint]) -> dict[str, Checkpoint]:
+    """The staged checkpoints of a sliced overwrite's `keys` (`found`: their stored checkpoints); empty when
+    every key is finished already (published: nothing to do again). TargetFailed when a key is neither staged
+    nor finished, or some are finished and others not: publishing then would replace the table with part of
+    the slices."""
+    if all(key in found and found[key].finished for key in keys):
+        return {}
+    waiting = [key for key in keys if key not in found or found[key].finished or not found[key].extra.get("staged")]
+    if waiting:
+        raise TargetFailed(detail=f"slices not staged, not published: {', '.join(waiting)}")
+    return {key: found[key] for key in keys}
 
 
 def stage_parts(table: str, key: str) -> tuple[str | None, str]:
