@@ -8,7 +8,9 @@ import subprocess
 
 import asyncpg
 import pytest
+from typer.testing import CliRunner
 
+from service.cli.audit import audit_app
 from tests.support.builders import count_duplicates, create_empty_like_orders, create_orders, table_fingerprint, unique
 from tests.support.processes import start_worker
 from tests.support.sql import execute, fetchval, run_row
@@ -38,6 +40,14 @@ def stop(*processes: subprocess.Popen | None) -> None:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+async def audit_replay(settings, *args: str):
+    """`batchsync audit replay`: the history rebuilt from the events alone, BatchSliceCompleted included."""
+    env = {"BATCHSYNC_DATABASE_URL": settings.database_url, "BATCHSYNC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+           "BATCHSYNC_TOPIC_PREFIX": settings.topic_prefix}
+    return await asyncio.to_thread(CliRunner().invoke, audit_app, ["replay", "--settle-seconds", "0", *args],
+                                   env=env)
 
 
 async def slices_of(stack, batch_id: int, run_id: str) -> list[dict]:
@@ -192,6 +202,16 @@ async def test_a_retry_re_runs_only_the_slice_that_failed(state_dsn, source_dsn,
         retry_id = response.json()["data"]["runId"]
         retry = await wait_for_run(stack, batch_id, retry_id, within=120)
         retry_slices = await slices_of(stack, batch_id, retry_id)
+        async with asyncio.timeout(30):  # projected: both runs ended, the retry told one slice (the one it ran)
+            while await fetchval(state_dsn, "SELECT count(*) FROM run_history WHERE run_id = ANY($1::uuid[]) AND "
+                                 "status IN ('SUCCESS', 'FAILED') AND slices_completed > 0",
+                                 [first_id, retry_id]) < 2:
+                await asyncio.sleep(0.1)
+        audit = await audit_replay(settings, "--batch", str(batch_id))
+        assert audit.exit_code == 0, audit.stdout + audit.stderr
+        folded = await fetchval(state_dsn, "SELECT array[slices_completed, slices_failed] FROM run_history "
+                                "WHERE run_id = $1::uuid", first_id)
+        assert folded == [4, 1]
 
     assert retry["status"] == "SUCCESS", retry
     assert [s["range"] for s in retry_slices] == [s["range"] for s in first_slices], "the plan is kept"
