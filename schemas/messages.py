@@ -303,6 +303,11 @@ def split_column_kind(column: str, kind: object) -> str:
     return f"分片同步（split）的列 {column} 类型为 {kind}，只支持整数、日期和时间列"
 
 
+def split_value_unreadable(column: str, value: object) -> str:
+    """A date or timestamp `split` column holding a value that is not ISO 8601 (SQLite keeps any value)."""
+    return f"分片同步（split）的列 {column} 的值不是 ISO 8601 日期或时间：{value}"
+
+
 # SQL databases: shared by the postgresql, mysql and sqlite connectors (service/connectors/sql).
 WRITE_REFUSED: Final = "源查询试图写入（源端只读）"
 DATABASE_MISSING: Final = "数据库不存在"

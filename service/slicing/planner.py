@@ -23,6 +23,10 @@ the table once, so a plan costs a few reads of the column's index. That is a few
 EXACT_COUNTS_UP_TO rows. Above it (by the database's own estimate of the whole table) the plan counts with
 the database's estimates (PostgreSQL's and MySQL's `EXPLAIN`, milliseconds each): the limit then holds as
 well as the statistics do, which is what DataX and SeaTunnel settle for when they split a big table.
+Estimates are used as proportions only: the parts of a window share the window's own estimate in the ratio
+of theirs. Estimates are not additive, and a database without statistics for the column (MySQL without an
+index on it) answers the whole table for every range; shared out, such answers split windows evenly instead
+of dividing forever.
 """
 
 import logging
@@ -31,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from schemas.api import SplitSpec
-from schemas.messages import split_column_kind
+from schemas.messages import split_column_kind, split_value_unreadable
 from service.connectors.base import SliceableSource
 from service.slicing.ranges import SliceRange
 from service.sync.errors import ConfigInvalid
@@ -65,7 +69,10 @@ async def plan_slices(source: SliceableSource, split: SplitSpec) -> list[SliceRa
         cuts: list[Any] = await _integer_cuts(source, split, kind, int(found[0]), int(found[1]))
         encode: Callable[[Any], Any] = int
     else:
-        low, high = _day(kind, found[0]), _day(kind, found[1])
+        try:
+            low, high = _day(kind, found[0]), _day(kind, found[1])
+        except ValueError as exc:
+            raise ConfigInvalid(split_value_unreadable(column, found[0])) from exc
         cuts = await _calendar_cuts(source, split, kind, low, high)
         encode = _iso
     plan = _ranges(column, kind, [encode(c) for c in cuts])
@@ -88,6 +95,8 @@ class _Counter:
         self._source, self._column, self._kind = source, column, kind
         self._start, self._end, self._encode = start, end, encode
         self.exact = True
+        self.whole = 0
+        """The database's estimate of the table's rows."""
 
     def window(self, a: Any, b: Any) -> SliceRange:
         first = a == self._start
@@ -96,13 +105,31 @@ class _Counter:
 
     async def choose(self) -> None:
         """Exact counts, unless the database estimates the table above EXACT_COUNTS_UP_TO rows."""
-        whole = await self._source.count_range(SliceRange(self._column, self._kind, nulls=True), exact=False)
-        self.exact = whole <= EXACT_COUNTS_UP_TO
+        self.whole = await self._source.count_range(SliceRange(self._column, self._kind, nulls=True), exact=False)
+        self.exact = self.whole <= EXACT_COUNTS_UP_TO
         if not self.exact:
-            log.info("planning slices of %s from the database's estimates (about %d rows)", self._column, whole)
+            log.info("planning slices of %s from the database's estimates (about %d rows)", self._column,
+                     self.whole)
 
     async def __call__(self, a: Any, b: Any) -> int:
         return max(0, await self._source.count_range(self.window(a, b), exact=self.exact))
+
+    async def parts(self, rows: int, windows: list[tuple[Any, Any]]) -> list[int]:
+        """The rows of each of `windows`, the parts of a window holding `rows`: counted, or estimated and
+        shared out."""
+        counted = [await self(a, b) for a, b in windows]
+        return counted if self.exact else _shares(rows, counted)
+
+
+def _shares(total: int, estimates: list[int]) -> list[int]:
+    """`total` split in the ratio of `estimates` (evenly when they are all 0); the shares add up to `total`."""
+    weights = estimates if any(estimates) else [1] * len(estimates)
+    whole, done, out = sum(weights), 0, []
+    for weight in weights:
+        share = round(total * (done + weight) / whole) - round(total * done / whole)
+        done += weight
+        out.append(share)
+    return out
 
 
 # Integers.
@@ -114,18 +141,22 @@ async def _integer_cuts(source: SliceableSource, split: SplitSpec, kind: str, lo
         return [low + (i * span) // n for i in range(1, n)]
     count = _Counter(source, split.column, kind, low, high + 1, int)
     await count.choose()
-    leaves = await _bisect(count, low, high + 1, await count(low, high + 1), split.max_rows_per_slice)
+    rows = await count(low, high + 1) if count.exact else count.whole
+    leaves = await _bisect(count, low, high + 1, rows, split.max_rows_per_slice)
     return [lo for lo, _, _ in _merged(leaves, split.max_rows_per_slice)[1:]]
 
 
 async def _bisect(count: _Counter, lo: int, hi: int, rows: int, limit: int) -> list[Leaf]:
     """[lo, hi) cut by value until each range holds at most `limit` rows or one value. With exact counts one
-    half is counted and the other is the rest; estimates are not additive, so both are asked for."""
+    half is counted and the other is the rest; estimates are asked for both and share out `rows`."""
     if rows <= limit or hi - lo <= 1:
         return [(lo, hi, rows)]
     mid = lo + (hi - lo) // 2
-    left = await count(lo, mid)
-    right = max(0, rows - left) if count.exact else await count(mid, hi)
+    if count.exact:
+        left = await count(lo, mid)
+        right = max(0, rows - left)
+    else:
+        left, right = await count.parts(rows, [(lo, mid), (mid, hi)])
     return [*await _bisect(count, lo, mid, left, limit), *await _bisect(count, mid, hi, right, limit)]
 
 
@@ -197,20 +228,18 @@ async def _calendar_cuts(source: SliceableSource, split: SplitSpec, kind: str, l
     end = _next(_floor(high, "year"), "year")
     count = _Counter(source, split.column, kind, start, end, _iso)
     await count.choose()
-    leaves: list[Leaf] = []
-    for lo, hi in _windows(start, end, "year"):
-        leaves.extend(await _refine(count, lo, hi, 0, split.max_rows_per_slice))
-    return _absorb_empty(leaves)
+    return _absorb_empty(await _refine(count, start, end, count.whole, -1, split.max_rows_per_slice))
 
 
-async def _refine(count: _Counter, lo: Day, hi: Day | None, level: int, limit: int) -> list[Leaf]:
-    """The window [lo, hi) of unit CALENDAR[level], or its sub-windows when it holds more than `limit` rows."""
-    rows = await count(lo, hi)
-    if rows <= limit or level == len(CALENDAR) - 1:
+async def _refine(count: _Counter, lo: Day, hi: Day | None, rows: int, level: int, limit: int) -> list[Leaf]:
+    """The window [lo, hi) of unit CALENDAR[level] holding `rows`, or its windows of the next unit, refined in
+    turn, when it holds more than `limit` rows (level -1: the whole column, always cut into years)."""
+    if level >= 0 and (rows <= limit or level == len(CALENDAR) - 1):
         return [(lo, hi, rows)]
+    windows = _windows(lo, hi, CALENDAR[level + 1])
     leaves: list[Leaf] = []
-    for a, b in _windows(lo, hi, CALENDAR[level + 1]):
-        leaves.extend(await _refine(count, a, b, level + 1, limit))
+    for (a, b), part in zip(windows, await count.parts(rows, windows), strict=True):
+        leaves.extend(await _refine(count, a, b, part, level + 1, limit))
     return leaves
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from schemas.api import SplitSpec
-from schemas.messages import source_column_missing, split_column_kind
+from schemas.messages import source_column_missing, split_column_kind, split_value_unreadable
 from service.connectors.base import SliceableSource
 from service.slicing import planner
 from service.slicing.planner import plan_slices
@@ -41,8 +41,8 @@ class Column:
     """A one-column table in memory answering the planner's questions; `estimate` scales what the
     database's statistics would say (exact=False)."""
 
-    def __init__(self, kind: str, values: list[Any], *, estimate: int = 1) -> None:
-        self.kind, self.rows, self.estimate = kind, Counter(values), estimate
+    def __init__(self, kind: str, values: list[Any], *, estimate: int = 1, blind: bool = False) -> None:
+        self.kind, self.rows, self.estimate, self.blind = kind, Counter(values), estimate, blind
         self.asked: list[bool] = []
 
     async def column_kind(self, column: str) -> str | None:
@@ -56,6 +56,8 @@ class Column:
 
     async def count_range(self, where: SliceRange, *, exact: bool = True) -> int:
         self.asked.append(exact)
+        if self.blind and not exact:  # no statistics for the column: every range "holds" the whole table
+            return sum(self.rows.values()) * self.estimate
         found = sum(n for value, n in self.rows.items() if inside(where, value))
         return found if exact else found * self.estimate
 
@@ -137,6 +139,14 @@ async def test_other_kinds_and_missing_columns_are_refused() -> None:
         await plan_slices(Column("int", [1]), SplitSpec(column="nope"))
     assert error.value.reason == source_column_missing("nope")
 
+    class EpochSeconds(Column):  # a SQLite DATETIME column holding numbers
+        async def bounds(self, column: str) -> tuple[Any, Any] | None:
+            return 1_700_000_000, 1_800_000_000
+
+    with pytest.raises(ConfigInvalid) as error:
+        await plan_slices(EpochSeconds("datetime", []), split())
+    assert error.value.reason == split_value_unreadable("c", 1_700_000_000)
+
 
 async def test_big_tables_are_planned_from_the_database_estimates() -> None:
     values = list(range(2_000))
@@ -150,6 +160,18 @@ async def test_big_tables_are_planned_from_the_database_estimates() -> None:
     assert not any(big.asked)
     counts = in_slices(plan, big)
     assert len(plan) == 4 and counts == [500] * 4  # 5 million estimated rows a slice
+
+
+async def test_estimates_without_statistics_split_evenly_instead_of_forever() -> None:
+    """A database that answers the whole table for every range (MySQL without an index on the column)."""
+    ints = Column("int", list(range(10_000)), estimate=1_000, blind=True)  # 10 million rows by the estimate
+    plan = await plan_slices(ints, split(1_000_000))
+    assert in_slices(plan, ints) == [625] * 16 and len(ints.asked) < 40  # halved four times: 625,000 a slice
+
+    days = Column("date", _days(date(2020, 1, 1), date(2022, 12, 31), 10), estimate=1_000, blind=True)
+    plan = await plan_slices(days, split(1_000_000))
+    counts = in_slices(plan, days)
+    assert sum(counts) == 10_960 and len(plan) == 36 and len(days.asked) < 60  # each year its 12 months
 
 
 def _days(first: date, last: date, per_day: int) -> list[date]:
