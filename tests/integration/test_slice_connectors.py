@@ -9,6 +9,8 @@ import asyncio
 import json
 import struct
 import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,16 +18,22 @@ import pytest
 from schemas.api import SourceSpec, SplitSpec, TargetSpec, WriteMode
 from schemas.messages import SPLIT_NEEDS_TABLE
 from service.connectors.base import Checkpoint, SliceableSource, SliceStagingTarget, TargetTypes
+from service.connectors.mysql.source import MySQLSource
+from service.connectors.mysql.target import MySQLTarget
 from service.connectors.postgresql.source import PostgresSource
 from service.connectors.postgresql.target import CHECKPOINTS, PostgresTarget
 from service.connectors.sql.source import SQLSource
 from service.connectors.sql.target import stage_parts
+from service.connectors.sqlite.source import SQLiteSource
 from service.slicing.planner import plan_slices
 from service.slicing.ranges import SliceRange
 from service.sync.errors import ConfigInvalid, TargetFailed
 from service.sync.model import Endpoint
 from service.sync.transforms import plan_columns
+from tests.contract.cases.mysql import mysql_execute, mysql_fetch
+from tests.contract.cases.sqlite import sqlite_execute
 from tests.integration.test_engine_sync import pg, same_rows, unique
+from tests.support.policy import policy_for
 
 MYSQL = "mysql://root@127.0.0.1:3306/test"
 
@@ -285,3 +293,155 @@ async def test_pg_sliced_overwrite_is_published_at_once_and_never_seen_half_writ
             await target.publish_stages([*keys, str(uuid.uuid4())], ["id", "n", "ts", "note"])
         assert await target.count_rows() == 60_001
     assert await pg_checkpoints(target_dsn, keys) == [(True, True, n) for n in OVERWRITE_ROWS]
+
+
+# MariaDB.
+
+MYSQL_TABLE = """CREATE TABLE `{t}` (id BIGINT {key}, n INT NULL, ts DATETIME(6) NULL, note VARCHAR(40))
+ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
+MYSQL_FILL = """INSERT INTO `{t}`
+SELECT seq,
+       CASE WHEN seq % 11 = 0 THEN NULL WHEN seq % 5 = 0 THEN 7 ELSE seq * 3 END,
+       CASE WHEN seq % 13 = 0 THEN NULL
+            WHEN seq <= 3000 THEN TIMESTAMP '2021-06-15 00:00:00' + INTERVAL (seq % 4) HOUR
+            ELSE TIMESTAMP '2019-01-01 00:00:00' + INTERVAL (seq * 2) HOUR END,
+       CONCAT('row ', seq)
+FROM seq_1_to_{rows}"""
+"""The PostgreSQL table's values (PG_TABLE), from MariaDB's sequence engine."""
+
+
+async def mysql_table(rows: int = 6_000, *, keyless: bool = False, name: str | None = None) -> str:
+    name = name or unique("sl")
+    await mysql_execute(MYSQL, MYSQL_TABLE.format(t=name, key="" if keyless else "PRIMARY KEY"))
+    if rows:
+        await mysql_execute(MYSQL, MYSQL_FILL.format(t=name, rows=rows))
+        await mysql_execute(MYSQL, f"ANALYZE TABLE `{name}`")
+    return name
+
+
+def mysql_source(table: str) -> Any:
+    return lambda: MySQLSource(Endpoint("mysql", url=MYSQL), SourceSpec(table=table), 5)
+
+
+async def test_mysql_slices_read_every_row_once_keyed_and_keyless() -> None:
+    for keyless in (False, True):
+        opened = mysql_source(await mysql_table(keyless=keyless))
+        async with opened() as source:
+            assert await source.column_kind("ts") == "datetime"
+            assert await source.bounds("n") == (3, 17_997)
+            assert await source.bounds("ts") == ("2019-09-08T02:00:00", "2021-06-15T03:00:00")
+            by_value = await plan_slices(source, SplitSpec(column="n", max_rows_per_slice=800))
+            by_time = await plan_slices(source, SplitSpec(column="ts", max_rows_per_slice=500))
+            by_key = await plan_slices(source, SplitSpec(column="id", slices=4))
+        assert by_time[-1] == SliceRange("ts", "datetime", "2021-06-15T00:00:00", None)  # as on PostgreSQL
+        for plan in (by_value, by_time, by_key):
+            per_slice = await read_all(opened, plan, size=450)
+            exactly_once(per_slice, range(1, 6_001))
+            counts = await counted(opened, plan)
+            assert all(whole == estimate == count == len(ids)
+                       for (whole, estimate, count), ids in zip(counts, per_slice, strict=True))
+        assert len(by_value) >= 8 and [len(ids) for ids in await read_all(opened, by_key)] == [1_500] * 4
+
+
+async def test_mysql_estimates_of_a_big_table_see_only_the_slice() -> None:
+    table = unique("big")
+    await mysql_execute(MYSQL, f"CREATE TABLE `{table}` (id BIGINT PRIMARY KEY, v INT) ENGINE=InnoDB")
+    await mysql_execute(MYSQL, f"INSERT INTO `{table}` SELECT seq, seq % 100 FROM seq_1_to_150000")
+    await mysql_execute(MYSQL, f"ANALYZE TABLE `{table}`")
+    narrow = SliceRange("id", "int", 1_000, 1_100)
+    async with mysql_source(table)() as source:
+        assert 0 < await source.count_range(narrow, exact=False) <= 1_000  # EXPLAIN's rows of the range
+        source.restrict(narrow)
+        await source.describe()
+        estimate = await source.estimate(await source.start(None))
+        assert estimate is not None and 0 < estimate <= 1_000  # not the table's 150,000
+        assert await source.count_rows() == 100
+
+
+async def mysql_stages(table: str, keys: list[str]) -> int:
+    names = {stage_parts(table, k)[1] for k in keys}
+    found = await mysql_fetch(MYSQL, "SELECT TABLE_NAME AS t FROM information_schema.TABLES "
+                                     "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE '\\_batchsync\\_stage\\_%'")
+    return len(names & {r["t"] for r in found})
+
+
+async def mysql_checkpoints(keys: list[str]) -> list[tuple[bool, bool, int]]:
+    listed = ", ".join(f"'{k}'" for k in keys)
+    rows = await mysql_fetch(MYSQL, f"SELECT checkpoint_key AS k, extra, records_written AS w FROM {CHECKPOINTS} "
+                                    f"WHERE checkpoint_key IN ({listed})")
+    found = {r["k"]: marks(r["extra"], r["w"]) for r in rows}
+    return [found[k] for k in keys]
+
+
+async def mysql_rows(table: str) -> list[dict[str, Any]]:
+    return await mysql_fetch(MYSQL, f"SELECT * FROM `{table}` ORDER BY id")
+
+
+async def test_mysql_sliced_overwrite_is_published_at_once() -> None:
+    source_table = await mysql_table(6_000)
+    target_table = await mysql_table(0)
+    await mysql_execute(MYSQL, f"INSERT INTO `{target_table}` (id, note) SELECT seq, 'old' FROM seq_1_to_40")
+    plan = [SliceRange("id", "int", None, 2_001, nulls=True), SliceRange("id", "int", 2_001, 4_001),
+            SliceRange("id", "int", 4_001, 10**9), SliceRange("id", "int", 10**9, None)]
+    endpoint = Endpoint("mysql", url=MYSQL)
+    spec = TargetSpec(table=target_table, mode=WriteMode.OVERWRITE)
+    keys = [str(uuid.uuid4()) for _ in plan]
+    for where, key, rows in zip(plan, keys, [2_000, 2_000, 2_000, 0], strict=True):
+        async with mysql_source(source_table)() as source, MySQLTarget(endpoint, spec, 5) as target:
+            assert isinstance(target, SliceStagingTarget)
+            last = await stage_slice(source, target, where, key, raw=False, size=700)
+        assert last.records_written == rows
+    assert await mysql_stages(target_table, keys) == 4  # a slice without rows has an empty stage here
+    assert await mysql_checkpoints(keys) == [(True, False, n) for n in (2_000, 2_000, 2_000, 0)]
+    assert len(await mysql_rows(target_table)) == 40  # nothing published yet
+
+    columns = ["id", "n", "ts", "note"]
+    async with MySQLTarget(endpoint, spec, 5) as target:
+        await target.publish_stages(keys, columns)
+    assert await mysql_rows(target_table) == await mysql_rows(source_table)
+    assert await mysql_stages(target_table, keys) == 0
+    assert await mysql_checkpoints(keys) == [(True, True, n) for n in (2_000, 2_000, 2_000, 0)]
+
+    await mysql_execute(MYSQL, f"INSERT INTO `{target_table}` (id, note) VALUES (-1, 'after the publish')")
+    async with MySQLTarget(endpoint, spec, 5) as target:  # a second publish (a retried run) changes nothing
+        await target.publish_stages(keys, columns)
+        await target.stage_finished(keys[0], columns, Checkpoint(9, {}, 1, 1))  # late: stays finished
+    async with MySQLTarget(endpoint, spec, 5) as target:
+        with pytest.raises(TargetFailed):  # a slice never staged is never published
+            await target.publish_stages([*keys, str(uuid.uuid4())], columns)
+    async with MySQLTarget(endpoint, spec, 5) as target:
+        assert await target.count_rows() == 6_001
+    assert await mysql_checkpoints(keys) == [(True, True, n) for n in (2_000, 2_000, 2_000, 0)]
+
+
+# SQLite.
+
+async def test_sqlite_slices_read_every_row_once_on_its_text_dates(tmp_path: Path) -> None:
+    """SQLite keeps times as text: slices bound as SQLite spells them cut at the calendar's edges."""
+    path = tmp_path / "sliced.db"
+    sqlite_execute(path, 'CREATE TABLE "t" (id INTEGER PRIMARY KEY, n INTEGER, ts DATETIME, d DATE)')
+    start = datetime(2019, 1, 1, tzinfo=UTC)
+    stamps = {i: None if i % 13 == 0 else start + timedelta(hours=(i % 4) if i <= 1_500 else 7 * i)
+              for i in range(1, 4_001)}
+    sqlite_execute(path, 'INSERT INTO "t" VALUES (?, ?, ?, ?)', [
+        (i, None if i % 11 == 0 else i * 3, None if t is None else t.strftime("%Y-%m-%d %H:%M:%S.%f+00:00"),
+         None if t is None else t.date().isoformat()) for i, t in stamps.items()])
+    opened = lambda: SQLiteSource(Endpoint("sqlite", url=f"sqlite://{path}", policy=policy_for()),  # noqa: E731
+                                  SourceSpec(table="t"), 5)
+    async with opened() as source:
+        assert await source.column_kind("ts") == "datetime" and await source.column_kind("d") == "date"
+        plans = [await plan_slices(source, SplitSpec(column=c, max_rows_per_slice=300)) for c in ("n", "ts", "d")]
+    for plan in plans:
+        per_slice = await read_all(opened, plan, size=250)
+        exactly_once(per_slice, range(1, 4_001))
+        assert [c for c, _, _ in await counted(opened, plan)] == [len(ids) for ids in per_slice]
+        if plan[0].kind == "int":
+            continue
+        for where, ids in zip(plan, per_slice, strict=True):  # each row in its calendar window
+            lo = None if where.lo is None else datetime.fromisoformat(where.lo).date()
+            hi = None if where.hi is None else datetime.fromisoformat(where.hi).date()
+            days = [t.date() for t in (stamps[i] for i in ids) if t is not None]
+            assert all((lo is None or lo <= day) and (hi is None or day < hi) for day in days), where
+    # the first day's 1,385 rows (four hours) stay one slice, the NULLs and the empty windows until 2020 join it
+    assert plans[1][0] == SliceRange("ts", "datetime", None, "2020-03-01T00:00:00+00:00", nulls=True)
+    assert [(s.lo, s.hi) for s in plans[2]] == [(s.lo and s.lo[:10], s.hi and s.hi[:10]) for s in plans[1]]

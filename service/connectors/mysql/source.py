@@ -5,7 +5,8 @@ key, so a resumed run restarts with `key > last`. A query (or a key-less table) 
 resumed by skipping the rows already written. Every run reads on a new connection inside one READ ONLY
 transaction that is never committed (`mysql.connect`), after `query_guard` passed its query's text
 (no `INTO OUTFILE`, `SET`, `:=` or second statement). Values are decoded in Python (the mapping plan
-and the target's kinds); what all SQL sources share is `sql_source.SQLSource`.
+and the target's kinds); what all SQL sources share is `sql_source.SQLSource`, slices included (a sliced run's
+range is a term of every page's WHERE; the planner's estimates are `EXPLAIN`'s rows).
 """
 
 import logging
@@ -103,6 +104,20 @@ class MySQLSource(SQLSource):
                                  "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
                                  [schema or None, name])
         return rows[0][0] if rows else None
+
+    async def _estimate_where(self, where: str, args: list[Any]) -> int | None:
+        """The optimizer's row estimate (`EXPLAIN`'s `rows`, times `filtered` where the server reports it)."""
+        with boundary("source", self._spec.table):
+            async with self.conn.cursor() as cur:
+                await cur.execute(f"EXPLAIN SELECT 1 FROM {self._relation} {where}", args)
+                names = [d[0].lower() for d in cur.description or ()]
+                plan = list(await cur.fetchall())
+        if not plan or "rows" not in names:
+            return None
+        first = dict(zip(names, plan[0], strict=True))
+        rows = float(first["rows"] or 0)
+        filtered = first.get("filtered")
+        return int(rows * float(filtered) / 100) if filtered is not None else int(rows)
 
     def _pages(self, select: str, position: Position, size: int) -> AsyncIterator[Page]:
         if self._key is not None:

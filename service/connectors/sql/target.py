@@ -3,6 +3,9 @@ table, created tables and key checks; and, for targets that insert decoded rows 
 write path: a chunk and its checkpoint in one transaction, a replayed chunk recognised and skipped, the
 staged rows swapped in with the checkpoint forgotten at the end.
 
+A sliced overwrite (docs/spec.md §10) stages each slice under its own checkpoint key (`stage_finished`) and
+publishes every stage in one transaction after the last slice (`publish_stages`), as `finish` publishes one.
+
 A dialect supplies its SQL spellings and transaction calls as hooks (`mysql/target.py`,
 `sqlite/target.py`); PostgreSQL COPYs instead of inserting and uses only the module functions.
 """
@@ -322,6 +325,58 @@ class SQLTarget:
                 raise
             if overwrite and not self.transactional_ddl:
                 await self._execute(f"DROP TABLE IF EXISTS {self._stage(key)}")
+
+    async def stage_finished(self, key: str, columns: list[str], last: Checkpoint) -> None:  # noqa: ARG002
+        """The slice `key` staged all its rows (in its stage, made by `prepare`): `last` is stored marked staged;
+        a checkpoint already finished (published) is left as it is."""
+        with self._boundary(self._spec.table):
+            await self._begin()
+            try:
+                rows = await self._fetch(f"SELECT extra FROM {CHECKPOINTS} WHERE checkpoint_key = "
+                                         f"{self.placeholder}{self.row_lock}", (key,))
+                if rows and json.loads(rows[0][0]).get("finished"):
+                    await self._rollback()
+                    return
+                await self._execute(self.save_checkpoint_sql, checkpoint_args(key, self._spec.table, staged(last)))
+                await self._commit()
+            except BaseException:
+                await self._abort()
+                raise
+
+    async def publish_stages(self, keys: list[str], columns: list[str]) -> None:
+        """One transaction: the slices' checkpoints locked (two publishers queue on them), the table's rows
+        replaced with every stage's, each checkpoint marked finished (its counts kept), finished checkpoints
+        of old runs forgotten; the stages dropped in it, or after the commit when DDL would commit on its own.
+        Nothing is published again when every key is finished (stages a crash left behind are dropped);
+        TargetFailed when a key is not staged."""
+        table, cols = self.quote(self._spec.table), ", ".join(self.quote(c) for c in columns)
+        listed = ", ".join([self.placeholder] * len(keys))
+        with self._boundary(self._spec.table):
+            await self._begin()
+            try:
+                rows = await self._fetch(f"SELECT checkpoint_key, chunk, position, records_read, records_written, "
+                                         f"extra FROM {CHECKPOINTS} WHERE checkpoint_key IN ({listed}){self.row_lock}",
+                                         tuple(keys)) if keys else []
+                ready = to_publish(keys, {str(r[0]): checkpoint_of(*r[1:]) for r in rows})
+                if not ready:
+                    await self._rollback()
+                else:
+                    await self._execute(f"DELETE FROM {table}")
+                    for key in keys:
+                        await self._execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {self._stage(key)}")
+                        if self.transactional_ddl:
+                            await self._execute(f"DROP TABLE {self._stage(key)}")
+                    for key, checkpoint in ready.items():
+                        await self._execute(self.save_checkpoint_sql,
+                                            checkpoint_args(key, self._spec.table, checkpoint.as_finished()))
+                    await self._execute(self.forget_finished_sql, (self._spec.table, keys[0], FINISHED_PATTERN))
+                    await self._commit()
+            except BaseException:
+                await self._abort()
+                raise
+            if not self.transactional_ddl or not ready:
+                for key in keys:
+                    await self._execute(f"DROP TABLE IF EXISTS {self._stage(key)}")
 
     async def abandon(self, key: str) -> None:
         try:

@@ -3,14 +3,18 @@ authorizer, `sqlite/connection.py`), cut into chunks.
 
 A table with a single-column primary key is read in key order and resumed after the last key written; a
 query (or a key-less table) is resumed by skipping the rows already written (`sql_source.SQLSource`).
-Values are decoded from SQLite's storage by the columns' declared kinds.
+Values are decoded from SQLite's storage by the columns' declared kinds. A sliced run's range is a term of
+the page's WHERE (`sql_source.SQLSource`); SQLite keeps dates and times as text, so a slice's bounds are
+bound as text in SQLite's own spelling (`2024-01-31`, `2024-01-31 00:00:00`), which orders like the values
+our target writes and SQLite's `datetime()` returns. Counts are always exact.
 """
 
 from collections.abc import AsyncIterator, Sequence
+from datetime import date, datetime
 from typing import Any, Self
 
 from service.connectors.base import Capabilities, Column, Position
-from service.connectors.sql.source import Page, SQLSource, where_clause
+from service.connectors.sql.source import Page, SQLSource, slice_value, where_clause
 from service.connectors.sqlite.connection import boundary, close, connect, table_columns
 from service.connectors.sqlite.types import TYPES
 from service.sync.transforms import quote_ident
@@ -51,6 +55,16 @@ class SQLiteSource(SQLSource):
             self._columns = [Column(name, "") for name in names]
         self._check_cursor([c.name for c in self._columns])
         return self._columns
+
+    def _slice_param(self, kind: str, value: Any, args: list[Any]) -> str:
+        """A date or time bound as SQLite's text (`YYYY-MM-DD HH:MM:SS`, space-separated), an integer as is."""
+        bound = slice_value(kind, value)
+        if isinstance(bound, datetime):
+            bound = bound.isoformat(sep=" ")
+        elif isinstance(bound, date):
+            bound = bound.isoformat()
+        args.append(bound)
+        return "?"
 
     async def _fetch(self, sql: str, args: list[Any]) -> Sequence[Sequence[Any]]:
         with boundary("source"):
