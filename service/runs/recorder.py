@@ -1,6 +1,7 @@
 """The engine's observer for one run: persists progress, throttles progress events, relays cancels."""
 
 import time
+import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -119,19 +120,23 @@ class RunRecorder:
         self._notifier.notify()
 
     async def on_rejected(self, chunk: int, rows: list[RejectedRow]) -> None:
-        """Queue the chunk's rejected rows for `P.rejected` in one transaction, unthrottled. Their event ids
-        derive from the checkpoint chain, chunk and order, so rows told again after a resume are the same
-        events (readers dedupe by eventId)."""
+        """Queue the chunk's rejected rows for `P.rejected` in one transaction, unthrottled."""
         if self.lost:
             raise LeaseLost(str(self._run.id))
-        run = self._run
-        async with self._sessions.begin() as session:
-            for index, row in enumerate(rows):
-                add_event(session, self._topics.rejected, BatchRowRejected(
-                    event_id=event_id(run.checkpoint_key, chunk, index), correlation_id=run.correlation_id,
-                    batch_id=run.batch_id, run_id=run.id, producer=PRODUCER, chunk=chunk, row=row.row,
-                    reason=row.reason))
+        await tell_rejected(self._sessions, self._topics, self._run, self._run.checkpoint_key, chunk, rows)
         self._notifier.notify()
 
     def cancel_requested(self) -> bool:
         return self.cancelled_by is not None
+
+
+async def tell_rejected(sessions: async_sessionmaker[AsyncSession], topics: Topics, run: Run, key: uuid.UUID,
+                        chunk: int, rows: list[RejectedRow]) -> None:
+    """Queue rows a chunk set aside for `P.rejected`, in one transaction. Their event ids derive from the
+    checkpoint chain `key` (a run's, or a slice's), the chunk and the order, so rows told again after a resume
+    are the same events (readers dedupe by eventId)."""
+    async with sessions.begin() as session:
+        for index, row in enumerate(rows):
+            add_event(session, topics.rejected, BatchRowRejected(
+                event_id=event_id(key, chunk, index), correlation_id=run.correlation_id, batch_id=run.batch_id,
+                run_id=run.id, producer=PRODUCER, chunk=chunk, row=row.row, reason=row.reason))

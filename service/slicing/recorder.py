@@ -7,18 +7,14 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.events import BatchRowRejected
 from schemas.topics import Topics
 from service.connectors.base import RejectedRow
 from service.db.models import Run
 from service.ports import OutboxNotifier
-from service.runs.lifecycle import PRODUCER
-from service.runs.outbox import add_event
-from service.runs.recorder import LeaseLost
+from service.runs.recorder import LeaseLost, tell_rejected
 from service.slicing import store
 from service.sync.errors import RunCancelled
 from service.sync.model import ProgressUpdate
-from service.sync.rejects import event_id
 
 
 class SliceRecorder:
@@ -68,13 +64,7 @@ class SliceRecorder:
         """As `RunRecorder.on_rejected`, with ids derived from the slice's own checkpoint chain."""
         if self.lost:
             raise LeaseLost(f"{self._run.id}/{self.number}")
-        run = self._run
-        async with self._sessions.begin() as session:
-            for index, row in enumerate(rows):
-                add_event(session, self._topics.rejected, BatchRowRejected(
-                    event_id=event_id(self._key, chunk, index), correlation_id=run.correlation_id,
-                    batch_id=run.batch_id, run_id=run.id, producer=PRODUCER, chunk=chunk, row=row.row,
-                    reason=row.reason))
+        await tell_rejected(self._sessions, self._topics, self._run, self._key, chunk, rows)
         self._notifier.notify()
 
     def cancel_requested(self) -> bool:

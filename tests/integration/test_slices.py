@@ -42,6 +42,17 @@ def stop(*processes: subprocess.Popen | None) -> None:
                 process.kill()
 
 
+async def start_split_run(stack, source_dsn: str, target_dsn: str, table: str, mode: str, chunk_size: int,
+                          split: dict) -> tuple[int, str]:
+    """A split batch of `table` from source to target, and the run of its sync (not waited for)."""
+    source_id = await create_connection(stack, unique("src"), source_dsn)
+    target_id = await create_connection(stack, unique("tgt"), target_dsn)
+    batch_id = await create_batch(stack, unique("batch"), source_id, target_id, {"table": table},
+                                  {"table": table, "mode": mode}, chunkSize=chunk_size, split=split)
+    response = await stack.client.post(f"/integration/batch/{batch_id}/sync?wait=0", headers=stack.headers())
+    return batch_id, response.json()["data"]["runId"]
+
+
 async def audit_replay(settings, *args: str):
     """`batchsync audit replay`: the history rebuilt from the events alone, BatchSliceCompleted included."""
     env = {"BATCHSYNC_DATABASE_URL": settings.database_url, "BATCHSYNC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -65,13 +76,8 @@ async def test_two_worker_processes_share_the_slices_of_one_run_and_the_target_i
     workers = [start_worker(settings, "worker-a"), start_worker(settings, "worker-b")]
     try:
         async with running_stack(settings, worker=False) as stack:
-            source_id = await create_connection(stack, unique("src"), source_dsn)
-            target_id = await create_connection(stack, unique("tgt"), target_dsn)
-            batch_id = await create_batch(stack, unique("batch"), source_id, target_id, {"table": table},
-                                          {"table": table, "mode": "append"}, chunkSize=5000,
-                                          split={"column": "id", "maxRowsPerSlice": PER_SLICE})
-            response = await stack.client.post(f"/integration/batch/{batch_id}/sync?wait=0", headers=stack.headers())
-            run_id = response.json()["data"]["runId"]
+            batch_id, run_id = await start_split_run(stack, source_dsn, target_dsn, table, "append", 5000,
+                                                        {"column": "id", "maxRowsPerSlice": PER_SLICE})
             run = await wait_for_run(stack, batch_id, run_id, within=240)
             slices = await slices_of(stack, batch_id, run_id)
             async with asyncio.timeout(30):  # the projector folds every BatchSliceCompleted
@@ -104,13 +110,8 @@ async def test_a_worker_killed_mid_slice_is_resumed_from_that_slices_checkpoint(
     second = None
     try:
         async with running_stack(settings, worker=False) as stack:
-            source_id = await create_connection(stack, unique("src"), source_dsn)
-            target_id = await create_connection(stack, unique("tgt"), target_dsn)
-            batch_id = await create_batch(stack, unique("batch"), source_id, target_id, {"table": table},
-                                          {"table": table, "mode": "append"}, chunkSize=2000,
-                                          split={"column": "id", "slices": 4})
-            response = await stack.client.post(f"/integration/batch/{batch_id}/sync?wait=0", headers=stack.headers())
-            run_id = response.json()["data"]["runId"]
+            batch_id, run_id = await start_split_run(stack, source_dsn, target_dsn, table, "append", 2000,
+                                                        {"column": "id", "slices": 4})
             async with asyncio.timeout(60):  # a slice of worker-a is under way with some chunks committed
                 while not any(s["status"] == "RUNNING" and s["recordsWritten"] >= 4000
                               for s in await slices_of(stack, batch_id, run_id)):
@@ -152,14 +153,9 @@ async def test_a_split_overwrite_is_published_once_and_never_seen_half_written(
             await conn.close()
 
     async with running_stack(settings) as stack:
-        source_id = await create_connection(stack, unique("src"), source_dsn)
-        target_id = await create_connection(stack, unique("tgt"), target_dsn)
-        batch_id = await create_batch(stack, unique("batch"), source_id, target_id, {"table": table},
-                                      {"table": table, "mode": "overwrite"}, chunkSize=3000,
-                                      split={"column": "created_at", "maxRowsPerSlice": 30_000})
         reading = asyncio.create_task(reader())
-        response = await stack.client.post(f"/integration/batch/{batch_id}/sync?wait=0", headers=stack.headers())
-        run_id = response.json()["data"]["runId"]
+        batch_id, run_id = await start_split_run(stack, source_dsn, target_dsn, table, "overwrite", 3000,
+                                                    {"column": "created_at", "maxRowsPerSlice": 30_000})
         run = await wait_for_run(stack, batch_id, run_id, within=120)
         stop_reading.set()
         await reading
@@ -183,13 +179,8 @@ async def test_a_retry_re_runs_only_the_slice_that_failed(state_dsn, source_dsn,
     await create_empty_like_orders(target_dsn, table)
     await execute(target_dsn, f'ALTER TABLE "{table}" ADD CONSTRAINT "{table}_no_bad" CHECK (id <> 50001)')
     async with running_stack(settings) as stack:
-        source_id = await create_connection(stack, unique("src"), source_dsn)
-        target_id = await create_connection(stack, unique("tgt"), target_dsn)
-        batch_id = await create_batch(stack, unique("batch"), source_id, target_id, {"table": table},
-                                      {"table": table, "mode": "append"}, chunkSize=2000,
-                                      split={"column": "id", "slices": 4})
-        response = await stack.client.post(f"/integration/batch/{batch_id}/sync?wait=0", headers=stack.headers())
-        first_id = response.json()["data"]["runId"]
+        batch_id, first_id = await start_split_run(stack, source_dsn, target_dsn, table, "append", 2000,
+                                                    {"column": "id", "slices": 4})
         first = await wait_for_run(stack, batch_id, first_id, within=120)
         first_slices = await slices_of(stack, batch_id, first_id)
         assert first["status"] == "FAILED", first
@@ -245,13 +236,8 @@ async def test_a_cancel_stops_every_slice(state_dsn, source_dsn, target_dsn, bro
     await create_empty_like_orders(target_dsn, table)
     await slow_target(target_dsn, table, millis_per_100_rows=5)
     async with running_stack(settings) as stack:
-        source_id = await create_connection(stack, unique("src"), source_dsn)
-        target_id = await create_connection(stack, unique("tgt"), target_dsn)
-        batch_id = await create_batch(stack, unique("batch"), source_id, target_id, {"table": table},
-                                      {"table": table, "mode": "append"}, chunkSize=1000,
-                                      split={"column": "id", "slices": 6})
-        response = await stack.client.post(f"/integration/batch/{batch_id}/sync?wait=0", headers=stack.headers())
-        run_id = response.json()["data"]["runId"]
+        batch_id, run_id = await start_split_run(stack, source_dsn, target_dsn, table, "append", 1000,
+                                                    {"column": "id", "slices": 6})
         async with asyncio.timeout(60):
             while not any(s["recordsWritten"] > 0 for s in await slices_of(stack, batch_id, run_id)):
                 await asyncio.sleep(0.05)
