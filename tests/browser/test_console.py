@@ -232,3 +232,23 @@ def test_the_api_docs_render_offline(server, browser, tmp_path: Path, page: str)
         wait_for(browser, lambda d: "Sync a batch" in d.find_element("css selector", "body").text)
     screenshot(browser, tmp_path, page.strip("/"))
     assert console_errors(browser) == []
+
+
+def test_a_split_run_shows_its_slices_with_their_workers(server, browser, tmp_path: Path, source_dsn,
+                                                         target_dsn) -> None:
+    batch_id = orders_batch(server, source_dsn, target_dsn, 40_000, chunk_size=2000,
+                            split={"column": "id", "slices": 4})
+    log_in(browser, server, server.token())
+    open_page(browser, server, f"#/batch/{batch_id}")
+    css(browser, "h1 [data-action=sync]").click()
+    wait_for(browser, lambda d: d.execute_script(
+        "return document.querySelector('[data-run-status]').dataset.runStatus") == "SUCCESS", timeout=90)
+    # read in one script: the panel re-renders as the run and its events arrive
+    rows = wait_for(browser, lambda d: d.execute_script(
+        "const rows = [...document.querySelectorAll('[data-slices] tr[data-slice]')];"
+        "return rows.length === 4 && rows.every((r) => r.dataset.sliceStatus === 'SUCCESS')"
+        " ? rows.map((r) => [r.dataset.slice, r.textContent]) : null"))
+    assert [number for number, _ in rows] == ["0", "1", "2", "3"]
+    assert "∪ NULL" in rows[0][1] and "∞" in rows[0][1] and "∞" in rows[-1][1]
+    screenshot(browser, tmp_path, "batch-slices")
+    assert console_errors(browser) == []

@@ -64,6 +64,20 @@ function historyTable(rows) {
     h('td', { class: 'message' }, run.message ?? ''))));
 }
 
+/** A split run's slices (docs/scale.md): range, state, the worker that ran each, what it moved. */
+function sliceTable(slices) {
+  const bound = (value, open) => (value === null || value === undefined ? open : String(value));
+  return h('div', {}, h('h3', {}, t('run.slices')), table(
+    [t('slice.number'), t('slice.range'), t('batch.status'), t('slice.worker'), t('batch.records'), t('run.message')],
+    slices.map((part) => h('tr', { dataset: { slice: String(part.slice), sliceStatus: part.status } },
+      h('td', { class: 'num' }, String(part.slice)),
+      h('td', { class: 'mono' }, `[${bound(part.range.lo, '-∞')}, ${bound(part.range.hi, '+∞')})${part.range.nulls ? ' ∪ NULL' : ''}`),
+      h('td', {}, badge(part.status)),
+      h('td', { class: 'mono' }, part.workerId ?? '—'),
+      h('td', { class: 'num' }, number(part.recordsWritten)),
+      h('td', { class: 'message' }, part.status === 'SUCCESS' ? '' : (part.message ?? ''))))));
+}
+
 /** The live run panel; `update` takes a run (GET …/runs/{id}) or a lifecycle event of it. */
 function livePanel() {
   const runStatus = h('span', { class: 'mono', dataset: { runStatus: '' } }, '—');
@@ -72,9 +86,11 @@ function livePanel() {
   const progress = h('div', { class: 'progress' }, bar);
   const details = h('div');
   const message = h('div', { class: 'message' });
+  const parts = h('div', { dataset: { slices: '' } });
   const live = { runId: null, status: null, read: 0, written: 0, total: null, rate: null, elapsed: null,
-    phase: null, chunks: 0, startedAt: null, finishedAt: null, message: null };
-  const element = h('div', {}, h('div', { class: 'toolbar' }, statusBadge, runStatus), progress, details, message);
+    phase: null, chunks: 0, startedAt: null, finishedAt: null, message: null, slices: null };
+  const element = h('div', {}, h('div', { class: 'toolbar' }, statusBadge, runStatus), progress, details, message,
+    parts);
 
   function draw() {
     runStatus.dataset.runStatus = live.status || 'NEVER_RUN';
@@ -99,6 +115,7 @@ function livePanel() {
     ]) : null);
     replace(message, live.message ? h('p', { class: live.status === 'FAILED' ? 'notice error' : 'muted' },
       live.message) : null);
+    replace(parts, live.slices ? sliceTable(live.slices) : null);
   }
 
   function fromRun(run) {
@@ -106,6 +123,7 @@ function livePanel() {
       runId: run.runId, status: run.status, read: run.recordsRead, written: run.recordsWritten,
       total: run.totalEstimate, chunks: run.chunks, startedAt: run.startedAt, finishedAt: run.finishedAt,
       message: run.message, phase: run.phase ?? (TERMINAL.has(run.status) ? null : live.phase),
+      slices: run.slices ?? null,
     });
     if (TERMINAL.has(run.status)) live.rate = null;
     draw();
@@ -217,7 +235,9 @@ export async function render(view, params) {
     if (event.batchId !== id) return;
     const known = event.runId === panel.live.runId;
     panel.fromEvent(event);
-    if (event.eventType === 'BatchSyncCompleted') {
+    if (event.eventType === 'BatchSliceCompleted' && known) {
+      loadRun(event.runId).catch(() => {});
+    } else if (event.eventType === 'BatchSyncCompleted') {
       // the run's row is final before its completion is published: show the batch's new state at once
       clearTimeout(reload);
       reload = null;
