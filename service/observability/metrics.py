@@ -41,6 +41,9 @@ RECORDS_SYNCED = Counter("batchsync_records_synced", "Records written to targets
 RUN_DURATION = Histogram("batchsync_run_duration_seconds", "Wall time of a run in this worker, by final status.",
                          ["status"], buckets=RUN_BUCKETS)
 ACTIVE_RUNS = Gauge("batchsync_active_runs", "Runs executing in this worker now.")
+TRANSIENT_RETRIES = Counter("batchsync_transient_retries",
+                            "Transient errors retried in place (a dropped, refused or unanswered connection), by code.",
+                            ["error_code"])
 CHUNK_DURATION = Histogram("batchsync_chunk_duration_seconds", "Time to write one chunk and its checkpoint.",
                            buckets=CHUNK_BUCKETS)
 OUTBOX_BACKLOG = Gauge("batchsync_outbox_backlog", "Outbox rows not yet published to the broker.")
@@ -62,6 +65,10 @@ def run_finished(status: str, trigger: str, error_code: str | None, seconds: flo
         RUN_FAILURES.labels(error_code).inc()
     if seconds is not None:
         RUN_DURATION.labels(status).observe(max(seconds, 0.0))
+
+
+def transient_retried(error_code: str) -> None:
+    TRANSIENT_RETRIES.labels(error_code).inc()
 
 
 def chunk_written(records: int, seconds: float) -> None:

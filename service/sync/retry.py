@@ -1,6 +1,7 @@
 """Retry of transient errors with full-jitter exponential back-off, bounded in time per outage, so a dropped
 connection or a restarted database heals in place but a dead system still fails the run within a known
-budget (`BATCHSYNC_TRANSIENT_RETRY_SECONDS`, docs/spec.md §9).
+budget (`BATCHSYNC_TRANSIENT_RETRY_SECONDS`, docs/spec.md §9). Each retry is counted by its error code
+(`batchsync_transient_retries_total`), besides its warning line.
 """
 
 import asyncio
@@ -11,7 +12,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from service.sync.errors import is_transient
+from schemas.events import ErrorCode
+from service.observability.metrics import transient_retried
+from service.sync.errors import SyncError, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ async def retry_transient(
             out_of_tries = policy.attempts is not None and tries >= policy.attempts
             if out_of_tries or now - outage_started + pause > policy.budget:
                 raise
+            transient_retried(exc.code.value if isinstance(exc, SyncError) else ErrorCode.INTERNAL.value)
             log.warning("transient error, attempt %d in %.2fs (%.0fs of %.0fs into the outage): %s",
                         attempt + 1, pause, now - outage_started, policy.budget, exc)
             await asyncio.sleep(pause)

@@ -5,6 +5,7 @@ wait for a frozen database."""
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY as METRICS
 
 from tests.support.builders import count_duplicates, create_orders, table_fingerprint, unique
 from tests.support.own_postgres import OwnPostgres, own_postgres
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.slow
 ROWS = 300_000
 OUTAGE_SECONDS = 10
 MODES = ["append", "overwrite", "upsert"]
+FREEZE_SECONDS = 12
 
 
 @pytest.fixture(scope="module")
@@ -96,19 +98,45 @@ async def test_an_outage_longer_than_the_budget_fails_the_run_with_the_reason(se
     assert run["status"] == "FAILED" and "连接被拒绝" in run["message"], run
 
 
+def retried(error_code: str) -> float:
+    """Transient errors of this code retried in place so far in this process (the stack runs in it)."""
+    return METRICS.get_sample_value("batchsync_transient_retries_total", {"error_code": error_code}) or 0.0
+
+
 async def test_a_run_frozen_on_its_target_finishes_exact_after_the_thaw(server: OwnPostgres, state_dsn, source_dsn,
                                                                        broker):
+    """While the target is frozen nothing it sends can end an operation, so a TARGET_ERROR retried during the
+    freeze is the I/O timeout firing and the attempt letting go of the frozen server (its connections, a merge in
+    flight) instead of waiting for the thaw. Read from the retry counter, not from the log."""
     table = await prepare("upsert", source_dsn, server.dsn)
     settings = stack_settings(state_dsn, broker.bootstrap, transient_retry_seconds=60, io_timeout_seconds=2)
+    clock = asyncio.get_running_loop().time
     async with running_stack(settings) as stack:
         batch_id, run_id = await start_run(stack, "upsert", source_dsn, server.dsn, table)
         await mid_run(state_dsn, run_id)
+        before, retried_after = retried("TARGET_ERROR"), None
         server.freeze()
+        frozen = clock()
         try:
-            await asyncio.sleep(12)
+            while clock() - frozen < FREEZE_SECONDS:
+                if retried_after is None and retried("TARGET_ERROR") > before:
+                    retried_after = clock() - frozen
+                await asyncio.sleep(0.05)
+            stalled = (await run_row(state_dsn, run_id))["records_written"]  # the rows written before the freeze
         finally:
             server.thaw()
+        thawed = clock()
+        assert retried_after is not None, f"no retry during the {FREEZE_SECONDS} s freeze: the I/O timeout never let go"
+        async with asyncio.timeout(60):  # the first chunk written after the thaw
+            while (row := await run_row(state_dsn, run_id))["status"] == "RUNNING":
+                if row["records_written"] > stalled:
+                    break
+                await asyncio.sleep(0.05)
+        resumed = clock() - thawed
         run = await wait_for_run(stack, batch_id, run_id, within=180)
+        finished = clock() - thawed
+    print(f"frozen target: retried {retried_after:.1f} s into the freeze; after the thaw, the next chunk came "
+          f"{resumed:.1f} s and the end {finished:.1f} s later")
     assert run["status"] == "SUCCESS", run
     await assert_exact(source_dsn, server.dsn, table)
 

@@ -50,19 +50,33 @@ class OwnPostgres:
         """A fast shutdown, as an operator's restart does: every session is terminated."""
         self._ctl("-w", "-m", "fast", "stop")
 
-    def _pids(self) -> list[int]:
-        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
-        return [postmaster, *map(int, children)]
+    def _postmaster(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def _children(self, postmaster: int) -> list[int]:
+        found = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        return [int(pid) for pid in found]
+
+    @staticmethod
+    def _signal(pid: int, signum: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):  # a backend that ended (and was reaped) meanwhile
+            os.kill(pid, signum)
 
     def freeze(self) -> None:
-        """SIGSTOP the server and its backends: connections stay open and nothing answers."""
-        for pid in self._pids():
-            os.kill(pid, signal.SIGSTOP)
+        """SIGSTOP the server and its backends: connections stay open and nothing answers. The postmaster
+        stops first, so no backend (or autovacuum worker) forked after the children were listed runs on."""
+        postmaster = self._postmaster()
+        self._signal(postmaster, signal.SIGSTOP)
+        for pid in self._children(postmaster):
+            self._signal(pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
-        for pid in self._pids():
-            os.kill(pid, signal.SIGCONT)
+        """The backends first, the postmaster last: a child that exited during the freeze is still there to be
+        signalled (a zombie), not reaped by a postmaster that resumed a moment earlier."""
+        postmaster = self._postmaster()
+        for pid in self._children(postmaster):
+            self._signal(pid, signal.SIGCONT)
+        self._signal(postmaster, signal.SIGCONT)
 
 
 @contextlib.contextmanager

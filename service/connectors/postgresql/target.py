@@ -117,7 +117,7 @@ class PostgresTarget:
 
     async def __aexit__(self, exc_type: object, *_: object) -> None:
         if self._upsert is not None:
-            await self._upsert.close()
+            await self._upsert.close(clean=exc_type is None)
         await close(self._conn, clean=exc_type is None)
 
     @property

@@ -16,7 +16,6 @@ are copied once and read once, and a table is truncated only after the merge tha
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -155,15 +154,31 @@ class PipelinedUpsert:
         await conn.execute(f"DROP TABLE IF EXISTS {stages}")
         self._stages = []
 
-    async def close(self) -> None:
-        """End the merging connection. A merge still in flight gets `connect_timeout` seconds to finish (then
-        the chunk the engine was told is written stays written); after that it is cancelled and rolls back, and
-        a resumed run merges that chunk again (harmless for an upsert): a frozen database cannot hold the run
-        up, whether it is unwinding from an I/O timeout or from a cancel."""
+    async def close(self, *, clean: bool = True) -> None:
+        """End the merging connection; `clean` is false when the caller is unwinding from an error.
+
+        A merge still in flight gets `connect_timeout` seconds to finish (then the chunk the engine was told is
+        written stays written). After that it is let go without waiting for it: its connection is terminated, so
+        the server rolls it back, and a resumed run merges that chunk again (harmless for an upsert). Its own
+        rollback, or a graceful close, would wait for a server that may be the thing that hung: a frozen database
+        held the attempt (and so the retry) until it thawed. Unwinding from an error, the connection is
+        terminated as well, never closed gracefully."""
         pending, self._pending = self._pending, None
-        if pending is not None and not pending.done():
-            with contextlib.suppress(BaseException):  # bounded either way: the database may be the thing that hung
-                await asyncio.wait_for(pending, self._timeout)
-        merged = pending is None or (not pending.cancelled() and pending.exception() is None)
-        await close(self._merger, clean=merged)
-        self._merger = None
+        merger, self._merger = self._merger, None
+        merged = False
+        try:
+            if pending is not None and not pending.done():
+                await asyncio.wait({pending}, timeout=self._timeout)  # not wait_for: it awaits the cancelled merge
+            merged = pending is None or (pending.done() and not pending.cancelled() and pending.exception() is None)
+        finally:
+            if pending is not None and not pending.done():
+                if merger is not None:
+                    merger.terminate()
+                _let_go(pending)
+            await close(merger, clean=clean and merged)
+
+
+def _let_go(task: "asyncio.Task[None]") -> None:
+    """Cancel `task` and never wait for it; its outcome is collected so it is not reported as lost."""
+    task.cancel()
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
