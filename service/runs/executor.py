@@ -380,8 +380,8 @@ class RunExecutor:
         """A cancelled run stops at its next chunk boundary; one stuck waiting on a system (a frozen database,
         a long merge) is interrupted after CANCEL_GRACE_SECONDS, so a cancel takes effect within seconds."""
 
-        if run_id in self._interrupting:
-            return
+        if run_id in self._interrupting or run_id in self._coordinators:
+            return  # a split run's coordinator waits on no system: it cancels its slices and sees them end
         self._interrupting.add(run_id)
 
         async def interrupt() -> None:
