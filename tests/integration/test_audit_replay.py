@@ -23,6 +23,7 @@ from service.runs.snapshot import config_hash
 from tests.support.brokers import noida, tansu
 from tests.support.builders import create_empty_like_orders, create_orders, unique
 from tests.support.databases import fresh_database
+from tests.support.sql import fetch
 from tests.support.stack import create_batch, create_connection, running_stack, stack_settings, wait_for_run
 
 pytestmark = pytest.mark.slow
@@ -38,14 +39,6 @@ async def projector_task(settings):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await engine.dispose()
-
-
-async def fetch(dsn: str, sql: str, *args):
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def execute(dsn: str, sql: str, *args) -> None:

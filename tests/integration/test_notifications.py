@@ -28,7 +28,8 @@ from service.security.network import NetworkPolicy
 from tests.support.builders import create_empty_like_orders, create_orders, unique
 from tests.support.databases import fresh_database
 from tests.support.loopback import http_server, silent_server
-from tests.support.scheduling import eventually, fetch
+from tests.support.scheduling import eventually
+from tests.support.sql import fetch
 from tests.support.stack import Stack, create_batch, create_connection, running_stack, stack_settings
 
 pytestmark = pytest.mark.slow

@@ -18,6 +18,7 @@ from service.sync.model import Endpoint, RunSpec
 from service.sync.rejects import TooManyRejected, event_id
 from tests.contract.harness import Crash, Recorder, spec_for, sync
 from tests.support.policy import policy_for
+from tests.support.sql import fetch
 
 BAD_LINES = {17, 230, 231, 640, 999}
 """Data lines (1-based) whose `qty` is not an integer."""
@@ -45,14 +46,6 @@ async def execute_sql(dsn: str, *statements: str) -> None:
     try:
         for statement in statements:
             await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-async def fetch(dsn: str, query: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(query))
     finally:
         await conn.close()
 

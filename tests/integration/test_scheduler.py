@@ -22,7 +22,8 @@ from service.scheduling.scheduler import Scheduler
 from service.scheduling.schedules import FireOutcome
 from tests.support.builders import create_empty_like_orders, create_orders, unique
 from tests.support.databases import fresh_database
-from tests.support.scheduling import all_terminal, eventually, execute, fetch, runs_of
+from tests.support.scheduling import all_terminal, eventually, runs_of
+from tests.support.sql import execute, fetch
 from tests.support.stack import Stack, create_batch, create_connection, running_stack, stack_settings, wait_for_run
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,8 @@ from service.db.migrate import upgrade
 from tests.support.builders import create_empty_like_orders, create_orders, unique
 from tests.support.databases import fresh_database
 from tests.support.processes import settings_env
-from tests.support.scheduling import all_terminal, eventually, fetch, runs_of
+from tests.support.scheduling import all_terminal, eventually, runs_of
+from tests.support.sql import fetch
 from tests.support.stack import create_batch, create_connection, running_stack, stack_settings
 
 pytestmark = pytest.mark.slow

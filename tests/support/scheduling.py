@@ -1,5 +1,5 @@
-"""Helpers for the scheduler, retry-policy and notification tests: a state database of their own with the
-stack on it, SQL against it, and waiting for what the projector or the worker will have done."""
+"""Helpers for the scheduler, retry-policy and notification tests: waiting for what the projector or the worker
+will have done, and the runs a batch has (SQL helpers: tests/support/sql.py)."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -7,21 +7,7 @@ from typing import Any
 
 import asyncpg
 
-
-async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
-
-
-async def execute(dsn: str, sql: str, *args: Any) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql, *args)
-    finally:
-        await conn.close()
+from tests.support.sql import fetch
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], within: float = 30, every: float = 0.1) -> Any:

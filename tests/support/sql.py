@@ -13,6 +13,14 @@ async def execute(dsn: str, sql: str, *args: Any) -> None:
         await conn.close()
 
 
+async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
 async def fetchrow(dsn: str, sql: str, *args: Any) -> asyncpg.Record | None:
     conn = await asyncpg.connect(dsn)
     try:
