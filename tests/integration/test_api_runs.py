@@ -19,7 +19,7 @@ from tests.support.api import (
     create_batch,
     create_connection,
 )
-from tests.support.databases import fresh_database
+from tests.support.databases import migrated_database
 
 T0 = datetime(2026, 1, 9, 10, 0, tzinfo=UTC)
 
@@ -120,10 +120,7 @@ async def test_statistics_of_a_batch_without_runs(client, pair) -> None:
 
 @pytest.fixture(scope="module")
 def empty_state_dsn():
-    from service.db.migrate import upgrade
-
-    with fresh_database("bs_api_stats") as dsn:
-        upgrade(asyncpg_url(dsn))
+    with migrated_database("bs_api_stats") as dsn:
         yield dsn
 
 

@@ -17,11 +17,10 @@ from service.auth import verify_token
 from service.bootstrap import run_api
 from service.cli.main import app, dev_secret
 from service.config import Settings
-from service.db.migrate import upgrade
 from service.demo import seed_demo
 from tests.support.brokers import free_port
 from tests.support.builders import create_empty_like_orders, create_orders, table_fingerprint, unique
-from tests.support.databases import _admin, fresh_database
+from tests.support.databases import _admin, fresh_database, migrated_database
 from tests.support.stack import Stack, create_batch, create_connection, running_stack, stack_settings
 
 SECRET = "cli-test-secret-0123456789abcdef"
@@ -84,8 +83,7 @@ def test_db_upgrade_migrates_a_fresh_database() -> None:
 
 def test_demo_data_is_created_once(tmp_path: Path) -> None:
     source_db, target_db = unique("bs_demo_src"), unique("bs_demo_tgt")
-    with fresh_database("bs_cli_state") as dsn:
-        upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    with migrated_database("bs_cli_state") as dsn:
         settings = Settings(database_url=dsn, data_dir=tmp_path)  # the demo role's password file goes there
         try:
             first = asyncio.run(seed_demo(settings, rows=5000, source_db=source_db, target_db=target_db))

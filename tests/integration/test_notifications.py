@@ -21,12 +21,11 @@ from consumers.notifier import NotificationFeed
 from producers.publisher import Publisher
 from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
-from service.db.migrate import upgrade
 from service.notify.deliveries import Defaults
 from service.notify.sender import Notifier
 from service.security.network import NetworkPolicy
 from tests.support.builders import create_empty_like_orders, create_orders, unique
-from tests.support.databases import fresh_database
+from tests.support.databases import migrated_database
 from tests.support.loopback import http_server, silent_server
 from tests.support.scheduling import eventually
 from tests.support.sql import fetch
@@ -75,8 +74,7 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def state(broker):
-    with fresh_database("bs_notify") as dsn:
-        upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    with migrated_database("bs_notify") as dsn:
         yield dsn
 
 

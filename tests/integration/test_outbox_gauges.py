@@ -8,19 +8,17 @@ import asyncpg
 import pytest
 
 from service.db.engine import make_engine, make_sessionmaker
-from service.db.migrate import upgrade
 from service.observability import backlog
 from service.observability.backlog import sample, sampling_outbox
 from service.observability.metrics import OUTBOX_AGE, OUTBOX_BACKLOG, OUTBOX_REFUSED
 from service.runs.outbox import MAX_ATTEMPTS
 from tests.support.brokers import free_port
-from tests.support.databases import fresh_database
+from tests.support.databases import migrated_database
 
 
 @pytest.fixture(scope="module")
 def outbox_dsn() -> Iterator[str]:
-    with fresh_database("bs_gauges") as dsn:
-        upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    with migrated_database("bs_gauges") as dsn:
         yield dsn
 
 

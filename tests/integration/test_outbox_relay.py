@@ -13,20 +13,18 @@ from producers.publisher import Publisher
 from schemas.events import BatchSyncProgress
 from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
-from service.db.migrate import upgrade
 from service.db.models import Outbox
 from service.ports import BrokerUnavailable
 from service.runs.outbox import SqlOutbox, add_event
 from tests.support.brokers import free_port, tansu_binary, wait_ready
-from tests.support.databases import fresh_database
+from tests.support.databases import migrated_database
 
 
 @pytest.fixture(scope="module")
 def relay_dsn():
     """A state store of its own: the relay drains every unpublished row, and rows other modules left for
     brokers that are gone would slow it down here."""
-    with fresh_database("bs_relay") as dsn:
-        upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    with migrated_database("bs_relay") as dsn:
         yield dsn
 
 

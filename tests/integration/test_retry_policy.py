@@ -12,11 +12,10 @@ from typer.testing import CliRunner
 
 from service.cli.audit import audit_app
 from service.db.engine import make_engine, make_sessionmaker
-from service.db.migrate import upgrade
 from service.scheduling.retries import retry_request_id
 from service.scheduling.scheduler import Scheduler
 from tests.support.builders import create_empty_like_orders, create_orders, table_fingerprint, unique
-from tests.support.databases import fresh_database
+from tests.support.databases import migrated_database
 from tests.support.loopback import closed_port
 from tests.support.scheduling import all_terminal, eventually, runs_of
 from tests.support.stack import Stack, create_batch, create_connection, running_stack, stack_settings
@@ -26,8 +25,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def state(broker):
-    with fresh_database("bs_retry") as dsn:
-        upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    with migrated_database("bs_retry") as dsn:
         yield dsn
 
 

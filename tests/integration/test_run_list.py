@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from service.db.migrate import upgrade
 from tests.support.api import api_client, api_settings, asyncpg_url, bearer, create_batch, create_connection
-from tests.support.databases import fresh_database
+from tests.support.databases import migrated_database
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 EXPECTED_KEYS = ("runId", "batchId", "batchName", "trigger", "requestedBy", "status", "startedAt", "finishedAt",
@@ -19,8 +18,7 @@ EXPECTED_KEYS = ("runId", "batchId", "batchName", "trigger", "requestedBy", "sta
 @pytest.fixture(scope="module")
 def own_dsn() -> Iterator[str]:
     """A state store of its own: the list spans every batch, so the shared one's runs would be counted."""
-    with fresh_database("bs_runlist") as dsn:
-        upgrade(asyncpg_url(dsn))
+    with migrated_database("bs_runlist") as dsn:
         yield dsn
 
 

@@ -17,11 +17,10 @@ from schemas.events import BatchSyncRequested, Trigger
 from schemas.wire import encode, event_headers, event_key
 from service.cli.audit import audit_app
 from service.db.engine import make_engine, make_sessionmaker
-from service.db.migrate import upgrade
 from service.scheduling.scheduler import Scheduler
 from service.scheduling.schedules import FireOutcome
 from tests.support.builders import create_empty_like_orders, create_orders, unique
-from tests.support.databases import fresh_database
+from tests.support.databases import migrated_database
 from tests.support.scheduling import all_terminal, eventually, runs_of
 from tests.support.sql import execute, fetch
 from tests.support.stack import Stack, create_batch, create_connection, running_stack, stack_settings, wait_for_run
@@ -31,8 +30,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def state(broker):
-    with fresh_database("bs_sched") as dsn:
-        upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    with migrated_database("bs_sched") as dsn:
         yield dsn
 
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from service.db.migrate import upgrade
 from tests.support.builders import create_empty_like_orders, create_orders, unique
-from tests.support.databases import fresh_database
+from tests.support.databases import migrated_database
 from tests.support.processes import settings_env
 from tests.support.scheduling import all_terminal, eventually, runs_of
 from tests.support.sql import fetch
@@ -26,8 +25,7 @@ BATCHSYNC = str(Path(sys.executable).parent / "batchsync")
 
 @pytest.fixture(scope="module")
 def state(broker):
-    with fresh_database("bs_schedp") as dsn:
-        upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    with migrated_database("bs_schedp") as dsn:
         yield dsn
 
 

@@ -20,10 +20,9 @@ from schemas.events import BatchSyncCompleted, BatchSyncRequested, BatchSyncStar
 from schemas.wire import encode
 from service.cli.audit import audit_app
 from service.config import Settings
-from service.db.migrate import upgrade
 from service.ports import BrokerUnavailable
 from tests.support.builders import create_empty_like_orders, create_orders, unique
-from tests.support.databases import fresh_database
+from tests.support.databases import migrated_database
 from tests.support.signing import produce_record, read_records, signed_by, signed_headers
 from tests.support.sql import fetchval
 from tests.support.stack import create_batch, create_connection, running_stack, stack_settings
@@ -75,8 +74,7 @@ class Scene:
 @pytest.fixture(scope="module")
 def audit_db():
     """A state database of our own, so the audit sees only this module's runs."""
-    with fresh_database("bs_signed") as dsn:
-        upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    with migrated_database("bs_signed") as dsn:
         yield dsn
 
 

@@ -31,3 +31,13 @@ def fresh_database(prefix: str = "bs_test") -> Iterator[str]:
         yield dsn_for(name)
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def migrated_database(prefix: str = "bs_test") -> Iterator[str]:
+    """Yield the DSN of a new database at the latest schema (the state store of a test of its own)."""
+    from service.db.migrate import upgrade
+
+    with fresh_database(prefix) as dsn:
+        upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+        yield dsn
