@@ -17,29 +17,13 @@ from tests.integration.test_engine_sync import (
     SOURCE_FILL,
     Recorder,
     checkpoints_left,
+    crash_after,
     pg,
     same_rows,
     source_table,
     spec_for,
     target_like,
 )
-
-
-async def _crash_after(chunk: int, spec, observer: Recorder) -> None:
-    """Run until `chunk` is durable, then kill the engine task the way a dying worker would."""
-    reached = asyncio.Event()
-
-    async def stall(update: ProgressUpdate) -> None:
-        if update.chunk == chunk:
-            reached.set()
-            await asyncio.Event().wait()
-
-    observer.hook = stall
-    task = asyncio.create_task(execute(spec, observer, connectors=REGISTRY, connect_timeout=5))
-    await asyncio.wait_for(reached.wait(), 10)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 @pytest.mark.parametrize("mode", [WriteMode.APPEND, WriteMode.OVERWRITE])
@@ -49,7 +33,7 @@ async def test_rerun_after_a_crash_resumes_from_the_checkpoint(
     src = await source_table(source_dsn, 1000)
     tgt = await target_like(target_dsn)
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, mode=mode, chunk_size=100)
-    await _crash_after(3, spec, Recorder())
+    await crash_after(3, spec, Recorder())
 
     observer = Recorder()
     result = await execute(spec, observer, connectors=REGISTRY, connect_timeout=5)
@@ -65,7 +49,7 @@ async def test_retry_run_continues_its_predecessors_checkpoint(source_dsn: str, 
     src = await source_table(source_dsn, 500)
     tgt = await target_like(target_dsn)
     failed = spec_for(source_dsn, target_dsn, tgt, table=src, mode=WriteMode.UPSERT, keys=["id"], chunk_size=100)
-    await _crash_after(2, failed, Recorder())
+    await crash_after(2, failed, Recorder())
     retry = replace(failed, run_id=uuid.uuid4())
 
     observer = Recorder()
@@ -178,14 +162,14 @@ async def test_an_execution_that_finds_its_chunk_already_written_stops_without_p
     src = await source_table(source_dsn, 1000)
     tgt = await target_like(target_dsn)
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, mode="overwrite", chunk_size=100)
-    await _crash_after(3, spec, Recorder())
+    await crash_after(3, spec, Recorder())
 
     class Racer(Recorder):
         """Lets the other execution write chunk 4 right before this one writes it."""
 
         async def on_start(self, resumed_from_chunk: int, total_estimate: int | None) -> None:
             await super().on_start(resumed_from_chunk, total_estimate)
-            await _crash_after(4, spec, Recorder())
+            await crash_after(4, spec, Recorder())
 
     with pytest.raises(CheckpointTaken):
         await execute(spec, Racer(), connectors=REGISTRY, connect_timeout=5)

@@ -1,6 +1,7 @@
 """execute() end to end on real PostgreSQL: the three write modes, mapping pushdown, query sources,
 key-less tables and incremental sync. Helpers here are shared by the other engine test modules."""
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -51,6 +52,25 @@ class Recorder:
 
     def cancel_requested(self) -> bool:
         return self.cancel
+
+
+async def crash_after(chunk: int, spec, observer: Recorder | None = None) -> None:
+    """Run until `chunk` is durable (told to the observer), then kill the engine task the way a dying worker
+    would."""
+    observer = observer or Recorder()
+    reached = asyncio.Event()
+
+    async def stall(update: ProgressUpdate) -> None:
+        if update.chunk == chunk:
+            reached.set()
+            await asyncio.Event().wait()
+
+    observer.hook = stall
+    task = asyncio.create_task(execute(spec, observer, connectors=REGISTRY, connect_timeout=5))
+    await asyncio.wait_for(reached.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 def spec_for(

@@ -19,6 +19,7 @@ from tests.integration.test_engine_sync import (
     SOURCE_FILL,
     Recorder,
     checkpoints_left,
+    crash_after,
     pg,
     same_rows,
     source_table,
@@ -96,17 +97,7 @@ async def test_a_run_that_dies_while_holding_publishes_nothing(source_dsn: str, 
     async with pg(target_dsn) as conn:
         await conn.execute(SOURCE_FILL.format(t=tgt, lo=9001, hi=9010))
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, mode=WriteMode.OVERWRITE, chunk_size=100)
-    held = asyncio.Event()
-
-    async def die(_: ProgressUpdate) -> None:
-        held.set()
-        await asyncio.Event().wait()
-
-    task = asyncio.create_task(execute(spec, Recorder(die), connectors=REGISTRY, connect_timeout=5))
-    await asyncio.wait_for(held.wait(), 10)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await crash_after(1, spec)
     async with pg(target_dsn) as conn:
         assert await conn.fetchval(f"SELECT count(*) FROM {tgt}") == 10
     assert await checkpoints_left(target_dsn, spec.checkpoint_key) == 0

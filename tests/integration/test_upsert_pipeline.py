@@ -3,7 +3,6 @@ is staged. Every row changed lands once; a run cancelled with a merge in flight 
 after it; a merge the target refuses fails the run without its checkpoint; the staging tables are gone at
 the end; a one-chunk run never opens the second connection."""
 
-import asyncio
 
 import pytest
 
@@ -17,6 +16,7 @@ from tests.integration.test_engine_sync import (
     CHECKPOINTS,
     Recorder,
     checkpoints_left,
+    crash_after,
     pg,
     same_rows,
     source_table,
@@ -60,18 +60,7 @@ async def test_a_cancelled_run_keeps_the_merge_in_flight_and_resumes_after_it(
     src = await source_table(source_dsn, 800)
     tgt = await target_like(target_dsn)
     spec = spec_for(source_dsn, target_dsn, tgt, table=src, mode=WriteMode.UPSERT, keys=["id"], chunk_size=100)
-    reached = asyncio.Event()
-
-    async def stall(update: ProgressUpdate) -> None:
-        if update.chunk == 4:  # chunk 4 is staged and its merge is in flight on the second connection
-            reached.set()
-            await asyncio.Event().wait()
-
-    task = asyncio.create_task(execute(spec, Recorder(stall), connectors=REGISTRY, connect_timeout=5))
-    await asyncio.wait_for(reached.wait(), 10)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await crash_after(4, spec)  # chunk 4 is staged and its merge is in flight on the second connection
     async with pg(target_dsn) as conn:
         assert await conn.fetchval(f"SELECT chunk FROM {CHECKPOINTS} WHERE checkpoint_key = $1",
                                    spec.checkpoint_key) == 4
