@@ -76,8 +76,9 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), IDLE_WAIT)
+            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can drop a cancel, and stop() hangs
+                async with asyncio.timeout(IDLE_WAIT):
+                    await self._wake.wait()
 
     async def _publish_batch(self) -> tuple[int, int]:
         async with self._store.claim(self._batch_size) as claim:

@@ -122,7 +122,8 @@ class Follower:
         last_poll = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
-                event = await asyncio.wait_for(feed.events.get(), 1.0)
+                async with asyncio.timeout(1.0):  # not wait_for: on 3.11 it can drop a cancel (Ctrl-C)
+                    event = await feed.events.get()
                 if str(event.run_id) == run_id:
                     if isinstance(event, BatchSyncProgress):
                         self.show(event.records_written, event.total_estimate, event.elapsed_ms / 1000,

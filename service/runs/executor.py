@@ -397,8 +397,9 @@ class RunExecutor:
 
     async def _orphan_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._scan_now.wait(), timeout=self._settings.lease_seconds / 2)
+            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can drop a cancel, and stop() hangs
+                async with asyncio.timeout(self._settings.lease_seconds / 2):
+                    await self._scan_now.wait()
             self._scan_now.clear()
             capacity = max(self._settings.worker_concurrency * 2 - len(self._tasks), 0)
             if capacity == 0:

@@ -89,8 +89,9 @@ class Coordinator:
                 total_estimate=estimate, checkpoint=None, records_rejected=tally.records_rejected))
             if tally.ended:
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.nudge.wait(), POLL_SECONDS)
+            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can drop a cancel (consumers/loop.py)
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self.nudge.wait()
             self.nudge.clear()
         keys = [str(slice_key(self.run.checkpoint_key, number)) for number in range(tally.total)]
         if recorder.cancel_requested() or tally.by_status.get(RunStatus.CANCELLED):

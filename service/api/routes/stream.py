@@ -36,8 +36,9 @@ async def event_stream(hub: EventHub, batch_id: int | None,
     async with hub.subscribe() as subscriber:
         yield f"retry: {RECONNECT_MS}\n: connected\n\n"
         while True:
-            try:
-                event = await asyncio.wait_for(subscriber.next(), heartbeat)
+            try:  # not wait_for: on 3.11 it can drop a cancel, and this loop would outlive its client
+                async with asyncio.timeout(heartbeat):
+                    event = await subscriber.next()
             except TimeoutError:
                 yield ": ping\n\n"
                 continue
