@@ -638,3 +638,6 @@ class BatchCheck(WireModel):
     notes: list[CheckProblem] = Field(default_factory=list)
     columns: list[CheckColumn]
     preview: list[dict[str, Any]]
+    slices: list[dict[str, Any]] | None = None
+    """A split batch: the slices a run started now would be planned into (`column`, `kind`, `lo`, `hi`,
+    `nulls`, as a run's `slices[].range`); null for a batch without `split`."""

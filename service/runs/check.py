@@ -8,13 +8,14 @@ mark), so an incremental batch previews the rows its next run reads.
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.api import BatchCheck, CheckColumn, CheckProblem, MappingEntry, SourceSpec, TargetSpec
+from schemas.api import BatchCheck, CheckColumn, CheckProblem, MappingEntry, SourceSpec, SplitSpec, TargetSpec
 from schemas.messages import BATCH_NOT_FOUND, connection_missing
 from service.catalog.connections import endpoint_of
 from service.catalog.errors import NotFound
 from service.connectors.base import Connectors
 from service.db.models import Batch, Connection
 from service.security.policy import AccessPolicy
+from service.slicing.planner import plan_slices
 from service.sync.check import CheckReport, CheckSpec, Problem
 from service.sync.check import check as dry_run
 from service.sync.errors import ConfigInvalid
@@ -32,11 +33,13 @@ async def check_batch(session: AsyncSession, batch_id: int, policy: AccessPolicy
     target_endpoint = await _endpoint(session, batch.target_connection_id, policy, "targetConnectionId", problems)
     spec_parts = (SourceSpec.model_validate(batch.source), TargetSpec.model_validate(batch.target),
                   [MappingEntry.model_validate(m) for m in batch.mapping or []] or None, batch.high_water_mark)
+    split = SplitSpec.model_validate(batch.split) if batch.split else None
     await session.close()
     if source_endpoint is None or target_endpoint is None:
         return to_wire(CheckReport(problems=problems))
     source, target, mapping, mark = spec_parts
-    spec = CheckSpec(source_endpoint, source, target_endpoint, target, mapping, mark)
+    planner = None if split is None else (lambda opened: plan_slices(opened, split))
+    spec = CheckSpec(source_endpoint, source, target_endpoint, target, mapping, mark, planner)
     return to_wire(await dry_run(spec, connectors, connect_timeout))
 
 
@@ -61,4 +64,5 @@ def to_wire(report: CheckReport) -> BatchCheck:
         columns=[CheckColumn(name=c.name, source=c.source, kind=c.kind, target_type=c.target_type)
                  for c in report.columns],
         preview=report.preview,
+        slices=None if report.slices is None else [where.as_json() for where in report.slices],
     )

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
@@ -27,6 +28,7 @@ from schemas.messages import (
     mode_unsupported,
     no_auto_create,
     source_column_missing,
+    split_unsupported,
     target_columns_missing,
     target_created_by_run,
     target_table_missing,
@@ -37,14 +39,19 @@ from service.connectors.base import (
     Connectors,
     SchemalessTarget,
     SelectItem,
+    SliceableSource,
     Source,
     TableCreator,
     Target,
 )
+from service.slicing.ranges import SliceRange
 from service.sync.engine import check_compatible, planned_columns, source_side_types
 from service.sync.errors import AccessDenied, ConfigInvalid, ConnectError, SyncError, TableMissing
 from service.sync.model import Endpoint
 from service.sync.transforms import plan_columns
+
+Planner = Callable[[SliceableSource], Awaitable[list[SliceRange]]]
+"""How a split batch's run would plan its slices (service/slicing/planner.py, bound to the batch's split)."""
 
 PREVIEW_ROWS = 5
 
@@ -71,6 +78,8 @@ class CheckReport:
     """What the run will do that is not a problem (create the target table)."""
     columns: list[PlannedColumn] = field(default_factory=list)
     preview: list[dict[str, Any]] = field(default_factory=list)
+    slices: list[SliceRange] | None = None
+    """A split batch: the slices a run started now would be planned into."""
 
     @property
     def ok(self) -> bool:
@@ -87,6 +96,8 @@ class CheckSpec:
     target: TargetSpec
     mapping: list[MappingEntry] | None
     high_water_mark: Any | None = None
+    planner: Planner | None = None
+    """A split batch's planner: the dry run shows the plan a run started now would get."""
 
 
 def phase_seconds(connect_timeout: float) -> float:
@@ -149,7 +160,16 @@ class _DryRun:
                 for item, column in zip(plan, wanted, strict=True)]
             if self.report.ok:
                 await self.preview(source, target, plan, wanted, target_columns, rows)
+            if self.report.ok and spec.planner is not None:
+                await self.slices(source, spec.planner)
         return self.report
+
+    async def slices(self, source: Source, planner: Planner) -> None:
+        """The plan of a split batch, counted on the source as a run started now would count it."""
+        async with self.phase("split.column"):
+            if not isinstance(source, SliceableSource):
+                raise ConfigInvalid(split_unsupported(self.spec.source_endpoint.type, "source"))
+            self.report.slices = await planner(source)
 
     async def target(self) -> tuple[Target | None, list[Column] | None, bool]:
         """The (unopened) target, its table's columns read without writing (None: the table is missing), and

@@ -256,3 +256,26 @@ async def test_a_cancel_stops_every_slice(state_dsn, source_dsn, target_dsn, bro
     assert {s["status"] for s in slices} <= {"CANCELLED", "SUCCESS"}
     assert any(s["status"] == "CANCELLED" for s in slices)
     assert written < 200_000
+
+
+async def test_a_dry_run_of_a_split_batch_shows_its_plan_and_names_a_column_that_cannot_split(
+        state_dsn, source_dsn, target_dsn, broker):
+    settings = stack_settings(state_dsn, broker.bootstrap)
+    table = unique("orders")
+    await create_orders(source_dsn, table, 10_000)
+    await create_empty_like_orders(target_dsn, table)
+    async with running_stack(settings, worker=False, projector=False) as stack:
+        source_id = await create_connection(stack, unique("src"), source_dsn)
+        target_id = await create_connection(stack, unique("tgt"), target_dsn)
+        planned = await create_batch(stack, unique("batch"), source_id, target_id, {"table": table},
+                                     {"table": table, "mode": "append"}, split={"column": "id", "slices": 4})
+        text = await create_batch(stack, unique("batch"), source_id, target_id, {"table": table},
+                                  {"table": table, "mode": "append"}, split={"column": "customer"})
+        check = (await stack.client.post(f"/integration/batch/{planned}/check", headers=stack.headers())).json()
+        refused = (await stack.client.post(f"/integration/batch/{text}/check", headers=stack.headers())).json()
+
+    assert check["data"]["ok"] is True, check
+    assert [(s["lo"], s["hi"]) for s in check["data"]["slices"]] == [
+        (None, 2501), (2501, 5001), (5001, 7501), (7501, None)]
+    assert refused["data"]["ok"] is False and refused["data"]["slices"] is None
+    assert [p["field"] for p in refused["data"]["problems"]] == ["split.column"], refused
