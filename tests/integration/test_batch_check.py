@@ -63,7 +63,7 @@ async def check(client, batch_id: int) -> dict:
     response = await client.post(f"/integration/batch/{batch_id}/check")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["code"] == 200 and set(body["data"]) == {"ok", "problems", "notes", "columns", "preview"}
+    assert body["code"] == 200 and set(body["data"]) == {"ok", "problems", "notes", "columns", "preview", "slices"}
     assert body["message"] == ("检查通过" if body["data"]["ok"] else f"检查发现 {len(body['data']['problems'])} 个问题")
     return body["data"]
 
