@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from subprocess import PIPE
 
@@ -65,17 +65,31 @@ def write_file(path: Path, kind: str) -> int:
     return path.stat().st_size
 
 
+@pytest.fixture(scope="module")
+def big_files(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, float]]:
+    """A folder holding the big file of a kind and its size in MB, written once per module: both CSV cases read
+    the same file (they differ in how the engine reads it), so it is not written twice."""
+    written: dict[str, tuple[Path, float]] = {}
+
+    def folder(kind: str) -> tuple[Path, float]:
+        if kind not in written:
+            path = tmp_path_factory.mktemp(f"big_{kind}")
+            written[kind] = path, write_file(path / f"big.{kind}", kind) / 2**20
+        return written[kind]
+
+    return folder
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "params"), [("csv", {}), ("csv", {"nullValue": "NULL"}), ("jsonl", {})],
                          ids=["csv-copy-stream", "csv-decoded-rows", "jsonl"])
-async def test_a_multi_million_row_file_syncs_with_flat_memory(tmp_path: Path, target_dsn: str, kind: str,
-                                                               params: dict):
-    size_mb = write_file(tmp_path / f"big.{kind}", kind) / 2**20
+async def test_a_multi_million_row_file_syncs_with_flat_memory(big_files, target_dsn: str, kind: str, params: dict):
+    folder, size_mb = big_files(kind)
     table = unique("big")
     conn = await asyncpg.connect(target_dsn)
     try:
         await conn.execute(f'CREATE UNLOGGED TABLE "{table}" (id bigint, payload text)')
-        child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, kind, str(tmp_path), target_dsn,
+        child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, kind, str(folder), target_dsn,
                                                      table, json.dumps(params), stdout=PIPE, stderr=PIPE)
         out, err = await asyncio.wait_for(child.communicate(), timeout=120)
         assert child.returncode == 0, err.decode()[-2000:]

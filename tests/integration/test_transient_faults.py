@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY as METRICS
 
+from schemas.events import ErrorCode
 from tests.support.builders import count_duplicates, create_orders, table_fingerprint, unique
 from tests.support.own_postgres import OwnPostgres, own_postgres
 from tests.support.sql import execute, run_row
@@ -14,7 +15,8 @@ from tests.support.stack import create_batch, create_connection, running_stack, 
 
 pytestmark = pytest.mark.slow
 
-ROWS = 300_000
+ROWS = 150_000
+"""Enough that a run is still writing when its database goes down (each restart test proves it met the outage)."""
 OUTAGE_SECONDS = 10
 MODES = ["append", "overwrite", "upsert"]
 FREEZE_SECONDS = 12
@@ -75,11 +77,15 @@ async def test_a_database_restarted_mid_run_is_ridden_out(mode, side, server: Ow
     async with running_stack(settings) as stack:
         batch_id, run_id = await start_run(stack, mode, source, target, table)
         await mid_run(state_dsn, run_id)
+        before = retried_on(side)
         await asyncio.to_thread(server.stop)
+        at_stop = await run_row(state_dsn, run_id)
         await asyncio.sleep(OUTAGE_SECONDS)
         await asyncio.to_thread(server.start)
         run = await wait_for_run(stack, batch_id, run_id, within=180)
     assert run["status"] == "SUCCESS", run
+    assert retried_on(side) > before, (f"the run never met the {side}'s outage: {at_stop['records_written']} of "
+                                       f"{ROWS} rows written and {at_stop['status']} when it went down")
     await assert_exact(source, target, table)
 
 
@@ -101,6 +107,11 @@ async def test_an_outage_longer_than_the_budget_fails_the_run_with_the_reason(se
 def retried(error_code: str) -> float:
     """Transient errors of this code retried in place so far in this process (the stack runs in it)."""
     return METRICS.get_sample_value("batchsync_transient_retries_total", {"error_code": error_code}) or 0.0
+
+
+def retried_on(side: str) -> float:
+    """Transient errors of the source's (or the target's) codes retried in place so far in this process."""
+    return sum(retried(code.value) for code in ErrorCode if code.value.startswith(f"{side.upper()}_"))
 
 
 async def test_a_run_frozen_on_its_target_finishes_exact_after_the_thaw(server: OwnPostgres, state_dsn, source_dsn,
