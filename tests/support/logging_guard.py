@@ -36,7 +36,10 @@ def _loggers() -> dict[str, logging.Logger]:
 
 
 def _state(logger: logging.Logger) -> _LoggerState:
-    return _LoggerState(logger.level, logger.disabled, logger.propagate, tuple(logger.handlers))
+    """pytest's own capture handlers are left out: it attaches them to every non-propagating logger at each phase
+    and takes them off itself."""
+    ours = tuple(h for h in logger.handlers if not type(h).__module__.startswith("_pytest."))
+    return _LoggerState(logger.level, logger.disabled, logger.propagate, ours)
 
 
 def snapshot() -> Snapshot:
