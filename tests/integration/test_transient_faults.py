@@ -20,7 +20,9 @@ ROWS = 200_000
 SOLO = {"partition_assignment": "all"}
 """The worker reads every partition itself, as `up` runs it: a run starts at once instead of after the 3 s a
 consumer group takes to form on the test broker. How the request reaches the worker is not under test here."""
-OUTAGE_SECONDS = 10
+OUTAGE_SECONDS = 6
+"""Down long enough for the retry back-off (0.2 s doubling, full jitter) to reach its 5 s cap, a tenth of the 60 s
+budget the restart tests give a run."""
 MODES = ["append", "overwrite", "upsert"]
 FREEZE_SECONDS = 12
 
