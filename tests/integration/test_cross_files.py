@@ -22,7 +22,7 @@ from tests.contract.cases.postgresql import PostgresCase
 from tests.contract.harness import FIELDS, Context, Crash, Recorder, make_rows, normalized, spec_for, sync
 from tests.support.builders import create_empty_like_orders, create_orders, table_fingerprint, unique
 from tests.support.policy import policy_for
-from tests.support.stack import create_batch, create_connection, running_stack, stack_settings
+from tests.support.stack import SOLO, create_batch, create_connection, running_stack, stack_settings
 
 ROWS = 3000
 NULL = "\\N"
@@ -158,7 +158,7 @@ def reference_case(source_dsn, tmp_path) -> PostgresCase:
 
 @pytest.fixture(scope="module")
 async def stack(state_dsn, broker):
-    async with running_stack(stack_settings(state_dsn, broker.bootstrap)) as running:
+    async with running_stack(stack_settings(state_dsn, broker.bootstrap, **SOLO)) as running:
         yield running
 
 

@@ -11,14 +11,14 @@ from tests.contract.cases.postgresql import PostgresCase
 from tests.contract.harness import FIELDS, Context, make_rows, normalized
 from tests.support.builders import unique
 from tests.support.http_api import TOKEN, ApiServer, json_record, serving
-from tests.support.stack import create_batch, running_stack, stack_settings
+from tests.support.stack import SOLO, create_batch, running_stack, stack_settings
 
 ROWS = 3000
 
 
 @pytest.fixture(scope="module")
 async def stack(state_dsn, broker):
-    async with running_stack(stack_settings(state_dsn, broker.bootstrap)) as running:
+    async with running_stack(stack_settings(state_dsn, broker.bootstrap, **SOLO)) as running:
         yield running
 
 

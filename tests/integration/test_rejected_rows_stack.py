@@ -11,7 +11,7 @@ import pytest
 from tests.integration.test_rejected_rows import BAD_LINES, write_orders
 from tests.support.builders import unique
 from tests.support.signing import read_records, signed_by
-from tests.support.stack import create_batch, create_connection, running_stack, stack_settings
+from tests.support.stack import SOLO, create_batch, create_connection, running_stack, stack_settings
 
 COLUMNS = "id bigint PRIMARY KEY, name text, qty integer"
 
@@ -25,7 +25,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def stack(state_dsn, broker, files):
-    async with running_stack(stack_settings(state_dsn, broker.bootstrap, file_roots=str(files))) as running:
+    async with running_stack(stack_settings(state_dsn, broker.bootstrap, file_roots=str(files), **SOLO)) as running:
         yield running
 
 

@@ -4,12 +4,12 @@ import pytest
 
 from tests.support.builders import create_empty_like_orders, create_orders, table_fingerprint, unique
 from tests.support.sql import execute, run_row
-from tests.support.stack import create_batch, create_connection, running_stack, stack_settings, wait_for_run
+from tests.support.stack import SOLO, create_batch, create_connection, running_stack, stack_settings, wait_for_run
 
 
 @pytest.fixture(scope="module")
 async def stack(state_dsn, broker):
-    async with running_stack(stack_settings(state_dsn, broker.bootstrap)) as running:
+    async with running_stack(stack_settings(state_dsn, broker.bootstrap, **SOLO)) as running:
         yield running
 
 

@@ -11,15 +11,19 @@ from schemas.events import ErrorCode
 from tests.support.builders import count_duplicates, create_orders, table_fingerprint, unique
 from tests.support.own_postgres import OwnPostgres, own_postgres
 from tests.support.sql import execute, run_row
-from tests.support.stack import create_batch, create_connection, running_stack, stack_settings, wait_for_run
+from tests.support.stack import (
+    SOLO,
+    create_batch,
+    create_connection,
+    running_stack,
+    stack_settings,
+    wait_for_run,
+)
 
 pytestmark = pytest.mark.slow
 
 ROWS = 200_000
 """Enough that a run is still writing when its database goes down (each restart test proves it met the outage)."""
-SOLO = {"partition_assignment": "all"}
-"""The worker reads every partition itself, as `up` runs it: a run starts at once instead of after the 3 s a
-consumer group takes to form on the test broker. How the request reaches the worker is not under test here."""
 OUTAGE_SECONDS = 6
 """Down long enough for the retry back-off (0.2 s doubling, full jitter) to reach its 5 s cap, a tenth of the 60 s
 budget the restart tests give a run."""

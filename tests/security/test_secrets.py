@@ -24,7 +24,7 @@ from tests.support.api import api_client, api_settings, asyncpg_url, create_conn
 from tests.support.builders import table_fingerprint, unique
 from tests.support.databases import fresh_database
 from tests.support.http_api import TOKEN, ApiServer, serving
-from tests.support.stack import create_batch, running_stack, stack_settings
+from tests.support.stack import SOLO, create_batch, running_stack, stack_settings
 
 pytestmark = pytest.mark.usefixtures("fresh_secret_memory")
 
@@ -72,7 +72,7 @@ def elsewhere():
 
 @pytest.fixture(scope="module")
 async def stack(state_dsn, broker):
-    async with running_stack(stack_settings(state_dsn, broker.bootstrap)) as running:
+    async with running_stack(stack_settings(state_dsn, broker.bootstrap, **SOLO)) as running:
         yield running
 
 

@@ -15,6 +15,12 @@ from service.config import Settings
 TEST_SECRET = "test-secret-for-batchsync-0123456789"
 
 
+SOLO: dict[str, object] = {"partition_assignment": "all"}
+"""Overrides for a stack whose worker (and projector) read every partition alone, as `up` runs them: a run starts at
+once instead of after the 3 s a consumer group takes to form on the test broker. For tests of what a run does, not
+of how requests are shared among workers."""
+
+
 def stack_settings(state_dsn: str, bootstrap: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": state_dsn,
