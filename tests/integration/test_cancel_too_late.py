@@ -20,7 +20,7 @@ from service.sync.errors import RunCancelled
 from service.sync.model import ProgressUpdate
 from tests.support.builders import create_empty_like_orders, create_orders, state_batch, table_fingerprint, unique
 from tests.support.sql import execute, fetchval, run_row
-from tests.support.stack import create_batch, create_connection, running_stack, stack_settings, wait_for_run
+from tests.support.stack import SOLO, create_batch, create_connection, running_stack, stack_settings, wait_for_run
 
 SWAP_SECONDS = 3
 
@@ -47,7 +47,7 @@ async def test_a_cancel_during_the_overwrite_swap_is_answered_409_and_the_run_su
     await create_orders(source_dsn, table, 2000)
     await create_empty_like_orders(target_dsn, table)
     await slow_swap(target_dsn, table)
-    async with running_stack(stack_settings(state_dsn, broker.bootstrap)) as stack:
+    async with running_stack(stack_settings(state_dsn, broker.bootstrap, **SOLO)) as stack:
         batch_id = await create_batch(
             stack, unique("b"), await create_connection(stack, unique("src"), source_dsn),
             await create_connection(stack, unique("tgt"), target_dsn), {"table": table},

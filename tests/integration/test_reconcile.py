@@ -16,7 +16,7 @@ from tests.integration.test_engine_sync import pg, source_table, unique
 from tests.support.builders import create_empty_like_orders, create_orders
 from tests.support.policy import policy_for
 from tests.support.signing import read_records
-from tests.support.stack import create_batch, create_connection, running_stack, stack_settings
+from tests.support.stack import SOLO, create_batch, create_connection, running_stack, stack_settings
 
 DROP_EVERY_100TH = """
 CREATE FUNCTION {t}_drop() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -108,7 +108,7 @@ async def test_files_reconcile_on_the_rows_read_and_written(tmp_path: Path):
 
 @pytest.fixture(scope="module")
 async def stack(state_dsn, broker):
-    async with running_stack(stack_settings(state_dsn, broker.bootstrap)) as running:
+    async with running_stack(stack_settings(state_dsn, broker.bootstrap, **SOLO)) as running:
         yield running
 
 
