@@ -15,7 +15,7 @@ import httpx
 from service.auth import mint_token
 from service.config import Settings
 from tests.support.loopback import closed_port
-from tests.support.stack import stack_settings
+from tests.support.stack import SOLO, stack_settings
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -39,7 +39,7 @@ def live_server(state_dsn: str, bootstrap: str) -> Iterator[LiveServer]:
     from service.bootstrap import run_api, run_projector, run_worker
 
     port = closed_port()
-    settings = stack_settings(state_dsn, bootstrap, http_port=port, http_host="127.0.0.1")
+    settings = stack_settings(state_dsn, bootstrap, http_port=port, http_host="127.0.0.1", **SOLO)
     loop = asyncio.new_event_loop()
     tasks: list[asyncio.Task[None]] = []
     failure: list[BaseException] = []
