@@ -26,6 +26,11 @@ What each consumer once wrote for itself lives here:
   broker's OffsetOutOfRange (Kafka, noida-db) and a position beyond the high-water mark of a fetch (Tansu
   stalls silently there) both reset the partition to its earliest offset with a WARNING naming the topic,
   the partition and the gap; handlers are idempotent by eventId (or requestId), so re-reading is safe.
+- **A recreated topic** that has grown past our position is not beyond any end: each position we keep is kept with
+  a mark, one record we read from the partition (service/positions.py). After every assignment, before its first
+  records are handled, and every `IDENTITY_CHECK_SECONDS`, the loop reads back the record at each mark's offset;
+  another record (or none) there means the topic is not the log we were reading, and the partition is read again
+  from its earliest offset with a WARNING, as above.
 
 A subscription without a group reads every partition of its topic from the end (reply listeners,
 `sync --follow`); nothing is committed for it. A bounded one (`Bounds`, consumers/bounded.py) reads every
@@ -36,9 +41,10 @@ reconnected read would hand its handler records twice.
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, assert_never
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -55,6 +61,7 @@ from schemas.signing import Headers
 from service.config import Settings
 from service.observability import metrics, tracing
 from service.ports import BrokerUnavailable
+from service.positions import Mark, Position
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,8 @@ class Record(Protocol):
 
 
 COMMIT_TIMEOUT = 2.0
+IDENTITY_CHECK_SECONDS = 5.0
+"""How often a loop that keeps its own positions checks that each topic is still the log it was reading."""
 FIRST_BACKOFF = 0.2
 MAX_BACKOFF = 5.0
 BROKER_ERRORS = (KafkaError, OSError, TimeoutError, BrokerUnavailable)
@@ -119,21 +128,31 @@ class Batch:
 
     records: Mapping[TopicPartition, Sequence[Record]]
     next_offsets: Mapping[TopicPartition, int]
+    marks: Mapping[TopicPartition, Mark] = field(default_factory=dict)
+    """A record of each partition's log, to store with its offset (see `positions`)."""
 
     def without(self, record: Record) -> "Batch":
         tp = TopicPartition(record.topic, record.partition)
         kept = {p: [r for r in rs if p != tp or r.offset != record.offset] for p, rs in self.records.items()}
-        return Batch(kept, self.next_offsets)
+        return Batch(kept, self.next_offsets, self.marks)
+
+    def positions(self) -> dict[int, Position]:
+        """Partition → where it resumes once the batch is durable, with the mark the loop checks it by."""
+        return {tp.partition: Position(offset, self.marks.get(tp)) for tp, offset in self.next_offsets.items()}
+
+
+Stored = Mapping[int, int | Position]
+"""Partition → next offset to read (with a mark of its log when the store keeps one), for the partitions stored."""
 
 
 class OffsetStore(Protocol):
     """Where a `PerRecord` handler's positions are kept when no consumer group keeps them (PostgreSQL)."""
 
-    async def load(self) -> Mapping[int, int]:
+    async def load(self) -> Stored:
         """Partition → next offset to read, for the partitions stored."""
 
-    async def save(self, offsets: Mapping[int, int]) -> None:
-        """Store the next offsets of records whose effects are durable."""
+    async def save(self, offsets: Mapping[int, int], marks: Mapping[int, Mark]) -> None:
+        """Store the next offsets of records whose effects are durable, and a mark of the log they were read from."""
 
 
 class RecordHandler(Protocol):
@@ -161,7 +180,7 @@ class PerBatch:
     offset). A group-less read has none to store."""
 
     handle: BatchHandler
-    stored: Callable[[], Awaitable[Mapping[int, int]]] | None = None
+    stored: Callable[[], Awaitable[Stored]] | None = None
 
 
 Handling = PerRecord | PerBatch
@@ -203,8 +222,18 @@ class ConsumeLoop:
         """Every partition assigned here, positions from PostgreSQL, no group membership."""
         if self.solo and isinstance(handling, PerRecord) and handling.offsets is None:
             raise ValueError(f"{subscription.name}: reading every partition alone needs an OffsetStore")
+        self.own_positions = (isinstance(handling, PerBatch) and handling.stored is not None) or (
+            self.solo and isinstance(handling, PerRecord))
+        """Positions kept by us (PostgreSQL), not by the broker: checked against the topic they were read from."""
         self._consumer: AIOKafkaConsumer | None = None
         self._done: dict[TopicPartition, int] = {}
+        self._marks: dict[TopicPartition, Mark] = {}
+        """A record of each partition's log as we read it, checked before trusting our positions in it."""
+        self._latest: dict[TopicPartition, Mark] = {}
+        """The last record fetched of each partition: its next mark once the current one is checked again."""
+        self._check_at = 0.0
+        """When the marks are read back next (loop time)."""
+        self._assignments = 0
         self._backoff = _Backoff()
         self._lag = LagSampler(subscription.group_id, subscription.topic)
 
@@ -345,13 +374,14 @@ class ConsumeLoop:
                 await self._restart_from_earliest(consumer, dict(gone.args[0]) if gone.args else {})
                 continue
             except NoOffsetForPartitionError as unpositioned:  # a group partition nobody committed yet
-                await consumer.seek_to_beginning(*[tp for tp in unpositioned.args if isinstance(tp, TopicPartition)]
-                                                 or consumer.assignment())
+                await self._reposition(consumer, [tp for tp in unpositioned.args if isinstance(tp, TopicPartition)]
+                                       or list(consumer.assignment()))
                 continue
             if extent is not None:
                 fetched = extent.trim(consumer, fetched)
             else:
                 await self._check_past_end(consumer, fetched)
+                fetched = await self._check_identity(consumer, fetched)
             match self.handling:
                 case PerRecord(handle):
                     failed = await self._each(consumer, fetched, handle)
@@ -397,9 +427,109 @@ class ConsumeLoop:
                         "(gap: %s); reading it again from the earliest offset, events are deduplicated by id",
                         self.subscription.name, tp.topic, tp.partition, end if end is not None else "?",
                         positions[tp], gap)
-            self._done.pop(tp, None)
+            self._forget(tp)
         if gone:
             await consumer.seek_to_beginning(*gone)
+
+    async def _reposition(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+        """Seek the partitions where the handler stored them, if it stores them, else (or if the store fails) to
+        their beginning: for partitions the broker has no committed offset for (aiokafka may have asked it before
+        our assignment hook sought them), and after a rebalance during a check."""
+        if self.own_positions:
+            try:
+                await self._position(consumer, partitions)
+                return
+            except Exception:
+                log.warning("%s: cannot read the stored offsets; reading %s from the beginning", self.subscription.name,
+                            sorted(tp.partition for tp in partitions), exc_info=True)
+        await consumer.seek_to_beginning(*partitions)
+
+    def _forget(self, tp: TopicPartition) -> None:
+        """What we knew of a partition's log, once it is read again from its earliest offset."""
+        self._done.pop(tp, None)
+        self._marks.pop(tp, None)
+        self._latest.pop(tp, None)
+
+    async def _check_identity(self, consumer: AIOKafkaConsumer,
+                              fetched: Mapping[TopicPartition, Sequence[Record]]) -> Mapping[TopicPartition,
+                                                                                                 Sequence[Record]]:
+        """The fetched records that may be handled: when a check is due (after an assignment, then every
+        `IDENTITY_CHECK_SECONDS`), each partition's mark is read back first. Another record at its offset, or none,
+        means the topic was recreated (possibly grown past our position, where no end is crossed): the partition is
+        read again from its earliest offset. A partition whose mark did not come back in time is held back and
+        checked again. A mark found again moves on to the last record fetched, so it never ages out of the log."""
+        if not self.own_positions:
+            return fetched
+        for tp, records in fetched.items():
+            self._marks.setdefault(tp, mark_of(records[0]))  # nothing stored to check against: this log from now on
+            self._latest[tp] = mark_of(records[-1])
+        clock = asyncio.get_running_loop()
+        assigned = consumer.assignment()
+        marks = {tp: mark for tp, mark in self._marks.items() if tp in assigned}
+        if clock.time() < self._check_at or not marks:
+            return fetched
+        self._check_at = clock.time() + IDENTITY_CHECK_SECONDS
+        assignments = self._assignments
+        found: dict[TopicPartition, Mark | None] = {}
+        resume: dict[TopicPartition, int] | None = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(COMMIT_TIMEOUT):
+                resume = {tp: fetched[tp][0].offset if tp in fetched else await consumer.position(tp) for tp in marks}
+        if resume is not None:
+            await self._read_back(consumer, marks, found)
+        if self._assignments != assignments:  # a rebalance meanwhile: positions (and marks) from the store again,
+            await self._reposition(consumer, list(consumer.assignment()))  # as the read-back moved them
+            return {}
+        if resume is None:  # a position not known in time: held back, checked on the next pass
+            self._rewind(consumer, fetched)
+            self._check_at = clock.time()
+            return {}
+        kept = {tp: records for tp, records in fetched.items() if found.get(tp) == marks.get(tp)}
+        for tp, mark in marks.items():
+            if tp not in found:  # held back, and checked again on the next pass
+                consumer.seek(tp, resume[tp])
+                self._check_at = clock.time()
+            elif found[tp] == mark:
+                consumer.seek(tp, fetched[tp][-1].offset + 1 if tp in fetched else resume[tp])
+                self._marks[tp] = self._latest.get(tp, mark)
+            else:
+                log.warning("%s: %s[%s] is not the log we were reading: offset %s holds %s now: the topic was "
+                            "recreated or truncated (gap: offsets before %s of the new log may have been skipped); "
+                            "reading it again from the earliest offset, events are deduplicated by id",
+                            self.subscription.name, tp.topic, tp.partition, mark.offset,
+                            "no record" if found[tp] is None else "another record", resume[tp])
+                self._forget(tp)
+                await consumer.seek_to_beginning(tp)
+        return kept
+
+    async def _read_back(self, consumer: AIOKafkaConsumer, marks: Mapping[TopicPartition, Mark],
+                         found: dict[TopicPartition, Mark | None]) -> None:
+        """Fill `found` with the mark of the record now at each mark's offset, or None where the log has no such
+        offset (OffsetOutOfRange, or a high-water mark at or before it); what does not answer in time is left out.
+        Other partitions are paused meanwhile; the caller seeks every checked partition where it belongs."""
+        others = consumer.assignment() - marks.keys()
+        if others:
+            consumer.pause(*others)
+        try:
+            for tp, mark in marks.items():
+                consumer.seek(tp, mark.offset)
+            clock = asyncio.get_running_loop()
+            deadline = clock.time() + COMMIT_TIMEOUT
+            wait_ms = max(100, 2 * self.subscription.fetch_max_wait_ms)
+            while (pending := marks.keys() - found.keys()) and (left := deadline - clock.time()) > 0:
+                try:
+                    fetched = await consumer.getmany(timeout_ms=min(wait_ms, int(left * 1000) + 1), max_records=None)
+                except OffsetOutOfRangeError as gone:
+                    found.update({tp: None for tp in (dict(gone.args[0]) if gone.args else pending) if tp in pending})
+                    continue
+                for tp in pending:
+                    if records := fetched.get(tp):
+                        found[tp] = mark_of(records[0])
+                    elif (end := consumer.highwater(tp)) is not None and end <= marks[tp].offset:
+                        found[tp] = None
+        finally:
+            if others := others & consumer.assignment():
+                consumer.resume(*others)
 
     async def _each(self, consumer: AIOKafkaConsumer, fetched: Mapping[TopicPartition, Sequence[Record]],
                     handle: RecordHandler) -> bool:
@@ -431,7 +561,8 @@ class ConsumeLoop:
                      handle: BatchHandler) -> bool:
         """Apply the batch, parking rejected records one at a time; on failure every partition is read again
         from its first record. True when it failed."""
-        batch = Batch(fetched, {tp: records[-1].offset + 1 for tp, records in fetched.items()})
+        batch = Batch(fetched, {tp: records[-1].offset + 1 for tp, records in fetched.items()},
+                      {tp: self._marks[tp] for tp in fetched if tp in self._marks})
         while True:
             try:
                 await handle(batch)
@@ -484,7 +615,8 @@ class ConsumeLoop:
             return
         try:
             if self.solo and isinstance(self.handling, PerRecord) and self.handling.offsets is not None:
-                await self.handling.offsets.save({tp.partition: offset for tp, offset in offsets.items()})
+                await self.handling.offsets.save({tp.partition: offset for tp, offset in offsets.items()},
+                                                 {tp.partition: self._marks[tp] for tp in offsets if tp in self._marks})
             else:
                 async with asyncio.timeout(COMMIT_TIMEOUT):
                     await consumer.commit(offsets)
@@ -509,7 +641,7 @@ class ConsumeLoop:
         if self._consumer is not None and isinstance(self.handling, PerRecord):
             await self._commit(self._consumer)
 
-    async def _stored(self) -> Mapping[int, int] | None:
+    async def _stored(self) -> Stored | None:
         """Where the handler's positions are kept, if it keeps them (PostgreSQL), else None (the broker's)."""
         match self.handling:
             case PerBatch(stored=stored) if stored is not None:
@@ -519,17 +651,41 @@ class ConsumeLoop:
         return None
 
     async def _assigned(self, assigned: Collection[TopicPartition]) -> None:
-        consumer = self._consumer
-        if consumer is not None and (stored := await self._stored()) is not None:
-            for tp in assigned:
-                if tp.partition in stored:
-                    consumer.seek(tp, stored[tp.partition])
-                else:
-                    await consumer.seek_to_beginning(tp)
-            log.info("%s assigned %s, stored offsets %s", self.subscription.name,
-                     sorted(tp.partition for tp in assigned), dict(stored))
+        self._assignments += 1
+        if self._consumer is not None:
+            await self._position(self._consumer, assigned)
         if self.on_assigned is not None:
             self.on_assigned(assigned)
+
+    async def _position(self, consumer: AIOKafkaConsumer, partitions: Collection[TopicPartition]) -> None:
+        """Seek each partition to the offset the handler stored, if it stores them, and check its mark first."""
+        if (stored := await self._stored()) is None:
+            return
+        positions = {p: Position(v) if isinstance(v, int) else v for p, v in stored.items()}
+        clock = asyncio.get_running_loop()
+        self._check_at = clock.time() + IDENTITY_CHECK_SECONDS
+        for tp in partitions:
+            self._forget(tp)
+            if (position := positions.get(tp.partition)) is None:
+                await consumer.seek_to_beginning(tp)
+                continue
+            consumer.seek(tp, position.next_offset)
+            if position.mark is not None:
+                self._marks[tp] = position.mark
+                self._check_at = 0.0  # read back before the first records of this assignment are handled
+        log.info("%s assigned %s, stored offsets %s", self.subscription.name,
+                 sorted(tp.partition for tp in partitions), {p: v.next_offset for p, v in positions.items()})
+
+
+def mark_of(record: Record) -> Mark:
+    """The record's offset and a digest of its timestamp, key, value and headers: the same record read again gives
+    the same mark; a record written to a recreated topic at that offset, even with the same content, gives another
+    (its timestamp differs)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (str(getattr(record, "timestamp", "")).encode(), record.key, record.value,
+                 *(item for name, value in record.headers for item in (name.encode(), value))):
+        digest.update(b"\xff" if part is None else len(part).to_bytes(4, "big") + part)
+    return Mark(record.offset, digest.hexdigest())
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -21,6 +21,7 @@ from schemas.events import BatchSyncCompleted, lifecycle_event_adapter
 from service.config import Settings
 from service.history.offsets import load_offsets, store_offsets
 from service.notify.deliveries import Defaults, enqueue
+from service.positions import Position
 from service.security.event_signing import EventKeys
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class NotificationFeed:
     async def run(self) -> None:
         await self.loop.run()
 
-    async def stored_offsets(self) -> Mapping[int, int]:
+    async def stored_offsets(self) -> Mapping[int, Position]:
         async with self._sessions() as session:
             return await load_offsets(session, self._group, self._topic)
 
@@ -58,8 +59,7 @@ class NotificationFeed:
                     completed = self._completed(record)
                     if completed is not None and now is not None:
                         await enqueue(session, completed, record.value or b"", self._defaults, now)
-            await store_offsets(session, self._group, self._topic,
-                                {tp.partition: offset for tp, offset in batch.next_offsets.items()})
+            await store_offsets(session, self._group, self._topic, batch.positions())
 
     def _completed(self, record: Record) -> BatchSyncCompleted | None:
         if self._keys.refusal(record) is not None:

@@ -3,7 +3,8 @@ transaction.
 
 PostgreSQL is the transaction boundary (docs/brokers.md): the consume loop (consumers/loop.py) seeks each
 assigned partition to the offset stored with the projection, so a crash neither loses nor doubles an
-event; Kafka commits are only a lag hint.
+event; Kafka commits are only a lag hint. Each offset is stored with the loop's mark of the log it was read
+from, so a recreated events topic is read again from its start instead of from an offset of the old one.
 
 Only events the service signed are projected (docs/spec.md §7, trust boundaries): an unsigned or forged
 record is rejected to the DLQ with that reason, so whoever can write to the topic still cannot change
@@ -24,6 +25,7 @@ from service.config import Settings
 from service.history.offsets import load_offsets, store_offsets
 from service.history.projection import project, projector_group
 from service.history.retention import settled_runs
+from service.positions import Position
 from service.security.event_signing import EventKeys
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class Projector:
             if self._own_publisher:
                 await self._publisher.stop()
 
-    async def stored_offsets(self) -> Mapping[int, int]:
+    async def stored_offsets(self) -> Mapping[int, Position]:
         async with self._sessions() as session:
             return await load_offsets(session, self._group, self._topic)
 
@@ -88,6 +90,7 @@ class Projector:
                     projected += 1
                 else:
                     skipped += 1
-            offsets = {tp.partition: offset for tp, offset in batch.next_offsets.items()}
-            await store_offsets(session, self._group, self._topic, offsets)
-        log.debug("projected %d events (%d already projected), offsets %s", projected, skipped, offsets)
+            positions = batch.positions()
+            await store_offsets(session, self._group, self._topic, positions)
+        log.debug("projected %d events (%d already projected), offsets %s", projected, skipped,
+                  {partition: position.next_offset for partition, position in positions.items()})

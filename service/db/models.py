@@ -288,3 +288,7 @@ class ConsumerOffset(Base):
     topic: Mapped[str] = mapped_column(String(249), primary_key=True)
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
+    # A record of the log `next_offset` was read from (service/positions.py): another record at `mark_offset`
+    # means the topic was recreated, and the consume loop reads the partition again from its earliest offset.
+    mark_offset: Mapped[int | None] = mapped_column(BigInteger)
+    mark_digest: Mapped[str | None] = mapped_column(String(64))

@@ -4,24 +4,36 @@
   on noida-db a consumer group would never assign partitions to its replacement.
 - A memory-only broker (Tansu) restarted between runs: the stored offsets lie past the new end of every topic;
   the consumers notice, start again from the earliest offset, and every later run reaches the history.
+- A recreated events topic that has grown past the projector's stored offsets before it looks (Tansu restarted,
+  a topic deleted and created again on noida-db): the stored mark names another record, so the projector reads
+  the new topic from its start, whether it was stopped meanwhile or running all along.
 - The reconciler puts back what a broker lost after acknowledging it.
 """
 
 import asyncio
 import contextlib
 import logging
+import random
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
+from consumers.loop import Batch
 from consumers.outbox_reconciler import OutboxReconciler
+from consumers.projector import Projector
+from producers.publisher import Publisher
+from producers.topics import ensure_topics
+from schemas.wire import encode
 from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
 from service.runs.outbox import SqlOutbox
+from tests.integration.test_projector import run_events
 from tests.support.builders import create_empty_like_orders, create_orders, unique
 from tests.support.fault_brokers import RestartableBroker, restartable
 from tests.support.processes import settings_env
@@ -128,9 +140,7 @@ async def test_a_solo_process_killed_and_started_again_consumes_at_once(kind, st
                     process.wait()
 
 
-@pytest.mark.parametrize("assignment", ["group", pytest.param("all", marks=pytest.mark.xfail(
-    strict=False, reason="known gap (issue 14 left open): a recreated topic that has grown past the stored "
-    "position before the reader looks is not detected, so its first events can be skipped"))])
+@pytest.mark.parametrize("assignment", ["group", "all"])
 async def test_after_a_memory_only_broker_restarts_every_run_reaches_the_history(assignment, state_dsn, source_dsn,
                                                                                  target_dsn, caplog):
     """Tansu forgets topics and offsets on restart: consumers whose stored offsets lie past the new end must
@@ -206,3 +216,137 @@ async def test_the_reconciler_puts_back_what_a_restarted_broker_lost(state_dsn, 
                 assert await reconciler.reconcile_once() == 0
             finally:
                 await engine.dispose()
+
+
+# --- a recreated topic that has grown past the stored position ---
+
+
+class GatedProjector(Projector):
+    """The projector, held inside a batch while the gate is closed (to recreate its topic under it)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.held = asyncio.Event()
+
+    async def apply(self, batch: Batch) -> None:
+        if not self.gate.is_set():
+            self.held.set()
+            await self.gate.wait()
+        await super().apply(batch)
+
+
+async def publish_runs(settings: Settings, batch_id: int, runs: int) -> list[str]:
+    """`runs` runs' four events each, all keyed by one batch: one partition, in order."""
+    publisher = Publisher(settings)
+    await publisher.start()
+    try:
+        run_ids = []
+        for _ in range(runs):
+            run_id = uuid.uuid4()
+            for event in run_events(batch_id, run_id, outcome="success"):
+                await publisher.send(settings.topics.events, encode(event), key=str(batch_id).encode())
+            run_ids.append(str(run_id))
+        return run_ids
+    finally:
+        await publisher.stop()
+
+
+async def recreate_topics(broker: RestartableBroker, settings: Settings) -> None:
+    """Every topic gone and created again, empty: Tansu restarted; on noida-db (whose log survives a restart) the
+    events topic deleted and created again, as an operator would."""
+    if broker.kind == "tansu":
+        await broker.restarted()
+    else:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([settings.topics.events])
+            async with asyncio.timeout(30):
+                while settings.topics.events in await admin.list_topics():
+                    await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+    await ensure_topics(settings)
+
+
+async def run_projector(projector: Projector) -> asyncio.Task[None]:
+    task = asyncio.create_task(projector.run())
+    await asyncio.sleep(0)
+    return task
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def identity_warnings(caplog: pytest.LogCaptureFixture, topic: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+            and f"{topic}[" in r.getMessage() and "is not the log we were reading" in r.getMessage()]
+
+
+@pytest.mark.parametrize(("kind", "assignment"), [("tansu", "all"), ("tansu", "group"), ("noida", "all")])
+async def test_a_projector_started_on_a_recreated_topic_grown_past_its_offsets_reads_it_from_the_start(
+        kind, assignment, state_dsn, caplog):
+    """`up` and its broker both restarted, or the topic recreated while the projector was down; meanwhile more
+    was written to the new topic than the projector had read of the old one. Seeking to the stored offset would
+    skip the new topic's first runs for ever."""
+    caplog.set_level(logging.WARNING, logger="consumers.loop")
+    with restartable(kind) as broker:
+        settings = stack_settings(state_dsn, broker.bootstrap, partition_assignment=assignment)
+        engine = make_engine(settings.database_url or "")
+        sessions = make_sessionmaker(engine)
+        batch_id = random.randint(10**6, 10**9)
+        try:
+            old = await publish_runs(settings, batch_id, 2)
+            task = await run_projector(Projector(settings, sessions))
+            try:
+                await in_history(state_dsn, old, within=30)
+            finally:
+                await stop(task)
+            await recreate_topics(broker, settings)
+            new = await publish_runs(settings, batch_id, 3)  # 12 events where the projector had read 8
+
+            task = await run_projector(Projector(settings, sessions))
+            try:
+                await in_history(state_dsn, new, within=30)
+            finally:
+                await stop(task)
+        finally:
+            await engine.dispose()
+    assert identity_warnings(caplog, settings.topics.events), [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("kind", ["tansu", "noida"])
+async def test_a_running_projector_reads_a_topic_recreated_under_it_from_the_start(kind, state_dsn, caplog):
+    """One process reading every partition gets no new assignment when its topic is recreated (by a broker
+    restart, or deleted and created again): the periodic check of the mark notices it. The projector is held
+    inside a batch while the topic is recreated and grown past its position, so on Tansu (which answers a fetch
+    past the end with nothing) it never sees a position past the end. noida-db, like Kafka, may answer the
+    consumer's background fetch during the recreation with OffsetOutOfRange, which restarts the partition first."""
+    caplog.set_level(logging.WARNING, logger="consumers.loop")
+    with restartable(kind) as broker:
+        settings = stack_settings(state_dsn, broker.bootstrap, partition_assignment="all")
+        engine = make_engine(settings.database_url or "")
+        projector = GatedProjector(settings, make_sessionmaker(engine))
+        batch_id = random.randint(10**6, 10**9)
+        task = await run_projector(projector)
+        try:
+            old = await publish_runs(settings, batch_id, 2)
+            await in_history(state_dsn, old, within=30)
+            projector.gate.clear()
+            await publish_runs(settings, batch_id, 1)  # held with (some of) this run's events; the rest are lost
+            await asyncio.wait_for(projector.held.wait(), 30)
+            await recreate_topics(broker, settings)
+            new = await publish_runs(settings, batch_id, 3)  # 12 events where the projector had read 8 or more
+            await asyncio.sleep(1)  # its consumer fetches on meanwhile
+            projector.gate.set()
+            await in_history(state_dsn, new, within=60)
+        finally:
+            await stop(task)
+            await engine.dispose()
+    recreated = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                 and f"{settings.topics.events}[" in r.getMessage() and "recreated" in r.getMessage()]
+    assert recreated if kind == "noida" else identity_warnings(caplog, settings.topics.events), recreated

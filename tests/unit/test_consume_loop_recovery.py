@@ -28,7 +28,7 @@ class MemoryOffsets:
     async def load(self) -> Mapping[int, int]:
         return dict(self.stored)
 
-    async def save(self, offsets: Mapping[int, int]) -> None:
+    async def save(self, offsets: Mapping[int, int], marks: Mapping[int, Any]) -> None:
         self.stored.update(offsets)
         self.saves.append(dict(offsets))
 
