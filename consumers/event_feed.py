@@ -30,7 +30,8 @@ class EventFeed:
         """Start reading; False (and stopped) when not positioned at the end within `wait` seconds."""
         self._task = asyncio.create_task(self._loop.run(), name="event-feed")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._loop.ready.wait(), wait)
+            async with asyncio.timeout(wait):
+                await self._loop.ready.wait()
         if not self._loop.ready.is_set():
             await self.close()
             return False

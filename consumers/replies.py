@@ -35,7 +35,8 @@ class ReplyListener:
         """Start listening; waits up to the request timeout for it, then keeps trying in the background."""
         self._task = asyncio.create_task(self._loop.run(), name="reply-listener")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._client.listening.wait(), self._settings.kafka_request_timeout_ms / 1000)
+            async with asyncio.timeout(self._settings.kafka_request_timeout_ms / 1000):
+                await self._client.listening.wait()
         if not self._client.listening.is_set():
             log.warning("reply consumer not connected yet; requests answer BrokerUnavailable until it is")
 

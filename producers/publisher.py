@@ -62,7 +62,8 @@ class Publisher:
             producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await producer.stop()
 
     async def send(
         self, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, str] | None = None
@@ -202,4 +203,5 @@ class Publisher:
                 return
             self._producer = None
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(current.stop(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await current.stop()

@@ -64,7 +64,8 @@ class RequestReplyClient:
             with tracing.publishing(topic, event_headers(event)) as headers:
                 await self._publisher.send(topic, encode(event), key=event_key(event), headers=headers)
             try:
-                return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+                async with asyncio.timeout_at(deadline):
+                    return await future
             except TimeoutError:
                 return None
         finally:

@@ -145,7 +145,8 @@ async def check_broker(bootstrap: str, timeout: float) -> None:
     reasons = []
     for host, port in _addresses(bootstrap):
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            async with asyncio.timeout(timeout):
+                _, writer = await asyncio.open_connection(host, port)
         except socket.gaierror:
             reasons.append(f"{host} does not resolve")
             continue

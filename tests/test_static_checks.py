@@ -27,3 +27,15 @@ CHECKS = {
 def test_static_check_passes(name: str) -> None:
     result = subprocess.run(CHECKS[name], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}{result.stderr}"
+
+
+def test_no_product_code_waits_with_asyncio_wait_for() -> None:
+    """On Python 3.11 `asyncio.wait_for` returns the awaited result and drops a cancel that lands as the wait
+    completes: a loop waiting with it runs on, and whoever stops it hangs (the full-run hang of the consume loop).
+    `async with asyncio.timeout(...)` has no such race. ruff's banned-API rule cannot say it for the packages
+    allowed Kafka, so this test does, for all of them."""
+    found = [f"{path.relative_to(ROOT)}:{number}" for package in ("schemas", "service", "consumers", "producers")
+             for path in sorted((ROOT / package).rglob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if "asyncio.wait_for(" in line and not line.lstrip().startswith("#")]
+    assert found == [], f"use asyncio.timeout instead of asyncio.wait_for at {found}"

@@ -262,7 +262,8 @@ class RunExecutor:
         if replies and self._sender is not None:  # before the relay is woken, so it rarely sends them again
             sent: list[int] = []
             with contextlib.suppress(TimeoutError):  # a slow broker must not hold the run's slot: the relay sends
-                sent = await asyncio.wait_for(self._sender.send_now(replies), DIRECT_REPLY_SECONDS)
+                async with asyncio.timeout(DIRECT_REPLY_SECONDS):
+                    sent = await self._sender.send_now(replies)
             with contextlib.suppress(Exception):  # unmarked, the relay sends them again: harmless
                 async with self._sessions.begin() as session:
                     await outbox.mark_published(session, sent)
@@ -418,7 +419,8 @@ class RunExecutor:
 
     async def _orphan_slices(self) -> None:
         """Take slices whose worker died, or which wait for a slot elsewhere, up to this worker's free slots."""
-        capacity = self._settings.worker_concurrency - len(self._slice_tasks) - len(self._engines)
+        busy = len(self._slice_tasks) + len(self._engines.keys() - self._coordinators.keys())  # a coordinator: no slot
+        capacity = self._settings.worker_concurrency - busy
         if capacity <= 0:
             return
         try:

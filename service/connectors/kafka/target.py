@@ -116,7 +116,8 @@ class KafkaTarget(Target):
     async def __aexit__(self, exc_type: object, *_: object) -> None:
         if self._producer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._producer.stop(), timeout=10)
+                async with asyncio.timeout(10):
+                    await self._producer.stop()
 
     @property
     def producer(self) -> AIOKafkaProducer:

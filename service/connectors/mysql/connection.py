@@ -174,7 +174,8 @@ async def close(conn: asyncmy.Connection | None, *, clean: bool) -> None:
         return
     if clean:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.ensure_closed(), 5)
+            async with asyncio.timeout(5):
+                await conn.ensure_closed()
             return
     conn.close()
 
