@@ -303,6 +303,7 @@ class RunExecutor:
             coordinator = self._coordinators.get(run_id)
             if coordinator is not None:
                 coordinator.nudge.set()
+            self._scan_now.set()  # a slot is free: take a slice that waits behind another worker's busy slots
 
     async def _slice_observed(self, run: Run, number: int, where: SliceRange, spec: RunSpec | SyncError) -> None:
         sid = (run.id, number)

@@ -17,6 +17,7 @@ from service.connectors.registry import REGISTRY
 from service.sync.engine import execute
 from service.sync.errors import AccessDenied
 from service.sync.model import Endpoint, ProgressUpdate, RunSpec
+from service.sync.retry import RetryPolicy
 
 SOURCE_DDL = """CREATE TABLE {t} (id bigint PRIMARY KEY, name text, amount numeric(12,2),
     ts timestamptz, flag boolean, data jsonb, updated_at timestamptz NOT NULL)"""
@@ -301,3 +302,24 @@ async def test_incremental_sync_reads_beyond_the_high_water_mark(source_dsn: str
     async with pg(target_dsn) as conn:
         assert await conn.fetchval(f"SELECT count(*) FROM {tgt} WHERE name = 'touched'") == 1
         assert await conn.fetchval(f"SELECT count(DISTINCT id) FROM {tgt}") == 150
+
+
+async def test_an_overwrite_swap_longer_than_the_io_timeout_is_given_time_by_its_rows(
+        source_dsn: str, target_dsn: str) -> None:
+    """The final copy of a big overwrite works for longer than one I/O timeout (here a trigger makes it take 2.5 s
+    against a 1 s timeout): its bound grows with the rows it publishes, so it is not taken for a frozen target
+    (it used to fail every retry past ~50M rows at the default 120 s, docs/scale.md)."""
+    rows = 80_000  # bound: 1 s + 80,000 / 20,000 rows/s = 5 s
+    src = await source_table(source_dsn, rows)
+    tgt = await target_like(target_dsn)
+    async with pg(target_dsn) as conn:
+        await conn.execute(f"""
+            CREATE FUNCTION {tgt}_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep(2.5); RETURN NULL; END $$;
+            CREATE TRIGGER {tgt}_slow BEFORE INSERT ON {tgt} FOR EACH STATEMENT EXECUTE FUNCTION {tgt}_slow();
+        """)
+    spec = spec_for(source_dsn, target_dsn, tgt, table=src, mode=WriteMode.OVERWRITE, chunk_size=20_000)
+    result = await execute(spec, Recorder(), connectors=REGISTRY, connect_timeout=5, io_timeout=1.0,
+                           policy=RetryPolicy(budget=0))
+    assert result.records_written == rows
+    await same_rows(source_dsn, src, target_dsn, tgt)
