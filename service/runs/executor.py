@@ -84,7 +84,7 @@ class RunExecutor:
         self._claimed: dict[uuid.UUID, Claimed] = {}
         """Runs claimed by their admission's transaction, waiting for `submit`."""
         self._engines: dict[uuid.UUID, asyncio.Task[RunResult]] = {}
-        self._interrupting: set[uuid.UUID] = set()
+        self._interrupting: set[uuid.UUID | slices.SliceId] = set()
         self._background: list[asyncio.Task[None]] = []
         self._scan_now = asyncio.Event()
         self._slice_tasks: dict[slices.SliceId, asyncio.Task[None]] = {}
@@ -337,6 +337,7 @@ class RunExecutor:
         finally:
             self._slice_recorders.pop(sid, None)
             self._slice_engines.pop(sid, None)
+            self._interrupting.discard(sid)
         async with self._sessions.begin() as session:
             await slices.complete(session, run, number, self.worker_id, outcome, self._settings.topics)
         self._notifier.notify()
@@ -365,7 +366,7 @@ class RunExecutor:
                     recorder.lost = True
                 elif alive[run_id]:
                     recorder.cancelled_by = recorder.cancelled_by or alive[run_id]
-                    self._interrupt_later(run_id)
+                    self._interrupt_later(run_id, self._engines)
 
     def _heard_of_slices(self, alive: dict[slices.SliceId, str | None]) -> None:
         """Slices no longer ours stop; slices of a cancelled run stop at their next chunk, or are interrupted."""
@@ -374,26 +375,26 @@ class RunExecutor:
                 recorder.lost = True
             elif alive[sid]:
                 recorder.cancelled_by = recorder.cancelled_by or alive[sid]
-                engine = self._slice_engines.get(sid)
-                if engine is not None:
-                    asyncio.get_running_loop().call_later(CANCEL_GRACE_SECONDS, engine.cancel)
+                self._interrupt_later(sid, self._slice_engines)
 
-    def _interrupt_later(self, run_id: uuid.UUID) -> None:
-        """A cancelled run stops at its next chunk boundary; one stuck waiting on a system (a frozen database,
-        a long merge) is interrupted after CANCEL_GRACE_SECONDS, so a cancel takes effect within seconds."""
+    def _interrupt_later(self, key: "uuid.UUID | slices.SliceId",
+                         engines: "dict[Any, asyncio.Task[RunResult]]") -> None:
+        """A cancelled run (or slice: `key` in `engines`) stops at its next chunk boundary; one stuck waiting on a
+        system (a frozen database, a long merge) is interrupted after CANCEL_GRACE_SECONDS, so a cancel takes
+        effect within seconds. Scheduled once per run or slice, however often the cancel is heard."""
 
-        if run_id in self._interrupting or run_id in self._coordinators:
+        if key in self._interrupting or key in self._coordinators:
             return  # a split run's coordinator waits on no system: it cancels its slices and sees them end
-        self._interrupting.add(run_id)
+        self._interrupting.add(key)
 
         async def interrupt() -> None:
             await asyncio.sleep(CANCEL_GRACE_SECONDS)
-            engine = self._engines.get(run_id)
+            engine = engines.get(key)
             if engine is not None and not engine.done():
-                log.info("run %s: cancel requested; interrupting its in-flight I/O", run_id)
+                log.info("%s: cancel requested; interrupting its in-flight I/O", key)
                 engine.cancel()
 
-        task = asyncio.create_task(interrupt(), name=f"interrupt-{run_id}")
+        task = asyncio.create_task(interrupt(), name=f"interrupt-{key}")
         self._background.append(task)
         task.add_done_callback(self._background.remove)
 
