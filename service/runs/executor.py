@@ -206,11 +206,7 @@ class RunExecutor:
                 self._coordinators[run_id] = coordinator
                 work = coordinator.execute(spec, recorder, split)
             else:
-                work = self._execute(
-                    spec, observer, connectors=self._connectors,
-                    connect_timeout=self._settings.connect_timeout_seconds,
-                    io_timeout=self._settings.io_timeout_seconds,
-                    policy=RetryPolicy(budget=self._settings.transient_retry_seconds))
+                work = self._engine(spec, observer)
             engine = asyncio.create_task(work)
             self._engines[run_id] = engine
             result = await engine
@@ -241,6 +237,13 @@ class RunExecutor:
             self._engines.pop(run_id, None)
             self._coordinators.pop(run_id, None)
             self._interrupting.discard(run_id)
+
+    def _engine(self, spec: RunSpec, observer: RunObserver) -> Coroutine[Any, Any, RunResult]:
+        """The engine on `spec` (a run, or one slice of it) with this worker's timeouts and retry budget."""
+        return self._execute(spec, observer, connectors=self._connectors,
+                             connect_timeout=self._settings.connect_timeout_seconds,
+                             io_timeout=self._settings.io_timeout_seconds,
+                             policy=RetryPolicy(budget=self._settings.transient_retry_seconds))
 
     async def _finish(
         self,
@@ -315,10 +318,7 @@ class RunExecutor:
         try:
             if isinstance(spec, SyncError):
                 raise spec
-            engine = asyncio.create_task(self._execute(
-                replace(spec, slice=where, checkpoint_key=key), recorder, connectors=self._connectors,
-                connect_timeout=self._settings.connect_timeout_seconds, io_timeout=self._settings.io_timeout_seconds,
-                policy=RetryPolicy(budget=self._settings.transient_retry_seconds)))
+            engine = asyncio.create_task(self._engine(replace(spec, slice=where, checkpoint_key=key), recorder))
             self._slice_engines[sid] = engine
             result = await engine
             outcome = slices.SliceOutcome(RunStatus.SUCCESS, result.records_read, result.records_written,
