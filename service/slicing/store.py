@@ -188,17 +188,22 @@ async def complete(session: AsyncSession, run: Run, number: int, worker_id: str,
     )).scalar_one_or_none()
     if done is None:
         return False
-    duration = 0
-    if done.started_at is not None and done.finished_at is not None:
-        duration = int((done.finished_at - done.started_at) / timedelta(milliseconds=1))
-    add_event(session, topics.events, BatchSliceCompleted(
-        event_id=completed_event_id(run.id, number), correlation_id=run.correlation_id, batch_id=run.batch_id,
-        run_id=run.id, producer=PRODUCER, slice=number, range=done.range, worker_id=worker_id,
-        success=outcome.status == RunStatus.SUCCESS, records_synced=outcome.records_written,
-        records_read=outcome.records_read, records_rejected=outcome.records_rejected, message=outcome.message,
-        error_code=outcome.error_code, duration_ms=max(duration, 0),
-    ))
+    add_event(session, topics.events, completed_event(run, done))
     return True
+
+
+def completed_event(run: Run, row: RunSlice) -> BatchSliceCompleted:
+    """The `BatchSliceCompleted` of a slice row that has just ended (as the statement that ended it returned it)."""
+    duration = 0
+    if row.started_at is not None and row.finished_at is not None:
+        duration = int((row.finished_at - row.started_at) / timedelta(milliseconds=1))
+    return BatchSliceCompleted(
+        event_id=completed_event_id(run.id, row.slice), correlation_id=run.correlation_id, batch_id=run.batch_id,
+        run_id=run.id, producer=PRODUCER, slice=row.slice, range=row.range, worker_id=row.worker_id,
+        success=row.status == RunStatus.SUCCESS, records_synced=row.records_written, records_read=row.records_read,
+        records_rejected=row.records_rejected, message=row.message or "",
+        error_code=ErrorCode(row.error_code) if row.error_code else None, duration_ms=max(duration, 0),
+    )
 
 
 async def cancel_pending(session: AsyncSession, run: Run, message: str, topics: Topics) -> int:
@@ -210,11 +215,7 @@ async def cancel_pending(session: AsyncSession, run: Run, message: str, topics: 
         .returning(RunSlice)
     )).all()
     for row in rows:
-        add_event(session, topics.events, BatchSliceCompleted(
-            event_id=completed_event_id(run.id, row.slice), correlation_id=run.correlation_id,
-            batch_id=run.batch_id, run_id=run.id, producer=PRODUCER, slice=row.slice, range=row.range,
-            success=False, message=message, error_code=ErrorCode.CANCELLED,
-        ))
+        add_event(session, topics.events, completed_event(run, row))
     return len(rows)
 
 
