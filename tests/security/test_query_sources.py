@@ -199,17 +199,22 @@ async def test_mysql_quotes_and_comments_do_not_fool_the_guard(target_dsn):
 
 async def test_a_reused_target_connection_starts_from_a_clean_session(target_dsn):
     """Targets still park connections (a source never does): a setting a trigger or function changed in one
-    run is reset before the next run gets the connection (`DISCARD ALL`), startup settings kept."""
+    run is reset before the next run gets the connection (all of `DISCARD ALL` but the driver's prepared
+    statements), startup settings kept."""
     from service.connectors.postgresql.connection import close, connect
 
     endpoint = Endpoint("postgresql", url=target_dsn)
     conn = await connect(endpoint, "target", 5)
     pid = conn.get_server_pid()
     await conn.execute("SELECT set_config('search_path', 'elsewhere', false); CREATE TEMP TABLE leftover (a int)")
+    assert await conn.fetchval("SELECT $1::int + 1", 1) == 2  # prepared and cached by the driver
     await close(conn, clean=True)
     conn = await connect(endpoint, "target", 5)
     try:
         assert conn.get_server_pid() == pid
+        # the driver's prepared statements survive the reset, so the next run does not prepare them again
+        kept = "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT $1::int%'"
+        assert await conn.fetchval(kept) == 1
         assert await conn.fetchval("SHOW search_path") == '"$user", public'
         assert await conn.fetchval("SELECT to_regclass('pg_temp.leftover')") is None
         assert await conn.fetchval("SHOW temp_buffers") == "64MB"
