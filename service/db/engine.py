@@ -12,10 +12,12 @@ database, a dropped NAT entry) is checked and replaced before it is used.
 """
 
 import time
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 PING_AFTER_IDLE_SECONDS = 2.0
 
@@ -34,11 +36,11 @@ def make_engine(url: str, connect_timeout: float = 5.0, pool_size: int = 10) -> 
     return engine
 
 
-def _idle_from_now(_dbapi_connection, record) -> None:
+def _idle_from_now(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     record.info["idle_since"] = time.monotonic()
 
 
-def _ping_when_idle(dbapi_connection, record, _proxy) -> None:
+def _ping_when_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
     """Runs inside the pool's checkout (under SQLAlchemy's greenlet, so the adapter's sync `ping` may
     await). DisconnectionError makes the pool discard this connection and check out another."""
     idle_since = record.info.get("idle_since")
