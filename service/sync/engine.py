@@ -334,8 +334,8 @@ class _Run:
         wrote (a query, a file)."""
         if not self._full:
             return None
-        source_count = await count(source, "source", self.io_timeout)
-        target_count = await count(target, "target", self.io_timeout)
+        source_count, target_count = await asyncio.gather(  # each side on its own connection: one wait
+            count(source, "source", self.io_timeout), count(target, "target", self.io_timeout))
         source_count = last.records_read if source_count is None else source_count
         target_count = last.records_written if target_count is None else target_count
         before = last.extra.get(TARGET_BEFORE)

@@ -274,33 +274,30 @@ async def check_session(conn: asyncpg.Connection) -> None:
         raise AccessDenied(SESSION_CHANGED, detail=row["changed"] if row is not None else None)
 
 
+_RELATION = """
+SELECT rel.oid, a.attname, format_type(a.atttypid, a.atttypmod) AS sql_type,
+       a.attnum = ALL(pk.indkey::int2[]) AND cardinality(pk.indkey::int2[]) = 1 AS sole_key
+  FROM (SELECT to_regclass($1)::oid AS oid) AS rel
+  LEFT JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+  LEFT JOIN pg_index pk ON pk.indrelid = rel.oid AND pk.indisprimary
+ ORDER BY a.attnum"""
+
+
+async def relation_shape(conn: asyncpg.Connection, table: str, side: Side) -> tuple[list[Column], Column | None]:
+    """The table's columns from the catalog (generated columns excluded) and its primary key when that is one
+    column (the keyset for chunk boundaries), in one statement; TableMissing when absent."""
+    with boundary(side):
+        rows = await conn.fetch(_RELATION, quote_ident(table))
+    if not rows or rows[0]["oid"] is None:
+        raise TableMissing(table, side)
+    columns = [Column(r["attname"], r["sql_type"], kind_of(r["sql_type"])) for r in rows if r["attname"] is not None]
+    key = next((Column(r["attname"], r["sql_type"]) for r in rows if r["sole_key"]), None)
+    return columns, key
+
+
 async def relation_columns(conn: asyncpg.Connection, table: str, side: Side) -> list[Column]:
     """The table's columns from the catalog (generated columns excluded); TableMissing when absent."""
-    with boundary(side):
-        oid = await conn.fetchval("SELECT to_regclass($1)::oid", quote_ident(table))
-        if oid is None:
-            raise TableMissing(table, side)
-        rows = await conn.fetch(
-            """SELECT attname, format_type(atttypid, atttypmod) AS sql_type
-                 FROM pg_attribute
-                WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
-                ORDER BY attnum""",
-            oid,
-        )
-    return [Column(r["attname"], r["sql_type"], kind_of(r["sql_type"])) for r in rows]
-
-
-async def single_primary_key(conn: asyncpg.Connection, table: str) -> Column | None:
-    """The table's primary key when it is one column: the keyset for chunk boundaries."""
-    with boundary("source"):
-        rows = await conn.fetch(
-            """SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS sql_type
-                 FROM pg_index i
-                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-                WHERE i.indrelid = to_regclass($1) AND i.indisprimary""",
-            quote_ident(table),
-        )
-    return Column(rows[0]["attname"], rows[0]["sql_type"]) if len(rows) == 1 else None
+    return (await relation_shape(conn, table, side))[0]
 
 
 def json_value(native: Any, text: str | None) -> Any:
