@@ -250,8 +250,6 @@ async def complete(
     )).scalar_one_or_none()
     if run is None:
         return None
-    if start is not None:
-        add_event(session, topics.events, started_event(run))
     reply = completed_from_run(run, run.correlation_id)
     batch_values: dict[str, Any] = {
         "status": BatchStatus.of_run(status), "last_sync_time": now, "last_records_synced": run.records_written,
@@ -266,6 +264,8 @@ async def complete(
         update(RequestLedger).where(RequestLedger.request_id == run.request_id)
         .values(outcome=reply.model_dump(mode="json"))
     )
+    if start is not None:  # added after the updates above, so every event row goes in one INSERT, in order
+        add_event(session, topics.events, started_event(run))
     add_event(session, topics.events, reply)
     rows = [add_event(session, run.reply_to, reply, key=run.correlation_id)] if run.reply_to else []
     for waiter in run.waiters or []:

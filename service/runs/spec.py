@@ -1,5 +1,6 @@
 """Turn a run row (its config snapshot) and its connections into the engine's RunSpec."""
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.api import ErrorLimitSpec, MappingEntry, SourceSpec, TargetSpec
@@ -11,8 +12,22 @@ from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint, RunSpec
 
 
-async def _endpoint(session: AsyncSession, connection_id: int, policy: AccessPolicy) -> Endpoint:
-    connection = await session.get(Connection, connection_id)
+async def _batch_and_connections(
+    session: AsyncSession, batch_id: int, *connection_ids: int
+) -> tuple[Batch | None, dict[int, Connection]]:
+    """The batch and the run's connections in one statement: the claim's transaction is on the path of every
+    sync, and each statement there is a round trip (docs/performance.md)."""
+    rows = (await session.execute(
+        select(Batch, Connection).outerjoin(Connection, Connection.id.in_(set(connection_ids)))
+        .where(Batch.id == batch_id)
+    )).all()
+    if not rows:
+        return None, {}
+    return rows[0][0], {connection.id: connection for _, connection in rows if connection is not None}
+
+
+def _endpoint(connections: dict[int, Connection], connection_id: int, policy: AccessPolicy) -> Endpoint:
+    connection = connections.get(connection_id)
     if connection is None:
         raise ConfigInvalid(connection_missing(connection_id))
     return endpoint_of(connection, policy)
@@ -20,7 +35,8 @@ async def _endpoint(session: AsyncSession, connection_id: int, policy: AccessPol
 
 async def load_spec(session: AsyncSession, run: Run, default_chunk_size: int, policy: AccessPolicy) -> RunSpec:
     config = run.config or {}
-    batch = await session.get(Batch, run.batch_id)
+    batch, connections = await _batch_and_connections(
+        session, run.batch_id, config.get("sourceConnectionId", 0), config.get("targetConnectionId", 0))
     if batch is None:
         raise ConfigInvalid(BATCH_NOT_FOUND)
     try:
@@ -34,9 +50,9 @@ async def load_spec(session: AsyncSession, run: Run, default_chunk_size: int, po
         run_id=run.id,
         checkpoint_key=run.checkpoint_key,
         batch_id=run.batch_id,
-        source_endpoint=await _endpoint(session, config["sourceConnectionId"], policy),
+        source_endpoint=_endpoint(connections, config["sourceConnectionId"], policy),
         source=source,
-        target_endpoint=await _endpoint(session, config["targetConnectionId"], policy),
+        target_endpoint=_endpoint(connections, config["targetConnectionId"], policy),
         target=target,
         mapping=mapping or None,
         chunk_size=config.get("chunkSize") or default_chunk_size,
