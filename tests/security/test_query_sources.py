@@ -222,6 +222,25 @@ async def test_a_reused_target_connection_starts_from_a_clean_session(target_dsn
         await close(conn, clean=False)
 
 
+async def test_a_parked_connection_whose_reset_failed_is_never_reused(target_dsn):
+    """The reset runs in the background after a run (off its path); a connection whose reset did not
+    complete (here: its backend was terminated while parked) is dropped, and the next run gets a new one."""
+    from service.connectors.postgresql.connection import close, connect
+
+    endpoint = Endpoint("postgresql", url=target_dsn)
+    conn = await connect(endpoint, "target", 5)
+    pid = conn.get_server_pid()
+    async with pg(target_dsn) as admin:  # the backend dies before the reset reaches it
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+    await close(conn, clean=True)
+    conn = await connect(endpoint, "target", 5)
+    try:
+        assert conn.get_server_pid() != pid
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await close(conn, clean=False)
+
+
 async def test_table_sources_reuse_connections_that_no_query_ever_touched(source_dsn, target_dsn):
     """A table source runs only the service's own SQL, so its connection is parked for the next table run
     (a new backend costs ~3 ms and a cold catalog cache); a query source's never is, and never gets one."""

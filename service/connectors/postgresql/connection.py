@@ -127,24 +127,26 @@ def server_of(endpoint: Endpoint) -> Server:
 
 IDLE_PER_KEY = 8
 IDLE_SECONDS = 30.0
-_idle: dict[str, list[tuple[float, asyncpg.Connection]]] = {}
+_idle: dict[str, list[tuple[float, asyncpg.Connection, asyncio.Task[bool]]]] = {}
 _keys: dict[int, str] = {}
-"""Connections that may be parked when closed (targets, table sources), by side and URL."""
+"""Connections that may be parked when closed (targets, table sources), by side and URL, each with the task
+resetting its session."""
 
 
-def _reuse(key: str) -> asyncpg.Connection | None:
-    """A parked target connection to the same database, if one is still fresh.
+async def _reuse(key: str) -> asyncpg.Connection | None:
+    """A parked connection to the same database, if one is still fresh and its session was reset.
 
     Opening a connection costs ~5 ms here, more than a whole small chunk; runs of small batches reuse
-    them. Only targets: a source connection is never parked (docs/spec.md §7, "Query sources").
+    them. Only targets and table sources: a query source's connection is never parked (docs/spec.md §7,
+    "Query sources").
     """
     idle = _idle.get(key)
     loop = asyncio.get_running_loop()
     while idle:
-        since, conn = idle.pop()
+        since, conn, reset = idle.pop()
         if conn._loop is not loop:
             continue  # parked by another event loop (tests run several): only that loop may close it
-        if not conn.is_closed() and time.monotonic() - since < IDLE_SECONDS:
+        if await reset and not conn.is_closed() and time.monotonic() - since < IDLE_SECONDS:
             return conn
         conn.terminate()
     return None
@@ -165,7 +167,7 @@ async def connect(endpoint: Endpoint, side: Side, connect_timeout: float, *,
     if not (side == "target" if reusable is None else reusable):
         return await _open(server, addresses, side, connect_timeout)
     key = f"{side}:{dsn_of(endpoint)}"
-    conn = _reuse(key)
+    conn = await _reuse(key)
     if conn is None:
         conn = await _open(server, addresses, side, connect_timeout)
     _keys[id(conn)] = key
@@ -236,7 +238,10 @@ trip fewer each time: an unprepared statement with parameters costs 1.9 ms here 
 async def close(conn: asyncpg.Connection | None, *, clean: bool) -> None:
     """Park a clean target connection for reuse, its session reset to how it was opened (`_RESET_SESSION`:
     temp tables, settings a trigger may have changed, role); close a source connection; terminate after
-    a failure so no half-done COPY can block us."""
+    a failure so no half-done COPY can block us.
+
+    The reset runs in the background, off the run's path (a round trip, and a run's last step): the next
+    run that takes the connection waits for it, and a connection whose reset failed is never reused."""
     if conn is None:
         return
     key = _keys.pop(id(conn), None)
@@ -245,15 +250,30 @@ async def close(conn: asyncpg.Connection | None, *, clean: bool) -> None:
     if not clean or (key is not None and conn.is_in_transaction()):
         conn.terminate()
         return
+    idle = _idle.setdefault(key, []) if key is not None else None
+    if idle is not None and len(idle) < IDLE_PER_KEY:
+        reset = asyncio.create_task(_reset(conn))
+        _resets.add(reset)
+        reset.add_done_callback(_resets.discard)
+        idle.append((time.monotonic(), conn, reset))
+        return
     try:
-        idle = _idle.setdefault(key, []) if key is not None else None
-        if idle is not None and len(idle) < IDLE_PER_KEY:
-            await conn.execute(_RESET_SESSION, timeout=5)
-            idle.append((time.monotonic(), conn))
-        else:
-            await conn.close(timeout=5)
+        await conn.close(timeout=5)
     except Exception:
         conn.terminate()
+
+
+_resets: set[asyncio.Task[bool]] = set()
+"""Running resets, held so that none is garbage-collected before it ends."""
+
+
+async def _reset(conn: asyncpg.Connection) -> bool:
+    try:
+        await conn.execute(_RESET_SESSION, timeout=5)
+        return True
+    except Exception:
+        conn.terminate()
+        return False
 
 
 _SESSION_CHANGES = """
