@@ -146,7 +146,9 @@ async def _reuse(key: str) -> asyncpg.Connection | None:
         since, conn, reset = idle.pop()
         if conn._loop is not loop:
             continue  # parked by another event loop (tests run several): only that loop may close it
-        if await reset and not conn.is_closed() and time.monotonic() - since < IDLE_SECONDS:
+        await asyncio.wait([reset])  # never raises: a reset cancelled with its loop is simply not reused
+        fresh = time.monotonic() - since < IDLE_SECONDS
+        if not reset.cancelled() and reset.result() and not conn.is_closed() and fresh:
             return conn
         conn.terminate()
     return None
@@ -271,8 +273,10 @@ async def _reset(conn: asyncpg.Connection) -> bool:
     try:
         await conn.execute(_RESET_SESSION, timeout=5)
         return True
-    except Exception:
+    except BaseException as exc:  # cancelled too (the loop is closing): drop it, and the driver's cancel request
         conn.terminate()
+        if not isinstance(exc, Exception):
+            raise
         return False
 
 
