@@ -31,6 +31,13 @@ What each consumer once wrote for itself lives here:
   records are handled, and every `IDENTITY_CHECK_SECONDS`, the loop reads back the record at each mark's offset;
   another record (or none) there means the topic is not the log we were reading, and the partition is read again
   from its earliest offset with a WARNING, as above.
+- **A topic that gains partitions** (`kafka-topics --alter --partitions`, or a memory-only Tansu restarted and our
+  topic auto-created by a client's metadata request with its default 4 partitions) is followed by the loops that
+  assign partitions themselves (no group, and the solo shape); a group rebalances on its own. Every
+  `IDENTITY_CHECK_SECONDS` the loop compares the client's metadata (refreshed every few seconds) with its
+  assignment and adds the new partitions, the old ones keeping their positions: a group-less read takes a new
+  partition from its beginning (everything on it was published after we started), a solo one from its stored
+  offset (or beginning), as at an assignment.
 
 A subscription without a group reads every partition of its topic from the end (reply listeners,
 `sync --follow`); nothing is committed for it. A bounded one (`Bounds`, consumers/bounded.py) reads every
@@ -233,6 +240,8 @@ class ConsumeLoop:
         """The last record fetched of each partition: its next mark once the current one is checked again."""
         self._check_at = 0.0
         """When the marks are read back next (loop time)."""
+        self._grow_at = 0.0
+        """When a manually assigned loop looks for partitions its topic gained next (loop time)."""
         self._assignments = 0
         self._backoff = _Backoff()
         self._lag = LagSampler(subscription.group_id, subscription.topic)
@@ -368,6 +377,8 @@ class ConsumeLoop:
         sub = self.subscription
         extent = self.extent if sub.bounds is not None else None
         while extent is None or not extent.done:
+            if extent is None and self._assigns_itself:
+                await self._follow_growth(consumer)
             try:
                 fetched = await consumer.getmany(timeout_ms=sub.poll_timeout_ms, max_records=sub.max_records)
             except OffsetOutOfRangeError as gone:
@@ -397,6 +408,49 @@ class ConsumeLoop:
                 await self._backoff.sleep()
             elif fetched:
                 self._backoff.reset()
+
+    @property
+    def _assigns_itself(self) -> bool:
+        """Every partition assigned by the loop, not by a group: it must notice partitions the topic gains."""
+        return self.solo or self.subscription.group_id is None
+
+    async def _follow_growth(self, consumer: AIOKafkaConsumer) -> None:
+        """Every `IDENTITY_CHECK_SECONDS`, add the partitions the topic gained since it was assigned (the client
+        refreshes its metadata every few seconds). `assign` replaces the assignment and forgets every position,
+        so the old partitions are sought back to theirs; the new ones start where an assignment starts them: at
+        their beginning for a group-less read (anything on a partition that did not exist when it started was
+        published after), at their stored offset (or beginning) in the solo shape."""
+        clock = asyncio.get_running_loop()
+        if clock.time() < self._grow_at:
+            return
+        self._grow_at = clock.time() + IDENTITY_CHECK_SECONDS
+        topic = self.subscription.topic
+        assigned = consumer.assignment()
+        new = sorted((tp for p in consumer.partitions_for_topic(topic) or ()
+                      if (tp := TopicPartition(topic, p)) not in assigned), key=lambda tp: tp.partition)
+        if not new:
+            return
+        positions: dict[TopicPartition, int] | None = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(COMMIT_TIMEOUT):
+                positions = {tp: await consumer.position(tp) for tp in assigned}
+        if positions is None:  # a position not known in time: looked for again on the next pass
+            self._grow_at = clock.time()
+            return
+        partitions = sorted(assigned | set(new), key=lambda tp: tp.partition)
+        consumer.assign(partitions)
+        for tp, offset in positions.items():
+            consumer.seek(tp, offset)
+        log.info("%s: %s gained partitions %s; reading them from %s", self.subscription.name, topic,
+                 [tp.partition for tp in new],
+                 "their stored offsets (or beginning)" if self.solo else "their beginning")
+        if self.solo:
+            self._assignments += 1
+            await self._reposition(consumer, new)
+        else:
+            await consumer.seek_to_beginning(*new)
+        if self.on_assigned is not None:
+            self.on_assigned(partitions)
 
     async def _check_past_end(self, consumer: AIOKafkaConsumer,
                               fetched: Mapping[TopicPartition, Sequence[Record]]) -> None:
