@@ -61,6 +61,10 @@ _TRANSIENT = (
     ConnectionError,
     TimeoutError,
 )
+_DROPPED_INTERFACE = ("connection is closed", "another operation is cancelling")
+"""asyncpg's InterfaceErrors of a connection lost under us: closed, or still cancelling an operation whose
+server went away (its cancel request cannot reach a restarting server). A new connection is the cure; "another
+operation is in progress" is not here: that one is our bug, and fails loudly."""
 _DRIVER_ERRORS = (pgerr.PostgresError, pgerr.InterfaceError, pgerr.InternalClientError, OSError, TimeoutError)
 _MISSING_RELATION = re.compile(r'relation "([^"]+)" does not exist')
 
@@ -209,7 +213,7 @@ def map_error(exc: BaseException, side: Side) -> SyncError:
     if isinstance(exc, SyncError):
         return exc
     if isinstance(exc, _TRANSIENT) or (
-        isinstance(exc, pgerr.InterfaceError) and "connection is closed" in str(exc)
+        isinstance(exc, pgerr.InterfaceError) and any(words in str(exc) for words in _DROPPED_INTERFACE)
     ):
         return transient(side, type(exc).__name__)
     if side == "source" and isinstance(exc, pgerr.ReadOnlySQLTransactionError):
