@@ -12,14 +12,14 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin import NewPartitions, NewTopic
 
 from consumers.loop import ConsumeLoop, PerRecord, Record, Subscription
 from service.config import Settings
 from service.db.engine import make_engine, make_sessionmaker
 from service.history.offsets import PgOffsets, store_offsets
 from service.positions import Position
+from tests.contract.cases.kafka import admin_client, create_topic, publish
 from tests.support.brokers import RunningBroker, noida
 
 pytestmark = pytest.mark.slow
@@ -54,44 +54,17 @@ class Seen:
                 await asyncio.sleep(0.05)
 
 
-async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
-
-
 async def grow(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap) as admin:
         result = await admin.create_partitions({topic: NewPartitions(partitions)})
         assert all(error == 0 for _, error, _ in result.topic_errors), result
-    finally:
-        await admin.close()
 
 
 async def recreate(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap) as admin:
         await admin.delete_topics([topic])
         await asyncio.sleep(0.3)
         await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
-
-
-async def produce(bootstrap: str, topic: str, partition: int, value: bytes) -> None:
-    """One record to one partition, by a producer of its own (a running one would not know new partitions yet)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, value, partition=partition)
-    finally:
-        await producer.stop()
 
 
 def gained(caplog: pytest.LogCaptureFixture, topic: str) -> list[str]:
@@ -120,17 +93,17 @@ async def test_a_group_less_loop_reads_the_partitions_its_topic_gains(
     seen = Seen()
     loop = ConsumeLoop(settings, Subscription(name="reply listener", topic=topic, group_id=None,
                                               fetch_max_wait_ms=20, ensure_topics=False), PerRecord(seen))
-    await produce(bootstrap, topic, 0, b"before the loop")  # at the end: never read
+    await publish(bootstrap, topic, b"before the loop", partition=0)  # at the end: never read
     task = await started(loop)
     try:
-        await produce(bootstrap, topic, 0, b"old partition")
+        await publish(bootstrap, topic, b"old partition", partition=0)
         await seen.wait_for(b"old partition", within=5)
         await grow(bootstrap, topic, 5)
         grown = time.monotonic()
-        await produce(bootstrap, topic, 4, b"new partition 4")
-        await produce(bootstrap, topic, 3, b"new partition 3")
+        await publish(bootstrap, topic, b"new partition 4", partition=4)
+        await publish(bootstrap, topic, b"new partition 3", partition=3)
         await seen.wait_for(b"new partition 4", b"new partition 3", within=FOLLOWED_WITHIN)
-        await produce(bootstrap, topic, 1, b"old partition after")
+        await publish(bootstrap, topic, b"old partition after", partition=1)
         await seen.wait_for(b"old partition after", within=5)
     finally:
         await stopped(task)
@@ -158,7 +131,7 @@ async def test_a_solo_loop_reads_the_partitions_its_topic_gains_from_their_store
                                               ensure_topics=False), PerRecord(seen, offsets))
     try:
         for partition in range(3):
-            await produce(bootstrap, topic, partition, f"request {partition}".encode())
+            await publish(bootstrap, topic, f"request {partition}".encode(), partition=partition)
         task = await started(loop)
         try:
             await seen.wait_for(b"request 0", b"request 1", b"request 2", within=10)
@@ -166,11 +139,12 @@ async def test_a_solo_loop_reads_the_partitions_its_topic_gains_from_their_store
                 await store_offsets(session, group, topic, {4: Position(1)})
             await grow(bootstrap, topic, 5)
             grown = time.monotonic()
-            await produce(bootstrap, topic, 4, b"request 4 already done")  # offset 0: before the stored position
-            await produce(bootstrap, topic, 4, b"request 4")
-            await produce(bootstrap, topic, 3, b"request 3")
+            # offset 0: before the stored position
+            await publish(bootstrap, topic, b"request 4 already done", partition=4)
+            await publish(bootstrap, topic, b"request 4", partition=4)
+            await publish(bootstrap, topic, b"request 3", partition=3)
             await seen.wait_for(b"request 4", b"request 3", within=FOLLOWED_WITHIN)
-            await produce(bootstrap, topic, 0, b"request 0 after")
+            await publish(bootstrap, topic, b"request 0 after", partition=0)
             await seen.wait_for(b"request 0 after", within=5)
         finally:
             await stopped(task)
@@ -198,10 +172,10 @@ async def test_a_group_less_loop_on_tansu_reads_a_topic_created_again_with_more_
                                               ensure_topics=False), PerRecord(seen))
     task = await started(loop)
     try:
-        await produce(bootstrap, topic, 2, b"old partition")
+        await publish(bootstrap, topic, b"old partition", partition=2)
         await seen.wait_for(b"old partition", within=5)
         await recreate(bootstrap, topic, 5)
-        await produce(bootstrap, topic, 4, b"new partition 4")
+        await publish(bootstrap, topic, b"new partition 4", partition=4)
         await seen.wait_for(b"new partition 4", within=FOLLOWED_WITHIN)
     finally:
         await stopped(task)

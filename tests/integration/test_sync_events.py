@@ -6,8 +6,9 @@ import uuid
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
+from tests.contract.cases.kafka import publish
 from tests.support.builders import create_empty_like_orders, create_orders, table_fingerprint, unique
 from tests.support.stack import create_batch, create_connection, running_stack, stack_settings
 
@@ -38,15 +39,6 @@ def request(batch_id: int, reply_to: str | None, request_id: str | None = None, 
         "runId": None, "producer": "other-service", "requestId": request_id or event_id,
         "requestedBy": "billing-service", "trigger": "event", "replyTo": reply_to, "resumeRunId": None, **extra,
     }
-
-
-async def publish(bootstrap: str, topic: str, value: bytes, key: bytes | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
 
 
 async def collect(bootstrap: str, topic: str, count: int, within: float = 30) -> list:

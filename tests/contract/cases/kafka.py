@@ -4,8 +4,10 @@ strings, datetimes RFC 3339, binary base64). The target is at-least-once: the su
 replay test crashes after a checkpoint, so it holds; `tests/integration/test_kafka_connector.py` shows the
 window between acks and checkpoint."""
 
+import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -20,13 +22,31 @@ from tests.support.http_api import json_record
 PARTITIONS = 3
 
 
-async def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
+@contextlib.asynccontextmanager
+async def admin_client(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, closed afterwards."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
+        yield admin
     finally:
         await admin.close()
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
+    async with admin_client(bootstrap) as admin:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+
+
+async def publish(bootstrap: str, topic: str, value: bytes, key: bytes | None = None, *,
+                  partition: int | None = None) -> None:
+    """One record, by a producer of its own (a running one may not know a topic's new partitions yet)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key, partition=partition)
+    finally:
+        await producer.stop()
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes | None], keys: list[bytes | None]) -> None:
@@ -62,12 +82,8 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
 
 
 async def partitions(bootstrap: str, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap) as admin:
         described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
     return sorted(p["partition"] for t in described if t["topic"] == topic for p in t["partitions"])
 
 
