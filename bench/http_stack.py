@@ -50,6 +50,17 @@ def _spawn(code: str, env: dict[str, str]) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
+def api_up(base_url: str, api: subprocess.Popen, *, within: float) -> bool:
+    """Whether the API process answers `/healthz` within `within` seconds (False as soon as it exits)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() <= deadline and api.poll() is None:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return True
+        time.sleep(0.2)
+    return False
+
+
 @contextlib.contextmanager
 def http_stack(state_dsn: str, broker_kind: str = "tansu", **overrides: object) -> Iterator[HttpStack]:
     """API and worker processes on a fresh broker (`tansu` or `noida`) and the state database `state_dsn`."""
@@ -64,14 +75,8 @@ def http_stack(state_dsn: str, broker_kind: str = "tansu", **overrides: object) 
         api = _spawn(API_MAIN, env)
         try:
             base_url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError("API did not come up")
-                time.sleep(0.2)
+            if not api_up(base_url, api, within=30):
+                raise TimeoutError("API did not come up")
             time.sleep(4)  # the worker's first group join
             yield HttpStack(settings, base_url, mint_token(settings, "bench", ["*:*:*"]), worker, api)
         finally:

@@ -67,6 +67,7 @@ import asyncpg
 import httpx
 from pydantic import SecretStr
 
+from bench.http_stack import api_up
 from bench.mariadb_to_pg import FILL as MYSQL_FILL
 from bench.mariadb_to_pg import MYSQL, TARGET_DDL
 from bench.mariadb_to_pg import SOURCE_DDL as MYSQL_DDL
@@ -222,14 +223,8 @@ def service(state_dsn: str, logs: Path) -> Iterator[Service]:
         api = _spawn(API_MAIN, settings_env(settings), logs / "api.log")
         try:
             base_url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline or api.poll() is not None:
-                    raise RuntimeError(f"the API did not come up; see {logs / 'api.log'}")
-                time.sleep(0.2)
+            if not api_up(base_url, api, within=60):
+                raise RuntimeError(f"the API did not come up; see {logs / 'api.log'}")
             token = mint_token(settings, "bench", ["*:*:*"])
             yield Service(settings, base_url, {"Authorization": f"Bearer {token}"}, logs, state_dsn,
                           broker.bootstrap)
