@@ -27,6 +27,9 @@ async def runs_of(dsn: str, batch_id: int) -> list[asyncpg.Record]:
                             "FROM runs WHERE batch_id = $1 ORDER BY created_at", batch_id)
 
 
+FINISHED = ("SUCCESS", "FAILED", "CANCELLED")
+
+
 async def all_terminal(dsn: str, batch_id: int) -> bool:
     runs = await runs_of(dsn, batch_id)
-    return bool(runs) and all(r["status"] in ("SUCCESS", "FAILED", "CANCELLED") for r in runs)
+    return bool(runs) and all(r["status"] in FINISHED for r in runs)
