@@ -13,16 +13,51 @@ WAIT = 30
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], timeout: float = WAIT) -> Any:
+    """Poll `condition` until it is truthy. An element it found going stale (the console re-renders a page as
+    live events arrive) is one more poll, not a failure."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def css(driver: Any, selector: str, timeout: float = WAIT) -> Any:
-    """The first element matching `selector` once it is there."""
+    """The first element matching `selector` once it is there (to wait for it, or to type into a form that
+    no live event re-renders; read and click through `text`, `attribute` and `click`)."""
     from selenium.webdriver.common.by import By
 
     return wait_for(driver, lambda d: (d.find_elements(By.CSS_SELECTOR, selector) or [None])[0], timeout)
+
+
+def _first(driver: Any, selector: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return (driver.find_elements(By.CSS_SELECTOR, selector) or [None])[0]
+
+
+def text(driver: Any, selector: str, timeout: float = WAIT) -> str:
+    """The text of the first element matching `selector`, found and read in one poll."""
+    return wait_for(driver, lambda d: [el.text] if (el := _first(d, selector)) is not None else None, timeout)[0]
+
+
+def attribute(driver: Any, selector: str, name: str, timeout: float = WAIT) -> str | None:
+    """An attribute of the first element matching `selector`, found and read in one poll."""
+    return wait_for(driver, lambda d: [el.get_attribute(name)] if (el := _first(d, selector)) is not None else None,
+                    timeout)[0]
+
+
+def click(driver: Any, selector: str, timeout: float = WAIT) -> None:
+    """Click the first element matching `selector`, found and clicked in one poll."""
+
+    def clicked(d: Any) -> bool:
+        el = _first(d, selector)
+        if el is None:
+            return False
+        el.click()
+        return True
+
+    wait_for(driver, clicked, timeout)
 
 
 def all_css(driver: Any, selector: str) -> list[Any]:

@@ -11,6 +11,8 @@ import pytest
 
 from tests.browser.pages import (
     all_css,
+    attribute,
+    click,
     console_errors,
     css,
     log_in,
@@ -18,6 +20,7 @@ from tests.browser.pages import (
     orders_batch,
     projected_failure,
     screenshot,
+    text,
     wait_for,
 )
 from tests.support.builders import create_orders, unique
@@ -31,13 +34,13 @@ def test_log_in_sync_a_batch_and_watch_its_run_reach_success_live(server, browse
                                                                    source_dsn, target_dsn) -> None:
     batch_id = orders_batch(server, source_dsn, target_dsn, 60_000, chunk_size=500)
     log_in(browser, server, server.token())
-    row = css(browser, f'[data-batch-id="{batch_id}"]')
-    assert css(browser, "#live.on").text, "the live stream is connected"
+    css(browser, f'[data-batch-id="{batch_id}"]')
+    assert text(browser, "#live.on"), "the live stream is connected"
     screenshot(browser, tmp_path, "batches")
 
     open_page(browser, server, f"#/batch/{batch_id}")
-    assert css(browser, "[data-run-status]").get_attribute("data-run-status") == "NEVER_RUN"
-    css(browser, "h1 [data-action=sync]").click()
+    assert attribute(browser, "[data-run-status]", "data-run-status") == "NEVER_RUN"
+    click(browser, "h1 [data-action=sync]")
     seen: set[str] = set()
 
     def finished(driver) -> bool:
@@ -59,8 +62,7 @@ def test_log_in_sync_a_batch_and_watch_its_run_reach_success_live(server, browse
     screenshot(browser, tmp_path, "batch-success")
 
     open_page(browser, server, "#/batches")
-    row = css(browser, f'[data-batch-id="{batch_id}"] .badge[data-status="SUCCESS"]')
-    assert row.text == "成功"
+    assert text(browser, f'[data-batch-id="{batch_id}"] .badge[data-status="SUCCESS"]') == "成功"
     assert console_errors(browser) == []
 
 
@@ -74,21 +76,19 @@ def test_a_failed_run_shows_its_message_on_the_failures_page_and_the_batch(serve
     log_in(browser, server, server.token())
 
     open_page(browser, server, "#/failed")
-    message = css(browser, f'tr[data-batch-id="{batch_id}"] .run-message')
-    assert message.text == f"源表不存在：{missing}"
+    assert text(browser, f'tr[data-batch-id="{batch_id}"] .run-message') == f"源表不存在：{missing}"
     screenshot(browser, tmp_path, "failed-runs")
 
     open_page(browser, server, f"#/batch/{batch_id}")
-    wait_for(browser, lambda d: d.find_element("css selector", "[data-run-status]")
-             .get_attribute("data-run-status") == "FAILED")
-    assert f"源表不存在：{missing}" in css(browser, ".card").text
+    wait_for(browser, lambda d: attribute(d, "[data-run-status]", "data-run-status") == "FAILED")
+    assert f"源表不存在：{missing}" in text(browser, ".card")
     screenshot(browser, tmp_path, "batch-failed")
 
     asyncio.run(create_orders(source_dsn, missing, 1500))
-    css(browser, "h1 [data-action=retry]").click()
+    click(browser, "h1 [data-action=retry]")
     wait_for(browser, lambda d: d.execute_script(
         "return document.querySelector('[data-run-status]').dataset.runStatus") == "SUCCESS", timeout=60)
-    assert "1,500" in css(browser, ".kv").text
+    assert "1,500" in text(browser, ".kv")
     assert console_errors(browser) == []
 
 
@@ -96,10 +96,10 @@ def test_sync_from_the_list_then_cancel_the_run_on_its_page(server, browser, tmp
                                                             source_dsn, target_dsn) -> None:
     batch_id = orders_batch(server, source_dsn, target_dsn, 300_000, chunk_size=500)
     log_in(browser, server, server.token())
-    css(browser, f'[data-batch-id="{batch_id}"] [data-action=sync]').click()
+    click(browser, f'[data-batch-id="{batch_id}"] [data-action=sync]')
     css(browser, f'[data-batch-id="{batch_id}"] .badge[data-status="RUNNING"]')
-    css(browser, f'[data-batch-id="{batch_id}"] a').click()
-    css(browser, "h1 [data-action=cancel]").click()
+    click(browser, f'[data-batch-id="{batch_id}"] a')
+    click(browser, "h1 [data-action=cancel]")
     wait_for(browser, lambda d: d.execute_script(
         "return document.querySelector('[data-run-status]').dataset.runStatus") == "CANCELLED", timeout=60)
     screenshot(browser, tmp_path, "batch-cancelled")
@@ -112,35 +112,37 @@ def test_create_and_edit_a_connection_through_the_generated_form(server, browser
     name = unique("files")
     log_in(browser, server, server.token())
     open_page(browser, server, "#/connections")
-    css(browser, "[data-action=create]").click()
+    click(browser, "[data-action=create]")
     kind = css(browser, "select[name=type]")
     kind.find_element("css selector", "option[value=csv]").click()
     css(browser, "input[name=name]").send_keys(name)
     css(browser, "input[data-param=path]").send_keys(str(tmp_path))
     css(browser, "input[data-param=delimiter]").send_keys(";")
-    css(browser, "select[data-param=header] option[value=false]").click()
+    click(browser, "select[data-param=header] option[value=false]")
     url = css(browser, "input[name=url]")
     assert url.get_attribute("placeholder").startswith("file://") and url.get_attribute("required") is None, \
         "the kind's URL form, optional for csv"
     screenshot(browser, tmp_path, "connection-form")
-    css(browser, "form.connection button[type=submit]").click()
+    click(browser, "form.connection button[type=submit]")
 
     css(browser, "[data-connection-id]")
-    row = wait_for(browser, lambda d: next((r for r in all_css(d, "[data-connection-id]") if name in r.text), None))
-    created = server.api("GET", f"/integration/connection/{row.get_attribute('data-connection-id')}").json()["data"]
+    row_id = wait_for(browser, lambda d: next((r.get_attribute("data-connection-id")
+                                               for r in all_css(d, "[data-connection-id]") if name in r.text), None))
+    row = f'[data-connection-id="{row_id}"]'
+    created = server.api("GET", f"/integration/connection/{row_id}").json()["data"]
     assert (created["type"], created["params"]) == ("csv", {"path": str(tmp_path), "delimiter": ";", "header": False})
 
-    row.find_element("css selector", "[data-action=edit]").click()
+    click(browser, f"{row} [data-action=edit]")
     delimiter = css(browser, "input[data-param=delimiter]")
     assert delimiter.get_attribute("value") == ";"
     delimiter.clear()
     delimiter.send_keys("|")
-    css(browser, "form.connection button[type=submit]").click()
+    click(browser, "form.connection button[type=submit]")
     wait_for(browser, lambda d: d.current_url.endswith("#/connections"))
     edited = server.api("GET", f"/integration/connection/{created['id']}").json()["data"]
     assert edited["params"]["delimiter"] == "|" and edited["params"]["header"] is False
-    row = wait_for(browser, lambda d: next((r for r in all_css(d, "[data-connection-id]") if name in r.text), None))
-    row.find_element("css selector", "[data-action=test]").click()
+    wait_for(browser, lambda d: name in text(d, row))
+    click(browser, f"{row} [data-action=test]")
     wait_for(browser, lambda d: d.find_element("css selector", "#notice").text)
     screenshot(browser, tmp_path, "connections")
     assert console_errors(browser) == []
@@ -169,7 +171,7 @@ def test_a_limited_token_sees_no_button_it_may_not_use_and_the_server_still_refu
     log_in(browser, server, server.token(["integration:batch:list", "integration:batch:query"], sub="viewer"))
     css(browser, f'[data-batch-id="{batch_id}"]')
     assert all_css(browser, "[data-action]") == [], "no sync, retry, cancel or create for this token"
-    nav = css(browser, "#nav").text
+    nav = text(browser, "#nav")
     assert "数据批次" in nav and "连接" not in nav
     open_page(browser, server, f"#/batch/{batch_id}")
     css(browser, "[data-run-status]")
@@ -194,29 +196,29 @@ def test_a_scheduled_batch_shows_its_next_fire(server, browser, tmp_path: Path, 
     shown = browser.execute_script("const d = new Date(arguments[0]); const p = (n) => String(n).padStart(2, '0');"
                                    "return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} `"
                                    " + `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`", next_fire)
-    wait_for(browser, lambda d: shown in css(d, f'[data-batch-id="{batch_id}"]').text)
+    wait_for(browser, lambda d: shown in text(d, f'[data-batch-id="{batch_id}"]'))
     open_page(browser, server, f"#/batch/{batch_id}")
-    wait_for(browser, lambda d: "30 2 * * *" in css(d, "main").text and shown in css(d, "main").text)
+    wait_for(browser, lambda d: "30 2 * * *" in text(d, "main") and shown in text(d, "main"))
     screenshot(browser, tmp_path, "scheduled")
     assert console_errors(browser) == []
 
 
 def test_english_is_one_click_away_and_remembered(server, browser, tmp_path: Path) -> None:
     log_in(browser, server, server.token())
-    assert css(browser, "h1").text == "数据批次"
-    css(browser, "#lang").click()
+    assert text(browser, "h1") == "数据批次"
+    click(browser, "#lang")
     wait_for(browser, lambda d: d.find_element("css selector", "h1").text == "Batches")
     browser.refresh()
     wait_for(browser, lambda d: d.find_element("css selector", "h1").text == "Batches")
     screenshot(browser, tmp_path, "english")
-    css(browser, "#lang").click()
+    click(browser, "#lang")
     wait_for(browser, lambda d: d.find_element("css selector", "h1").text == "数据批次")
     assert console_errors(browser) == []
 
 
 def test_the_token_is_gone_after_logging_out(server, browser) -> None:
     log_in(browser, server, server.token())
-    css(browser, "#logout").click()
+    click(browser, "#logout")
     css(browser, "input[name=token]")
     assert browser.execute_script("return sessionStorage.getItem('batchsync.token')") is None
     assert console_errors(browser) == []
@@ -240,7 +242,7 @@ def test_a_split_run_shows_its_slices_with_their_workers(server, browser, tmp_pa
                             split={"column": "id", "slices": 4})
     log_in(browser, server, server.token())
     open_page(browser, server, f"#/batch/{batch_id}")
-    css(browser, "h1 [data-action=sync]").click()
+    click(browser, "h1 [data-action=sync]")
     wait_for(browser, lambda d: d.execute_script(
         "return document.querySelector('[data-run-status]').dataset.runStatus") == "SUCCESS", timeout=90)
     # read in one script: the panel re-renders as the run and its events arrive
