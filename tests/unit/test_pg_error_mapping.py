@@ -19,3 +19,5 @@ def test_a_connection_lost_under_the_run_is_transient(message: str) -> None:
 def test_two_operations_at_once_on_one_connection_fail_the_run() -> None:
     error = map_error(pgerr.InterfaceError("cannot perform operation: another operation is in progress"), "target")
     assert not is_transient(error)
+    assert error.detail == "InterfaceError: cannot perform operation: another operation is in progress", \
+        "the driver's words say what went wrong"

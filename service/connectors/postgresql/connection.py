@@ -225,6 +225,8 @@ def map_error(exc: BaseException, side: Side) -> SyncError:
         return failed(side, row_refused(refusal_reason(exc)), detail=exc.sqlstate)
     if isinstance(exc, pgerr.PostgresError):
         return failed(side, detail=f"{exc.sqlstate}: {exc}")
+    if isinstance(exc, pgerr.InterfaceError):  # the driver's own words (a misuse, a state it refuses), never a DSN
+        return failed(side, detail=f"{type(exc).__name__}: {str(exc)[:200]}")
     return failed(side, detail=type(exc).__name__)
 
 
