@@ -61,7 +61,7 @@ from consumers.bounded import Bounds, Extent
 from consumers.dlq import send_to_dlq
 from consumers.lag import LagSampler
 from consumers.pacing import pace_empty_fetches
-from producers.clients import new_consumer
+from producers.clients import new_consumer, stop_consumer
 from producers.publisher import Publisher
 from producers.topics import ensure_topics
 from schemas.signing import Headers
@@ -368,7 +368,7 @@ class ConsumeLoop:
             self._consumer = None
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.settings.kafka_request_timeout_ms / 1000):
-                await consumer.stop()
+                await stop_consumer(consumer)
 
     # --- consuming ---
 

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.helpers import create_ssl_context
 
 from service.config import Settings
+from service.connectors.kafka.client import stop_consumer as stop_consumer  # the bus's consumers stop through it too
 
 METADATA_MAX_AGE_MS = 3_000
 LINGER_MS = 1

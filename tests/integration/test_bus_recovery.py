@@ -27,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from consumers.loop import Batch
 from consumers.outbox_reconciler import OutboxReconciler
 from consumers.projector import Projector
+from producers.clients import stop_consumer
 from producers.publisher import Publisher
 from producers.topics import ensure_topics
 from schemas.wire import encode
@@ -228,8 +229,7 @@ async def events_on_log(broker: RestartableBroker, topic: str) -> int:
             seen += sum(len(records) for records in fetched.values())
         return seen
     finally:
-        with contextlib.suppress(asyncio.CancelledError):  # aiokafka's group-less close re-raises its own cancel
-            await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def test_the_reconciler_puts_back_what_a_restarted_broker_lost(state_dsn, source_dsn, target_dsn):

@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from typer.testing import CliRunner
 
+from producers.clients import stop_consumer
 from service.cli import app
 from tests.integration.test_cli import served
 from tests.support.brokers import free_port
@@ -238,7 +239,7 @@ async def run_events(bootstrap: str, topic: str, run_id: str, within: float = 15
                 for records in (await consumer.getmany(timeout_ms=200)).values():
                     found.extend(e for e in (json.loads(r.value) for r in records) if e.get("runId") == run_id)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return found
 
 

@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumers.dlq import send_to_dlq
 from consumers.projector import Projector
+from producers.clients import stop_consumer
 from producers.publisher import Publisher
 from schemas.base import utcnow
 from schemas.events import BatchSyncStarted, Trigger
@@ -37,7 +38,7 @@ async def read(bootstrap: str, topic: str, expected: int) -> list:
                 for batch in (await consumer.getmany(timeout_ms=200)).values():
                     records += batch
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return sorted(records, key=lambda r: (r.partition, r.offset))
 
 

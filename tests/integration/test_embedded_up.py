@@ -12,6 +12,7 @@ import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from producers.clients import stop_consumer
 from tests.support.brokers import free_port
 from tests.support.embedded_up import bootstrap, kill_all, pg_url, run_cli, start_up, stop_up, wait_healthy
 
@@ -48,7 +49,7 @@ async def _read_probes(cwd: Path) -> tuple[list[str], list[str]]:
             batch = await consumer.getmany(timeout_ms=500)
             values += [m.value.decode() for records in batch.values() for m in records]
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     conn = await asyncpg.connect(pg_url(cwd))
     try:
         rows = [r["marker"] for r in await conn.fetch("SELECT marker FROM probe")]

@@ -27,6 +27,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
+from producers.clients import stop_consumer
 from service.auth import mint_token
 from service.observability.metrics import PORTS_TRIED
 from tests.support.brokers import _die_with_parent, free_port
@@ -117,7 +118,7 @@ async def records_with(bootstrap: str, topic: str, needle: bytes, until: bytes, 
                 batch = await consumer.getmany(timeout_ms=500)
                 found += [r for rs in batch.values() for r in rs if needle in r.value]
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return found
 
 

@@ -8,6 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import func, select, text, update
 
+from producers.clients import stop_consumer
 from producers.outbox_relay import OutboxRelay
 from producers.publisher import Publisher
 from schemas.events import BatchSyncProgress
@@ -69,7 +70,7 @@ async def chunks_on(bootstrap: str, topic: str, expected: int) -> list[int]:
         extra = await consumer.getmany(timeout_ms=300)
         chunks += [BatchSyncProgress.model_validate_json(r.value).chunk for rs in extra.values() for r in rs]
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return chunks
 
 

@@ -9,6 +9,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from consumers.pacing import pace_empty_fetches
+from producers.clients import stop_consumer
 from tests.support.brokers import noida
 
 WAIT_MS = 50
@@ -37,7 +38,7 @@ async def idle_share(bootstrap: str, paced: bool, seconds: float = 2.0) -> float
             await consumer.getmany(timeout_ms=200)
         return (cpu_seconds() - cpu) / (time.monotonic() - started)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 def test_an_idle_consumer_on_noida_spins_unless_paced() -> None:
@@ -68,6 +69,6 @@ async def test_pacing_adds_no_delay_when_data_arrives(broker) -> None:
                     pass
             latencies.append(time.monotonic() - sent)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
         await producer.stop()
     assert sorted(latencies)[5] < 2 * WAIT_MS / 1000 + 0.05

@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from producers.clients import METADATA_MAX_AGE_MS
+from producers.clients import METADATA_MAX_AGE_MS, stop_consumer
 from producers.publisher import Publisher
 from service.config import Settings
 from service.ports import BrokerUnavailable
@@ -31,7 +31,7 @@ async def test_send_is_acked_with_key_and_headers(broker) -> None:
     try:
         batch = await consumer.getmany(timeout_ms=5000)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     records = [r for rs in batch.values() for r in rs]
     assert [(r.key, r.value, r.headers) for r in records] == [(b"42", b'{"x":1}', (
         ("eventType", b"T"), *signed_headers(settings, settings.topics.events, b"42", b'{"x":1}')))]

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumers.replies import ReplyListener
-from producers.clients import consumer_config
+from producers.clients import consumer_config, stop_consumer
 from producers.publisher import Publisher
 from producers.request_reply import RequestReplyClient
 from schemas.base import utcnow
@@ -51,7 +51,7 @@ async def echo(settings: Settings, publisher: Publisher, ready: asyncio.Event) -
                         producer="echo", success=True, message="同步成功", sync_time=utcnow(), records_synced=1)
                     await publisher.send(request.reply_to, encode(reply), key=request.correlation_id.encode())
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 @asynccontextmanager

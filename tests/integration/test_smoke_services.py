@@ -3,6 +3,8 @@
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from producers.clients import stop_consumer
+
 
 async def test_state_store_is_migrated(state_dsn: str) -> None:
     conn = await asyncpg.connect(state_dsn)
@@ -27,5 +29,5 @@ async def test_broker_round_trip(broker) -> None:
         batch = await consumer.getmany(timeout_ms=5000)
         values = [m.value for msgs in batch.values() for m in msgs]
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     assert values == [b"hello"]

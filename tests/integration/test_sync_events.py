@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from producers.clients import stop_consumer
 from tests.contract.cases.kafka import publish
 from tests.support.builders import create_empty_like_orders, create_orders, table_fingerprint, unique
 from tests.support.stack import create_batch, create_connection, running_stack, stack_settings
@@ -52,7 +53,7 @@ async def collect(bootstrap: str, topic: str, count: int, within: float = 30) ->
                 for messages in (await consumer.getmany(timeout_ms=200)).values():
                     records.extend(messages)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return records
 
 

@@ -10,6 +10,7 @@ import secrets
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from producers.clients import stop_consumer
 from service.security.event_signing import EventKeys
 from tests.support.builders import create_empty_like_orders, create_orders, unique
 from tests.support.stack import create_batch, create_connection, running_stack, stack_settings
@@ -30,7 +31,7 @@ async def events_of(settings, run_id: str) -> list:
                 batch = await consumer.getmany(timeout_ms=500)
                 found += [r for records in batch.values() for r in records if run_id.encode() in r.value]
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return found
 
 

@@ -10,6 +10,7 @@ import functools
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from producers.clients import stop_consumer
 from schemas.signing import SIGNATURE_HEADER
 from service.config import Settings
 from service.security.event_signing import EventKeys
@@ -68,7 +69,7 @@ async def read_records(bootstrap: str, topic: str, at_least: int, within: float 
         raise AssertionError(f"{topic}: {len(records)} of at least {at_least} records in {within}s; "
                              f"positions {positions}")
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 __all__ = ["SIGNATURE_HEADER", "produce_record", "read_records", "signed_by", "signed_headers"]

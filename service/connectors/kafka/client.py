@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
@@ -227,3 +227,30 @@ async def check_connection(endpoint: Endpoint, connect_timeout: float) -> None:
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """`consumer.stop()`, seen through to the end even when aiokafka's own close is cut short.
+
+    aiokafka 0.14's fetcher can swallow the cancel it is stopped with (its routine awaits its pending fetches
+    under `suppress(CancelledError)`), and its close re-raises a pending fetch's cancel before the client is
+    closed: the consumer's fetch routine, metadata synchronizer and connections then ran on for ever,
+    retrying a broker that may be gone (one per consumer restart; seen in the suite as "Unable connect to
+    node" lines in later tests). So the fetch routine and the client are closed here after `stop()` however
+    it ended; a cancel of our caller is still raised, after that. The bus's consumers stop through it too
+    (`producers/clients.py`)."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    finally:
+        fetcher = getattr(consumer, "_fetcher", None)
+        routine = getattr(fetcher, "_fetch_task", None)
+        if routine is not None and not routine.done():
+            routine.cancel()
+        client = getattr(consumer, "_client", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()

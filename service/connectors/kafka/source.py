@@ -47,6 +47,7 @@ from service.connectors.kafka.client import (
     partitions_of,
     settings_of,
     started,
+    stop_consumer,
     topic_of,
     wait_for,
 )
@@ -101,7 +102,7 @@ class KafkaSource(Source):
                 await self._commit(self._final)
         finally:
             with contextlib.suppress(Exception):
-                await self._consumer.stop()
+                await stop_consumer(self._consumer)
 
     @property
     def consumer(self) -> AIOKafkaConsumer:

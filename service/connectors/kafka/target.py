@@ -43,6 +43,7 @@ from service.connectors.kafka.client import (
     partitions_of,
     settings_of,
     started,
+    stop_consumer,
     topic_of,
     wait_for,
 )
@@ -180,7 +181,7 @@ class KafkaTarget(Target):
                         latest = json.loads(message.value) if message.value is not None else None
         finally:
             with contextlib.suppress(Exception):
-                await consumer.stop()
+                await stop_consumer(consumer)
         self._saved = None if latest is None else Checkpoint(
             chunk=latest["chunk"], position=latest["position"], records_read=latest["recordsRead"],
             records_written=latest["recordsWritten"], extra=latest.get("extra") or {},

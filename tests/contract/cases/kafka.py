@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from producers.clients import stop_consumer
 from schemas.api import SourceSpec
 from service.connectors.kafka import KIND
 from service.sync.model import Endpoint
@@ -78,7 +79,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
                 return values
         raise AssertionError(f"topic {topic} not read to its end")
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def partitions(bootstrap: str, topic: str) -> list[int]:
