@@ -25,9 +25,7 @@ def wait_for(driver: Any, condition: Callable[[Any], Any], timeout: float = WAIT
 def css(driver: Any, selector: str, timeout: float = WAIT) -> Any:
     """The first element matching `selector` once it is there (to wait for it, or to type into a form that
     no live event re-renders; read and click through `text`, `attribute` and `click`)."""
-    from selenium.webdriver.common.by import By
-
-    return wait_for(driver, lambda d: (d.find_elements(By.CSS_SELECTOR, selector) or [None])[0], timeout)
+    return wait_for(driver, lambda d: _first(d, selector), timeout)
 
 
 def _first(driver: Any, selector: str) -> Any:

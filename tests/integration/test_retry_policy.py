@@ -17,7 +17,7 @@ from service.scheduling.scheduler import Scheduler
 from tests.support.builders import create_empty_like_orders, create_orders, table_fingerprint, unique
 from tests.support.databases import migrated_database
 from tests.support.loopback import closed_port
-from tests.support.scheduling import FINISHED, eventually, runs_of
+from tests.support.scheduling import all_finished, eventually, runs_of
 from tests.support.stack import Stack, create_batch, create_connection, running_stack, stack_settings
 
 pytestmark = pytest.mark.slow
@@ -165,8 +165,7 @@ async def _runs_at_least(dsn: str, batch_id: int, count: int, terminal: bool) ->
     """The runs when there are `count` (all finished if `terminal`), judged on one read: a second read could see
     a run finish that the returned rows still show RUNNING."""
     runs = await runs_of(dsn, batch_id)
-    finished = all(r["status"] in FINISHED for r in runs)
-    if len(runs) < count or (terminal and not finished):
+    if len(runs) < count or (terminal and not all_finished(runs)):
         return None
     return runs
 

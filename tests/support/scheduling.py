@@ -30,6 +30,9 @@ async def runs_of(dsn: str, batch_id: int) -> list[asyncpg.Record]:
 FINISHED = ("SUCCESS", "FAILED", "CANCELLED")
 
 
-async def all_terminal(dsn: str, batch_id: int) -> bool:
-    runs = await runs_of(dsn, batch_id)
+def all_finished(runs: list[asyncpg.Record]) -> bool:
     return bool(runs) and all(r["status"] in FINISHED for r in runs)
+
+
+async def all_terminal(dsn: str, batch_id: int) -> bool:
+    return all_finished(await runs_of(dsn, batch_id))
