@@ -20,7 +20,8 @@ from schemas.messages import INTERNAL_ERROR, SYNC_SUCCEEDED, counts_differ, loca
 from schemas.status import RunStatus
 from service.config import Settings
 from service.connectors.base import Connectors
-from service.db.models import Outbox, Run
+from service.db import driver
+from service.db.models import Run
 from service.observability.runs import observed_run, run_ended
 from service.ports import OutboxNotifier, ReplySender
 from service.runs import lifecycle, outbox
@@ -256,9 +257,9 @@ class RunExecutor:
         if recorder is not None and recorder.last is not None and not counts:
             counts = {"records_read": recorder.last.records_read, "records_written": recorder.last.records_written,
                       "chunks": recorder.last.chunk, "records_rejected": recorder.last.records_rejected}
-        replies: list[Outbox] = []
-        async with self._sessions.begin() as session:
-            reply = await lifecycle.complete(session, run_id, self.worker_id, self._settings.topics,
+        replies: list[outbox.QueuedEvent] = []
+        async with driver.transaction(self._sessions) as conn:
+            reply = await lifecycle.complete(conn, run_id, self.worker_id, self._settings.topics,
                                      error_code=error_code, message=message,
                                      start=(0, None) if recorder is None else recorder.pending_start(),
                                      replies=replies, **counts)  # type: ignore[arg-type]
@@ -268,8 +269,8 @@ class RunExecutor:
                 async with asyncio.timeout(DIRECT_REPLY_SECONDS):
                     sent = await self._sender.send_now(replies)
             with contextlib.suppress(Exception):  # unmarked, the relay sends them again: harmless
-                async with self._sessions.begin() as session:
-                    await outbox.mark_published(session, sent)
+                async with driver.transaction(self._sessions) as conn:
+                    await outbox.mark_published(conn, sent)
         self._notifier.notify()
         if reply is not None:
             run_ended(status_for_error(error_code.value if error_code else None), reply)

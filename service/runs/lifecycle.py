@@ -5,11 +5,13 @@ worker claim the run and resume it. Every write after the claim is fenced on `ow
 that lost its lease cannot overwrite the new owner's work.
 """
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,12 +22,13 @@ from schemas.events import (
     BatchSyncRequested,
     BatchSyncStarted,
     ErrorCode,
+    Event,
     Trigger,
 )
 from schemas.status import ACTIVE, BatchStatus, RunStatus, sql_list
 from schemas.topics import Topics
-from service.db.models import Batch, Outbox, RequestLedger, Run
-from service.runs.outbox import add_event
+from service.db.models import Batch, Run
+from service.runs.outbox import QueuedEvent, add_event, insert_events
 from service.runs.snapshot import config_hash, config_snapshot, run_id_for
 from service.runs.status import may_become, status_for_error
 
@@ -202,8 +205,29 @@ async def record_progress(
     return Progressed(still_ours=True, cancelled_by=row.cancel_requested_by)
 
 
+_RETURNED = ", ".join(column.name for column in Run.__table__.columns)
+
+_COMPLETE = f"""
+UPDATE runs SET status = $3, finished_at = $4, started_at = coalesce(started_at, $4), message = $5,
+       error_code = $6, owner = NULL, lease_until = NULL,
+       records_read = coalesce($7, records_read), records_written = coalesce($8, records_written),
+       chunks = coalesce($9, chunks), records_rejected = coalesce($10, records_rejected),
+       source_count = coalesce($11, source_count), target_count = coalesce($12, target_count),
+       reconciled = coalesce($13, reconciled),
+       resumed_from_chunk = CASE WHEN $14 THEN $15 ELSE resumed_from_chunk END,
+       total_estimate = CASE WHEN $14 THEN $16 ELSE total_estimate END
+ WHERE id = $1 AND owner = $2 AND status = ANY($17::varchar[])
+RETURNING {_RETURNED}"""
+
+_BATCH_ENDED = """
+UPDATE batches SET status = $2, last_sync_time = $3, last_records_synced = $4, last_run_id = $5, last_error = $6,
+       last_success_time = CASE WHEN $7 THEN $3 ELSE last_success_time END,
+       high_water_mark = CASE WHEN $8 THEN $9::jsonb ELSE high_water_mark END, updated_at = now()
+ WHERE id = $1"""
+
+
 async def complete(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     run_id: uuid.UUID,
     worker_id: str,
     topics: Topics,
@@ -219,80 +243,64 @@ async def complete(
     reconciled: bool | None = None,
     high_water_mark: Any = None,
     start: tuple[int, int | None] | None = None,
-    replies: list[Outbox] | None = None,
+    replies: list[QueuedEvent] | None = None,
 ) -> BatchSyncCompleted | None:
-    """Finish the run, update its batch, record the outcome and queue the Completed event and reply.
+    """Finish the run, update its batch, record the outcome and queue the Completed event and reply, in the
+    driver transaction `conn` (service/db/driver.py: every sync ends here, so it skips the ORM).
 
     The run moves in one fenced statement (ours, and allowed to become the new status) that returns it, so
-    the hot path reads no row before writing it; None when it is no longer ours or already ended.
+    the hot path reads no row before writing it; None when it is no longer ours or already ended. A count
+    left None keeps the run's value.
     `start` (resumed-from chunk, total estimate) queues the Started event first when it was not written
     yet (short runs, runs that failed before the engine began), so every run in the log has both.
     `replies` collects the outbox rows of the replies, for the caller to publish at once after the commit.
     """
     status = status_for_error(error_code.value if error_code else None)
     now = utcnow()
-    values: dict[str, Any] = {
-        "status": status, "finished_at": now, "started_at": func.coalesce(Run.started_at, now), "message": message,
-        "error_code": error_code.value if error_code else None, "owner": None, "lease_until": None,
-    }
-    counts = {"records_read": records_read, "records_written": records_written, "chunks": chunks,
-              "records_rejected": records_rejected, "source_count": source_count, "target_count": target_count,
-              "reconciled": reconciled}
-    values.update({name: value for name, value in counts.items() if value is not None})
-    if start is not None:
-        values["resumed_from_chunk"], values["total_estimate"] = start
-    run = (await session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.owner == worker_id, Run.status.in_(sorted(may_become(status))))
-        .values(**values)
-        .returning(Run)
-        .execution_options(populate_existing=True)
-    )).scalar_one_or_none()
-    if run is None:
+    resumed_from_chunk, total_estimate = start if start is not None else (0, None)
+    row = await conn.fetchrow(
+        _COMPLETE, run_id, worker_id, status, now, message, error_code.value if error_code else None,
+        records_read, records_written, chunks, records_rejected, source_count, target_count, reconciled,
+        start is not None, resumed_from_chunk, total_estimate, sorted(may_become(status)))
+    if row is None:
         return None
+    run = Run(**dict(row))
     reply = completed_from_run(run, run.correlation_id)
-    batch_values: dict[str, Any] = {
-        "status": BatchStatus.of_run(status), "last_sync_time": now, "last_records_synced": run.records_written,
-        "last_run_id": run.id, "last_error": None if status is RunStatus.SUCCESS else message,
-    }
-    if status is RunStatus.SUCCESS:
-        batch_values["last_success_time"] = now
-        if high_water_mark is not None:
-            batch_values["high_water_mark"] = high_water_mark
-    await session.execute(update(Batch).where(Batch.id == run.batch_id).values(**batch_values))
-    await session.execute(
-        update(RequestLedger).where(RequestLedger.request_id == run.request_id)
-        .values(outcome=reply.model_dump(mode="json"))
-    )
-    if start is not None:  # added after the updates above, so every event row goes in one INSERT, in order
-        add_event(session, topics.events, started_event(run))
-    add_event(session, topics.events, reply)
-    rows = [add_event(session, run.reply_to, reply, key=run.correlation_id)] if run.reply_to else []
-    for waiter in run.waiters or []:
-        rows.append(add_event(session, waiter["replyTo"],
-                              reply.model_copy(update={"correlation_id": waiter["correlationId"]}),
-                              key=waiter["correlationId"]))
+    success = status is RunStatus.SUCCESS
+    await conn.execute(
+        _BATCH_ENDED, run.batch_id, BatchStatus.of_run(status), now, run.records_written, run.id,
+        None if success else message, success, success and high_water_mark is not None,
+        json.dumps(high_water_mark))
+    await conn.execute("UPDATE request_ledger SET outcome = $2 WHERE request_id = $1", run.request_id,
+                       json.dumps(reply.model_dump(mode="json")))
+    events: list[tuple[str, Event, str | None]] = []
+    if start is not None:  # first, so every event row goes in one INSERT, in order
+        events.append((topics.events, started_event(run), None))
+    events.append((topics.events, reply, None))
+    answers = [(run.reply_to, run.correlation_id)] if run.reply_to else []
+    answers += [(waiter["replyTo"], waiter["correlationId"]) for waiter in run.waiters or []]
+    events += [(topic, reply.model_copy(update={"correlation_id": correlation}), correlation)
+               for topic, correlation in answers]
+    queued = await insert_events(conn, events)
     if replies is not None:
-        replies.extend(rows)
+        replies.extend(queued[len(queued) - len(answers):])
     return reply
 
 
-async def begin_finishing(session: AsyncSession, run_id: uuid.UUID, worker_id: str) -> Progressed:
+async def begin_finishing(conn: asyncpg.Connection, run_id: uuid.UUID, worker_id: str) -> Progressed:
     """Pass the point after which a cancel is too late (an overwrite's swap, an upsert's merge), unless a cancel
     was accepted first: then `cancelled_by` names who asked and the run must stop. Serialised with
     `requests.request_cancel` by the run row's lock, so a cancel is either accepted before this (the run ends
-    CANCELLED) or answered 409 after it (the run ends as it would have)."""
-    passed = (await session.execute(
-        update(Run).where(Run.id == run_id, Run.owner == worker_id, Run.cancel_requested_by.is_(None))
-        .values(finishing_at=func.coalesce(Run.finishing_at, func.clock_timestamp()))
-        .returning(Run.id)
-    )).first()
+    CANCELLED) or answered 409 after it (the run ends as it would have). In a driver transaction, as `complete`."""
+    passed = await conn.fetchval(
+        "UPDATE runs SET finishing_at = coalesce(finishing_at, clock_timestamp()) "
+        "WHERE id = $1 AND owner = $2 AND cancel_requested_by IS NULL RETURNING id", run_id, worker_id)
     if passed is not None:
         return Progressed(still_ours=True, cancelled_by=None)
-    row = (await session.execute(select(Run.owner, Run.cancel_requested_by).where(Run.id == run_id))).first()
-    if row is None or row.owner != worker_id:
+    row = await conn.fetchrow("SELECT owner, cancel_requested_by FROM runs WHERE id = $1", run_id)
+    if row is None or row["owner"] != worker_id:
         return Progressed(still_ours=False, cancelled_by=None)
-    return Progressed(still_ours=True, cancelled_by=row.cancel_requested_by)
+    return Progressed(still_ours=True, cancelled_by=row["cancel_requested_by"])
 
 
 async def renew_leases(

@@ -12,10 +12,12 @@ the reconciler (consumers/outbox_reconciler.py) compares them with the log and p
 """
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import asyncpg
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,25 +32,51 @@ MAX_ATTEMPTS = 10
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 
 
+def _columns(topic: str, event: Event, key: str | None) -> tuple[str, bytes | None, bytes, dict[str, str]]:
+    """An event's outbox row: topic, key (batchId unless a key is given; replies use correlationId), value, headers."""
+    key_bytes = key.encode() if key is not None else event_key(event)
+    return topic, key_bytes, encode(event), tracing.inject(event_headers(event))
+
+
 def add_event(session: AsyncSession, topic: str, event: Event, key: str | None = None) -> Outbox:
-    """Queue `event` for `topic`; keyed by batchId unless a key is given (replies use correlationId)."""
-    row = Outbox(
-        topic=topic,
-        key=key.encode() if key is not None else event_key(event),
-        value=encode(event),
-        headers=tracing.inject(event_headers(event)),
-    )
+    """Queue `event` for `topic` in the session's transaction."""
+    topic, key_bytes, value, headers = _columns(topic, event, key)
+    row = Outbox(topic=topic, key=key_bytes, value=value, headers=headers)
     session.add(row)
     return row
 
 
-async def mark_published(session: AsyncSession, ids: Sequence[int]) -> None:
+@dataclass(frozen=True)
+class QueuedEvent:
+    """An outbox row inserted through the driver (`insert_events`): an `OutboxMessage` once committed."""
+
+    id: int
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Mapping[str, str] | None
+
+
+async def insert_events(conn: asyncpg.Connection, events: Sequence[tuple[str, Event, str | None]]) -> list[QueuedEvent]:
+    """Queue (topic, event, key) rows in the driver transaction `conn`, in one INSERT and in this order (their
+    ids ascend in it: the relay publishes by id)."""
+    if not events:
+        return []
+    rows = [_columns(topic, event, key) for topic, event, key in events]
+    values = ", ".join(f"(${i + 1}, ${i + 2}, ${i + 3}, ${i + 4})" for i in range(0, 4 * len(rows), 4))
+    params = [param for topic, key, value, headers in rows for param in (topic, key, value, json.dumps(headers))]
+    ids = sorted(row["id"] for row in await conn.fetch(
+        f"INSERT INTO outbox (topic, key, value, headers) VALUES {values} RETURNING id", *params))
+    return [QueuedEvent(row_id, *row) for row_id, row in zip(ids, rows, strict=True)]
+
+
+async def mark_published(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
     """Rows sent outside the relay (a run's replies, right after its completion): published, unless the relay
     holds them already (SKIP LOCKED), which then publishes them a second time (readers dedupe by eventId)."""
     if ids:
-        held = select(Outbox.id).where(Outbox.id.in_(ids), Outbox.published_at.is_(None)).with_for_update(
-            skip_locked=True)
-        await session.execute(update(Outbox).where(Outbox.id.in_(held)).values(published_at=func.now()))
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id IN (SELECT id FROM outbox WHERE id = ANY($1::bigint[]) "
+            "AND published_at IS NULL FOR UPDATE SKIP LOCKED)", list(ids))
 
 
 @dataclass

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.events import BatchRowRejected, BatchSyncProgress, RunPhase
 from schemas.topics import Topics
 from service.connectors.base import RejectedRow
+from service.db import driver
 from service.db.models import Run
 from service.ports import OutboxNotifier
 from service.runs.lifecycle import PRODUCER, begin_finishing, record_progress, record_start
@@ -83,8 +84,8 @@ class RunRecorder:
     async def _begin_finishing(self) -> None:
         """Past here a cancel is answered as too late (lifecycle.begin_finishing); one accepted before stops
         the run now, whatever the cached flag the engine last read said."""
-        async with self._sessions.begin() as session:
-            gate = await begin_finishing(session, self._run.id, self._worker_id)
+        async with driver.transaction(self._sessions) as conn:
+            gate = await begin_finishing(conn, self._run.id, self._worker_id)
         if not gate.still_ours:
             self.lost = True
             raise LeaseLost(str(self._run.id))

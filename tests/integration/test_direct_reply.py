@@ -14,6 +14,7 @@ from schemas.events import BatchSyncCompleted, BatchSyncRequested, Trigger
 from service.bootstrap import database
 from service.config import Settings
 from service.connectors.registry import REGISTRY
+from service.db import driver
 from service.db.models import Outbox, Run
 from service.ports import BrokerUnavailable
 from service.runs import executor as executor_module
@@ -95,8 +96,8 @@ async def test_a_row_the_relay_holds_is_left_to_it(db):
     store = SqlOutbox(db.sessions)
     async with store.claim(1000) as claim:  # the relay's claim, open while the worker marks
         assert row.id in [m.id for m in claim.messages]
-        async with db.sessions.begin() as session:
-            await mark_published(session, [row.id])  # does not wait for the relay's lock
+        async with driver.transaction(db.sessions) as conn:
+            await mark_published(conn, [row.id])  # does not wait for the relay's lock
         await claim.published([])
     async with db.sessions() as session:
         assert (await session.get(Outbox, row.id)).published_at is None

@@ -11,6 +11,7 @@ from schemas.events import BatchSyncCompleted, BatchSyncRequested, ErrorCode, Tr
 from schemas.topics import Topics
 from service.bootstrap import database
 from service.config import Settings
+from service.db import driver
 from service.db.models import Batch, Outbox, RequestLedger, Run
 from service.runs import lifecycle
 from service.runs.requests import Admission, admit_request
@@ -66,8 +67,8 @@ async def test_a_new_request_is_scheduled_and_its_duplicate_is_answered_from_the
     async with db.sessions.begin() as session:
         run = await lifecycle.claim(session, admission.run_id, "w1", 10)
         assert run is not None and run.status == "RUNNING"
-    async with db.sessions.begin() as session:
-        reply = await lifecycle.complete(session, admission.run_id, "w1", TOPICS, error_code=None,
+    async with driver.transaction(db.sessions) as conn:
+        reply = await lifecycle.complete(conn, admission.run_id, "w1", TOPICS, error_code=None,
                                          message="同步成功", records_read=5, records_written=5, chunks=1,
                                          start=(0, None))
     assert reply is not None and reply.success and reply.records_synced == 5
@@ -103,8 +104,8 @@ async def test_only_one_run_of_a_batch_can_be_running(db, batch_id):
     with pytest.raises(lifecycle.ClaimBusy):
         async with db.sessions.begin() as session:
             await lifecycle.claim(session, two.run_id, "w1", 10)
-    async with db.sessions.begin() as session:
-        await lifecycle.complete(session, one.run_id, "w1", TOPICS, error_code=ErrorCode.SOURCE_TIMEOUT,
+    async with driver.transaction(db.sessions) as conn:
+        await lifecycle.complete(conn, one.run_id, "w1", TOPICS, error_code=ErrorCode.SOURCE_TIMEOUT,
                                  message="连接超时")
     async with db.sessions.begin() as session:
         assert await lifecycle.claim(session, two.run_id, "w1", 10) is not None
@@ -118,8 +119,9 @@ async def test_a_worker_that_lost_its_lease_cannot_complete_the_run(db, batch_id
     async with db.sessions.begin() as session:
         taken = await lifecycle.claim_orphans(session, "w2", 10, 100)
     assert admission.run_id in {run.id for run in taken}
+    async with driver.transaction(db.sessions) as conn:
+        assert await lifecycle.complete(conn, admission.run_id, "w1", TOPICS, error_code=None, message="x") is None
     async with db.sessions.begin() as session:
-        assert await lifecycle.complete(session, admission.run_id, "w1", TOPICS, error_code=None, message="x") is None
         assert await lifecycle.renew_leases(session, "w1", [admission.run_id], 10) == {}
         assert await lifecycle.renew_leases(session, "w2", [admission.run_id], 10) == {admission.run_id: None}
 
@@ -128,7 +130,8 @@ async def test_a_retry_inherits_the_checkpoint_key_and_config_of_the_failed_run(
     failed = await admit(db, request(batch_id))
     async with db.sessions.begin() as session:
         await lifecycle.claim(session, failed.run_id, "w1", 10)
-        await lifecycle.complete(session, failed.run_id, "w1", TOPICS, error_code=ErrorCode.TARGET_ERROR,
+    async with driver.transaction(db.sessions) as conn:
+        await lifecycle.complete(conn, failed.run_id, "w1", TOPICS, error_code=ErrorCode.TARGET_ERROR,
                                  message="boom")
     retry = request(batch_id)
     retry.resume_run_id = failed.run_id
@@ -152,8 +155,8 @@ async def test_cancel_flags_reach_the_owner_through_lease_renewal(db, batch_id):
     async with db.sessions.begin() as session:
         assert await lifecycle.renew_leases(session, "w1", [admission.run_id], 10) == {admission.run_id: "bob"}
         await lifecycle.claim(session, admission.run_id, "w1", 10)
-    async with db.sessions.begin() as session:
-        reply = await lifecycle.complete(session, admission.run_id, "w1", TOPICS, error_code=ErrorCode.CANCELLED,
+    async with driver.transaction(db.sessions) as conn:
+        reply = await lifecycle.complete(conn, admission.run_id, "w1", TOPICS, error_code=ErrorCode.CANCELLED,
                                          message="同步已取消")
     assert isinstance(reply, BatchSyncCompleted) and reply.cancelled_by == "bob" and not reply.success
 
@@ -162,12 +165,14 @@ async def test_only_the_latest_failed_run_can_be_resumed(db, batch_id):
     failed = await admit(db, request(batch_id))
     async with db.sessions.begin() as session:
         await lifecycle.claim(session, failed.run_id, "w1", 10)
-        await lifecycle.complete(session, failed.run_id, "w1", TOPICS, error_code=ErrorCode.TARGET_ERROR,
+    async with driver.transaction(db.sessions) as conn:
+        await lifecycle.complete(conn, failed.run_id, "w1", TOPICS, error_code=ErrorCode.TARGET_ERROR,
                                  message="boom")
     later = await admit(db, request(batch_id))
     async with db.sessions.begin() as session:
         await lifecycle.claim(session, later.run_id, "w1", 10)
-        await lifecycle.complete(session, later.run_id, "w1", TOPICS, error_code=None, message="同步成功")
+    async with driver.transaction(db.sessions) as conn:
+        await lifecycle.complete(conn, later.run_id, "w1", TOPICS, error_code=None, message="同步成功")
     stale = request(batch_id)
     stale.resume_run_id = failed.run_id
     stale.trigger = Trigger.RETRY
@@ -183,7 +188,8 @@ async def test_a_duplicate_of_an_active_request_is_answered_when_the_run_complet
     assert (await admit(db, duplicate, worker="w2")).action is Admission.IGNORED
     async with db.sessions.begin() as session:
         await lifecycle.claim(session, admission.run_id, "w1", 10)
-        await lifecycle.complete(session, admission.run_id, "w1", TOPICS, error_code=None, message="同步成功")
+    async with driver.transaction(db.sessions) as conn:
+        await lifecycle.complete(conn, admission.run_id, "w1", TOPICS, error_code=None, message="同步成功")
     async with db.sessions() as session:
         replies = (await session.scalars(select(Outbox).where(Outbox.topic == "other.replies"))).all()
     assert [row.key for row in replies] == [duplicate.correlation_id.encode()]

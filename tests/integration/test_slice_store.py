@@ -12,6 +12,7 @@ from schemas.status import RunStatus
 from schemas.topics import Topics
 from service.bootstrap import database
 from service.config import Settings
+from service.db import driver
 from service.db.models import Batch, Outbox, Run, RunSlice
 from service.runs import lifecycle
 from service.slicing import store
@@ -119,8 +120,8 @@ async def test_a_retry_carries_succeeded_slices_over_and_requests_only_the_other
             await store.claim(session, failed.id, number, "w1", 30)
             await store.complete(session, failed, number, "w1",
                                  store.SliceOutcome(status, 100, 100, 0, 2, "m", None), TOPICS)
-        await lifecycle.complete(session, failed.id, "coord", TOPICS, error_code=ErrorCode.TARGET_ERROR,
-                                 message="m")
+    async with driver.transaction(db.sessions) as conn:
+        await lifecycle.complete(conn, failed.id, "coord", TOPICS, error_code=ErrorCode.TARGET_ERROR, message="m")
     retry = await running_run(db, resumed_from=failed)
     async with db.sessions.begin() as session:
         assert await store.carry_plan(session, retry, failed.id, TOPICS, "coord", grace=30)

@@ -1,0 +1,40 @@
+"""State-store transactions through asyncpg itself, on a connection of the engine's own pool: for the few
+statements every sync makes (its completion, the cancel gate before it publishes, its replies' marks).
+
+An ORM session costs about 3 ms of Python per transaction on the development machine, Core on a connection
+1.3 ms, the driver on a pooled connection 0.6 ms (docs/performance.md, "the floor"); a sync makes several.
+The connection is checked out of the same pool (its size, timeouts, idle ping), so nothing else changes:
+values cross as the SQLAlchemy dialect's codecs leave them, json and jsonb go in as JSON text and come out
+decoded. A connection that fails at the connection level is invalidated, so the pool never hands it out again.
+"""
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from service.db.failures import database_down
+
+
+def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise TypeError("the session factory is not bound to an AsyncEngine")
+    return bind
+
+
+@contextlib.asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[asyncpg.Connection]:
+    """An asyncpg connection inside a transaction that commits when the block ends and rolls back when it raises."""
+    async with engine_of(sessions).connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        if driver is None:
+            raise RuntimeError("the pooled connection has no driver connection")
+        try:
+            async with driver.transaction():
+                yield driver
+        except BaseException as error:
+            if database_down(error):
+                await connection.invalidate()
+            raise
