@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any, Literal
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.api import SplitSpec
@@ -157,16 +158,16 @@ class RunExecutor:
         the batch (requests.Claimer: then the admission's transaction claims it)."""
         return not self._slots.locked() and batch_id not in self._batch_locks
 
-    async def claimed(self, session: AsyncSession, run: Run) -> None:
-        """The admission claimed `run` in `session`: read its spec there too, for `submit` to start with."""
-        self._claimed[run.id] = (run, await self._spec_of(session, run))
+    async def claimed(self, conn: asyncpg.Connection, run: Run) -> None:
+        """The admission claimed `run` in its driver transaction `conn`: read its spec there too, for `submit`."""
+        self._claimed[run.id] = (run, await self._spec_of(conn, run))
 
     def forget(self, run_id: uuid.UUID) -> None:
         self._claimed.pop(run_id, None)
 
-    async def _spec_of(self, session: AsyncSession, run: Run) -> RunSpec | SyncError:
+    async def _spec_of(self, conn: asyncpg.Connection, run: Run) -> RunSpec | SyncError:
         try:
-            return await load_spec(session, run, self._settings.chunk_size, self._policy)
+            return await load_spec(conn, run, self._settings.chunk_size, self._policy)
         except SyncError as error:
             return error
 
@@ -176,11 +177,11 @@ class RunExecutor:
         if (claimed := self._claimed.pop(run_id, None)) is not None:
             return claimed
         try:
-            async with self._sessions.begin() as session:
-                run = await lifecycle.claim(session, run_id, self.worker_id, self._settings.lease_seconds)
+            async with driver.transaction(self._sessions) as conn:
+                run = await lifecycle.claim(conn, run_id, self.worker_id, self._settings.lease_seconds)
                 if run is None:
                     return None
-                return run, await self._spec_of(session, run)
+                return run, await self._spec_of(conn, run)
         except lifecycle.ClaimBusy:
             return "busy"
 
@@ -293,9 +294,10 @@ class RunExecutor:
                 async with self._sessions.begin() as session:
                     claimed = await slices.claim(session, run_id, number, self.worker_id, self._settings.lease_seconds)
                     run = await session.get(Run, run_id) if claimed is not None else None
-                    spec = await self._spec_of(session, run) if run is not None else None
-                if claimed is None or run is None or spec is None:
+                if claimed is None or run is None:
                     return
+                async with driver.transaction(self._sessions) as conn:
+                    spec = await self._spec_of(conn, run)
                 with observed_run(run.id, run.batch_id, run.correlation_id, run.trigger):
                     await self._slice_observed(run, number, SliceRange.from_json(claimed.range), spec)
         except asyncio.CancelledError:

@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.events import (
@@ -98,6 +97,16 @@ def rejection(event: BatchSyncRequested, code: ErrorCode, message: str) -> Batch
     )
 
 
+def readdressed(reply: BatchSyncCompleted, correlation_id: str) -> BatchSyncCompleted:
+    """`reply` as the answer to another request of the same run (a duplicate, a waiter): its own event, with an
+    eventId of its own, since readers dedupe by eventId and two requests may share a reply topic; derived from
+    the reply's and the correlation id, so the same answer sent twice is still one event."""
+    if correlation_id == reply.correlation_id:
+        return reply
+    return reply.model_copy(update={"correlation_id": correlation_id,
+                                    "event_id": uuid.uuid5(reply.event_id, correlation_id)})
+
+
 def completed_from_run(run: Run, correlation_id: str) -> BatchSyncCompleted:
     duration = 0
     if run.started_at and run.finished_at:
@@ -126,36 +135,44 @@ def lease_from_now(seconds: float) -> Any:
     return func.now() + timedelta(seconds=seconds)
 
 
+RUN_COLUMNS = ", ".join(column.name for column in Run.__table__.columns)
+"""Every column of `runs`, as the driver statements return a run (built into a detached `Run`)."""
+
+
 class ClaimBusy(Exception):
     """Another run of the same batch is RUNNING; try again later."""
 
 
-async def claim(session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_seconds: float) -> Run | None:
-    """Move an owned, active run to RUNNING in one statement; None when it is no longer ours or active.
+async def claim(conn: asyncpg.Connection, run_id: uuid.UUID, worker_id: str, lease_seconds: float) -> Run | None:
+    """Move an owned, active run to RUNNING in one statement, in the driver transaction `conn`; None when it is
+    no longer ours or active. Raises ClaimBusy when the one-RUNNING-run-per-batch index refuses it. The commit
+    does not wait for the WAL flush (a claim lost with a crash is claimed again: see `relaxed`)."""
+    await conn.execute("SET LOCAL synchronous_commit TO OFF")
+    return await take(conn, run_id, worker_id, lease_seconds)
 
-    Raises ClaimBusy when the one-RUNNING-run-per-batch index refuses it (the transaction is then void).
-    """
-    await relaxed(session)
-    return await take(session, run_id, worker_id, lease_seconds)
+
+_TAKE = f"""
+UPDATE runs SET status = $4, started_at = coalesce(started_at, now()), lease_until = now() + $3::interval,
+       attempts = attempts + 1
+ WHERE id = $1 AND owner = $2 AND status = ANY($5::varchar[])
+RETURNING {RUN_COLUMNS}"""
 
 
-async def take(session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_seconds: float) -> Run | None:
-    """`claim` inside the caller's transaction, keeping its durability (the worker's admission claims in its
-    own, durable one); ClaimBusy as `claim`."""
+async def take(conn: asyncpg.Connection, run_id: uuid.UUID, worker_id: str, lease_seconds: float) -> Run | None:
+    """`claim` inside the caller's driver transaction, keeping its durability (the worker's admission claims in
+    its own, durable one). The claim runs in a savepoint: when the index refuses it (ClaimBusy) the savepoint
+    alone rolls back and the caller's transaction is still good."""
     try:
-        run = (await session.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.owner == worker_id, Run.status.in_(sorted(may_become(RunStatus.RUNNING))))
-            .values(status=RunStatus.RUNNING, started_at=func.coalesce(Run.started_at, func.now()),
-                    lease_until=lease_from_now(lease_seconds), attempts=Run.attempts + 1)
-            .returning(Run)
-            .execution_options(populate_existing=True)
-        )).scalar_one_or_none()
-    except IntegrityError as error:
+        async with conn.transaction():
+            row = await conn.fetchrow(_TAKE, run_id, worker_id, timedelta(seconds=lease_seconds), RunStatus.RUNNING,
+                                      sorted(may_become(RunStatus.RUNNING)))
+    except asyncpg.IntegrityConstraintViolationError as error:
         raise ClaimBusy(str(run_id)) from error
-    if run is not None:
-        await session.execute(update(Batch).where(Batch.id == run.batch_id).values(status=BatchStatus.RUNNING))
-    return run
+    if row is None:
+        return None
+    await conn.execute("UPDATE batches SET status = $2, updated_at = now() WHERE id = $1", row["batch_id"],
+                       BatchStatus.RUNNING)
+    return Run(**dict(row))
 
 
 async def record_start(
@@ -205,8 +222,6 @@ async def record_progress(
     return Progressed(still_ours=True, cancelled_by=row.cancel_requested_by)
 
 
-_RETURNED = ", ".join(column.name for column in Run.__table__.columns)
-
 _COMPLETE = f"""
 UPDATE runs SET status = $3, finished_at = $4, started_at = coalesce(started_at, $4), message = $5,
        error_code = $6, owner = NULL, lease_until = NULL,
@@ -217,7 +232,7 @@ UPDATE runs SET status = $3, finished_at = $4, started_at = coalesce(started_at,
        resumed_from_chunk = CASE WHEN $14 THEN $15 ELSE resumed_from_chunk END,
        total_estimate = CASE WHEN $14 THEN $16 ELSE total_estimate END
  WHERE id = $1 AND owner = $2 AND status = ANY($17::varchar[])
-RETURNING {_RETURNED}"""
+RETURNING {RUN_COLUMNS}"""
 
 _BATCH_ENDED = """
 UPDATE batches SET status = $2, last_sync_time = $3, last_records_synced = $4, last_run_id = $5, last_error = $6,
@@ -279,8 +294,7 @@ async def complete(
     events.append((topics.events, reply, None))
     answers = [(run.reply_to, run.correlation_id)] if run.reply_to else []
     answers += [(waiter["replyTo"], waiter["correlationId"]) for waiter in run.waiters or []]
-    events += [(topic, reply.model_copy(update={"correlation_id": correlation}), correlation)
-               for topic, correlation in answers]
+    events += [(topic, readdressed(reply, correlation), correlation) for topic, correlation in answers]
     queued = await insert_events(conn, events)
     if replies is not None:
         replies.extend(queued[len(queued) - len(answers):])

@@ -10,25 +10,36 @@ whether to run it, answer it from the record (the reply row goes to the outbox i
 or leave it to the worker that owns its run; only then is the request's offset committable.
 """
 
+import json
 import uuid
+from datetime import timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import delete, func, or_, update
+import asyncpg
+from sqlalchemy import delete, func, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.events import BatchSyncCompleted, BatchSyncRequested, ErrorCode, Trigger
 from schemas.messages import BATCH_NOT_FAILED, BATCH_NOT_FOUND, BROKER, DATABASE, REQUEST_MISMATCH, unavailable
 from schemas.status import ACTIVE, TERMINAL, RunStatus
 from service.config import Settings
+from service.db import driver
 from service.db.failures import database_down
 from service.db.models import Batch, RequestLedger, Run
 from service.ports import BrokerUnavailable, SyncRequester
 from service.runs import lifecycle
-from service.runs.lifecycle import active_run, completed_from_run, latest_run, lease_from_now, new_run, rejection
-from service.runs.outbox import add_event
+from service.runs.lifecycle import (
+    active_run,
+    completed_from_run,
+    latest_run,
+    lease_from_now,
+    new_run,
+    readdressed,
+    rejection,
+)
+from service.runs.outbox import insert_events
 from service.runs.outcomes import (
     Accepted,
     AlreadyRunning,
@@ -196,8 +207,8 @@ class Claimer(Protocol):
         """Whether a run of `batch_id` would start at once here (a free slot, no local run of the batch)."""
         ...
 
-    async def claimed(self, session: AsyncSession, run: Run) -> None:
-        """Read what the run needs inside the admission's transaction and keep it for `submit`."""
+    async def claimed(self, conn: asyncpg.Connection, run: Run) -> None:
+        """Read what the run needs inside the admission's driver transaction and keep it for `submit`."""
         ...
 
     def forget(self, run_id: uuid.UUID) -> None:
@@ -211,18 +222,19 @@ async def admit(
 ) -> Admission:
     """Admit one request in one durable transaction; RequestRefused when it never can be, any other error
     when it may be retried (the database is down). With a `claimer` that can start the run at once, the
-    same transaction also claims it (RUNNING) and reads its spec, which saves the claim's own transaction."""
+    same transaction also claims it (RUNNING) and reads its spec, which saves the claim's own transaction.
+    Every request a worker reads comes through here, so it runs on the driver (service/db/driver.py)."""
     run_id = run_id_for(event.request_id)
     try:
-        async with sessions.begin() as session:
-            admission = await admit_request(session, event, worker_id, lease_seconds)
+        async with driver.transaction(sessions) as conn:
+            admission = await admit_request(conn, event, worker_id, lease_seconds)
             if admission is Admission.SCHEDULE and claimer is not None and claimer.can_start(event.batch_id):
-                await _claim_now(session, run_id, worker_id, lease_seconds, claimer)
+                await _claim_now(conn, run_id, worker_id, lease_seconds, claimer)
             return admission
-    except (DataError, IntegrityError) as error:
+    except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
         if claimer is not None:
             claimer.forget(run_id)
-        raise RequestRefused(f"refused by the state store: {type(error.orig).__name__}") from error
+        raise RequestRefused(f"refused by the state store: {type(error).__name__}") from error
     except BaseException:
         if claimer is not None:
             claimer.forget(run_id)
@@ -230,95 +242,117 @@ async def admit(
 
 
 async def _claim_now(
-    session: AsyncSession, run_id: uuid.UUID, worker_id: str, lease_seconds: float, claimer: Claimer
+    conn: asyncpg.Connection, run_id: uuid.UUID, worker_id: str, lease_seconds: float, claimer: Claimer
 ) -> None:
-    """Claim inside a savepoint: when another run of the batch is RUNNING the index refuses the claim, the
-    savepoint alone rolls back and the run stays PENDING for the executor's usual claim."""
+    """Claim in the admission's transaction: when another run of the batch is RUNNING the index refuses the
+    claim, its savepoint alone rolls back (lifecycle.take) and the run stays PENDING for the executor's usual
+    claim."""
     try:
-        async with session.begin_nested():
-            run = await lifecycle.take(session, run_id, worker_id, lease_seconds)
+        run = await lifecycle.take(conn, run_id, worker_id, lease_seconds)
     except lifecycle.ClaimBusy:
         return
     if run is not None:
-        await claimer.claimed(session, run)
+        await claimer.claimed(conn, run)
+
+
+_LEDGER = """
+INSERT INTO request_ledger (request_id, batch_id, first_event_id) VALUES ($1, $2, $3)
+ON CONFLICT (request_id) DO UPDATE SET seen_count = request_ledger.seen_count + 1, last_seen_at = now()
+RETURNING outcome"""
+
+_OWN = """
+UPDATE runs SET owner = $2, lease_until = now() + $3::interval
+ WHERE id = $1 AND (owner IS NULL OR owner = $2 OR lease_until < now())
+RETURNING id"""
+
+_NEW_RUN = """
+INSERT INTO runs (id, batch_id, request_id, correlation_id, reply_to, trigger, requested_by, status,
+                  resumed_from_run_id, checkpoint_key, config, config_hash, owner, lease_until)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now() + $14::interval)"""
 
 
 async def admit_request(
-    session: AsyncSession, event: BatchSyncRequested, worker_id: str, lease_seconds: float
+    conn: asyncpg.Connection, event: BatchSyncRequested, worker_id: str, lease_seconds: float
 ) -> Admission:
-    """Record the request in the ledger, decide what to do with it and queue its answer if any (caller commits)."""
-    ledger = await session.execute(
-        insert(RequestLedger)
-        .values(request_id=event.request_id, batch_id=event.batch_id, first_event_id=event.event_id)
-        .on_conflict_do_update(
-            index_elements=[RequestLedger.request_id],
-            set_={"seen_count": RequestLedger.seen_count + 1, "last_seen_at": func.now()},
-        )
-        .returning(RequestLedger.outcome)
-    )
-    recorded_outcome = ledger.scalar_one()
+    """Record the request in the ledger, decide what to do with it and queue its answer if any, in the driver
+    transaction `conn` (the caller commits). Leases are judged on the database's clock (lifecycle.lease_from_now)."""
+    recorded_outcome = await conn.fetchval(_LEDGER, event.request_id, event.batch_id, event.event_id)
     if recorded_outcome is not None:
         reply = BatchSyncCompleted.model_validate(recorded_outcome)
-        return _answer(session, event, reply.model_copy(update={"correlation_id": event.correlation_id}))
+        return await _answer(conn, event, readdressed(reply, event.correlation_id))
 
     run_id = run_id_for(event.request_id)
-    run = await session.get(Run, run_id, with_for_update=True)
-    if run is not None:
+    lease = timedelta(seconds=lease_seconds)
+    row = await conn.fetchrow(f"SELECT {lifecycle.RUN_COLUMNS} FROM runs WHERE id = $1 FOR UPDATE", run_id)
+    if row is not None:
+        run = Run(**dict(row))
         if run.batch_id != event.batch_id:
-            return await _reject(session, event, ErrorCode.CONFIG_INVALID, REQUEST_MISMATCH)
+            return await _reject(conn, event, ErrorCode.CONFIG_INVALID, REQUEST_MISMATCH)
         if run.status in TERMINAL:
-            return _answer(session, event, completed_from_run(run, event.correlation_id))
-        _wait_for_outcome(run, event)
-        taken = await session.execute(  # the lease is judged on the database's clock (lifecycle.lease_from_now)
-            update(Run).where(Run.id == run_id, or_(Run.owner.is_(None), Run.owner == worker_id,
-                                                     Run.lease_until < func.now()))
-            .values(owner=worker_id, lease_until=lease_from_now(lease_seconds)).returning(Run.id)
-        )
-        return Admission.SCHEDULE if taken.first() is not None else Admission.IGNORED
+            return await _answer(conn, event, completed_from_run(run, event.correlation_id))
+        await _wait_for_outcome(conn, run, event)
+        taken = await conn.fetchval(_OWN, run_id, worker_id, lease)
+        return Admission.SCHEDULE if taken is not None else Admission.IGNORED
 
-    batch = await session.get(Batch, event.batch_id)
+    batch = await _batch(conn, event.batch_id)
     if batch is None:
-        return await _reject(session, event, ErrorCode.BATCH_NOT_FOUND, BATCH_NOT_FOUND)
+        return await _reject(conn, event, ErrorCode.BATCH_NOT_FOUND, BATCH_NOT_FOUND)
     resumed_from = None
     if event.resume_run_id is not None:
-        resumed_from = await session.get(Run, event.resume_run_id)
-        latest = await latest_run(session, batch.id)
+        resumed_from = await _run(conn, "SELECT {} FROM runs WHERE id = $1", event.resume_run_id)
+        latest = await _run(conn, "SELECT {} FROM runs WHERE batch_id = $1 ORDER BY created_at DESC LIMIT 1",
+                            batch.id)
         if (resumed_from is None or latest is None or latest.id != resumed_from.id
                 or resumed_from.status != RunStatus.FAILED):
             # only the batch's latest run, and only a failed one: resuming an older one would write again
             # what later runs wrote, and move the incremental mark back
-            return await _reject(session, event, ErrorCode.NOT_RETRYABLE, BATCH_NOT_FAILED)
-    session.add(new_run(
+            return await _reject(conn, event, ErrorCode.NOT_RETRYABLE, BATCH_NOT_FAILED)
+    run = new_run(
         batch, request_id=event.request_id, correlation_id=event.correlation_id, reply_to=event.reply_to,
-        trigger=event.trigger.value, requested_by=event.requested_by, owner=worker_id,
-        lease_until=lease_from_now(lease_seconds), resumed_from=resumed_from,
-    ))
-    await session.execute(
-        update(RequestLedger).where(RequestLedger.request_id == event.request_id).values(run_id=run_id)
+        trigger=event.trigger.value, requested_by=event.requested_by, owner=worker_id, lease_until=None,
+        resumed_from=resumed_from,
     )
+    await conn.execute(
+        _NEW_RUN, run.id, run.batch_id, run.request_id, run.correlation_id, run.reply_to, run.trigger,
+        run.requested_by, run.status, run.resumed_from_run_id, run.checkpoint_key, json.dumps(run.config),
+        run.config_hash, run.owner, lease)
+    await conn.execute("UPDATE request_ledger SET run_id = $2 WHERE request_id = $1", event.request_id, run_id)
     return Admission.SCHEDULE
 
 
-def _answer(session: AsyncSession, event: BatchSyncRequested, reply: BatchSyncCompleted) -> Admission:
+async def _batch(conn: asyncpg.Connection, batch_id: int) -> Batch | None:
+    row = await conn.fetchrow(f"SELECT {_BATCH_COLUMNS} FROM batches WHERE id = $1", batch_id)
+    return Batch(**dict(row)) if row is not None else None
+
+
+async def _run(conn: asyncpg.Connection, query: str, *args: object) -> Run | None:
+    """The run `query` (with `{}` where its columns go) finds, detached."""
+    row = await conn.fetchrow(query.format(lifecycle.RUN_COLUMNS), *args)
+    return Run(**dict(row)) if row is not None else None
+
+
+_BATCH_COLUMNS = ", ".join(column.name for column in Batch.__table__.columns)
+
+
+async def _answer(conn: asyncpg.Connection, event: BatchSyncRequested, reply: BatchSyncCompleted) -> Admission:
     """Queue `reply` for the request's reply address, keyed by its correlation id (no address: nobody asks)."""
     if event.reply_to:
-        add_event(session, event.reply_to, reply, key=event.correlation_id)
+        await insert_events(conn, [(event.reply_to, reply, event.correlation_id)])
     return Admission.ANSWERED
 
 
-def _wait_for_outcome(run: Run, event: BatchSyncRequested) -> None:
+async def _wait_for_outcome(conn: asyncpg.Connection, run: Run, event: BatchSyncRequested) -> None:
     """A duplicate of an active run's request, with a reply address of its own, is answered at completion."""
     if not event.reply_to or event.correlation_id == run.correlation_id:
         return
     waiter = {"correlationId": event.correlation_id, "replyTo": event.reply_to}
     if waiter not in (run.waiters or []):
-        run.waiters = [*(run.waiters or []), waiter]
+        await conn.execute("UPDATE runs SET waiters = $2::jsonb WHERE id = $1", run.id,
+                           json.dumps([*(run.waiters or []), waiter]))
 
 
-async def _reject(session: AsyncSession, event: BatchSyncRequested, code: ErrorCode, message: str) -> Admission:
+async def _reject(conn: asyncpg.Connection, event: BatchSyncRequested, code: ErrorCode, message: str) -> Admission:
     reply = rejection(event, code, message)
-    await session.execute(
-        update(RequestLedger).where(RequestLedger.request_id == event.request_id)
-        .values(outcome=reply.model_dump(mode="json"))
-    )
-    return _answer(session, event, reply)
+    await conn.execute("UPDATE request_ledger SET outcome = $2::jsonb WHERE request_id = $1", event.request_id,
+                       json.dumps(reply.model_dump(mode="json")))
+    return await _answer(conn, event, reply)

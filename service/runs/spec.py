@@ -1,29 +1,35 @@
 """Turn a run row (its config snapshot) and its connections into the engine's RunSpec."""
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any
+
+import asyncpg
 
 from schemas.api import ErrorLimitSpec, MappingEntry, SourceSpec, TargetSpec
 from schemas.messages import BATCH_NOT_FOUND, connection_missing
 from service.catalog.connections import endpoint_of
-from service.db.models import Batch, Connection, Run
+from service.db.models import Connection, Run
 from service.security.policy import AccessPolicy
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint, RunSpec
 
+_CONNECTION_COLUMNS = [column.name for column in Connection.__table__.columns]
+_SPEC_ROWS = f"""
+SELECT b.high_water_mark AS batch_high_water_mark, {", ".join(f"c.{name}" for name in _CONNECTION_COLUMNS)}
+  FROM batches b LEFT JOIN connections c ON c.id = ANY($2::integer[])
+ WHERE b.id = $1"""
+
 
 async def _batch_and_connections(
-    session: AsyncSession, batch_id: int, *connection_ids: int
-) -> tuple[Batch | None, dict[int, Connection]]:
-    """The batch and the run's connections in one statement: the claim's transaction is on the path of every
-    sync, and each statement there is a round trip (docs/performance.md)."""
-    rows = (await session.execute(
-        select(Batch, Connection).outerjoin(Connection, Connection.id.in_(set(connection_ids)))
-        .where(Batch.id == batch_id)
-    )).all()
+    conn: asyncpg.Connection, batch_id: int, *connection_ids: int
+) -> tuple[bool, Any, dict[int, Connection]]:
+    """Whether the batch exists, its high-water mark and the run's connections, in one statement: the claim's
+    transaction is on the path of every sync, and each statement there is a round trip (docs/performance.md)."""
+    rows = await conn.fetch(_SPEC_ROWS, batch_id, sorted(set(connection_ids)))
     if not rows:
-        return None, {}
-    return rows[0][0], {connection.id: connection for _, connection in rows if connection is not None}
+        return False, None, {}
+    connections = {row["id"]: Connection(**{name: row[name] for name in _CONNECTION_COLUMNS})
+                   for row in rows if row["id"] is not None}
+    return True, rows[0]["batch_high_water_mark"], connections
 
 
 def _endpoint(connections: dict[int, Connection], connection_id: int, policy: AccessPolicy) -> Endpoint:
@@ -33,11 +39,12 @@ def _endpoint(connections: dict[int, Connection], connection_id: int, policy: Ac
     return endpoint_of(connection, policy)
 
 
-async def load_spec(session: AsyncSession, run: Run, default_chunk_size: int, policy: AccessPolicy) -> RunSpec:
+async def load_spec(conn: asyncpg.Connection, run: Run, default_chunk_size: int, policy: AccessPolicy) -> RunSpec:
+    """The engine's spec of `run`, read in the driver transaction `conn` (service/db/driver.py)."""
     config = run.config or {}
-    batch, connections = await _batch_and_connections(
-        session, run.batch_id, config.get("sourceConnectionId", 0), config.get("targetConnectionId", 0))
-    if batch is None:
+    found, high_water_mark, connections = await _batch_and_connections(
+        conn, run.batch_id, config.get("sourceConnectionId", 0), config.get("targetConnectionId", 0))
+    if not found:
         raise ConfigInvalid(BATCH_NOT_FOUND)
     try:
         source = SourceSpec.model_validate(config["source"])
@@ -56,6 +63,6 @@ async def load_spec(session: AsyncSession, run: Run, default_chunk_size: int, po
         target=target,
         mapping=mapping or None,
         chunk_size=config.get("chunkSize") or default_chunk_size,
-        high_water_mark=batch.high_water_mark,
+        high_water_mark=high_water_mark,
         error_limit=error_limit,
     )

@@ -12,6 +12,7 @@ from schemas.events import BatchSyncRequested, Trigger
 from schemas.status import RunStatus
 from service.bootstrap import database
 from service.config import Settings
+from service.db import driver
 from service.db.models import RequestLedger, Run
 from service.runs import lifecycle
 from service.runs.requests import Admission, admit
@@ -30,7 +31,7 @@ class Recorder:
     def can_start(self, batch_id: int) -> bool:
         return self.start
 
-    async def claimed(self, session, run: Run) -> None:
+    async def claimed(self, conn, run: Run) -> None:
         self.kept[run.id] = run
         if self.fail:
             raise ConnectionResetError("the state store went away mid-admission")
@@ -84,9 +85,9 @@ async def test_a_busy_batch_rolls_back_the_claim_alone(db):
     async with db.sessions() as session:  # the admission itself committed: the ledger knows the request
         assert await session.scalar(select(RequestLedger.run_id).where(
             RequestLedger.request_id == second.request_id)) == run_id_for(second.request_id)
-    async with db.sessions.begin() as session:  # and the executor's usual claim still refuses it
-        with pytest.raises(lifecycle.ClaimBusy):
-            await lifecycle.claim(session, run_id_for(second.request_id), "w2", 10)
+    with pytest.raises(lifecycle.ClaimBusy):  # and the executor's usual claim still refuses it
+        async with driver.transaction(db.sessions) as conn:
+            await lifecycle.claim(conn, run_id_for(second.request_id), "w2", 10)
 
 
 async def test_an_admission_that_does_not_commit_keeps_nothing_claimed(db):

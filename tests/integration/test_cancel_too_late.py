@@ -10,6 +10,7 @@ import pytest
 
 from schemas.events import RunPhase
 from schemas.messages import CANCEL_TOO_LATE
+from service.db import driver
 from service.db.engine import make_engine, make_sessionmaker
 from service.db.models import Batch, Run
 from service.runs import lifecycle
@@ -79,8 +80,8 @@ async def a_running_run(sessions, worker: str) -> Run:
                                 correlation_id="c", reply_to=None, trigger="http", requested_by="alice",
                                 owner=worker, lease_until=lifecycle.utcnow() + timedelta(seconds=30))
         session.add(run)
-    async with sessions.begin() as session:
-        claimed = await lifecycle.claim(session, run.id, worker, 30)
+    async with driver.transaction(sessions) as conn:
+        claimed = await lifecycle.claim(conn, run.id, worker, 30)
         assert claimed is not None
         return claimed
 

@@ -12,6 +12,7 @@ from schemas.events import BatchSyncRequested, Trigger
 from service.bootstrap import database
 from service.config import Settings
 from service.connectors.registry import REGISTRY
+from service.db import driver
 from service.db.models import Run
 from service.runs import lifecycle
 from service.runs.executor import RunExecutor
@@ -40,16 +41,17 @@ async def db(state_dsn):
 async def admitted(db, batch_id: int, worker: str) -> uuid.UUID:
     event = BatchSyncRequested(correlation_id=str(uuid.uuid4()), batch_id=batch_id, producer="test",
                                requested_by="t", trigger=Trigger.EVENT)
-    async with db.sessions.begin() as session:
-        assert await admit_request(session, event, worker, 30) is Admission.SCHEDULE
+    async with driver.transaction(db.sessions) as conn:
+        assert await admit_request(conn, event, worker, 30) is Admission.SCHEDULE
     return run_id_for(event.request_id)
 
 
 async def test_a_queued_run_lets_the_orphaned_running_run_of_its_batch_finish_first(db, state_dsn):
     batch_id = await state_batch(db.sessions)
     orphan = await admitted(db, batch_id, "dead-worker")
+    async with driver.transaction(db.sessions) as conn:
+        assert await lifecycle.claim(conn, orphan, "dead-worker", 30) is not None
     async with db.sessions.begin() as session:
-        assert await lifecycle.claim(session, orphan, "dead-worker", 30) is not None
         await session.execute(update(Run).where(Run.id == orphan)
                               .values(lease_until=lifecycle.utcnow() + timedelta(seconds=1)))
     queued = await admitted(db, batch_id, "w")

@@ -10,6 +10,7 @@ import pytest
 from schemas.events import BatchSyncRequested, Trigger
 from service.bootstrap import database
 from service.config import Settings
+from service.db import driver
 from service.runs import lifecycle, requests
 from service.runs.requests import Admission, admit_request
 from service.runs.snapshot import run_id_for
@@ -40,11 +41,11 @@ async def start_run(db, worker: str, lease_seconds: float) -> tuple[BatchSyncReq
     batch_id = await state_batch(db.sessions)
     event = BatchSyncRequested(correlation_id=str(uuid.uuid4()), batch_id=batch_id, producer="test",
                                request_id="", requested_by="alice", trigger=Trigger.EVENT, reply_to=None)
-    async with db.sessions.begin() as session:
-        assert await admit_request(session, event, worker, lease_seconds) is Admission.SCHEDULE
+    async with driver.transaction(db.sessions) as conn:
+        assert await admit_request(conn, event, worker, lease_seconds) is Admission.SCHEDULE
     run_id = run_id_for(event.request_id)
-    async with db.sessions.begin() as session:
-        assert await lifecycle.claim(session, run_id, worker, lease_seconds) is not None
+    async with driver.transaction(db.sessions) as conn:
+        assert await lifecycle.claim(conn, run_id, worker, lease_seconds) is not None
     return event, run_id
 
 
@@ -60,8 +61,8 @@ async def test_a_worker_whose_clock_is_behind_keeps_its_live_run(db, monkeypatch
     async with db.sessions.begin() as session:
         assert await lifecycle.renew_leases(session, "slow-clock", [run_id], 10) == {run_id: None}
     assert run_id not in await orphans_for(db, "other")
-    async with db.sessions.begin() as session:  # a redelivered request does not take the live run either
-        assert await admit_request(session, event, "other", 10) is Admission.IGNORED
+    async with driver.transaction(db.sessions) as conn:  # a redelivered request does not take the live run either
+        assert await admit_request(conn, event, "other", 10) is Admission.IGNORED
 
 
 async def test_a_dead_worker_whose_clock_was_ahead_is_taken_over_when_its_lease_ends(db, monkeypatch):
@@ -76,5 +77,5 @@ async def test_a_redelivered_request_takes_over_once_the_lease_ends_on_the_datab
     skew_worker_clock(monkeypatch, +60)
     event, run_id = await start_run(db, "fast-clock", lease_seconds=1)
     await asyncio.sleep(1.5)
-    async with db.sessions.begin() as session:
-        assert await admit_request(session, event, "other", 10) is Admission.SCHEDULE
+    async with driver.transaction(db.sessions) as conn:
+        assert await admit_request(conn, event, "other", 10) is Admission.SCHEDULE

@@ -47,8 +47,8 @@ class Admitted:
 
 async def admit(db, event: BatchSyncRequested, worker: str = "w1") -> Admitted:
     """Admit like the worker does, and read back the reply the admission queued, if any."""
-    async with db.sessions.begin() as session:
-        action = await admit_request(session, event, worker, 10)
+    async with driver.transaction(db.sessions) as conn:
+        action = await admit_request(conn, event, worker, 10)
     reply = None
     if action is Admission.ANSWERED:
         async with db.sessions() as session:
@@ -64,8 +64,8 @@ async def test_a_new_request_is_scheduled_and_its_duplicate_is_answered_from_the
     assert admission.action is Admission.SCHEDULE
     assert await admit(db, event, worker="w2") == Admitted(Admission.IGNORED, admission.run_id)
 
-    async with db.sessions.begin() as session:
-        run = await lifecycle.claim(session, admission.run_id, "w1", 10)
+    async with driver.transaction(db.sessions) as conn:
+        run = await lifecycle.claim(conn, admission.run_id, "w1", 10)
         assert run is not None and run.status == "RUNNING"
     async with driver.transaction(db.sessions) as conn:
         reply = await lifecycle.complete(conn, admission.run_id, "w1", TOPICS, error_code=None,
@@ -99,16 +99,16 @@ async def test_an_unknown_batch_is_answered_and_the_answer_is_recorded(db):
 
 async def test_only_one_run_of_a_batch_can_be_running(db, batch_id):
     one, two = await admit(db, request(batch_id)), await admit(db, request(batch_id))
-    async with db.sessions.begin() as session:
-        assert await lifecycle.claim(session, one.run_id, "w1", 10) is not None
+    async with driver.transaction(db.sessions) as conn:
+        assert await lifecycle.claim(conn, one.run_id, "w1", 10) is not None
     with pytest.raises(lifecycle.ClaimBusy):
-        async with db.sessions.begin() as session:
-            await lifecycle.claim(session, two.run_id, "w1", 10)
+        async with driver.transaction(db.sessions) as conn:
+            await lifecycle.claim(conn, two.run_id, "w1", 10)
     async with driver.transaction(db.sessions) as conn:
         await lifecycle.complete(conn, one.run_id, "w1", TOPICS, error_code=ErrorCode.SOURCE_TIMEOUT,
                                  message="连接超时")
-    async with db.sessions.begin() as session:
-        assert await lifecycle.claim(session, two.run_id, "w1", 10) is not None
+    async with driver.transaction(db.sessions) as conn:
+        assert await lifecycle.claim(conn, two.run_id, "w1", 10) is not None
 
 
 async def test_a_worker_that_lost_its_lease_cannot_complete_the_run(db, batch_id):
@@ -128,8 +128,8 @@ async def test_a_worker_that_lost_its_lease_cannot_complete_the_run(db, batch_id
 
 async def test_a_retry_inherits_the_checkpoint_key_and_config_of_the_failed_run(db, batch_id):
     failed = await admit(db, request(batch_id))
-    async with db.sessions.begin() as session:
-        await lifecycle.claim(session, failed.run_id, "w1", 10)
+    async with driver.transaction(db.sessions) as conn:
+        await lifecycle.claim(conn, failed.run_id, "w1", 10)
     async with driver.transaction(db.sessions) as conn:
         await lifecycle.complete(conn, failed.run_id, "w1", TOPICS, error_code=ErrorCode.TARGET_ERROR,
                                  message="boom")
@@ -154,7 +154,8 @@ async def test_cancel_flags_reach_the_owner_through_lease_renewal(db, batch_id):
         await session.execute(update(Run).where(Run.id == admission.run_id).values(cancel_requested_by="bob"))
     async with db.sessions.begin() as session:
         assert await lifecycle.renew_leases(session, "w1", [admission.run_id], 10) == {admission.run_id: "bob"}
-        await lifecycle.claim(session, admission.run_id, "w1", 10)
+    async with driver.transaction(db.sessions) as conn:
+        await lifecycle.claim(conn, admission.run_id, "w1", 10)
     async with driver.transaction(db.sessions) as conn:
         reply = await lifecycle.complete(conn, admission.run_id, "w1", TOPICS, error_code=ErrorCode.CANCELLED,
                                          message="同步已取消")
@@ -163,14 +164,14 @@ async def test_cancel_flags_reach_the_owner_through_lease_renewal(db, batch_id):
 
 async def test_only_the_latest_failed_run_can_be_resumed(db, batch_id):
     failed = await admit(db, request(batch_id))
-    async with db.sessions.begin() as session:
-        await lifecycle.claim(session, failed.run_id, "w1", 10)
+    async with driver.transaction(db.sessions) as conn:
+        await lifecycle.claim(conn, failed.run_id, "w1", 10)
     async with driver.transaction(db.sessions) as conn:
         await lifecycle.complete(conn, failed.run_id, "w1", TOPICS, error_code=ErrorCode.TARGET_ERROR,
                                  message="boom")
     later = await admit(db, request(batch_id))
-    async with db.sessions.begin() as session:
-        await lifecycle.claim(session, later.run_id, "w1", 10)
+    async with driver.transaction(db.sessions) as conn:
+        await lifecycle.claim(conn, later.run_id, "w1", 10)
     async with driver.transaction(db.sessions) as conn:
         await lifecycle.complete(conn, later.run_id, "w1", TOPICS, error_code=None, message="同步成功")
     stale = request(batch_id)
@@ -186,8 +187,8 @@ async def test_a_duplicate_of_an_active_request_is_answered_when_the_run_complet
     duplicate = request(batch_id, first.request_id)
     duplicate.reply_to = "other.replies"
     assert (await admit(db, duplicate, worker="w2")).action is Admission.IGNORED
-    async with db.sessions.begin() as session:
-        await lifecycle.claim(session, admission.run_id, "w1", 10)
+    async with driver.transaction(db.sessions) as conn:
+        await lifecycle.claim(conn, admission.run_id, "w1", 10)
     async with driver.transaction(db.sessions) as conn:
         await lifecycle.complete(conn, admission.run_id, "w1", TOPICS, error_code=None, message="同步成功")
     async with db.sessions() as session:

@@ -39,9 +39,10 @@ async def running_run(db, *, resumed_from: Run | None = None) -> Run:
                                 trigger="http", requested_by="alice", owner="coord",
                                 lease_until=lifecycle.lease_from_now(30), resumed_from=resumed_from)
         session.add(run)
-        await session.flush()
-        await lifecycle.take(session, run.id, "coord", 30)
-        return run
+    async with driver.transaction(db.sessions) as conn:
+        taken = await lifecycle.take(conn, run.id, "coord", 30)
+    assert taken is not None
+    return taken
 
 
 async def outbox_of(db, run: Run, kind: type) -> list:

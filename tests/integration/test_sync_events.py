@@ -3,6 +3,7 @@
 import asyncio
 import json
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
@@ -43,18 +44,29 @@ def request(batch_id: int, reply_to: str | None, request_id: str | None = None, 
 
 
 async def collect(bootstrap: str, topic: str, count: int, within: float = 30) -> list:
+    """The first `count` distinct events on `topic`: delivery is at least once, so a reply may come twice (the
+    worker's direct send and the relay's, when the relay claimed its row first) and readers dedupe by eventId."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=20, metadata_max_age_ms=500)
     await consumer.start()
-    records = []
+    records: dict[object, Any] = {}
     try:
         async with asyncio.timeout(within):
             while len(records) < count:
                 for messages in (await consumer.getmany(timeout_ms=200)).values():
-                    records.extend(messages)
+                    for message in messages:
+                        records.setdefault(_event_id(message), message)
     finally:
         await stop_consumer(consumer)
-    return records
+    return list(records.values())
+
+
+def _event_id(message: Any) -> object:
+    """A record's eventId; a record that is not an event (a DLQ'd request that could not be parsed) is its own."""
+    try:
+        return json.loads(message.value)["eventId"]
+    except (ValueError, KeyError, TypeError):
+        return (message.partition, message.offset)
 
 
 async def test_duplicate_request_id_runs_once_and_answers_both(stack, batch, state_dsn, broker):
