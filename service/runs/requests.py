@@ -33,8 +33,6 @@ from service.runs import lifecycle
 from service.runs.lifecycle import (
     active_run,
     completed_from_run,
-    latest_run,
-    lease_from_now,
     new_run,
     readdressed,
     rejection,
@@ -68,11 +66,20 @@ class RequestContext(Protocol):
     requester: SyncRequester
 
 
-async def _locked_batch(session: AsyncSession, batch_id: int) -> tuple[Batch | None, Run | None]:
-    """The batch, row-locked until the transaction ends (so decisions about its runs are serial), and its
-    active run if any."""
-    batch = await session.get(Batch, batch_id, with_for_update=True)
-    return batch, (await active_run(session, batch_id) if batch is not None else None)
+_LOCKED_BATCH = """
+SELECT {}, (SELECT r.id FROM runs r WHERE r.batch_id = b.id AND r.status = ANY($2::varchar[])
+             ORDER BY r.created_at LIMIT 1) AS active_run_id
+  FROM batches b WHERE b.id = $1 FOR UPDATE OF b"""
+
+
+async def _locked_batch(conn: asyncpg.Connection, batch_id: int) -> tuple[Batch | None, uuid.UUID | None]:
+    """The batch, row-locked until the transaction ends (so decisions about its runs are serial), and the id of
+    its active run if any, in one statement."""
+    row = await conn.fetchrow(_LOCKED_BATCH.format(", ".join(f"b.{name}" for name in _BATCH_NAMES)), batch_id,
+                              sorted(ACTIVE))
+    if row is None:
+        return None, None
+    return Batch(**{name: row[name] for name in _BATCH_NAMES}), row["active_run_id"]
 
 
 async def request_sync(state: RequestContext, batch_id: int, requested_by: str, wait: float) -> SyncOutcome:
@@ -90,23 +97,23 @@ async def _request(
     correlation_id = str(uuid.uuid4())
     reply_to = state.settings.topics.replies
     try:
-        async with state.sessions.begin() as session:
-            batch, running = await _locked_batch(session, batch_id)
+        async with driver.transaction(state.sessions) as conn:  # on every HTTP sync's path: the driver, no ORM
+            batch, running = await _locked_batch(conn, batch_id)
             if batch is None:
                 return BatchNotFound(batch_id)
             if running is not None:
-                return AlreadyRunning(batch_id, running.id)
+                return AlreadyRunning(batch_id, running)
             resumed_from = None
             if trigger is Trigger.RETRY:
-                resumed_from = await latest_run(session, batch_id)
+                resumed_from = await _run(conn, _LATEST_RUN, batch_id)
                 if resumed_from is None or resumed_from.status != RunStatus.FAILED:
                     return NotRetryable(batch_id)
             run = new_run(
                 batch, request_id=request_id, correlation_id=correlation_id, reply_to=reply_to,
-                trigger=trigger.value, requested_by=requested_by, owner=None,
-                lease_until=lease_from_now(PENDING_GRACE_SECONDS), resumed_from=resumed_from,
+                trigger=trigger.value, requested_by=requested_by, owner=None, lease_until=None,
+                resumed_from=resumed_from,
             )
-            session.add(run)
+            await _insert_run(conn, run, timedelta(seconds=PENDING_GRACE_SECONDS))
             run_id = run.id
     except Exception as error:
         if database_down(error):
@@ -300,28 +307,31 @@ async def admit_request(
     resumed_from = None
     if event.resume_run_id is not None:
         resumed_from = await _run(conn, "SELECT {} FROM runs WHERE id = $1", event.resume_run_id)
-        latest = await _run(conn, "SELECT {} FROM runs WHERE batch_id = $1 ORDER BY created_at DESC LIMIT 1",
-                            batch.id)
+        latest = await _run(conn, _LATEST_RUN, batch.id)
         if (resumed_from is None or latest is None or latest.id != resumed_from.id
                 or resumed_from.status != RunStatus.FAILED):
             # only the batch's latest run, and only a failed one: resuming an older one would write again
             # what later runs wrote, and move the incremental mark back
             return await _reject(conn, event, ErrorCode.NOT_RETRYABLE, BATCH_NOT_FAILED)
-    run = new_run(
+    await _insert_run(conn, new_run(
         batch, request_id=event.request_id, correlation_id=event.correlation_id, reply_to=event.reply_to,
         trigger=event.trigger.value, requested_by=event.requested_by, owner=worker_id, lease_until=None,
         resumed_from=resumed_from,
-    )
-    await conn.execute(
-        _NEW_RUN, run.id, run.batch_id, run.request_id, run.correlation_id, run.reply_to, run.trigger,
-        run.requested_by, run.status, run.resumed_from_run_id, run.checkpoint_key, json.dumps(run.config),
-        run.config_hash, run.owner, lease)
+    ), lease)
     await conn.execute("UPDATE request_ledger SET run_id = $2 WHERE request_id = $1", event.request_id, run_id)
     return Admission.SCHEDULE
 
 
+async def _insert_run(conn: asyncpg.Connection, run: Run, lease: timedelta) -> None:
+    """Insert `new_run`'s row; its lease ends `lease` from now on the database's clock."""
+    await conn.execute(
+        _NEW_RUN, run.id, run.batch_id, run.request_id, run.correlation_id, run.reply_to, run.trigger,
+        run.requested_by, run.status, run.resumed_from_run_id, run.checkpoint_key, json.dumps(run.config),
+        run.config_hash, run.owner, lease)
+
+
 async def _batch(conn: asyncpg.Connection, batch_id: int) -> Batch | None:
-    row = await conn.fetchrow(f"SELECT {_BATCH_COLUMNS} FROM batches WHERE id = $1", batch_id)
+    row = await conn.fetchrow(f"SELECT {', '.join(_BATCH_NAMES)} FROM batches WHERE id = $1", batch_id)
     return Batch(**dict(row)) if row is not None else None
 
 
@@ -331,7 +341,8 @@ async def _run(conn: asyncpg.Connection, query: str, *args: object) -> Run | Non
     return Run(**dict(row)) if row is not None else None
 
 
-_BATCH_COLUMNS = ", ".join(column.name for column in Batch.__table__.columns)
+_BATCH_NAMES = [column.name for column in Batch.__table__.columns]
+_LATEST_RUN = "SELECT {} FROM runs WHERE batch_id = $1 ORDER BY created_at DESC LIMIT 1"
 
 
 async def _answer(conn: asyncpg.Connection, event: BatchSyncRequested, reply: BatchSyncCompleted) -> Admission:
