@@ -1,8 +1,9 @@
-"""State-store transactions through asyncpg itself, on a connection of the engine's own pool: for the few
-statements every sync makes (its completion, the cancel gate before it publishes, its replies' marks).
+"""State-store transactions through asyncpg itself, on a connection of the engine's own pool: for the
+statements every sync makes (the API's request, the worker's admission, claim and spec, the cancel gate
+before it publishes, its completion, its replies' marks). The rest of the service keeps the ORM.
 
 An ORM session costs about 3 ms of Python per transaction on the development machine, Core on a connection
-1.3 ms, the driver on a pooled connection 0.6 ms (docs/performance.md, "the floor"); a sync makes several.
+1.3 ms, the driver on a pooled connection 0.6 ms (docs/performance.md, "third round"); a sync makes five.
 The connection is checked out of the same pool (its size, timeouts, idle ping), so nothing else changes:
 values cross as the SQLAlchemy dialect's codecs leave them, json and jsonb go in as JSON text and come out
 decoded. A connection that fails at the connection level is invalidated, so the pool never hands it out again.
