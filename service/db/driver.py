@@ -6,9 +6,12 @@ An ORM session costs about 3 ms of Python per transaction on the development mac
 1.3 ms, the driver on a pooled connection 0.6 ms (docs/performance.md, "third round"); a sync makes five.
 The connection is checked out of the same pool (its size, timeouts, idle ping), so nothing else changes:
 values cross as the SQLAlchemy dialect's codecs leave them, json and jsonb go in as JSON text and come out
-decoded. A connection that fails at the connection level is invalidated, so the pool never hands it out again.
+decoded. A connection that failed at the connection level, or whose block was cancelled or broke the driver's
+protocol (it may be mid-statement), is invalidated, so the pool never hands it out again; an error the server
+reported (a constraint, a bad value) leaves it healthy.
 """
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -36,6 +39,6 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
             async with driver.transaction():
                 yield driver
         except BaseException as error:
-            if database_down(error):
+            if database_down(error) or isinstance(error, (asyncio.CancelledError, asyncpg.InterfaceError)):
                 await connection.invalidate()
             raise
