@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.events import Event
 from schemas.wire import EVENT_ID_HEADER, encode, event_headers, event_key
+from service.db import driver
 from service.db.models import Outbox
 from service.observability import tracing
 from service.ports import OutboxMessage, StateStoreUnavailable
@@ -81,10 +82,10 @@ async def mark_published(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
 
 @dataclass
 class _Claim:
-    """The `OutboxClaim` of one transaction."""
+    """The `OutboxClaim` of one driver transaction (the relay claims after every run: service/db/driver.py)."""
 
-    session: AsyncSession
-    rows: Sequence[Outbox]
+    conn: asyncpg.Connection
+    rows: Sequence[QueuedEvent]
 
     @property
     def messages(self) -> Sequence[OutboxMessage]:
@@ -94,14 +95,19 @@ class _Claim:
         if ids:
             # the time of the acks, not of the claim: a row published before a reconciler's read began is
             # on the log that read sees, unless the broker lost it
-            await self.session.execute(update(Outbox).where(Outbox.id.in_(ids))
-                                       .values(published_at=func.clock_timestamp()))
+            await self.conn.execute("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1::bigint[])",
+                                    list(ids))
 
     async def refused(self, message_id: int, error: BaseException) -> bool:
-        row = next(r for r in self.rows if r.id == message_id)
-        row.attempts += 1
-        row.last_error = repr(error)[:1000]
-        return row.attempts >= MAX_ATTEMPTS
+        attempts = await self.conn.fetchval(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1 RETURNING attempts",
+            message_id, repr(error)[:1000])
+        return int(attempts) >= MAX_ATTEMPTS
+
+
+_CLAIM = """
+SELECT id, topic, key, value, headers FROM outbox WHERE published_at IS NULL AND attempts < $1
+ ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"""
 
 
 class SqlOutbox:
@@ -119,15 +125,9 @@ class SqlOutbox:
     @contextlib.asynccontextmanager
     async def claim(self, limit: int) -> AsyncIterator[_Claim]:
         with _unavailable():
-            async with self._sessions.begin() as session:
-                rows = (await session.scalars(
-                    select(Outbox)
-                    .where(Outbox.published_at.is_(None), Outbox.attempts < MAX_ATTEMPTS)
-                    .order_by(Outbox.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )).all()
-                yield _Claim(session, rows)
+            async with driver.transaction(self._sessions) as conn:
+                rows = await conn.fetch(_CLAIM, MAX_ATTEMPTS, limit)
+                yield _Claim(conn, [QueuedEvent(**row) for row in rows])
 
     async def delete_published(self) -> int:
         """Forget rows published longer ago than the retention."""
@@ -173,5 +173,5 @@ def _unavailable() -> Iterator[None]:
     """Database failures become the port's StateStoreUnavailable, so the relay needs no SQLAlchemy."""
     try:
         yield
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise StateStoreUnavailable(repr(exc)) from exc
