@@ -13,12 +13,28 @@ reported (a constraint, a bad value) leaves it healthy.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.db.failures import database_down
+from service.db.models import Base
+
+M = TypeVar("M", bound=Base)
+
+
+def columns(model: type[Base], alias: str | None = None) -> str:
+    """Every column of `model`'s table, as a driver statement's select list (each after `alias.` when given)."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{prefix}{column.name}" for column in model.__table__.columns)
+
+
+def detached(model: type[M], row: Mapping[str, Any]) -> M:
+    """A detached `model` object from a driver row that holds its columns (and maybe others, left out), so the
+    code that decides reads it as it reads what the ORM loads."""
+    return model(**{column.name: row[column.name] for column in model.__table__.columns})
 
 
 def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:

@@ -26,6 +26,7 @@ from schemas.events import (
 )
 from schemas.status import ACTIVE, BatchStatus, RunStatus, sql_list
 from schemas.topics import Topics
+from service.db import driver
 from service.db.models import Batch, Run
 from service.runs.outbox import QueuedEvent, add_event, insert_events
 from service.runs.snapshot import config_hash, config_snapshot, run_id_for
@@ -41,7 +42,7 @@ def utcnow() -> datetime:
 async def relaxed(session: AsyncSession) -> None:
     """Commit this transaction without waiting for the WAL flush: for state whose loss on a database
     crash is harmless (a claim, a lease, mirrored progress); admissions and outcomes stay durable."""
-    await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    await session.execute(text(_RELAXED))
 
 
 async def active_run(session: AsyncSession, batch_id: int) -> Run | None:
@@ -135,8 +136,9 @@ def lease_from_now(seconds: float) -> Any:
     return func.now() + timedelta(seconds=seconds)
 
 
-RUN_COLUMNS = ", ".join(column.name for column in Run.__table__.columns)
+RUN_COLUMNS = driver.columns(Run)
 """Every column of `runs`, as the driver statements return a run (built into a detached `Run`)."""
+_RELAXED = "SET LOCAL synchronous_commit TO OFF"
 
 
 class ClaimBusy(Exception):
@@ -147,7 +149,7 @@ async def claim(conn: asyncpg.Connection, run_id: uuid.UUID, worker_id: str, lea
     """Move an owned, active run to RUNNING in one statement, in the driver transaction `conn`; None when it is
     no longer ours or active. Raises ClaimBusy when the one-RUNNING-run-per-batch index refuses it. The commit
     does not wait for the WAL flush (a claim lost with a crash is claimed again: see `relaxed`)."""
-    await conn.execute("SET LOCAL synchronous_commit TO OFF")
+    await conn.execute(_RELAXED)
     return await take(conn, run_id, worker_id, lease_seconds)
 
 
@@ -172,7 +174,7 @@ async def take(conn: asyncpg.Connection, run_id: uuid.UUID, worker_id: str, leas
         return None
     await conn.execute("UPDATE batches SET status = $2, updated_at = now() WHERE id = $1", row["batch_id"],
                        BatchStatus.RUNNING)
-    return Run(**dict(row))
+    return driver.detached(Run, row)
 
 
 async def record_start(
@@ -279,7 +281,7 @@ async def complete(
         start is not None, resumed_from_chunk, total_estimate, sorted(may_become(status)))
     if row is None:
         return None
-    run = Run(**dict(row))
+    run = driver.detached(Run, row)
     reply = completed_from_run(run, run.correlation_id)
     success = status is RunStatus.SUCCESS
     await conn.execute(

@@ -66,20 +66,24 @@ class RequestContext(Protocol):
     requester: SyncRequester
 
 
-_LOCKED_BATCH = """
-SELECT {}, (SELECT r.id FROM runs r WHERE r.batch_id = b.id AND r.status = ANY($2::varchar[])
-             ORDER BY r.created_at LIMIT 1) AS active_run_id
+_LOCKED_BATCH = f"""
+SELECT {driver.columns(Batch, "b")},
+       (SELECT r.id FROM runs r WHERE r.batch_id = b.id AND r.status = ANY($2::varchar[])
+         ORDER BY r.created_at LIMIT 1) AS active_run_id
   FROM batches b WHERE b.id = $1 FOR UPDATE OF b"""
+_BATCH = f"SELECT {driver.columns(Batch)} FROM batches WHERE id = $1"
+_RUN = f"SELECT {lifecycle.RUN_COLUMNS} FROM runs WHERE id = $1"
+_LOCKED_RUN = f"{_RUN} FOR UPDATE"
+_LATEST_RUN = f"SELECT {lifecycle.RUN_COLUMNS} FROM runs WHERE batch_id = $1 ORDER BY created_at DESC LIMIT 1"
 
 
 async def _locked_batch(conn: asyncpg.Connection, batch_id: int) -> tuple[Batch | None, uuid.UUID | None]:
     """The batch, row-locked until the transaction ends (so decisions about its runs are serial), and the id of
     its active run if any, in one statement."""
-    row = await conn.fetchrow(_LOCKED_BATCH.format(", ".join(f"b.{name}" for name in _BATCH_NAMES)), batch_id,
-                              sorted(ACTIVE))
+    row = await conn.fetchrow(_LOCKED_BATCH, batch_id, sorted(ACTIVE))
     if row is None:
         return None, None
-    return Batch(**{name: row[name] for name in _BATCH_NAMES}), row["active_run_id"]
+    return driver.detached(Batch, row), row["active_run_id"]
 
 
 async def request_sync(state: RequestContext, batch_id: int, requested_by: str, wait: float) -> SyncOutcome:
@@ -290,9 +294,8 @@ async def admit_request(
 
     run_id = run_id_for(event.request_id)
     lease = timedelta(seconds=lease_seconds)
-    row = await conn.fetchrow(f"SELECT {lifecycle.RUN_COLUMNS} FROM runs WHERE id = $1 FOR UPDATE", run_id)
-    if row is not None:
-        run = Run(**dict(row))
+    run = await _run(conn, _LOCKED_RUN, run_id)
+    if run is not None:
         if run.batch_id != event.batch_id:
             return await _reject(conn, event, ErrorCode.CONFIG_INVALID, REQUEST_MISMATCH)
         if run.status in TERMINAL:
@@ -301,12 +304,13 @@ async def admit_request(
         taken = await conn.fetchval(_OWN, run_id, worker_id, lease)
         return Admission.SCHEDULE if taken is not None else Admission.IGNORED
 
-    batch = await _batch(conn, event.batch_id)
-    if batch is None:
+    batch_row = await conn.fetchrow(_BATCH, event.batch_id)
+    if batch_row is None:
         return await _reject(conn, event, ErrorCode.BATCH_NOT_FOUND, BATCH_NOT_FOUND)
+    batch = driver.detached(Batch, batch_row)
     resumed_from = None
     if event.resume_run_id is not None:
-        resumed_from = await _run(conn, "SELECT {} FROM runs WHERE id = $1", event.resume_run_id)
+        resumed_from = await _run(conn, _RUN, event.resume_run_id)
         latest = await _run(conn, _LATEST_RUN, batch.id)
         if (resumed_from is None or latest is None or latest.id != resumed_from.id
                 or resumed_from.status != RunStatus.FAILED):
@@ -330,19 +334,10 @@ async def _insert_run(conn: asyncpg.Connection, run: Run, lease: timedelta) -> N
         run.config_hash, run.owner, lease)
 
 
-async def _batch(conn: asyncpg.Connection, batch_id: int) -> Batch | None:
-    row = await conn.fetchrow(f"SELECT {', '.join(_BATCH_NAMES)} FROM batches WHERE id = $1", batch_id)
-    return Batch(**dict(row)) if row is not None else None
-
-
 async def _run(conn: asyncpg.Connection, query: str, *args: object) -> Run | None:
-    """The run `query` (with `{}` where its columns go) finds, detached."""
-    row = await conn.fetchrow(query.format(lifecycle.RUN_COLUMNS), *args)
-    return Run(**dict(row)) if row is not None else None
-
-
-_BATCH_NAMES = [column.name for column in Batch.__table__.columns]
-_LATEST_RUN = "SELECT {} FROM runs WHERE batch_id = $1 ORDER BY created_at DESC LIMIT 1"
+    """The run `query` finds, detached."""
+    row = await conn.fetchrow(query, *args)
+    return driver.detached(Run, row) if row is not None else None
 
 
 async def _answer(conn: asyncpg.Connection, event: BatchSyncRequested, reply: BatchSyncCompleted) -> Admission:

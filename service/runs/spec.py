@@ -7,14 +7,14 @@ import asyncpg
 from schemas.api import ErrorLimitSpec, MappingEntry, SourceSpec, TargetSpec
 from schemas.messages import BATCH_NOT_FOUND, connection_missing
 from service.catalog.connections import endpoint_of
+from service.db import driver
 from service.db.models import Connection, Run
 from service.security.policy import AccessPolicy
 from service.sync.errors import ConfigInvalid
 from service.sync.model import Endpoint, RunSpec
 
-_CONNECTION_COLUMNS = [column.name for column in Connection.__table__.columns]
 _SPEC_ROWS = f"""
-SELECT b.high_water_mark AS batch_high_water_mark, {", ".join(f"c.{name}" for name in _CONNECTION_COLUMNS)}
+SELECT b.high_water_mark AS batch_high_water_mark, {driver.columns(Connection, "c")}
   FROM batches b LEFT JOIN connections c ON c.id = ANY($2::integer[])
  WHERE b.id = $1"""
 
@@ -27,8 +27,7 @@ async def _batch_and_connections(
     rows = await conn.fetch(_SPEC_ROWS, batch_id, sorted(set(connection_ids)))
     if not rows:
         return False, None, {}
-    connections = {row["id"]: Connection(**{name: row[name] for name in _CONNECTION_COLUMNS})
-                   for row in rows if row["id"] is not None}
+    connections = {row["id"]: driver.detached(Connection, row) for row in rows if row["id"] is not None}
     return True, rows[0]["batch_high_water_mark"], connections
 
 
