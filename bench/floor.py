@@ -29,6 +29,7 @@ import httpx
 from bench.http_stack import api_up
 from tests.support.brokers import free_port, noida, tansu
 from tests.support.databases import fresh_database
+from tests.support.sql import execute
 
 TABLE = "CREATE TABLE IF NOT EXISTS floor_rows (id uuid PRIMARY KEY, kind text, at timestamptz DEFAULT now())"
 
@@ -111,14 +112,6 @@ def _spawn(*args: str) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-async def _table(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(TABLE)
-    finally:
-        await conn.close()
-
-
 def _timed(client: httpx.Client, path: str, count: int) -> list[float]:
     timings = []
     for number in range(count + 5):  # warm-ups: the groups' first joins, connections, caches
@@ -179,7 +172,7 @@ def main() -> None:
                         help="fetch_max_wait_ms of both consumers (bench.round_trip uses 10)")
     args = parser.parse_args()
     with fresh_database("bs_floor") as dsn:
-        asyncio.run(_table(dsn))
+        asyncio.run(execute(dsn, TABLE))
         for kind in (["tansu", "noida"] if args.broker == "both" else [args.broker]):
             print(f"{kind}: {args.syncs} round trips of HTTP + 3 durable transactions + 2 broker hops, nothing else "
                   f"(fetch wait {args.fetch_wait_ms} ms)")

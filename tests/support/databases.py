@@ -5,7 +5,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
-import asyncpg
+from tests.support.sql import execute
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -15,11 +15,7 @@ def dsn_for(name: str) -> str:
 
 
 async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    await execute(ADMIN_DSN, sql)
 
 
 @contextlib.contextmanager
