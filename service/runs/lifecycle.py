@@ -39,6 +39,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_RELAXED = "SET LOCAL synchronous_commit TO OFF"
+
+
 async def relaxed(session: AsyncSession) -> None:
     """Commit this transaction without waiting for the WAL flush: for state whose loss on a database
     crash is harmless (a claim, a lease, mirrored progress); admissions and outcomes stay durable."""
@@ -138,7 +141,6 @@ def lease_from_now(seconds: float) -> Any:
 
 RUN_COLUMNS = driver.columns(Run)
 """Every column of `runs`, as the driver statements return a run (built into a detached `Run`)."""
-_RELAXED = "SET LOCAL synchronous_commit TO OFF"
 
 
 class ClaimBusy(Exception):
